@@ -1,0 +1,39 @@
+# toolfleet: the two commands are `make run` and `make test`; each installs what it needs.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+# uv from PATH, else bootstrapped into .tools/ with the machine's python3 and pip.
+UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
+RUN := $(UV) run --frozen
+
+.PHONY: help sync run test lint format bench
+
+help:
+	@echo "make run    serve the gateway with embedded defaults on 127.0.0.1:8000"
+	@echo "make test   lint and run the whole test suite"
+	@echo "make bench  print the gateway overhead figures (needs wrk)"
+
+$(CURDIR)/.tools/bin/uv:
+	python3 -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/pip install --quiet 'uv>=0.8,<1'
+
+sync: $(UV)
+	$(UV) sync --frozen --all-packages
+
+run: sync
+	$(RUN) toolfleet serve
+
+lint: sync
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+format: sync
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+test: lint
+	$(RUN) pytest
+
+bench: sync
+	@command -v wrk >/dev/null || { echo "bench needs wrk: apt-get install -y wrk"; exit 2; }
+	$(RUN) python bench/gateway_overhead.py

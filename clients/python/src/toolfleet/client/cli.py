@@ -1,0 +1,109 @@
+"""The ``toolfleet`` command: serve, tools, call, version."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import httpx
+from toolfleet.client.http import DEFAULT_URL, GatewayError, ToolfleetClient
+from toolfleet.core import __version__
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from toolfleet.gateway.server import serve
+    except ImportError:  # pragma: no cover - depends on what is installed
+        print("toolfleet serve needs the gateway: pip install toolfleet-gateway", file=sys.stderr)
+        return 2
+    from toolfleet.core.settings import Settings
+
+    overrides = {
+        k: v
+        for k, v in {"host": args.host, "port": args.port, "config_file": args.config}.items()
+        if v is not None
+    }
+    serve(Settings(**overrides))
+    return 0
+
+
+def _tools(args: argparse.Namespace) -> int:
+    with ToolfleetClient(args.url) as client:
+        if args.format == "openai":
+            print(json.dumps(client.openai_tools(), indent=2))
+            return 0
+        for spec in client.tools():
+            first_line = spec.description.strip().splitlines()[0] if spec.description else ""
+            print(f"{spec.name:<20} {spec.service:<10} {first_line}")
+    return 0
+
+
+def _call(args: argparse.Namespace) -> int:
+    try:
+        arguments = json.loads(args.json)
+    except json.JSONDecodeError as exc:
+        print(f"--json is not valid JSON: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(arguments, dict):
+        print("--json must be a JSON object of the tool's arguments", file=sys.stderr)
+        return 2
+    with ToolfleetClient(args.url) as client:
+        obs = client.call(
+            args.tool,
+            arguments,
+            session_id=args.session,
+            trajectory_id=args.trajectory,
+            timeout_s=args.timeout,
+        )
+    print(obs.model_dump_json(indent=2))
+    return 0 if obs.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser."""
+    parser = argparse.ArgumentParser(prog="toolfleet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway with every installed tool (embedded)")
+    serve.add_argument("--host", help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default 8000)")
+    serve.add_argument("--config", help="TOML settings file (or TOOLFLEET_CONFIG)")
+    serve.set_defaults(func=_serve)
+
+    for name, func, help_ in (
+        ("tools", _tools, "list the tools of a running gateway"),
+        ("call", _call, "call a tool on a running gateway and print the observation"),
+    ):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--url", help=f"gateway URL (TOOLFLEET_URL, default {DEFAULT_URL})")
+        p.set_defaults(func=func)
+        if name == "tools":
+            p.add_argument("--format", choices=["toolfleet", "openai"], default="toolfleet")
+        else:
+            p.add_argument("tool", help="tool name")
+            p.add_argument("--json", default="{}", help="the arguments as a JSON object")
+            p.add_argument("--session", help="session id")
+            p.add_argument("--trajectory", help="trajectory id")
+            p.add_argument("--timeout", type=float, help="timeout in seconds")
+
+    version = sub.add_parser("version", help="print the version")
+    version.set_defaults(func=lambda _: print(__version__) or 0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``toolfleet`` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except GatewayError as exc:
+        print(f"toolfleet: {exc}", file=sys.stderr)
+        return 1
+    except httpx.TransportError as exc:  # connection refused and the like
+        print(f"toolfleet: cannot reach the gateway: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

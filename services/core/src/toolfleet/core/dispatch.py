@@ -1,0 +1,74 @@
+"""Dispatchers carry invocations from the gateway to the process that runs the tool.
+
+One interface, so a tool never knows which one carried its call: in-process (embedded, the
+default) or over Redis Streams (distributed).
+"""
+
+from __future__ import annotations
+
+import abc
+
+from toolfleet.core.executor import Executor
+from toolfleet.core.protocol import Invocation, Observation, ToolSpec
+from toolfleet.core.registry import ToolRegistry
+
+
+class Dispatcher(abc.ABC):
+    """Where tool calls and session lifecycle events go."""
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Connect, start workers or tools."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Disconnect, stop workers or tools."""
+
+    @abc.abstractmethod
+    def specs(self) -> list[ToolSpec]:
+        """The tools reachable through this dispatcher, sorted by name."""
+
+    @abc.abstractmethod
+    def has_tool(self, name: str) -> bool:
+        """True when a tool of that name is reachable."""
+
+    @abc.abstractmethod
+    async def dispatch(self, inv: Invocation) -> Observation:
+        """Run the invocation somewhere and return its observation (never raises for a
+        tool's failure)."""
+
+    @abc.abstractmethod
+    async def fork_session(self, source_id: str, new_id: str) -> None:
+        """Copy the tool state of one session into a new one."""
+
+    @abc.abstractmethod
+    async def end_session(self, session_id: str) -> None:
+        """Release the tool state of a session."""
+
+
+class InProcessDispatcher(Dispatcher):
+    """Runs every tool in this process (the embedded runtime)."""
+
+    def __init__(self, registry: ToolRegistry) -> None:
+        self.registry = registry
+        self.executor = Executor(registry)
+        self._specs = registry.specs()
+
+    async def start(self) -> None:
+        await self.executor.start()
+
+    async def stop(self) -> None:
+        await self.executor.stop()
+
+    def specs(self) -> list[ToolSpec]:
+        return self._specs
+
+    def has_tool(self, name: str) -> bool:
+        return name in self.registry
+
+    async def dispatch(self, inv: Invocation) -> Observation:
+        return await self.executor.run(inv)
+
+    async def fork_session(self, source_id: str, new_id: str) -> None:
+        await self.executor.states.fork(source_id, new_id)
+
+    async def end_session(self, session_id: str) -> None:
+        await self.executor.states.close(session_id)

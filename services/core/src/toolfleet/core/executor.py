@@ -1,0 +1,145 @@
+"""The executor runs invocations on the tools of this process.
+
+It is the one place where arguments are validated, per-tool concurrency is limited, the
+timeout is enforced and every exception becomes a diagnostic. The in-process dispatcher calls
+it directly; a Redis worker calls it for each message it takes off a stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from pydantic import ValidationError
+from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, Invocation, Observation, Usage
+from toolfleet.core.registry import ToolRegistry, UnknownToolError
+from toolfleet.core.state import SessionStates
+from toolfleet.core.tool import CallContext, ToolError
+
+log = logging.getLogger(__name__)
+
+
+class Executor:
+    """Runs invocations against a registry, keeping the sessions' tool state."""
+
+    def __init__(self, registry: ToolRegistry, states: SessionStates | None = None) -> None:
+        self.registry = registry
+        self.states = states if states is not None else SessionStates()
+        self._limits = {
+            tool.name: asyncio.Semaphore(tool.max_concurrency)
+            for tool in registry
+            if tool.max_concurrency
+        }
+
+    async def start(self) -> None:
+        """Start every tool."""
+        for tool in self.registry:
+            await tool.start()
+
+    async def stop(self) -> None:
+        """End every session's state, then stop every tool."""
+        await self.states.close_all()
+        for tool in self.registry:
+            try:
+                await tool.stop()
+            except Exception:
+                log.exception("stopping tool %s failed", tool.name)
+
+    async def run(self, inv: Invocation) -> Observation:
+        """Run one invocation; never raises for a tool's failure."""
+        ids = {"session_id": inv.session_id, "trajectory_id": inv.trajectory_id}
+        try:
+            tool = self.registry.get(inv.tool)
+        except UnknownToolError as exc:
+            return Observation.failure(inv.tool, inv.call_id, unknown_tool(exc), **ids)
+        try:
+            args = tool.Arguments.model_validate(inv.arguments)
+        except ValidationError as exc:
+            return Observation.failure(inv.tool, inv.call_id, invalid_arguments(exc), **ids)
+
+        remaining = inv.timeout_s - max(0.0, time.time() - inv.submitted_at)
+        started = time.time()  # stays the submit time when the call never starts
+        ctx = CallContext(
+            call_id=inv.call_id,
+            tenant=inv.tenant,
+            session_id=inv.session_id,
+            trajectory_id=inv.trajectory_id,
+            timeout_s=inv.timeout_s,
+            deadline=time.monotonic() + remaining,
+            states=self.states,
+        )
+        limit = self._limits.get(tool.name)
+        result = None
+        try:
+            async with asyncio.timeout(remaining if remaining > 0 else 0) as scope:
+                if limit is not None:
+                    await limit.acquire()
+                try:
+                    started = time.time()
+                    result = await tool.call(args, ctx)
+                finally:
+                    if limit is not None:
+                        limit.release()
+        except ToolError as exc:
+            error = exc.diagnostic
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            error = ErrorDiagnostic(
+                kind=ErrorKind.timeout,
+                message=f"the call did not finish within its {inv.timeout_s:g} s timeout",
+                hint="Do less work per call, or send a larger timeout_s.",
+            )
+        except Exception as exc:
+            log.exception("tool %s failed on call %s", tool.name, inv.call_id)
+            error = ErrorDiagnostic(
+                kind=ErrorKind.internal,
+                message=f"the {tool.name} tool failed unexpectedly: {type(exc).__name__}",
+                detail=str(exc)[:2000] or None,
+                retryable=True,
+            )
+        else:
+            error = result.error
+        finished = time.time()
+        usage = Usage(
+            queue_ms=max(0.0, (started - inv.submitted_at) * 1000.0),
+            run_ms=(finished - started) * 1000.0,
+            cost=tool.cost if result is None or result.cost is None else result.cost,
+        )
+        if result is None:
+            return Observation.failure(inv.tool, inv.call_id, error, usage=usage, **ids)
+        return Observation(
+            ok=error is None,
+            tool=inv.tool,
+            call_id=inv.call_id,
+            content=result.content,
+            data=result.data,
+            error=error,
+            usage=usage,
+            truncated=result.truncated,
+            **ids,
+        )
+
+
+def unknown_tool(exc: UnknownToolError) -> ErrorDiagnostic:
+    """The diagnostic for a call of a tool that does not exist."""
+    return ErrorDiagnostic(
+        kind=ErrorKind.not_found,
+        message=f"there is no tool named {exc.name!r}",
+        hint=f"Available tools: {', '.join(exc.available) or '(none)'}.",
+    )
+
+
+def invalid_arguments(exc: ValidationError) -> ErrorDiagnostic:
+    """The diagnostic for arguments that do not match the tool's schema, field by field."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        path = ".".join(str(p) for p in err["loc"]) or "(arguments)"
+        problems.append(f"{path}: {err['msg']}")
+    return ErrorDiagnostic(
+        kind=ErrorKind.invalid_arguments,
+        message="the arguments do not match the tool's schema: " + "; ".join(problems[:5]),
+        detail="\n".join(problems),
+        hint="Fix the named arguments and call again; the tool list gives the schema.",
+    )

@@ -1,0 +1,97 @@
+"""Settings: ``TOOLFLEET_*`` environment variables, then an optional TOML config file.
+
+The config file is named by ``TOOLFLEET_CONFIG`` (or ``Settings(config_file=...)``); its keys
+are the field names below. Environment variables win over the file; nested values such as
+``api_keys`` are JSON in the environment (``TOOLFLEET_API_KEYS='{"token": "tenant"}'``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    """Every setting of a toolfleet process, gateway and workers alike."""
+
+    model_config = SettingsConfigDict(env_prefix="TOOLFLEET_", extra="forbid")
+
+    config_file: Path | None = Field(
+        default=None, description="TOML file with settings (env: TOOLFLEET_CONFIG)."
+    )
+    host: str = Field(default="127.0.0.1", description="Address the gateway listens on.")
+    port: int = Field(default=8000, description="Port the gateway listens on.")
+    log_level: str = Field(default="info", description="Logging level.")
+    access_log: bool = Field(default=False, description="Log every HTTP request (costs time).")
+
+    services: list[str] | None = Field(
+        default=None, description="Services whose tools to load (None: every installed one)."
+    )
+    tools: list[str] | None = Field(
+        default=None, description="Tool names to expose (None: every loaded tool)."
+    )
+
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, gt=0, description="Largest request body accepted (else 413)."
+    )
+    max_in_flight: int = Field(
+        default=1024, gt=0, description="Tool calls running at once before 429."
+    )
+    max_batch_calls: int = Field(default=512, gt=0, description="Most calls in one batch.")
+    retry_after_s: int = Field(default=1, ge=0, description="Retry-After sent with a 429.")
+    default_timeout_s: float = Field(default=30.0, gt=0, description="Call timeout if unset.")
+    max_timeout_s: float = Field(default=300.0, gt=0, description="Largest call timeout.")
+
+    session_ttl_s: float = Field(default=1800.0, gt=0, description="Default idle session TTL.")
+    max_session_ttl_s: float = Field(default=86400.0, gt=0, description="Largest session TTL.")
+    max_sessions: int = Field(default=10000, gt=0, description="Live sessions per process.")
+    session_sweep_s: float = Field(default=1.0, gt=0, description="Expiry check interval.")
+
+    idempotency_ttl_s: float = Field(default=600.0, gt=0, description="Idempotency memory.")
+    idempotency_max_entries: int = Field(default=100000, gt=0, description="Keys remembered.")
+
+    api_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="Bearer token -> tenant. Empty: auth off, every caller is tenant 'default'.",
+    )
+
+    def __init__(self, **values: Any) -> None:
+        # The file to read is needed before the sources are built.
+        _config_path.path = values.get("config_file") or os.environ.get("TOOLFLEET_CONFIG")
+        try:
+            super().__init__(**values)
+        finally:
+            _config_path.path = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if _config_path.path:
+            path = Path(_config_path.path)
+            if not path.is_file():
+                raise FileNotFoundError(f"toolfleet config file not found: {path}")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+class _ConfigPath:
+    path: str | Path | None = None
+
+
+_config_path = _ConfigPath()

@@ -1,0 +1,58 @@
+"""Build the gateway's FastAPI app around a runtime."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from toolfleet.core import __version__
+from toolfleet.core.dispatch import Dispatcher, InProcessDispatcher
+from toolfleet.core.registry import ToolRegistry
+from toolfleet.core.runtime import Runtime
+from toolfleet.core.settings import Settings
+from toolfleet.gateway import fast_routes
+from toolfleet.gateway.body_limit import BodyLimitMiddleware
+from toolfleet.gateway.errors import install_error_handlers
+from toolfleet.gateway.routes import health, sessions, tools, trajectories
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    registry: ToolRegistry | None = None,
+    dispatcher: Dispatcher | None = None,
+) -> FastAPI:
+    """The gateway app. By default it serves every installed tool in-process (embedded);
+    pass ``registry`` to serve chosen tools, or ``dispatcher`` to send calls elsewhere."""
+    settings = settings or Settings()
+    if dispatcher is None:
+        dispatcher = InProcessDispatcher(registry or ToolRegistry.discover(settings))
+    runtime = Runtime(settings, dispatcher)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        app.state.ready = True
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            await runtime.stop()
+
+    app = FastAPI(
+        title="toolfleet",
+        version=__version__,
+        description="Sandboxed tool execution for reinforcement learning of tool-using "
+        "language models.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.runtime = runtime
+    app.state.ready = False
+    install_error_handlers(app)
+    for module in (tools, sessions, trajectories, health):
+        app.include_router(module.router)
+    fast_routes.install(app, tools.FAST_ROUTES)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,15 @@
+"""toolfleet's vision service: image crop/zoom/rotate and video frame extraction.
+
+Its tools are registered with the toolfleet.services entry point named ``vision``, which
+points at :func:`tools`. Adding a tool here is one module and one line in that list.
+"""
+
+from __future__ import annotations
+
+from toolfleet.core.settings import Settings
+from toolfleet.core.tool import Tool
+
+
+def tools(settings: Settings) -> list[Tool]:
+    """The tools this service serves, built from settings."""
+    return []
