@@ -100,3 +100,15 @@ def test_registry_refuses_duplicate_names():
     registry = ToolRegistry([Echo()])
     with pytest.raises(ValueError, match="already registered"):
         registry.register(Echo())
+
+
+def test_service_sections_of_the_config_file(tmp_path, monkeypatch):
+    from toolfleet.sandbox.settings import SandboxSettings
+
+    config = tmp_path / "toolfleet.toml"
+    config.write_text("port = 9002\n[sandbox]\nmemory_mb = 300\npool_size = 1\n")
+    monkeypatch.setenv("TOOLFLEET_CONFIG", str(config))
+    assert Settings().port == 9002
+    assert (SandboxSettings().memory_mb, SandboxSettings().pool_size) == (300, 1)
+    monkeypatch.setenv("TOOLFLEET_SANDBOX_MEMORY_MB", "400")
+    assert SandboxSettings().memory_mb == 400

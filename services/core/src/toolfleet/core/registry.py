@@ -65,8 +65,8 @@ class ToolRegistry:
         return sorted(self._tools)
 
     def specs(self) -> list[ToolSpec]:
-        """Every tool's spec, sorted by name."""
-        return [self._tools[name].spec() for name in self.names()]
+        """The spec of every tool a model may see (not hidden ones), sorted by name."""
+        return [self._tools[n].spec() for n in self.names() if not self._tools[n].hidden]
 
     @classmethod
     def discover(cls, settings: Settings) -> ToolRegistry:

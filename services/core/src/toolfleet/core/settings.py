@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -86,7 +87,35 @@ class Settings(BaseSettings):
             path = Path(_config_path.path)
             if not path.is_file():
                 raise FileNotFoundError(f"toolfleet config file not found: {path}")
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            table = TomlConfigSettingsSource(settings_cls, toml_file=path).toml_data
+            own = {  # other tables are services' sections ([sandbox] ...)
+                k: v for k, v in table.items()
+                if k in settings_cls.model_fields or not isinstance(v, dict)
+            }
+            sources.append(InitSettingsSource(settings_cls, own))
+        return tuple(sources)
+
+
+class ServiceSettings(BaseSettings):
+    """Base of a service's own settings: ``TOOLFLEET_<SERVICE>_*`` environment variables, then
+    the ``[<section>]`` table of the config file named by ``TOOLFLEET_CONFIG``."""
+
+    section: ClassVar[str]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = os.environ.get("TOOLFLEET_CONFIG")
+        if path and Path(path).is_file():
+            table = TomlConfigSettingsSource(settings_cls, toml_file=path).toml_data
+            sources.append(InitSettingsSource(settings_cls, table.get(cls.section, {})))
         return tuple(sources)
 
 

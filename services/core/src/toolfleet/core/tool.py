@@ -97,6 +97,7 @@ class Tool(abc.ABC, Generic[ArgsT]):
     stateful: ClassVar[bool] = False
     cost: ClassVar[float] = 0.0
     max_concurrency: ClassVar[int | None] = None  # None: no limit beyond the gateway's
+    hidden: ClassVar[bool] = False  # True: callable, but not in the tool list a model sees
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings

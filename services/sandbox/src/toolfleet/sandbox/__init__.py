@@ -1,6 +1,6 @@
 """toolfleet's sandbox service: Python and bash interpreters in isolated, stateful sessions.
 
-Its tools are registered with the toolfleet.services entry point named ``sandbox``, which
+Its tools are registered with the ``toolfleet.services`` entry point named ``sandbox``, which
 points at :func:`tools`. Adding a tool here is one module and one line in that list.
 """
 
@@ -11,5 +11,8 @@ from toolfleet.core.tool import Tool
 
 
 def tools(settings: Settings) -> list[Tool]:
-    """The tools this service serves, built from settings."""
-    return []
+    """The tools this service serves: python, bash and workspace (files API)."""
+    from toolfleet.sandbox.settings import SandboxSettings
+    from toolfleet.sandbox.tools import tools_for
+
+    return tools_for(SandboxSettings())

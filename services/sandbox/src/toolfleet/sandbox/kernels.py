@@ -1,0 +1,179 @@
+"""The service's handle on a kernel, and the pool of ready kernels.
+
+A :class:`KernelHandle` is a session's state (it has ``fork`` and ``close``): requests go over
+its channel one at a time, a request past its deadline is interrupted (SIGINT) and, if the
+kernel does not answer within a grace period, killed. A dead kernel is replaced by a fresh one
+on the next call; the observation then says the state was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import time
+from typing import Any
+
+from toolfleet.sandbox import wire
+from toolfleet.sandbox.backend import Backend, Family, SandboxUnavailableError, read_hello
+
+log = logging.getLogger(__name__)
+
+MAX_REPLY_BYTES = 256 << 20
+
+
+class KernelDiedError(RuntimeError):
+    """The kernel went away during a request (killed: memory, CPU limit, or by us)."""
+
+
+class KernelHandle:
+    """One live kernel process and its channel."""
+
+    def __init__(self, family: Family, sock: socket.socket, pid: int, grace_s: float) -> None:
+        self.family = family
+        self.sock = sock
+        self.pid = pid
+        self.grace_s = grace_s
+        self.alive = True
+        self.restarted = False  # set on a replacement kernel: the session lost its state
+        self._lock = asyncio.Lock()
+
+    async def request(
+        self, msg: dict[str, Any], deadline: float, fds: list[int] | None = None
+    ) -> dict[str, Any]:
+        """Send one request; past ``deadline`` (monotonic) interrupt, then kill. Returns the
+        kernel's reply, or raises KernelDiedError / TimeoutError (kernel killed)."""
+        async with self._lock:
+            if not self.alive:
+                raise KernelDiedError("the kernel is not running")
+            try:
+                await wire.asend(self.sock, msg, fds)
+                return await self._reply(deadline)
+            except asyncio.CancelledError:
+                # The caller gave up (its own timeout): the kernel may still be busy.
+                self._kill_soon()
+                raise
+            except (OSError, wire.ChannelClosedError) as exc:
+                self._mark_dead()
+                raise KernelDiedError(str(exc)) from exc
+
+    async def _reply(self, deadline: float) -> dict[str, Any]:
+        recv = asyncio.ensure_future(wire.arecv(self.sock, MAX_REPLY_BYTES))
+        try:
+            done, _ = await asyncio.wait({recv}, timeout=max(0.0, deadline - time.monotonic()))
+            if done:
+                return recv.result()
+            await self.family.signal(self.pid, signal.SIGINT)
+            done, _ = await asyncio.wait({recv}, timeout=self.grace_s)
+            if done:
+                return recv.result()
+            await self.kill()
+            raise TimeoutError("the kernel did not stop when interrupted and was killed")
+        finally:
+            if not recv.done():
+                recv.cancel()
+                with contextlib.suppress(BaseException):
+                    await recv
+
+    async def fork(self) -> KernelHandle:
+        """A copy of this kernel (its globals and files) in the same family."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            reply = await self.request(
+                {"op": "fork"}, time.monotonic() + 60, fds=[theirs.fileno()]
+            )
+        finally:
+            theirs.close()
+        if not reply.get("ok"):
+            ours.close()
+            raise SandboxUnavailableError(f"fork failed: {reply.get('error')}")
+        ours.setblocking(False)
+        try:
+            pid = await read_hello(ours)
+            await self.family.adopt(pid)
+        except BaseException:
+            ours.close()
+            raise
+        return KernelHandle(self.family, ours, pid, self.grace_s)
+
+    async def close(self) -> None:
+        """End the kernel (and its family with its last member)."""
+        await self.kill()
+
+    async def kill(self) -> None:
+        if not self.alive:
+            return
+        self._mark_dead()
+        with contextlib.suppress(SandboxUnavailableError):
+            await self.family.kill(self.pid)
+
+    def _mark_dead(self) -> None:
+        self.alive = False
+        self.sock.close()
+
+    def _kill_soon(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.kill())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+
+_background: set[asyncio.Task[Any]] = set()
+
+
+class KernelPool:
+    """Fresh kernels, each in a family of its own, kept ready so a new session or a
+    stateless call does not wait for a fork."""
+
+    def __init__(self, backend: Backend, size: int, grace_s: float) -> None:
+        self.backend = backend
+        self.size = size
+        self.grace_s = grace_s
+        self._ready: asyncio.Queue[KernelHandle] = asyncio.Queue()
+        self._refill: asyncio.Task[None] | None = None
+        self._wakeup = asyncio.Event()
+
+    async def start(self) -> None:
+        await self.backend.start()
+        if self.size:
+            self._refill = asyncio.create_task(self._keep_filled(), name="kernel-pool")
+
+    async def stop(self) -> None:
+        if self._refill is not None:
+            self._refill.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refill
+        while not self._ready.empty():
+            await self._ready.get_nowait().close()
+        await self.backend.stop()
+
+    async def take(self) -> KernelHandle:
+        """A fresh kernel: from the pool when one is ready, else spawned now."""
+        self._wakeup.set()
+        while not self._ready.empty():
+            kernel = self._ready.get_nowait()
+            if kernel.alive:
+                return kernel
+        return await self.spawn()
+
+    async def spawn(self) -> KernelHandle:
+        """A fresh kernel in a new family."""
+        family = await self.backend.new_family()
+        try:
+            sock, pid = await family.spawn()
+        except BaseException:
+            await family.close()
+            raise
+        return KernelHandle(family, sock, pid, self.grace_s)
+
+    async def _keep_filled(self) -> None:
+        while True:
+            while self._ready.qsize() < self.size:
+                try:
+                    self._ready.put_nowait(await self.spawn())
+                except SandboxUnavailableError as exc:
+                    log.error("sandbox pool: %s", exc)
+                    await asyncio.sleep(1)
+            self._wakeup.clear()
+            await self._wakeup.wait()

@@ -1,0 +1,54 @@
+"""Settings of the sandbox service: ``TOOLFLEET_SANDBOX_*`` environment variables, or the
+``[sandbox]`` table of the TOML config file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from toolfleet.core.settings import ServiceSettings
+
+
+class SandboxSettings(ServiceSettings):
+    """How kernels are isolated, limited and pooled."""
+
+    model_config = SettingsConfigDict(env_prefix="TOOLFLEET_SANDBOX_", extra="forbid")
+    section = "sandbox"
+
+    backend: Literal["local", "docker"] = Field(
+        default="local", description="local: namespaces on this host; docker: containers."
+    )
+    isolation: Literal["auto", "jail", "none"] = Field(
+        default="auto",
+        description="local backend: jail = namespaces + chroot + per-family uid (needs root or "
+        "user namespaces); none = limits only; auto = jail when possible.",
+    )
+    pool_size: int = Field(default=4, ge=0, description="Fresh kernels kept ready.")
+    preload: list[str] = Field(
+        default=["numpy", "sympy", "pandas", "matplotlib", "matplotlib.pyplot", "PIL.Image"],
+        description="Modules the zygote imports once so kernels start with them loaded.",
+    )
+    memory_mb: int = Field(default=1024, gt=0, description="Memory per kernel (MiB).")
+    disk_mb: int = Field(default=256, gt=0, description="Workspace disk per family (MiB).")
+    file_mb: int = Field(default=64, gt=0, description="Largest file a kernel may write.")
+    processes: int = Field(default=64, gt=0, description="Processes per family.")
+    open_files: int = Field(default=256, gt=0, description="Open files per process.")
+    cpu_seconds: int = Field(default=3600, gt=0, description="CPU seconds per kernel lifetime.")
+    max_output_chars: int = Field(default=100_000, gt=0, description="stdout+stderr per call.")
+    max_images: int = Field(default=16, ge=0, description="Images returned per call.")
+    max_image_bytes: int = Field(default=8 << 20, gt=0, description="Largest image returned.")
+    max_file_bytes: int = Field(default=32 << 20, gt=0, description="Largest upload/download.")
+    uid_base: int = Field(default=200_000, gt=0, description="First uid given to a family.")
+    uid_count: int = Field(default=60_000, gt=0, description="Uids available to families.")
+    state_dir: Path = Field(
+        default=Path("/tmp/toolfleet-sandbox"), description="Where the service keeps its sockets."
+    )
+    interrupt_grace_s: float = Field(
+        default=0.5, gt=0, description="Wait after interrupting a late call before killing it."
+    )
+    docker_image: str = Field(default="toolfleet-sandbox:latest", description="Kernel image.")
+    docker_runtime: str | None = Field(default=None, description="e.g. runsc for gVisor.")
+    docker_pool_size: int = Field(default=2, ge=0, description="Warm containers kept ready.")

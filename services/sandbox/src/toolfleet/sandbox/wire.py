@@ -1,0 +1,114 @@
+"""Framed JSON messages over Unix sockets, with file descriptors passed alongside.
+
+Used on both sides of the sandbox boundary: the service (asyncio) and the zygote and kernels
+(blocking). A frame is a 4-byte big-endian length and a UTF-8 JSON object. What comes from a
+kernel is untrusted: frames are bounded and only ever decoded as JSON.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import json
+import socket
+import struct
+from typing import Any
+
+HEADER = struct.Struct("!I")
+MAX_FRAME = 256 * 1024 * 1024
+
+
+class ChannelClosedError(ConnectionError):
+    """The other end went away."""
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    """One frame."""
+    data = json.dumps(obj, separators=(",", ":")).encode()
+    return HEADER.pack(len(data)) + data
+
+
+def _ancillary(fds: list[int]) -> list[tuple[int, int, bytes]]:
+    return [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
+
+
+# --------------------------------------------------------------------------- blocking side
+
+
+def send(sock: socket.socket, obj: dict[str, Any], fds: list[int] | None = None) -> None:
+    """Send one frame (and ``fds`` with its first byte)."""
+    frame = encode(obj)
+    if fds:
+        sent = sock.sendmsg([frame], _ancillary(fds))
+        frame = frame[sent:]
+    if frame:
+        sock.sendall(frame)
+
+
+def _recv_exact(sock: socket.socket, size: int, fds: list[int]) -> bytes:
+    chunks, remaining = [], size
+    while remaining:
+        data, ancdata, _, _ = sock.recvmsg(
+            min(remaining, 1 << 20), socket.CMSG_SPACE(4 * 8)
+        )
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                usable = len(payload) - len(payload) % 4
+                fds.extend(array.array("i", payload[:usable]))
+        if not data:
+            raise ChannelClosedError("channel closed")
+        chunks.append(data)
+        remaining -= len(data)
+    return b"".join(chunks)
+
+
+def recv(sock: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    """Receive one frame and any descriptors sent with it."""
+    fds: list[int] = []
+    (size,) = HEADER.unpack(_recv_exact(sock, HEADER.size, fds))
+    if size > MAX_FRAME:
+        raise ChannelClosedError(f"frame of {size} bytes is over the limit")
+    return json.loads(_recv_exact(sock, size, fds)), fds
+
+
+# --------------------------------------------------------------------------- asyncio side
+
+
+async def asend(sock: socket.socket, obj: dict[str, Any], fds: list[int] | None = None) -> None:
+    """Send one frame from asyncio (the socket must be non-blocking)."""
+    loop = asyncio.get_running_loop()
+    frame = encode(obj)
+    if fds:
+        while True:
+            try:
+                sent = sock.sendmsg([frame], _ancillary(fds))
+                break
+            except BlockingIOError:
+                await asyncio.sleep(0.001)
+        frame = frame[sent:]
+    if frame:
+        await loop.sock_sendall(sock, frame)
+
+
+async def _arecv_exact(sock: socket.socket, size: int) -> bytes:
+    loop = asyncio.get_running_loop()
+    buf = bytearray(size)
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        n = await loop.sock_recv_into(sock, view[got:])
+        if n == 0:
+            raise ChannelClosedError("channel closed")
+        got += n
+    return bytes(buf)
+
+
+async def arecv(sock: socket.socket, max_frame: int = MAX_FRAME) -> dict[str, Any]:
+    """Receive one frame from asyncio; frames over ``max_frame`` close the channel."""
+    (size,) = HEADER.unpack(await _arecv_exact(sock, HEADER.size))
+    if size > max_frame:
+        raise ChannelClosedError(f"frame of {size} bytes is over the limit of {max_frame}")
+    obj = json.loads(await _arecv_exact(sock, size))
+    if not isinstance(obj, dict):
+        raise ChannelClosedError("frame is not a JSON object")
+    return obj

@@ -1,0 +1,281 @@
+"""The zygote: a template interpreter that forks kernels, inside the sandbox.
+
+Started by a backend (``python -m toolfleet.sandbox.zygote``), usually as PID 1 of fresh
+namespaces made by ``unshare``. It builds the jail, imports the heavy libraries once, then
+serves its control channel: ``spawn`` forks a kernel into a family (uid) with its limits and
+hands it the channel descriptor that came with the request; ``signal`` and ``kill`` reach a
+kernel; ``remove_family`` ends a family and deletes its files. As PID 1 it also reaps
+orphans and kills processes that escaped their kernel (daemons), and when the service goes
+away it exits, which ends every process of the namespace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+from toolfleet.sandbox import jail, wire
+
+SWEEP_INTERVAL_S = 1.0
+KERNEL_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "MPLBACKEND": "Agg",
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+class Zygote:
+    """Serves one control channel until it closes."""
+
+    def __init__(
+        self, control: socket.socket, jailed: bool, seccomp: bool, box_root: str
+    ) -> None:
+        self.control = control
+        self.box_root = box_root
+        self.jailed = jailed
+        self.seccomp = seccomp
+        self.pid_one = os.getpid() == 1
+        self.kernels: dict[int, int] = {}  # pid -> family uid
+        self.families: set[int] = set()
+        self.base_vm = _vm_size()
+        self.last_sweep = time.monotonic()
+
+    def serve(self) -> None:
+        wire.send(self.control, {"op": "ready", "pid": os.getpid(), "jailed": self.jailed,
+                                 "seccomp": self.seccomp, "pid_namespace": self.pid_one,
+                                 "base_vm_bytes": self.base_vm})
+        while True:
+            ready, _, _ = select.select([self.control], [], [], SWEEP_INTERVAL_S)
+            self._reap()
+            if self.pid_one and time.monotonic() - self.last_sweep >= SWEEP_INTERVAL_S:
+                self._sweep()
+            if not ready:
+                continue
+            try:
+                msg, fds = wire.recv(self.control)
+            except (wire.ChannelClosedError, OSError):
+                return  # the service is gone: exiting ends every kernel of the namespace
+            try:
+                reply = self.handle(msg, fds)
+            except Exception as exc:
+                for fd in fds:
+                    _close(fd)
+                reply = {"ok": False, "error": repr(exc)}
+            wire.send(self.control, reply)
+
+    def handle(self, msg: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        op = msg["op"]
+        if op == "spawn":
+            return self.spawn(int(msg["uid"]), jail.Limits(**msg["limits"]), fds[0])
+        if op == "signal":
+            return {"ok": self._signal(int(msg["pid"]), int(msg["uid"]), int(msg["sig"]))}
+        if op == "register":
+            self.kernels[int(msg["pid"])] = int(msg["uid"])
+            return {"ok": True}
+        if op == "kill":
+            pid, uid = int(msg["pid"]), int(msg["uid"])
+            for child in _descendants(pid):
+                self._signal(child, uid, signal.SIGKILL)
+            ok = self._signal(pid, uid, signal.SIGKILL)
+            self.kernels.pop(pid, None)
+            return {"ok": ok}
+        if op == "remove_family":
+            uid = int(msg["uid"])
+            for pid in [p for p, u in self.kernels.items() if u == uid]:
+                self.kernels.pop(pid)
+            if uid in self.families:
+                self.families.discard(uid)
+                jail.remove_family(uid, own_mounts=self.jailed, box_root=self.box_root)
+            return {"ok": True}
+        if op == "ping":
+            return {"ok": True, "kernels": len(self.kernels), "families": len(self.families)}
+        return {"ok": False, "error": f"unknown op {op!r}"}
+
+    def spawn(self, uid: int, limits: jail.Limits, fd: int) -> dict[str, Any]:
+        if uid not in self.families:
+            jail.make_family(uid, limits, own_mounts=self.jailed, box_root=self.box_root)
+            self.families.add(uid)
+        workspace = _new_workspace(jail.family_dir(uid, self.box_root), uid)
+        pid = os.fork()
+        if pid == 0:  # the kernel
+            try:
+                self._become_kernel(uid, limits, fd, workspace)
+            finally:
+                os._exit(1)
+        _close(fd)
+        self.kernels[pid] = uid
+        return {"ok": True, "pid": pid}
+
+    def _become_kernel(self, uid: int, limits: jail.Limits, fd: int, workspace: str) -> None:
+        from toolfleet.sandbox.kernel import Kernel
+
+        self.control.close()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.setsid()
+        jail.prctl(jail.PR_SET_PDEATHSIG, signal.SIGKILL)
+        env = {**KERNEL_ENV, "HOME": workspace, "TMPDIR": workspace, "MPLCONFIGDIR": workspace}
+        os.environ.clear()
+        os.environ.update(env)
+        os.chdir(workspace)
+        jail.drop_privileges(uid, limits, self.base_vm)
+        if self.seccomp:
+            jail.apply_seccomp()
+        Kernel(socket.socket(fileno=fd), workspace, env).serve()
+
+    def _signal(self, pid: int, uid: int, sig: int) -> bool:
+        """Signal ``pid`` only if it still belongs to the family (pids get reused)."""
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != uid and uid != 0:
+                return False
+            os.kill(pid, sig)
+            return True
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            return False
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.kernels.pop(pid, None)
+
+    def _sweep(self) -> None:
+        """Kill processes that left their kernel (reparented to PID 1) and are no kernel."""
+        self.last_sweep = time.monotonic()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) in self.kernels or entry == "1":
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == 1:
+                try:
+                    os.kill(int(entry), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+def _new_workspace(family: str, uid: int) -> str:
+    n = 1
+    while True:
+        path = os.path.join(family, f"w{n}")
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            n += 1
+            continue
+        os.chown(path, uid, uid)
+        return path
+
+
+def _descendants(pid: int) -> list[int]:
+    from toolfleet.sandbox.kernel import _children
+
+    found = []
+    for child in _children(pid):
+        found.extend(_descendants(child))
+        found.append(child)
+    return found
+
+
+def _vm_size() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def preload(modules: list[str]) -> list[str]:
+    """Import what kernels will want, once; the names that imported."""
+    loaded = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+            loaded.append(name)
+        except Exception:
+            continue
+    pil = sys.modules.get("PIL.Image")
+    if pil is not None:  # Image.show() displays in the call's output
+        pil.Image.show = _show_image
+    return loaded
+
+
+def _show_image(image: Any, *args: Any, **kwargs: Any) -> None:
+    from toolfleet.sandbox.kernel import CURRENT
+
+    if CURRENT is not None:
+        CURRENT._display(image)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="toolfleet-zygote")
+    parser.add_argument("--fd", type=int, help="inherited control socket")
+    parser.add_argument("--listen", help="Unix socket path to accept one control connection on")
+    parser.add_argument("--jail-root", help="build the jail with its root mounted here")
+    parser.add_argument("--bind", action="append", default=[], help="extra read-only path")
+    parser.add_argument("--preload", default="", help="comma-separated modules to import")
+    parser.add_argument("--no-seccomp", action="store_true")
+    parser.add_argument("--box-root", default=jail.BOX_ROOT, help="where families live")
+    args = parser.parse_args(argv)
+
+    os.environ.update(KERNEL_ENV)
+    if args.fd is not None:
+        control = socket.socket(fileno=args.fd)
+    else:
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if os.path.exists(args.listen):
+            os.unlink(args.listen)
+        server.bind(args.listen)
+        os.chmod(args.listen, 0o600)
+        server.listen(1)
+        control, _ = server.accept()
+        server.close()
+    jailed = False
+    if args.jail_root:
+        jail.build_root(args.jail_root, jail.SYSTEM_PATHS + jail.python_paths() + args.bind)
+        jailed = True
+    os.environ["MPLCONFIGDIR"] = "/tmp"
+    preload([m for m in args.preload.split(",") if m])
+    seccomp = not args.no_seccomp
+    if seccomp:
+        try:
+            import pyseccomp  # noqa: F401
+        except (ImportError, OSError):
+            seccomp = False
+    gc.collect()
+    gc.freeze()  # keep the template's objects out of the kernels' collections (shared pages)
+    os.makedirs(args.box_root, mode=0o711, exist_ok=True)
+    Zygote(control, jailed, seccomp, args.box_root).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
