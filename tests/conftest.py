@@ -16,6 +16,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from toolfleet.core import Settings
+from toolfleet.core.registry import ToolRegistry
 from toolfleet.gateway.app import create_app
 
 from tests.support import test_registry
@@ -24,11 +25,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @asynccontextmanager
-async def gateway(**overrides: object) -> AsyncIterator[httpx.AsyncClient]:
-    """A started gateway serving the test tools, and a client of it."""
+async def gateway(
+    registry: ToolRegistry | None = None, **overrides: object
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A started gateway serving ``registry`` (default: the test tools), and a client of it."""
     settings = Settings(**overrides)
-    app = create_app(settings, registry=test_registry(settings))
-    async with LifespanManager(app) as manager:
+    app = create_app(settings, registry=registry or test_registry(settings))
+    async with LifespanManager(app, startup_timeout=180, shutdown_timeout=60) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
             client.app = app  # type: ignore[attr-defined]

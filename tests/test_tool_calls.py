@@ -192,7 +192,7 @@ async def test_too_many_in_flight_is_429_with_retry_after(make_gateway):
             )
             for _ in range(2)
         ]
-        while client.app.state.runtime.in_flight < 2:  # noqa: ASYNC110 - polling a counter
+        while client.app.state.runtime.in_flight < 2:
             await asyncio.sleep(0.01)
         r = await client.post("/v1/tools/noop/call")
         assert r.status_code == 429

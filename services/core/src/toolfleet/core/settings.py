@@ -89,7 +89,8 @@ class Settings(BaseSettings):
                 raise FileNotFoundError(f"toolfleet config file not found: {path}")
             table = TomlConfigSettingsSource(settings_cls, toml_file=path).toml_data
             own = {  # other tables are services' sections ([sandbox] ...)
-                k: v for k, v in table.items()
+                k: v
+                for k, v in table.items()
                 if k in settings_cls.model_fields or not isinstance(v, dict)
             }
             sources.append(InitSettingsSource(settings_cls, own))

@@ -12,7 +12,7 @@ from toolfleet.core.tool import Tool
 
 def tools(settings: Settings) -> list[Tool]:
     """The tools this service serves: python, bash and workspace (files API)."""
+    from toolfleet.sandbox.interpreters import tools_for
     from toolfleet.sandbox.settings import SandboxSettings
-    from toolfleet.sandbox.tools import tools_for
 
     return tools_for(SandboxSettings())

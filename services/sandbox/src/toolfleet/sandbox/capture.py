@@ -89,8 +89,12 @@ class Display:
             self.dropped += 1
             return True
         self.images.append(
-            {"mime_type": "image/png", "data": base64.b64encode(data).decode(),
-             "width": width, "height": height}
+            {
+                "mime_type": "image/png",
+                "data": base64.b64encode(data).decode(),
+                "width": width,
+                "height": height,
+            }
         )
         return True
 
@@ -107,8 +111,9 @@ class Display:
 def _png_of(obj: Any) -> tuple[bytes, int, int] | None:
     pil = sys.modules.get("PIL.Image")
     if pil is not None and isinstance(obj, pil.Image):
-        image = obj if obj.mode in ("RGB", "RGBA", "L", "LA", "P", "1", "I;16") else obj.convert(
-            "RGBA")
+        image = (
+            obj if obj.mode in ("RGB", "RGBA", "L", "LA", "P", "1", "I;16") else obj.convert("RGBA")
+        )
         buf = io.BytesIO()
         image.save(buf, format="PNG")
         return buf.getvalue(), obj.width, obj.height

@@ -54,7 +54,10 @@ class Limits:
 def mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
     """mount(2); raises OSError."""
     rc = _libc.mount(
-        source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
+        source.encode(),
+        target.encode(),
+        fstype.encode() if fstype else None,
+        flags,
         data.encode() if data else None,
     )
     if rc != 0:
@@ -109,20 +112,25 @@ def build_root(root: str, paths: list[str], tmp_bytes: int = 16 * 1024 * 1024) -
             # a subdirectory of an earlier bind is visible already
             pass
     os.makedirs(root + "/proc", exist_ok=True)
-    mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+    # hidepid=2: a kernel sees only its own family's processes
+    mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2")
     os.makedirs(root + "/dev", exist_ok=True)
     mount("tmpfs", root + "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k")
     for name in DEVICES:
         Path(root + "/dev/" + name).touch()
         mount("/dev/" + name, root + "/dev/" + name, None, MS_BIND, None)
-    for link, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
-                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+    for link, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
         os.symlink(target, f"{root}/dev/{link}")
     os.makedirs(root + "/dev/shm")
-    mount("tmpfs", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV,
-          f"mode=1777,size={tmp_bytes}")
+    mount("tmpfs", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={tmp_bytes}")
+    # /tmp is not shared between families: it is not writable; TMPDIR points at the workspace.
     os.makedirs(root + "/tmp", exist_ok=True)
-    mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={tmp_bytes}")
+    mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "mode=0755,size=4k")
     os.makedirs(root + BOX_ROOT, exist_ok=True)
     mount("tmpfs", root + BOX_ROOT, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0711,size=1m")
     os.chroot(root)
@@ -140,8 +148,13 @@ def make_family(uid: int, limits: Limits, own_mounts: bool, box_root: str = BOX_
     path = family_dir(uid, box_root)
     os.makedirs(path, exist_ok=True)
     if own_mounts:
-        mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV,
-              f"mode=0700,uid={uid},gid={uid},size={limits.disk_bytes}")
+        mount(
+            "tmpfs",
+            path,
+            "tmpfs",
+            MS_NOSUID | MS_NODEV,
+            f"mode=0700,uid={uid},gid={uid},size={limits.disk_bytes}",
+        )
     else:
         os.chmod(path, 0o700)
         os.chown(path, uid, uid)
@@ -203,13 +216,44 @@ def apply_seccomp() -> bool:
         return False
     flt = sc.SyscallFilter(defaction=sc.ALLOW)
     for name in (
-        "ptrace", "process_vm_readv", "process_vm_writev", "mount", "umount2", "pivot_root",
-        "chroot", "unshare", "setns", "keyctl", "add_key", "request_key", "bpf",
-        "perf_event_open", "kexec_load", "kexec_file_load", "init_module", "finit_module",
-        "delete_module", "reboot", "swapon", "swapoff", "acct", "userfaultfd", "syslog",
-        "open_by_handle_at", "name_to_handle_at", "quotactl", "fanotify_init",
-        "settimeofday", "clock_settime", "adjtimex", "sethostname", "setdomainname",
-        "lookup_dcookie", "vhangup", "iopl", "ioperm",
+        "ptrace",
+        "process_vm_readv",
+        "process_vm_writev",
+        "mount",
+        "umount2",
+        "pivot_root",
+        "chroot",
+        "unshare",
+        "setns",
+        "keyctl",
+        "add_key",
+        "request_key",
+        "bpf",
+        "perf_event_open",
+        "kexec_load",
+        "kexec_file_load",
+        "init_module",
+        "finit_module",
+        "delete_module",
+        "reboot",
+        "swapon",
+        "swapoff",
+        "acct",
+        "userfaultfd",
+        "syslog",
+        "open_by_handle_at",
+        "name_to_handle_at",
+        "quotactl",
+        "fanotify_init",
+        "settimeofday",
+        "clock_settime",
+        "adjtimex",
+        "sethostname",
+        "setdomainname",
+        "lookup_dcookie",
+        "vhangup",
+        "iopl",
+        "ioperm",
     ):
         try:
             flt.add_rule(sc.ERRNO(errno.EPERM), name)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import base64
 import builtins
+import contextlib
 import io
 import linecache
 import os
@@ -30,8 +31,7 @@ from toolfleet.sandbox.capture import CappedWriter, Display, OutputBudget, Outpu
 
 BASH = "/bin/bash"
 STATE_TRAP = (
-    "trap '__tf_s=$?; pwd > \"$__TF_STATE/cwd\"; env -0 > \"$__TF_STATE/env\"; "
-    "exit $__tf_s' EXIT\n"
+    'trap \'__tf_s=$?; pwd > "$__TF_STATE/cwd"; env -0 > "$__TF_STATE/env"; exit $__tf_s\' EXIT\n'
 )
 MAX_FILES_LISTED = 1000
 CURRENT: Kernel | None = None  # the kernel this process serves (for PIL's Image.show)
@@ -42,6 +42,7 @@ class Kernel:
 
     def __init__(self, chan: socket.socket, workspace: str, env: dict[str, str]) -> None:
         self.chan = chan
+        self.pid = os.getpid()
         self.workspace = workspace
         self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
         self.bash_cwd = workspace
@@ -73,6 +74,8 @@ class Kernel:
                 reply = {"ok": False, "error": {"kind": "timeout", "message": "interrupted"}}
             except Exception as exc:  # keep serving whatever a request did
                 reply = {"ok": False, "error": {"kind": "internal", "message": repr(exc)}}
+            if os.getpid() != self.pid:
+                os._exit(0)  # a process the model's code forked: it must not answer
             try:
                 wire.send(self.chan, reply)
             except OSError:
@@ -106,8 +109,9 @@ class Kernel:
         code: str = msg["code"]
         budget = OutputBudget(int(msg.get("max_output", 100_000)))
         out, err = CappedWriter(budget, "<stdout>"), CappedWriter(budget, "<stderr>")
-        display = self.display = Display(int(msg.get("max_images", 16)),
-                                         int(msg.get("max_image_bytes", 8 << 20)))
+        display = self.display = Display(
+            int(msg.get("max_images", 16)), int(msg.get("max_image_bytes", 8 << 20))
+        )
         self.cells += 1
         filename = f"<cell-{self.cells}>"
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
@@ -121,8 +125,10 @@ class Kernel:
         try:
             result = self._execute(code, filename, display, int(msg.get("max_result", 20_000)))
         except OutputLimitError:
-            error = {"kind": "output_limit",
-                     "message": f"the output passed the limit of {budget.limit} characters"}
+            error = {
+                "kind": "output_limit",
+                "message": f"the output passed the limit of {budget.limit} characters",
+            }
         except KeyboardInterrupt:
             error = {"kind": "timeout", "message": "interrupted: the call ran out of time"}
         except MemoryError:
@@ -131,8 +137,11 @@ class Kernel:
             error = _syntax_error(exc)
         except SystemExit as exc:
             if exc.code not in (None, 0):
-                error = {"kind": "runtime_error", "message": f"SystemExit: {exc.code}",
-                         "type": "SystemExit"}
+                error = {
+                    "kind": "runtime_error",
+                    "message": f"SystemExit: {exc.code}",
+                    "type": "SystemExit",
+                }
         except BaseException as exc:
             error = _runtime_error(exc)
         finally:
@@ -142,9 +151,13 @@ class Kernel:
             display.flush_figures()
         except Exception as exc:
             err.add(f"\n[figure could not be rendered: {exc!r}]\n")
+        if os.getpid() != self.pid:
+            os._exit(0)  # a process the model's code forked: it must not answer
         self._reap_children()
         out.add(self._drain_spill())
+        threading = sys.modules.get("threading")
         return {
+            "threads": threading.active_count() if threading else 1,
             "ok": error is None,
             "stdout": out.getvalue(),
             "stderr": err.getvalue(),
@@ -192,6 +205,8 @@ class Kernel:
         """Kill what the call left running (its child processes) and reap it."""
         for pid in _children(os.getpid()):
             _kill_tree(pid)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)  # SIGKILLed: returns at once, and leaves no zombie
         while True:
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -211,13 +226,19 @@ class Kernel:
         cwd = self.bash_cwd if os.path.isdir(self.bash_cwd) else self.workspace
         started = time.perf_counter()
         proc = subprocess.Popen(
-            [BASH, "-c", STATE_TRAP + msg["command"]], cwd=cwd, env=env,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [BASH, "-c", STATE_TRAP + msg["command"]],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             start_new_session=True,
         )
         budget = OutputBudget(limit)
-        streams = {proc.stdout.fileno(): CappedWriter(budget, "stdout"),
-                   proc.stderr.fileno(): CappedWriter(budget, "stderr")}
+        streams = {
+            proc.stdout.fileno(): CappedWriter(budget, "stdout"),
+            proc.stderr.fileno(): CappedWriter(budget, "stderr"),
+        }
         error: dict[str, Any] | None = None
         self.running = True
         try:
@@ -236,9 +257,14 @@ class Kernel:
         if error is None and code != 0:
             error = {"kind": "runtime_error", "message": f"exit status {code}"}
         return {
-            "ok": error is None, "stdout": out.getvalue(), "stderr": err.getvalue(),
-            "exit_code": code, "error": error, "truncated": budget.exceeded,
-            "cwd": self.bash_cwd, "elapsed_ms": (time.perf_counter() - started) * 1000,
+            "ok": error is None,
+            "stdout": out.getvalue(),
+            "stderr": err.getvalue(),
+            "exit_code": code,
+            "error": error,
+            "truncated": budget.exceeded,
+            "cwd": self.bash_cwd,
+            "elapsed_ms": (time.perf_counter() - started) * 1000,
         }
 
     def _load_bash_state(self, state_dir: str) -> None:
@@ -276,6 +302,7 @@ class Kernel:
     def _become_fork(self, fd: int, workspace: str) -> None:
         self.chan.close()
         self.chan = socket.socket(fileno=fd)
+        self.pid = os.getpid()
         os.close(self.spill)  # the parent's; this copy gets its own
         self.spill = os.memfd_create("kernel-output", 0)
         os.dup2(self.spill, 1)
@@ -317,8 +344,13 @@ class Kernel:
             full = self._resolve(path)
             size = os.path.getsize(full)
             if size > max_bytes:
-                return {"ok": False, "error": {"kind": "output_limit",
-                        "message": f"{path} is {size} bytes, over the limit of {max_bytes}"}}
+                return {
+                    "ok": False,
+                    "error": {
+                        "kind": "output_limit",
+                        "message": f"{path} is {size} bytes, over the limit of {max_bytes}",
+                    },
+                }
             with open(full, "rb") as f:
                 data = f.read(max_bytes + 1)
         except OSError as exc:
@@ -359,8 +391,7 @@ def _syntax_error(exc: SyntaxError) -> dict[str, Any]:
 
 
 def _runtime_error(exc: BaseException) -> dict[str, Any]:
-    frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if f.filename.startswith("<cell-")]
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith("<cell-")]
     lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
     lines += traceback.format_exception_only(type(exc), exc)
     return {
@@ -373,13 +404,17 @@ def _runtime_error(exc: BaseException) -> dict[str, Any]:
 
 
 def _file_error(exc: OSError) -> dict[str, Any]:
-    kind = "permission_denied" if isinstance(exc, PermissionError) else (
-        "not_found" if isinstance(exc, FileNotFoundError) else "runtime_error")
+    kind = (
+        "permission_denied"
+        if isinstance(exc, PermissionError)
+        else ("not_found" if isinstance(exc, FileNotFoundError) else "runtime_error")
+    )
     return {"ok": False, "error": {"kind": kind, "message": str(exc)}}
 
 
-def _pump(streams: dict[int, CappedWriter], budget: OutputBudget, deadline: float
-          ) -> dict[str, Any] | None:
+def _pump(
+    streams: dict[int, CappedWriter], budget: OutputBudget, deadline: float
+) -> dict[str, Any] | None:
     """Read both pipes until EOF, the output cap or the deadline."""
     open_fds = list(streams)
     while open_fds:
@@ -394,8 +429,10 @@ def _pump(streams: dict[int, CappedWriter], budget: OutputBudget, deadline: floa
                 continue
             streams[fd].add(data.decode(errors="replace"))
             if budget.exceeded:
-                return {"kind": "output_limit",
-                        "message": f"the output passed the limit of {budget.limit} characters"}
+                return {
+                    "kind": "output_limit",
+                    "message": f"the output passed the limit of {budget.limit} characters",
+                }
     return None
 
 
@@ -413,17 +450,13 @@ def _children(pid: int) -> list[int]:
 def _kill_tree(pid: int) -> None:
     for child in _children(pid):
         _kill_tree(child)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _kill_group(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _next_workspace(family: str) -> str:

@@ -55,6 +55,8 @@ class KernelHandle:
                 # The caller gave up (its own timeout): the kernel may still be busy.
                 self._kill_soon()
                 raise
+            except TimeoutError:  # killed after ignoring the interrupt (an OSError subclass)
+                raise
             except (OSError, wire.ChannelClosedError) as exc:
                 self._mark_dead()
                 raise KernelDiedError(str(exc)) from exc
@@ -81,9 +83,7 @@ class KernelHandle:
         """A copy of this kernel (its globals and files) in the same family."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            reply = await self.request(
-                {"op": "fork"}, time.monotonic() + 60, fds=[theirs.fileno()]
-            )
+            reply = await self.request({"op": "fork"}, time.monotonic() + 60, fds=[theirs.fileno()])
         finally:
             theirs.close()
         if not reply.get("ok"):

@@ -69,24 +69,37 @@ class LocalBackend(Backend):
             except SandboxUnavailableError as exc:
                 if mode == "jail":
                     raise
-                log.warning("sandbox: namespaces unavailable (%s); kernels run with limits "
-                            "only. Use the docker backend for isolation.", exc)
+                log.warning(
+                    "sandbox: namespaces unavailable (%s); kernels run with limits "
+                    "only. Use the docker backend for isolation.",
+                    exc,
+                )
         await self._start_zygote(jail=False)
 
     async def _start_zygote(self, jail: bool) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        cmd = [sys.executable, "-m", "toolfleet.sandbox.zygote", "--fd", str(theirs.fileno()),
-               "--preload", ",".join(self.settings.preload)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "toolfleet.sandbox.zygote",
+            "--fd",
+            str(theirs.fileno()),
+            "--preload",
+            ",".join(self.settings.preload),
+        ]
         if not jail:
             cmd += ["--box-root", str(self._state_dir / "box")]
         if jail:
             root = self._state_dir / "root"
             root.mkdir(exist_ok=True)
-            prefix = list(UNSHARE) if os.geteuid() == 0 else [*UNSHARE, "--user",
-                                                               "--map-root-user"]
+            prefix = list(UNSHARE) if os.geteuid() == 0 else [*UNSHARE, "--user", "--map-root-user"]
             cmd = [*prefix, *cmd, "--jail-root", str(root)]
-        self.process = subprocess.Popen(
-            cmd, pass_fds=[theirs.fileno()], env=_zygote_env(), stdin=subprocess.DEVNULL,
+        self.process = subprocess.Popen(  # noqa: ASYNC220 - returns at once
+            cmd,
+            pass_fds=[theirs.fileno()],
+            env=_zygote_env(),
+            stdin=subprocess.DEVNULL,
+            cwd="/",  # with -m, the working directory joins sys.path and would be exposed
             stderr=subprocess.PIPE if jail else None,
         )
         theirs.close()

@@ -8,7 +8,6 @@ from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
-
 from toolfleet.core.settings import ServiceSettings
 
 

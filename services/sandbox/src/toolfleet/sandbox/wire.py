@@ -48,9 +48,7 @@ def send(sock: socket.socket, obj: dict[str, Any], fds: list[int] | None = None)
 def _recv_exact(sock: socket.socket, size: int, fds: list[int]) -> bytes:
     chunks, remaining = [], size
     while remaining:
-        data, ancdata, _, _ = sock.recvmsg(
-            min(remaining, 1 << 20), socket.CMSG_SPACE(4 * 8)
-        )
+        data, ancdata, _, _ = sock.recvmsg(min(remaining, 1 << 20), socket.CMSG_SPACE(4 * 8))
         for level, kind, payload in ancdata:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 usable = len(payload) - len(payload) % 4

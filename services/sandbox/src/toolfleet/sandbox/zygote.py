@@ -12,9 +12,9 @@ away it exits, which ends every process of the namespace.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import importlib
-import json
 import os
 import select
 import signal
@@ -42,9 +42,7 @@ KERNEL_ENV = {
 class Zygote:
     """Serves one control channel until it closes."""
 
-    def __init__(
-        self, control: socket.socket, jailed: bool, seccomp: bool, box_root: str
-    ) -> None:
+    def __init__(self, control: socket.socket, jailed: bool, seccomp: bool, box_root: str) -> None:
         self.control = control
         self.box_root = box_root
         self.jailed = jailed
@@ -56,9 +54,17 @@ class Zygote:
         self.last_sweep = time.monotonic()
 
     def serve(self) -> None:
-        wire.send(self.control, {"op": "ready", "pid": os.getpid(), "jailed": self.jailed,
-                                 "seccomp": self.seccomp, "pid_namespace": self.pid_one,
-                                 "base_vm_bytes": self.base_vm})
+        wire.send(
+            self.control,
+            {
+                "op": "ready",
+                "pid": os.getpid(),
+                "jailed": self.jailed,
+                "seccomp": self.seccomp,
+                "pid_namespace": self.pid_one,
+                "base_vm_bytes": self.base_vm,
+            },
+        )
         while True:
             ready, _, _ = select.select([self.control], [], [], SWEEP_INTERVAL_S)
             self._reap()
@@ -169,10 +175,8 @@ class Zygote:
             except (OSError, ValueError, IndexError):
                 continue
             if ppid == 1:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(int(entry), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
 
 def _new_workspace(family: str, uid: int) -> str:
@@ -207,10 +211,8 @@ def _vm_size() -> int:
 
 
 def _close(fd: int) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.close(fd)
-    except OSError:
-        pass
 
 
 def preload(modules: list[str]) -> list[str]:

@@ -9,7 +9,6 @@ import time
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
-
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, ImagePart, TextPart
 from toolfleet.core.tool import CallContext, Tool, ToolError, ToolResult
 from toolfleet.sandbox.backend import SandboxUnavailableError
@@ -61,8 +60,14 @@ class Sandbox:
         try:
             return await self.pool.take()
         except SandboxUnavailableError as exc:
-            raise ToolError(ErrorKind.unavailable, f"the sandbox cannot start a kernel: {exc}",
-                            retryable=True) from exc
+            raise ToolError(
+                ErrorKind.unavailable, f"the sandbox cannot start a kernel: {exc}", retryable=True
+            ) from exc
+
+    def interrupt_at(self, ctx: CallContext) -> float:
+        """When to interrupt a late call: early enough that, if the kernel ignores the
+        interrupt, it is killed and the call answered before the call's own deadline."""
+        return ctx.deadline - self.settings.interrupt_grace_s - 0.1
 
     async def run(self, ctx: CallContext, msg: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Run one request in the session's kernel (or a throw-away one without a session).
@@ -71,7 +76,7 @@ class Sandbox:
         kernel = await self._take() if stateless else await self.session_kernel(ctx)
         restarted, kernel.restarted = kernel.restarted, False
         try:
-            reply = await kernel.request(msg, ctx.deadline - self.settings.interrupt_grace_s)
+            reply = await kernel.request(msg, self.interrupt_at(ctx))
         except TimeoutError as exc:
             raise ToolError(
                 ErrorKind.timeout,
@@ -90,6 +95,20 @@ class Sandbox:
         finally:
             if stateless:
                 _later(kernel.close())
+        error = reply.get("error")
+        if (
+            not stateless
+            and isinstance(error, dict)
+            and error.get("kind") == "timeout"
+            and isinstance(reply.get("threads"), int)
+            and reply["threads"] > 1
+        ):
+            # Threads of the interrupted code may still be running: stop them for good.
+            await kernel.kill()
+            error["message"] = (
+                f"{error.get('message')}; threads it started were still "
+                "running, so the interpreter was restarted (state lost)"
+            )
         return reply, restarted
 
 
@@ -139,11 +158,17 @@ class PythonTool(Tool[PythonArgs]):
 
     async def call(self, args: PythonArgs, ctx: CallContext) -> ToolResult:
         s = self.sandbox.settings
-        reply, restarted = await self.sandbox.run(ctx, {
-            "op": "python", "code": args.code, "stdin": args.stdin,
-            "max_output": s.max_output_chars, "max_images": s.max_images,
-            "max_image_bytes": s.max_image_bytes,
-        })
+        reply, restarted = await self.sandbox.run(
+            ctx,
+            {
+                "op": "python",
+                "code": args.code,
+                "stdin": args.stdin,
+                "max_output": s.max_output_chars,
+                "max_images": s.max_images,
+                "max_image_bytes": s.max_image_bytes,
+            },
+        )
         stdout, stderr = _text(reply, "stdout"), _text(reply, "stderr")
         result = reply.get("result") if isinstance(reply.get("result"), str) else None
         error = _diagnostic(reply.get("error"))
@@ -153,8 +178,9 @@ class PythonTool(Tool[PythonArgs]):
         content: list[Any] = [TextPart(text=text)] if text else []
         return ToolResult(
             content=[*content, *images],
-            data=PythonOutput(stdout=stdout, stderr=stderr, result=result, images=len(images),
-                              restarted=restarted).model_dump(),
+            data=PythonOutput(
+                stdout=stdout, stderr=stderr, result=result, images=len(images), restarted=restarted
+            ).model_dump(),
             error=error,
             truncated=bool(reply.get("truncated")),
         )
@@ -201,11 +227,16 @@ class BashTool(Tool[BashArgs]):
 
     async def call(self, args: BashArgs, ctx: CallContext) -> ToolResult:
         s = self.sandbox.settings
-        remaining = max(0.05, ctx.deadline - time.monotonic() - s.interrupt_grace_s)
-        reply, restarted = await self.sandbox.run(ctx, {
-            "op": "bash", "command": args.command, "max_output": s.max_output_chars,
-            "timeout_s": remaining,
-        })
+        remaining = max(0.05, self.sandbox.interrupt_at(ctx) - time.monotonic())
+        reply, restarted = await self.sandbox.run(
+            ctx,
+            {
+                "op": "bash",
+                "command": args.command,
+                "max_output": s.max_output_chars,
+                "timeout_s": remaining,
+            },
+        )
         stdout, stderr = _text(reply, "stdout"), _text(reply, "stderr")
         error = _diagnostic(reply.get("error"))
         exit_code = reply.get("exit_code") if isinstance(reply.get("exit_code"), int) else None
@@ -216,9 +247,12 @@ class BashTool(Tool[BashArgs]):
             text += f"\n[exit status {exit_code}]" if text else f"[exit status {exit_code}]"
         return ToolResult(
             content=[TextPart(text=text)] if text else [],
-            data=BashOutput(stdout=stdout, stderr=stderr, exit_code=exit_code,
-                            cwd=reply.get("cwd") if isinstance(reply.get("cwd"), str) else None
-                            ).model_dump(),
+            data=BashOutput(
+                stdout=stdout,
+                stderr=stderr,
+                exit_code=exit_code,
+                cwd=reply.get("cwd") if isinstance(reply.get("cwd"), str) else None,
+            ).model_dump(),
             error=error,
             truncated=bool(reply.get("truncated")),
         )
@@ -257,13 +291,17 @@ class WorkspaceTool(Tool[FileArgs]):
         if ctx.session_id is None:
             raise ToolError(ErrorKind.invalid_arguments, "workspace files need a session")
         limit = self.sandbox.settings.max_file_bytes
-        msg: dict[str, Any] = {"op": f"{args.action}_file" if args.action != "list" else
-                               "list_files", "path": args.path}
+        msg: dict[str, Any] = {
+            "op": f"{args.action}_file" if args.action != "list" else "list_files",
+            "path": args.path,
+        }
         if args.action == "write":
             data = base64.b64decode(args.data or "", validate=True)
             if len(data) > limit:
-                raise ToolError(ErrorKind.output_limit,
-                                f"the file is {len(data)} bytes, over the limit of {limit}")
+                raise ToolError(
+                    ErrorKind.output_limit,
+                    f"the file is {len(data)} bytes, over the limit of {limit}",
+                )
             msg["data"] = args.data or ""
         elif args.action == "read":
             msg["max_bytes"] = limit
@@ -312,22 +350,30 @@ def _diagnostic(raw: Any) -> ErrorDiagnostic | None:
 
 def _image(raw: dict[str, Any]) -> ImagePart | None:
     try:
-        return ImagePart(mime_type="image/png", data=raw["data"], width=int(raw["width"]),
-                         height=int(raw["height"]))
+        return ImagePart(
+            mime_type="image/png",
+            data=raw["data"],
+            width=int(raw["width"]),
+            height=int(raw["height"]),
+        )
     except (KeyError, TypeError, ValueError):
         return None
 
 
-def _render(restarted: bool, stdout: str, stderr: str, result: str | None,
-            error: ErrorDiagnostic | None) -> str:
+def _render(
+    restarted: bool, stdout: str, stderr: str, result: str | None, error: ErrorDiagnostic | None
+) -> str:
     """The text the model reads: output, then the trailing value, then the error."""
     parts = [RESTARTED_NOTE.rstrip()] if restarted else []
     parts += [p.rstrip("\n") for p in (stdout, stderr) if p]
     if result is not None:
         parts.append(result)
     if error is not None:
-        parts.append(error.detail if error.kind is ErrorKind.runtime_error and error.detail
-                     else error.message + (f"\n{error.detail}" if error.detail else ""))
+        parts.append(
+            error.detail
+            if error.kind is ErrorKind.runtime_error and error.detail
+            else error.message + (f"\n{error.detail}" if error.detail else "")
+        )
     return "\n".join(parts)
 
 

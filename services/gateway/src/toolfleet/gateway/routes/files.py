@@ -1,0 +1,78 @@
+"""``/v1/sessions/{id}/files``: upload into and download out of a session's workspace.
+
+The files live where the session's sandbox kernel runs, so these routes are calls of the
+sandbox's hidden ``workspace`` tool, carried by the dispatcher like any other call.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from toolfleet.core.protocol import CallRequest, ErrorKind, Observation
+from toolfleet.gateway.auth import Tenant
+from toolfleet.gateway.errors import error_response
+from toolfleet.gateway.routes.tools import runtime
+
+router = APIRouter(prefix="/v1/sessions/{session_id}/files", tags=["sessions"])
+
+WORKSPACE_TOOL = "workspace"
+STATUS = {
+    ErrorKind.not_found: 404,
+    ErrorKind.permission_denied: 403,
+    ErrorKind.output_limit: 413,
+    ErrorKind.unavailable: 503,
+    ErrorKind.timeout: 504,
+}
+
+
+async def _workspace(
+    request: Request, tenant: str, session_id: str, **arguments: Any
+) -> Observation | Response:
+    rt = runtime(request)
+    if not rt.dispatcher.has_tool(WORKSPACE_TOOL):
+        return error_response(
+            404, "no_workspace", "session files need the sandbox service, which is not served"
+        )
+    obs = await rt.call(
+        tenant, WORKSPACE_TOOL, CallRequest(arguments=arguments, session_id=session_id)
+    )
+    if not obs.ok and obs.error is not None:
+        return error_response(
+            STATUS.get(obs.error.kind, 400), obs.error.kind.value, obs.error.message
+        )
+    return obs
+
+
+@router.get("", summary="List a session's files")
+async def list_files(session_id: str, request: Request, tenant: Tenant) -> Any:
+    """Every file in the session's working directory, with its size."""
+    obs = await _workspace(request, tenant, session_id, action="list")
+    return obs if isinstance(obs, Response) else obs.data
+
+
+@router.put("/{path:path}", summary="Upload a file into a session")
+async def upload(session_id: str, path: str, request: Request, tenant: Tenant) -> Any:
+    """The request body (raw bytes) becomes the file at ``path`` (parents are created)."""
+    data = await request.body()
+    obs = await _workspace(
+        request, tenant, session_id, action="write", path=path, data=base64.b64encode(data).decode()
+    )
+    return obs if isinstance(obs, Response) else obs.data
+
+
+@router.get(
+    "/{path:path}",
+    summary="Download a file from a session",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def download(session_id: str, path: str, request: Request, tenant: Tenant) -> Response:
+    """The file's bytes."""
+    obs = await _workspace(request, tenant, session_id, action="read", path=path)
+    if isinstance(obs, Response):
+        return obs
+    return Response(
+        base64.b64decode((obs.data or {}).get("data", "")), media_type="application/octet-stream"
+    )
