@@ -4,7 +4,9 @@ service keeps serving and other sessions do not notice."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -21,8 +23,24 @@ UID_BASE = 210_000
 UIDS = range(UID_BASE, UID_BASE + 1000)
 
 
+CONFIG = Path(f"/etc/toolfleet-test-{os.getpid()}.toml")
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def client():
+    # a service config file in a directory the jail shows (/etc): it must stay hidden
+    CONFIG.write_text('# a secret the model must not see: very-secret-key\nlog_level = "info"\n')
+    os.environ["TOOLFLEET_CONFIG"] = str(CONFIG)
+    try:
+        async with _gateway() as c:
+            yield c
+    finally:
+        del os.environ["TOOLFLEET_CONFIG"]
+        CONFIG.unlink()
+
+
+@asynccontextmanager
+async def _gateway():
     settings = SandboxSettings(
         pool_size=1,
         memory_mb=256,
@@ -108,6 +126,8 @@ async def test_cannot_read_host_secrets_or_the_service(client):
     obs = await run(client, "import os\nsorted(os.environ)")
     names = eval(obs["data"]["result"])
     assert not [n for n in names if n.startswith("TOOLFLEET") or "KEY" in n or "TOKEN" in n]
+    obs = await run(client, f"open({str(CONFIG)!r}).read()")
+    assert obs["ok"] is True and obs["data"]["result"] == "''"  # covered by /dev/null
     obs = await run(client, "open('/proc/1/environ').read()")
     assert obs["ok"] is False  # the zygote (root) is invisible and unreadable
 

@@ -122,7 +122,12 @@ class DockerBackend(Backend):
         _remove_stale_dirs(self.settings.state_dir)
         self._dir.mkdir(parents=True, exist_ok=True)
         # One container now: a broken image or runtime fails here, with the zygote's output.
-        first = await self._start_container()
+        try:
+            first = await self._start_container()
+        except SandboxUnavailableError as exc:
+            # Again without auto-remove, so that the output of a zygote that exits is kept.
+            log.warning("sandbox: first container failed (%s); trying once more", exc)
+            first = await self._start_container(auto_remove=False)
         self.info = first.info
         self._ready.append(first)
         self._refill = asyncio.create_task(self._keep_filled(), name="docker-pool")
@@ -207,7 +212,7 @@ class DockerBackend(Backend):
             else:
                 backoff = 1.0
 
-    async def _start_container(self) -> Container:
+    async def _start_container(self, auto_remove: bool = True) -> Container:
         """Create and start a container, connect to its zygote and wait until it is ready."""
         self._serial += 1
         name = f"toolfleet-sbx-{self.instance}-{self._serial}"
@@ -217,8 +222,18 @@ class DockerBackend(Backend):
             os.chown(directory, self.uid, self.uid)
         deadline = time.monotonic() + START_TIMEOUT_S
         container_id: str | None = None
+        create = self._blocking(self._create_container, name, directory, auto_remove)
         try:
-            container_id = await self._blocking(self._create_container, name, directory)
+            container_id = await asyncio.shield(create)
+        except asyncio.CancelledError:
+            # The thread goes on: remove what it creates once it is done.
+            create.add_done_callback(self._remove_orphan)
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        except Exception as exc:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise SandboxUnavailableError(f"cannot start a sandbox container: {exc}") from exc
+        try:
             sock = await self._connect(container_id, directory / SOCKET_NAME, deadline)
             zygote = ZygoteClient(sock)
             try:
@@ -227,17 +242,28 @@ class DockerBackend(Backend):
                 zygote.close()
                 raise
         except BaseException as exc:
-            logs = await self._logs(container_id) if container_id else ""
-            if container_id is not None:
-                await asyncio.shield(self._blocking(self._remove_container, container_id))
+            logs = await self._logs(container_id)
+            await asyncio.shield(self._blocking(self._remove_container, container_id))
             shutil.rmtree(directory, ignore_errors=True)
-            if isinstance(exc, SandboxUnavailableError | TimeoutError | OSError | ValueError):
+            if isinstance(exc, Exception):
                 raise SandboxUnavailableError(
                     f"sandbox container {name} did not start ({exc!r}); its output: "
                     f"{logs or '(none)'}"
                 ) from exc
             raise
+        self._seal(directory)
         return Container(name, container_id, directory, zygote, self.uid, info)
+
+    def _seal(self, directory: Path) -> None:
+        """Take the socket directory back from the container user once the zygote is
+        connected: kernels (same uid) must not store files on the host's disk there."""
+        if os.geteuid() == 0:
+            os.chown(directory, 0, 0)
+            os.chmod(directory, 0o755)
+
+    def _remove_orphan(self, create: asyncio.Future[Any]) -> None:
+        if not create.cancelled() and create.exception() is None:
+            self._later(self._blocking(self._remove_container, create.result()))
 
     async def _connect(self, container_id: str, path: Path, deadline: float) -> socket.socket:
         """Connect to the zygote's socket once it appears (it binds it right after start)."""
@@ -264,14 +290,14 @@ class DockerBackend(Backend):
 
     # ------------------------------------------------------------------ blocking docker calls
 
-    async def _blocking(self, func: Any, *args: Any) -> Any:
+    def _blocking(self, func: Any, *args: Any) -> asyncio.Future[Any]:
         """Run a blocking docker call in a thread; stop() waits for those still running."""
         future = asyncio.ensure_future(asyncio.to_thread(func, *args))
         self._threads.add(future)
         future.add_done_callback(self._threads.discard)
-        return await future
+        return future
 
-    def _create_container(self, name: str, directory: Path) -> str:
+    def _create_container(self, name: str, directory: Path, auto_remove: bool = True) -> str:
         s = self.settings
         api = self.client.api
         memory = f"{s.memory_mb + ZYGOTE_HEADROOM_MB}m"
@@ -290,7 +316,7 @@ class DockerBackend(Backend):
             nano_cpus=int(self.cpus * 1e9),
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
-            auto_remove=True,
+            auto_remove=auto_remove,
             runtime=s.docker_runtime or None,
             log_config={"Type": "json-file", "Config": {"max-size": "1m"}},
         )
@@ -384,8 +410,8 @@ class DockerBackend(Backend):
 
         return await asyncio.to_thread(read)
 
-    def _later(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+    def _later(self, awaitable: Any) -> None:
+        task = asyncio.ensure_future(awaitable)
         _background.add(task)
         task.add_done_callback(_background.discard)
 

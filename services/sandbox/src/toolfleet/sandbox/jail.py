@@ -17,6 +17,7 @@ import resource
 import shutil
 import signal
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,8 @@ MS_PRIVATE = 1 << 18
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
 MNT_DETACH = 2
 
 BOX_ROOT = "/box"
@@ -97,10 +100,13 @@ def bind_readonly(path: str, root: str) -> None:
     mount("none", target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
 
 
-def build_root(root: str, paths: list[str], tmp_bytes: int = 16 * 1024 * 1024) -> None:
+def build_root(
+    root: str, paths: list[str], hide: list[str] = (), tmp_bytes: int = 16 * 1024 * 1024
+) -> None:
     """Build the kernels' root under ``root`` and chroot into it (as root in the namespaces).
 
-    ``paths`` are the directories to expose read-only (system and Python directories).
+    ``paths`` are the directories to expose read-only (system and Python directories);
+    ``hide`` are files or directories under them to cover (the service's config file).
     """
     mount("none", "/", None, MS_REC | MS_PRIVATE, None)
     os.makedirs(root, exist_ok=True)
@@ -111,6 +117,12 @@ def build_root(root: str, paths: list[str], tmp_bytes: int = 16 * 1024 * 1024) -
         elif os.path.isdir(path) and not os.path.ismount(root + path):
             # a subdirectory of an earlier bind is visible already
             pass
+    for path in hide:
+        target = root + os.path.realpath(path)
+        if os.path.isdir(target):
+            mount("tmpfs", target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k")
+        elif os.path.exists(target):
+            mount("/dev/null", target, None, MS_BIND, None)
     os.makedirs(root + "/proc", exist_ok=True)
     # hidepid=2: a kernel sees only its own family's processes
     mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2")
@@ -162,9 +174,7 @@ def make_family(uid: int, limits: Limits, own_mounts: bool, box_root: str = BOX_
 
 
 def remove_family(uid: int, own_mounts: bool, box_root: str = BOX_ROOT) -> None:
-    """Kill every process of the family's uid and delete its files."""
-    if own_mounts:
-        kill_uid(uid)
+    """Delete the family's files (its processes are killed by the caller)."""
     path = family_dir(uid, box_root)
     if own_mounts:
         umount(path)
@@ -207,13 +217,14 @@ def drop_privileges(uid: int, limits: Limits, base_rss_bytes: int) -> None:
     prctl(PR_SET_NO_NEW_PRIVS, 1)
 
 
-def apply_seccomp() -> bool:
-    """Refuse the system calls a kernel never needs (EPERM), and IP, packet and netlink
-    sockets (EAFNOSUPPORT). False when libseccomp is not available."""
+def compile_seccomp() -> bytes | None:
+    """The kernels' seccomp filter as a BPF program, built once in the zygote. It refuses the
+    system calls a kernel never needs (EPERM), and IP, packet and netlink sockets
+    (EAFNOSUPPORT). None when libseccomp is not available."""
     try:
         import pyseccomp as sc
     except (ImportError, OSError):
-        return False
+        return None
     flt = sc.SyscallFilter(defaction=sc.ALLOW)
     for name in (
         "ptrace",
@@ -261,8 +272,23 @@ def apply_seccomp() -> bool:
             continue  # not a syscall on this architecture
     for family in (2, 10, 17, 16):  # AF_INET, AF_INET6, AF_PACKET, AF_NETLINK
         flt.add_rule(sc.ERRNO(errno.EAFNOSUPPORT), "socket", sc.Arg(0, sc.EQ, family))
-    flt.load()
-    return True
+    with tempfile.TemporaryFile() as f:
+        flt.export_bpf(f)
+        f.seek(0)
+        return f.read()
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def load_seccomp(program: bytes) -> None:
+    """Install a BPF program from :func:`compile_seccomp` (needs no_new_privs first)."""
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.addressof(buf))
+    if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"seccomp: {os.strerror(err)}")
 
 
 def python_paths() -> list[str]:

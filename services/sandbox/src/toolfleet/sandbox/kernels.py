@@ -22,6 +22,7 @@ from toolfleet.sandbox.backend import Backend, Family, SandboxUnavailableError, 
 log = logging.getLogger(__name__)
 
 MAX_REPLY_BYTES = 256 << 20
+TAKE_TIMEOUT_S = 60.0
 
 
 class KernelDiedError(RuntimeError):
@@ -149,13 +150,19 @@ class KernelPool:
         await self.backend.stop()
 
     async def take(self) -> KernelHandle:
-        """A fresh kernel: from the pool when one is ready, else spawned now."""
+        """A fresh kernel: from the pool (waiting for the next one the refill makes when it is
+        empty, rather than competing with it for the zygote), else spawned now."""
+        if self._refill is None or self._refill.done():
+            return await self.spawn()
         self._wakeup.set()
-        while not self._ready.empty():
-            kernel = self._ready.get_nowait()
+        while True:
+            try:
+                kernel = await asyncio.wait_for(self._ready.get(), TAKE_TIMEOUT_S)
+            except TimeoutError:
+                raise SandboxUnavailableError("no kernel could be started in time") from None
+            self._wakeup.set()
             if kernel.alive:
                 return kernel
-        return await self.spawn()
 
     async def spawn(self) -> KernelHandle:
         """A fresh kernel in a new family."""
@@ -169,11 +176,11 @@ class KernelPool:
 
     async def _keep_filled(self) -> None:
         while True:
+            self._wakeup.clear()  # before looking: a take() from now on is not missed
             while self._ready.qsize() < self.size:
                 try:
                     self._ready.put_nowait(await self.spawn())
                 except SandboxUnavailableError as exc:
                     log.error("sandbox pool: %s", exc)
                     await asyncio.sleep(1)
-            self._wakeup.clear()
             await self._wakeup.wait()

@@ -94,6 +94,9 @@ class LocalBackend(Backend):
             root.mkdir(exist_ok=True)
             prefix = list(UNSHARE) if os.geteuid() == 0 else [*UNSHARE, "--user", "--map-root-user"]
             cmd = [*prefix, *cmd, "--jail-root", str(root)]
+            config = os.environ.get("TOOLFLEET_CONFIG")
+            if config:  # the service's settings may hold secrets
+                cmd += ["--hide", os.path.join(os.getcwd(), config)]
         self.process = subprocess.Popen(  # noqa: ASYNC220 - returns at once
             cmd,
             pass_fds=[theirs.fileno()],

@@ -60,7 +60,7 @@ class Zygote:
                 "op": "ready",
                 "pid": os.getpid(),
                 "jailed": self.jailed,
-                "seccomp": self.seccomp,
+                "seccomp": self.seccomp is not None,
                 "pid_namespace": self.pid_one,
                 "base_vm_bytes": self.base_vm,
             },
@@ -107,6 +107,8 @@ class Zygote:
             if uid in self.families:
                 self.families.discard(uid)
                 jail.remove_family(uid, own_mounts=self.jailed, box_root=self.box_root)
+                if self.jailed:
+                    self.removed.add(uid)
             return {"ok": True}
         if op == "ping":
             return {"ok": True, "kernels": len(self.kernels), "families": len(self.families)}
@@ -139,8 +141,8 @@ class Zygote:
         os.environ.update(env)
         os.chdir(workspace)
         jail.drop_privileges(uid, limits, self.base_vm)
-        if self.seccomp:
-            jail.apply_seccomp()
+        if self.seccomp is not None:
+            jail.load_seccomp(self.seccomp)
         Kernel(socket.socket(fileno=fd), workspace, env).serve()
 
     def _signal(self, pid: int, uid: int, sig: int) -> bool:
@@ -243,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listen", help="Unix socket path to accept one control connection on")
     parser.add_argument("--jail-root", help="build the jail with its root mounted here")
     parser.add_argument("--bind", action="append", default=[], help="extra read-only path")
+    parser.add_argument("--hide", action="append", default=[], help="path to cover in the jail")
     parser.add_argument("--preload", default="", help="comma-separated modules to import")
     parser.add_argument("--no-seccomp", action="store_true")
     parser.add_argument("--box-root", default=jail.BOX_ROOT, help="where families live")
@@ -262,19 +265,19 @@ def main(argv: list[str] | None = None) -> int:
         server.close()
     jailed = False
     if args.jail_root:
-        jail.build_root(args.jail_root, jail.SYSTEM_PATHS + jail.python_paths() + args.bind)
+        jail.build_root(
+            args.jail_root, jail.SYSTEM_PATHS + jail.python_paths() + args.bind, args.hide
+        )
         jailed = True
-    os.environ["MPLCONFIGDIR"] = "/tmp"
+    os.makedirs(args.box_root, mode=0o711, exist_ok=True)
+    # matplotlib and fontconfig build their caches at import: give them a private directory
+    cache = os.path.join(args.box_root, ".zygote-cache")
+    os.makedirs(cache, mode=0o700, exist_ok=True)
+    os.environ["MPLCONFIGDIR"] = os.environ["XDG_CACHE_HOME"] = cache
     preload([m for m in args.preload.split(",") if m])
-    seccomp = not args.no_seccomp
-    if seccomp:
-        try:
-            import pyseccomp  # noqa: F401
-        except (ImportError, OSError):
-            seccomp = False
+    seccomp = None if args.no_seccomp else jail.compile_seccomp()
     gc.collect()
     gc.freeze()  # keep the template's objects out of the kernels' collections (shared pages)
-    os.makedirs(args.box_root, mode=0o711, exist_ok=True)
     Zygote(control, jailed, seccomp, args.box_root).serve()
     return 0
 
