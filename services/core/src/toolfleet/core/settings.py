@@ -8,6 +8,7 @@ are the field names below. Environment variables win over the file; nested value
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,11 +18,30 @@ from pydantic_settings import (
     InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
 
-class Settings(BaseSettings):
+class _FileBacked(BaseSettings):
+    """Settings read from init arguments, then the environment, then :meth:`file_values`."""
+
+    @classmethod
+    def file_values(cls) -> dict[str, Any]:
+        """Values from the config file (none by default)."""
+        return {}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, InitSettingsSource(settings_cls, cls.file_values()))
+
+
+class Settings(_FileBacked):
     """Every setting of a toolfleet process, gateway and workers alike."""
 
     model_config = SettingsConfigDict(env_prefix="TOOLFLEET_", extra="forbid")
@@ -74,50 +94,34 @@ class Settings(BaseSettings):
             _config_path.path = None
 
     @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if _config_path.path:
-            path = Path(_config_path.path)
-            if not path.is_file():
-                raise FileNotFoundError(f"toolfleet config file not found: {path}")
-            table = TomlConfigSettingsSource(settings_cls, toml_file=path).toml_data
-            own = {  # other tables are services' sections ([sandbox] ...)
-                k: v
-                for k, v in table.items()
-                if k in settings_cls.model_fields or not isinstance(v, dict)
-            }
-            sources.append(InitSettingsSource(settings_cls, own))
-        return tuple(sources)
+    def file_values(cls) -> dict[str, Any]:
+        if not _config_path.path:
+            return {}
+        path = Path(_config_path.path)
+        if not path.is_file():
+            raise FileNotFoundError(f"toolfleet config file not found: {path}")
+        table = _read_toml(path)
+        # other tables are services' sections ([sandbox] ...)
+        return {k: v for k, v in table.items() if k in cls.model_fields or not isinstance(v, dict)}
 
 
-class ServiceSettings(BaseSettings):
+class ServiceSettings(_FileBacked):
     """Base of a service's own settings: ``TOOLFLEET_<SERVICE>_*`` environment variables, then
     the ``[<section>]`` table of the config file named by ``TOOLFLEET_CONFIG``."""
 
     section: ClassVar[str]
 
     @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+    def file_values(cls) -> dict[str, Any]:
         path = os.environ.get("TOOLFLEET_CONFIG")
-        if path and Path(path).is_file():
-            table = TomlConfigSettingsSource(settings_cls, toml_file=path).toml_data
-            sources.append(InitSettingsSource(settings_cls, table.get(cls.section, {})))
-        return tuple(sources)
+        if not path or not Path(path).is_file():
+            return {}
+        return _read_toml(Path(path)).get(cls.section, {})
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    with path.open("rb") as f:
+        return tomllib.load(f)
 
 
 class _ConfigPath:

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, ImagePart, TextPart
-from toolfleet.core.tool import CallContext, Tool, ToolError, ToolResult
+from toolfleet.core.tool import ArgsT, CallContext, Tool, ToolError, ToolResult
 from toolfleet.sandbox.backend import SandboxUnavailableError
 from toolfleet.sandbox.kernels import KernelDiedError, KernelHandle, KernelPool
 from toolfleet.sandbox.settings import SandboxSettings
@@ -112,6 +112,23 @@ class Sandbox:
         return reply, restarted
 
 
+class SandboxTool(Tool[ArgsT]):
+    """A tool that runs in the sandbox's kernels (they share one :class:`Sandbox`)."""
+
+    service = "sandbox"
+    stateful = True
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        super().__init__(sandbox.settings)
+        self.sandbox = sandbox
+
+    async def start(self) -> None:
+        await self.sandbox.start()
+
+    async def stop(self) -> None:
+        await self.sandbox.stop()
+
+
 class PythonArgs(BaseModel):
     """Arguments of the python tool."""
 
@@ -129,7 +146,7 @@ class PythonOutput(BaseModel):
     restarted: bool = Field(description="True when the session's interpreter was restarted.")
 
 
-class PythonTool(Tool[PythonArgs]):
+class PythonTool(SandboxTool[PythonArgs]):
     """Run Python like a Jupyter cell."""
 
     name = "python"
@@ -142,19 +159,7 @@ class PythonTool(Tool[PythonArgs]):
     )
     Arguments = PythonArgs
     Output = PythonOutput
-    service = "sandbox"
-    stateful = True
     cost = 1.0
-
-    def __init__(self, sandbox: Sandbox) -> None:
-        super().__init__(sandbox.settings)
-        self.sandbox = sandbox
-
-    async def start(self) -> None:
-        await self.sandbox.start()
-
-    async def stop(self) -> None:
-        await self.sandbox.stop()
 
     async def call(self, args: PythonArgs, ctx: CallContext) -> ToolResult:
         s = self.sandbox.settings
@@ -201,7 +206,7 @@ class BashOutput(BaseModel):
     cwd: str | None = Field(description="Working directory after the command.")
 
 
-class BashTool(Tool[BashArgs]):
+class BashTool(SandboxTool[BashArgs]):
     """Run bash in the session's working directory."""
 
     name = "bash"
@@ -211,19 +216,7 @@ class BashTool(Tool[BashArgs]):
     )
     Arguments = BashArgs
     Output = BashOutput
-    service = "sandbox"
-    stateful = True
     cost = 1.0
-
-    def __init__(self, sandbox: Sandbox) -> None:
-        super().__init__(sandbox.settings)
-        self.sandbox = sandbox
-
-    async def start(self) -> None:
-        await self.sandbox.start()
-
-    async def stop(self) -> None:
-        await self.sandbox.stop()
 
     async def call(self, args: BashArgs, ctx: CallContext) -> ToolResult:
         s = self.sandbox.settings
@@ -266,26 +259,14 @@ class FileArgs(BaseModel):
     data: str | None = Field(default=None, description="base64 content to write.")
 
 
-class WorkspaceTool(Tool[FileArgs]):
+class WorkspaceTool(SandboxTool[FileArgs]):
     """Session workspace files. Hidden from the model's tool list; the gateway's
     ``/v1/sessions/{id}/files`` routes call it."""
 
     name = "workspace"
     description = "Read, write and list files in a session's working directory."
     Arguments = FileArgs
-    service = "sandbox"
-    stateful = True
     hidden: ClassVar[bool] = True
-
-    def __init__(self, sandbox: Sandbox) -> None:
-        super().__init__(sandbox.settings)
-        self.sandbox = sandbox
-
-    async def start(self) -> None:
-        await self.sandbox.start()
-
-    async def stop(self) -> None:
-        await self.sandbox.stop()
 
     async def call(self, args: FileArgs, ctx: CallContext) -> ToolResult:
         if ctx.session_id is None:

@@ -26,7 +26,7 @@ import time
 import traceback
 from typing import Any
 
-from toolfleet.sandbox import wire
+from toolfleet.sandbox import processes, wire
 from toolfleet.sandbox.capture import CappedWriter, Display, OutputBudget, OutputLimitError
 
 BASH = "/bin/bash"
@@ -203,17 +203,11 @@ class Kernel:
 
     def _reap_children(self) -> None:
         """Kill what the call left running (its child processes) and reap it."""
-        for pid in _children(os.getpid()):
-            _kill_tree(pid)
+        for pid in processes.children(os.getpid()):
+            processes.kill_tree(pid)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)  # SIGKILLed: returns at once, and leaves no zombie
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        processes.reap()
 
     # ------------------------------------------------------------------ bash
 
@@ -247,7 +241,7 @@ class Kernel:
             error = {"kind": "timeout", "message": "interrupted: the call ran out of time"}
         finally:
             self.running = False
-            _kill_group(proc.pid)
+            processes.kill_group(proc.pid)
             code = proc.wait()
             proc.stdout.close()
             proc.stderr.close()
@@ -434,29 +428,6 @@ def _pump(
                     "message": f"the output passed the limit of {budget.limit} characters",
                 }
     return None
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                found.extend(int(c) for c in f.read().split())
-    except OSError:
-        pass
-    return found
-
-
-def _kill_tree(pid: int) -> None:
-    for child in _children(pid):
-        _kill_tree(child)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
 
 
 def _next_workspace(family: str) -> str:

@@ -97,32 +97,28 @@ class LocalBackend(Backend):
             config = os.environ.get("TOOLFLEET_CONFIG")
             if config:  # the service's settings may hold secrets
                 cmd += ["--hide", os.path.join(os.getcwd(), config)]
-        self.process = subprocess.Popen(  # noqa: ASYNC220 - returns at once
-            cmd,
-            pass_fds=[theirs.fileno()],
-            env=_zygote_env(),
-            stdin=subprocess.DEVNULL,
-            cwd="/",  # with -m, the working directory joins sys.path and would be exposed
-            stderr=subprocess.PIPE if jail else None,
-        )
+        log_path = self._state_dir / ("zygote.log" if jail else "zygote-unjailed.log")
+        with log_path.open("ab") as zygote_log:  # what the zygote says, for operators
+            self.process = subprocess.Popen(  # noqa: ASYNC220 - returns at once
+                cmd,
+                pass_fds=[theirs.fileno()],
+                env=_zygote_env(),
+                stdin=subprocess.DEVNULL,
+                cwd="/",  # with -m, the working directory joins sys.path and would be exposed
+                stdout=zygote_log,
+                stderr=zygote_log,
+            )
         theirs.close()
         zygote = ZygoteClient(ours)
         try:
             info = await zygote.handshake(timeout_s=120)
         except (TimeoutError, SandboxUnavailableError, OSError, ValueError) as exc:
             zygote.close()
-            err = b""
             if self.process.poll() is None:
                 self.process.kill()
-            if self.process.stderr is not None:
-                err = self.process.stderr.read()[-2000:]
             self.process.wait()
-            raise SandboxUnavailableError(
-                f"zygote did not start ({exc!r}): {err.decode(errors='replace')}"
-            ) from exc
-        if self.process.stderr is not None:
-            self.process.stderr.close()  # the zygote is quiet once ready
-            self.process.stderr = None
+            said = log_path.read_text(errors="replace")[-2000:]
+            raise SandboxUnavailableError(f"zygote did not start ({exc!r}): {said}") from exc
         self.zygote = zygote
         self.jailed = bool(info.get("jailed"))
         log.info("sandbox: local zygote ready: %s", info)

@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Any
 
-from toolfleet.sandbox import jail, wire
+from toolfleet.sandbox import jail, processes, wire
 
 SWEEP_INTERVAL_S = 1.0
 KERNEL_ENV = {
@@ -42,7 +42,9 @@ KERNEL_ENV = {
 class Zygote:
     """Serves one control channel until it closes."""
 
-    def __init__(self, control: socket.socket, jailed: bool, seccomp: bool, box_root: str) -> None:
+    def __init__(
+        self, control: socket.socket, jailed: bool, seccomp: bytes | None, box_root: str
+    ) -> None:
         self.control = control
         self.box_root = box_root
         self.jailed = jailed
@@ -51,6 +53,7 @@ class Zygote:
         self.kernels: dict[int, int] = {}  # pid -> family uid
         self.families: set[int] = set()
         self.base_vm = _vm_size()
+        self.removed: set[int] = set()  # uids of ended families, swept of stragglers
         self.last_sweep = time.monotonic()
 
     def serve(self) -> None:
@@ -95,7 +98,7 @@ class Zygote:
             return {"ok": True}
         if op == "kill":
             pid, uid = int(msg["pid"]), int(msg["uid"])
-            for child in _descendants(pid):
+            for child in processes.descendants(pid):
                 self._signal(child, uid, signal.SIGKILL)
             ok = self._signal(pid, uid, signal.SIGKILL)
             self.kernels.pop(pid, None)
@@ -156,29 +159,25 @@ class Zygote:
             return False
 
     def _reap(self) -> None:
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid in processes.reap():
             self.kernels.pop(pid, None)
 
     def _sweep(self) -> None:
-        """Kill processes that left their kernel (reparented to PID 1) and are no kernel."""
+        """Kill processes that left their kernel (reparented to PID 1) and are no kernel,
+        and whatever is left of ended families."""
         self.last_sweep = time.monotonic()
         for entry in os.listdir("/proc"):
             if not entry.isdigit() or int(entry) in self.kernels or entry == "1":
                 continue
             try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
+                uid = os.stat(f"/proc/{entry}").st_uid
+            except OSError:
                 continue
-            if ppid == 1:
+            ended = uid in self.removed and uid not in self.families
+            if ended or processes.parent_of(int(entry)) == 1:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(entry), signal.SIGKILL)
+        self.removed.clear()
 
 
 def _new_workspace(family: str, uid: int) -> str:
@@ -192,16 +191,6 @@ def _new_workspace(family: str, uid: int) -> str:
             continue
         os.chown(path, uid, uid)
         return path
-
-
-def _descendants(pid: int) -> list[int]:
-    from toolfleet.sandbox.kernel import _children
-
-    found = []
-    for child in _children(pid):
-        found.extend(_descendants(child))
-        found.append(child)
-    return found
 
 
 def _vm_size() -> int:
