@@ -6,11 +6,11 @@ SHELL := /bin/bash
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --frozen
 
-.PHONY: help sync run test lint format bench
+.PHONY: help sync run test lint format bench sandbox-images
 
 help:
 	@echo "make run    serve the gateway with embedded defaults on 127.0.0.1:8000"
-	@echo "make test   lint and run the whole test suite"
+	@echo "make test   lint, set up Docker + the sandbox image, run the whole test suite"
 	@echo "make bench  print the gateway overhead figures (needs wrk)"
 
 $(CURDIR)/.tools/bin/uv:
@@ -31,7 +31,13 @@ format: sync
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
 
-test: lint
+# The docker backend's tests run for real: a Docker engine (started if needed), gVisor, and
+# the sandbox image built locally (idempotent; needs root, as on this project's machines).
+sandbox-images:
+	bash deploy/docker/install-docker.sh
+	bash deploy/docker/build-images.sh
+
+test: lint sandbox-images
 	$(RUN) pytest
 
 bench: sync

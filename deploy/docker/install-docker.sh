@@ -4,6 +4,11 @@
 # docker.io and runsc), starts dockerd only when it is not answering, and touches
 # /etc/docker/daemon.json only when the runsc entry is missing or different.
 #
+# runsc gets --host-uds=create: the zygote's socket is created inside the sandbox in the
+# bind-mounted /run/toolfleet, and only with this flag is it a host socket the service can
+# connect to (descriptors then pass from the host into the sandbox with SCM_RIGHTS).
+# --network=none: the sandbox has no network stack at all.
+#
 #   sudo deploy/docker/install-docker.sh          # CI and developers (needs root)
 #   NO_RUNSC=1 deploy/docker/install-docker.sh    # skip gVisor
 set -euo pipefail
@@ -11,6 +16,7 @@ set -euo pipefail
 DAEMON_JSON=${DAEMON_JSON:-/etc/docker/daemon.json}
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
 WAIT_S=${WAIT_S:-60}
+RUNSC_ARGS='["--network=none", "--host-uds=create"]'
 
 log() { echo "install-docker: $*" >&2; }
 
@@ -46,6 +52,14 @@ start_dockerd() {
     wait_engine
 }
 
+# Does the engine know runsc with our arguments?
+runsc_registered() {
+    docker info --format '{{json .Runtimes}}' 2>/dev/null | python3 -c '
+import json, sys
+runsc = json.load(sys.stdin).get("runsc") or {}
+sys.exit(runsc.get("runtimeArgs") != json.loads(sys.argv[1]))' "$RUNSC_ARGS"
+}
+
 # dockerd re-reads daemon.json on SIGHUP, and `runtimes` is one of the options it reloads:
 # running containers are not disturbed. Restart only if the reload did not take.
 reload_dockerd() {
@@ -55,7 +69,7 @@ reload_dockerd() {
         kill -HUP "$(cat /var/run/docker.pid)"
     fi
     local deadline=$((SECONDS + 10))
-    until docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"'; do
+    until runsc_registered; do
         if [ "$SECONDS" -ge "$deadline" ]; then
             log "reload did not register runsc; restarting dockerd"
             restart_dockerd
@@ -103,15 +117,15 @@ fi
 if [ -z "${NO_RUNSC:-}" ]; then
     RUNSC=$(command -v runsc)
     mkdir -p "$(dirname "$DAEMON_JSON")"
-    changed=$(python3 - "$DAEMON_JSON" "$RUNSC" <<'EOF'
+    changed=$(python3 - "$DAEMON_JSON" "$RUNSC" "$RUNSC_ARGS" <<'EOF'
 import json, os, sys
 
-path, runsc = sys.argv[1], sys.argv[2]
+path, runsc, args = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 config = {}
 if os.path.exists(path) and os.path.getsize(path) > 0:
     with open(path) as f:
         config = json.load(f)
-wanted = {"path": runsc, "runtimeArgs": ["--network=none"]}
+wanted = {"path": runsc, "runtimeArgs": args}
 runtimes = config.setdefault("runtimes", {})
 if runtimes.get("runsc") == wanted:
     print("no")
@@ -128,7 +142,7 @@ EOF
     if [ "$changed" = yes ]; then
         log "registered runsc in $DAEMON_JSON; reloading dockerd"
         reload_dockerd
-    elif ! docker info --format '{{json .Runtimes}}' | grep -q '"runsc"'; then
+    elif ! runsc_registered; then
         reload_dockerd
     fi
     log "runtimes: $(docker info --format '{{range $k, $v := .Runtimes}}{{$k}} {{end}}')"

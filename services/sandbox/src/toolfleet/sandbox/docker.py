@@ -11,7 +11,8 @@ Containers are started ahead of need (``docker_pool_size``) so that a new family
 container start. Every container carries the labels of the service instance that made it:
 ``stop()`` removes all of this instance's, ``start()`` those of dead instances on this host.
 The zygote exits when the service's end of its socket closes, even after a ``kill -9`` of the
-service, and containers are started with auto-remove, so none outlive the service.
+service, and containers are started with auto-remove, so they do not outlive the service (one
+caught between its start and the service's connect is removed by the next ``start()``).
 """
 
 from __future__ import annotations
@@ -29,18 +30,21 @@ from pathlib import Path
 from typing import Any
 
 from toolfleet.sandbox.backend import Backend, Family, SandboxUnavailableError, ZygoteClient
-from toolfleet.sandbox.jail import Limits
 from toolfleet.sandbox.settings import SandboxSettings
 
 log = logging.getLogger(__name__)
 
-CONTAINER_UID = 1000  # the image's `sandbox` user
+CONTAINER_UID = 65532  # the image's `sandbox` user
 SOCKET_DIR = "/run/toolfleet"
 SOCKET_NAME = "zygote.sock"
 BOX_ROOT = "/box"
 TMP_SIZE = "16m"
 ZYGOTE_HEADROOM_MB = 256  # the zygote's own memory (preloaded libraries) on top of a kernel's
 PROCESS_MARGIN = 16  # the zygote and short-lived helpers on top of the kernels' processes
+# Under gVisor the pids cgroup counts the sandbox's host threads: the Sentry's own (~50 idle)
+# and, on the ptrace platform, about six per process inside.
+GVISOR_THREADS = 128
+GVISOR_THREADS_PER_PROCESS = 8
 START_TIMEOUT_S = 60.0
 MAX_PARALLEL_STARTS = 4
 
@@ -89,15 +93,8 @@ class DockerBackend(Backend):
 
     def __init__(self, settings: SandboxSettings) -> None:
         self.settings = settings
-        self.limits = Limits(
-            memory_bytes=settings.memory_mb << 20,
-            disk_bytes=settings.disk_mb << 20,
-            file_bytes=settings.file_mb << 20,
-            processes=settings.processes,
-            open_files=settings.open_files,
-            cpu_seconds=settings.cpu_seconds,
-        )
-        self.cpus = float(getattr(settings, "docker_cpus", 1.0))
+        self.limits = settings.limits()
+        self.cpus = settings.docker_cpus
         self.instance = secrets.token_hex(4)
         self.uid = CONTAINER_UID if os.geteuid() == 0 else os.geteuid()
         self.client: Any = None  # docker.DockerClient
@@ -114,13 +111,23 @@ class DockerBackend(Backend):
 
     async def start(self) -> None:
         self._stopping = False
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()  # nothing half-started stays behind
+            raise
+        log.info("sandbox: docker backend ready: %s", self.describe())
+
+    async def _start(self) -> None:
         self.client = await self._blocking(_connect)
         await self._blocking(self._check_image_and_runtime)
         removed = await self._blocking(self._remove_stale_containers)
         if removed:
             log.info("sandbox: removed %d containers of dead service instances", removed)
         _remove_stale_dirs(self.settings.state_dir)
+        # 0700: no other user of the host reaches a zygote's socket before the service does
         self._dir.mkdir(parents=True, exist_ok=True)
+        self._dir.chmod(0o700)
         # One container now: a broken image or runtime fails here, with the zygote's output.
         try:
             first = await self._start_container()
@@ -131,7 +138,6 @@ class DockerBackend(Backend):
         self.info = first.info
         self._ready.append(first)
         self._refill = asyncio.create_task(self._keep_filled(), name="docker-pool")
-        log.info("sandbox: docker backend ready: %s", self.describe())
 
     async def stop(self) -> None:
         self._stopping = True
@@ -165,6 +171,12 @@ class DockerBackend(Backend):
         if container is None:
             container = await self._start_container()
         return DockerFamily(self, container)
+
+    def pids_limit(self) -> int:
+        """The containers' pids limit: the family's processes, and the runtime's threads."""
+        if "runsc" in (self.settings.docker_runtime or ""):
+            return GVISOR_THREADS + GVISOR_THREADS_PER_PROCESS * self.settings.processes
+        return self.settings.processes + PROCESS_MARGIN
 
     def describe(self) -> dict[str, Any]:
         info = dict(self.info)
@@ -221,7 +233,6 @@ class DockerBackend(Backend):
         if os.geteuid() == 0:
             os.chown(directory, self.uid, self.uid)
         deadline = time.monotonic() + START_TIMEOUT_S
-        container_id: str | None = None
         create = self._blocking(self._create_container, name, directory, auto_remove)
         try:
             container_id = await asyncio.shield(create)
@@ -271,7 +282,7 @@ class DockerBackend(Backend):
         while True:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                sock.connect(str(path))
+                _connect_unix(sock, path)
                 return sock
             except (FileNotFoundError, ConnectionRefusedError):
                 sock.close()
@@ -312,7 +323,7 @@ class DockerBackend(Backend):
             read_only=True,
             mem_limit=memory,
             memswap_limit=memory,
-            pids_limit=s.processes + PROCESS_MARGIN,
+            pids_limit=self.pids_limit(),
             nano_cpus=int(self.cpus * 1e9),
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
@@ -435,6 +446,18 @@ def _connect() -> Any:
             "deploy/docker/install-docker.sh"
         ) from exc
     return client
+
+
+def _connect_unix(sock: socket.socket, path: Path) -> None:
+    """connect(2) to a Unix socket, also at a path over the 107 bytes sockaddr_un holds."""
+    if len(os.fsencode(path)) < 100:
+        sock.connect(str(path))
+        return
+    directory = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        sock.connect(f"/proc/self/fd/{directory}/{path.name}")
+    finally:
+        os.close(directory)
 
 
 def _zygote_command(preload: list[str]) -> list[str]:

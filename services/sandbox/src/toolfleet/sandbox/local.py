@@ -20,7 +20,6 @@ import sys
 from typing import Any
 
 from toolfleet.sandbox.backend import Backend, Family, SandboxUnavailableError, ZygoteClient
-from toolfleet.sandbox.jail import Limits
 from toolfleet.sandbox.settings import SandboxSettings
 
 log = logging.getLogger(__name__)
@@ -43,14 +42,7 @@ class LocalBackend(Backend):
 
     def __init__(self, settings: SandboxSettings) -> None:
         self.settings = settings
-        self.limits = Limits(
-            memory_bytes=settings.memory_mb << 20,
-            disk_bytes=settings.disk_mb << 20,
-            file_bytes=settings.file_mb << 20,
-            processes=settings.processes,
-            open_files=settings.open_files,
-            cpu_seconds=settings.cpu_seconds,
-        )
+        self.limits = settings.limits()
         self.process: subprocess.Popen[bytes] | None = None
         self.zygote: ZygoteClient | None = None
         self.jailed = False

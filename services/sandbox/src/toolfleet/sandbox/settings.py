@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 from toolfleet.core.settings import ServiceSettings
+from toolfleet.sandbox.jail import Limits
 
 
 class SandboxSettings(ServiceSettings):
@@ -51,3 +52,15 @@ class SandboxSettings(ServiceSettings):
     docker_image: str = Field(default="toolfleet-sandbox:latest", description="Kernel image.")
     docker_runtime: str | None = Field(default=None, description="e.g. runsc for gVisor.")
     docker_pool_size: int = Field(default=2, ge=0, description="Warm containers kept ready.")
+    docker_cpus: float = Field(default=1.0, gt=0, description="CPUs per container.")
+
+    def limits(self) -> Limits:
+        """The per-family and per-kernel limits these settings give."""
+        return Limits(
+            memory_bytes=self.memory_mb << 20,
+            disk_bytes=self.disk_mb << 20,
+            file_bytes=self.file_mb << 20,
+            processes=self.processes,
+            open_files=self.open_files,
+            cpu_seconds=self.cpu_seconds,
+        )

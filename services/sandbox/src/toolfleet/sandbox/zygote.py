@@ -247,11 +247,20 @@ def main(argv: list[str] | None = None) -> int:
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         if os.path.exists(args.listen):
             os.unlink(args.listen)
-        server.bind(args.listen)
-        os.chmod(args.listen, 0o600)
+        umask = os.umask(0o177)  # the socket is created 0600 (gVisor refuses chmod on it)
+        try:
+            server.bind(args.listen)
+        finally:
+            os.umask(umask)
         server.listen(1)
-        control, _ = server.accept()
-        server.close()
+        server.settimeout(60)  # a service that never connects leaves no zygote behind
+        try:
+            control, _ = server.accept()
+        except TimeoutError:
+            return 1
+        finally:
+            server.close()
+        control.setblocking(True)
     jailed = False
     if args.jail_root:
         jail.build_root(
