@@ -291,6 +291,34 @@ def load_seccomp(program: bytes) -> None:
         raise OSError(err, f"seccomp: {os.strerror(err)}")
 
 
+MADV_HUGEPAGE = 14
+MADV_COLLAPSE = 25
+HUGE_PAGE = 2 << 20
+
+
+def collapse_huge_pages() -> int:
+    """Back the zygote's anonymous memory with 2 MiB pages where the kernel can (best effort,
+    MADV_COLLAPSE needs Linux 6.1+): fork(2) then copies one page-table entry per 2 MiB
+    instead of 512. Returns the bytes collapsed."""
+    _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    collapsed = 0
+    with open("/proc/self/maps") as maps:
+        regions = [line.split() for line in maps]
+    for fields in regions:
+        path = fields[5] if len(fields) > 5 else ""
+        if "rw" not in fields[1] or (path and path != "[heap]"):
+            continue
+        low, high = (int(x, 16) for x in fields[0].split("-"))
+        low = (low + HUGE_PAGE - 1) // HUGE_PAGE * HUGE_PAGE
+        high = high // HUGE_PAGE * HUGE_PAGE
+        if high <= low:
+            continue
+        _libc.madvise(low, high - low, MADV_HUGEPAGE)
+        if _libc.madvise(low, high - low, MADV_COLLAPSE) == 0:
+            collapsed += high - low
+    return collapsed
+
+
 def python_paths() -> list[str]:
     """Directories the kernels' Python needs: its prefixes and every import path."""
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(sys.executable)}

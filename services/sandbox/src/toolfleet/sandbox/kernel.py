@@ -43,6 +43,7 @@ class Kernel:
     def __init__(self, chan: socket.socket, workspace: str, env: dict[str, str]) -> None:
         self.chan = chan
         self.pid = os.getpid()
+        self.forks: set[int] = set()  # kernels forked from this one (other sessions)
         self.workspace = workspace
         self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
         self.bash_cwd = workspace
@@ -204,10 +205,12 @@ class Kernel:
     def _reap_children(self) -> None:
         """Kill what the call left running (its child processes) and reap it."""
         for pid in processes.children(os.getpid()):
+            if pid in self.forks:
+                continue  # another session's kernel
             processes.kill_tree(pid)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)  # SIGKILLed: returns at once, and leaves no zombie
-        processes.reap()
+        self.forks.difference_update(processes.reap())
 
     # ------------------------------------------------------------------ bash
 
@@ -277,23 +280,23 @@ class Kernel:
     # ------------------------------------------------------------------ fork
 
     def fork(self, fd: int) -> dict[str, Any]:
-        """Fork this kernel; the copy serves ``fd``. The copy is double-forked so it is not
-        this kernel's child (cleanup after a call never touches it)."""
+        """Fork this kernel; the copy serves ``fd``. The copy is this kernel's child, which
+        the cleanup after a call spares (and if this kernel ends first, the zygote adopts it).
+        """
         new_workspace = _next_workspace(os.path.dirname(self.workspace))
         shutil.copytree(self.workspace, new_workspace, symlinks=True, dirs_exist_ok=True)
-        middle = os.fork()
-        if middle == 0:
+        pid = os.fork()
+        if pid == 0:
             try:
-                if os.fork() == 0:
-                    self._become_fork(fd, new_workspace)  # never returns
-                os._exit(0)
-            except BaseException:
+                self._become_fork(fd, new_workspace)  # never returns
+            finally:
                 os._exit(1)
         os.close(fd)
-        os.waitpid(middle, 0)
-        return {"ok": True}
+        self.forks.add(pid)
+        return {"ok": True, "pid": pid}
 
     def _become_fork(self, fd: int, workspace: str) -> None:
+        self.forks = set()
         self.chan.close()
         self.chan = socket.socket(fileno=fd)
         self.pid = os.getpid()

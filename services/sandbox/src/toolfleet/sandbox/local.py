@@ -81,6 +81,8 @@ class LocalBackend(Backend):
         ]
         if not jail:
             cmd += ["--box-root", str(self._state_dir / "box")]
+        if self.settings.huge_pages:
+            cmd.append("--huge-pages")
         if jail:
             root = self._state_dir / "root"
             root.mkdir(exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from collections.abc import Container
 
 
 def children(pid: int) -> list[int]:
@@ -17,11 +18,13 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid``, deepest first."""
+def descendants(pid: int, spare: Container[int] = ()) -> list[int]:
+    """Every process below ``pid``, deepest first, except ``spare`` ones and their trees."""
     found: list[int] = []
     for child in children(pid):
-        found.extend(descendants(child))
+        if child in spare:
+            continue
+        found.extend(descendants(child, spare))
         found.append(child)
     return found
 

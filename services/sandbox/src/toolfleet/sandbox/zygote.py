@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 from toolfleet.sandbox import jail, processes, wire
+from toolfleet.sandbox.kernel import Kernel
 
 SWEEP_INTERVAL_S = 1.0
 KERNEL_ENV = {
@@ -98,7 +99,7 @@ class Zygote:
             return {"ok": True}
         if op == "kill":
             pid, uid = int(msg["pid"]), int(msg["uid"])
-            for child in processes.descendants(pid):
+            for child in processes.descendants(pid, spare=self.kernels):  # not its forks
                 self._signal(child, uid, signal.SIGKILL)
             ok = self._signal(pid, uid, signal.SIGKILL)
             self.kernels.pop(pid, None)
@@ -133,8 +134,6 @@ class Zygote:
         return {"ok": True, "pid": pid}
 
     def _become_kernel(self, uid: int, limits: jail.Limits, fd: int, workspace: str) -> None:
-        from toolfleet.sandbox.kernel import Kernel
-
         self.control.close()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.setsid()
@@ -237,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hide", action="append", default=[], help="path to cover in the jail")
     parser.add_argument("--preload", default="", help="comma-separated modules to import")
     parser.add_argument("--no-seccomp", action="store_true")
+    parser.add_argument("--huge-pages", action="store_true", help="back the template with THP")
     parser.add_argument("--box-root", default=jail.BOX_ROOT, help="where families live")
     args = parser.parse_args(argv)
 
@@ -276,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     seccomp = None if args.no_seccomp else jail.compile_seccomp()
     gc.collect()
     gc.freeze()  # keep the template's objects out of the kernels' collections (shared pages)
+    if args.huge_pages:
+        jail.collapse_huge_pages()
     Zygote(control, jailed, seccomp, args.box_root).serve()
     return 0
 
