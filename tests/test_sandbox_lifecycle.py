@@ -8,9 +8,12 @@ import subprocess
 import time
 
 import httpx
+from toolfleet.core.registry import ToolRegistry
+from toolfleet.sandbox.interpreters import tools_for
+from toolfleet.sandbox.settings import SandboxSettings
 
-from tests.conftest import PYTHON, ROOT, free_port, wait_healthy
-from tests.sandbox_support import processes_of
+from tests.conftest import PYTHON, ROOT, free_port, gateway, wait_healthy
+from tests.sandbox_support import new_session, processes_of, run
 
 UIDS = range(220_000, 220_100)
 
@@ -76,3 +79,18 @@ def test_killing_the_service_leaves_no_process_or_state(tmp_path):
         proc.wait(timeout=30)
     assert wait_until(lambda: processes_of(UIDS) == [])
     assert list(tmp_path.glob("local-*")) == []
+
+
+async def test_without_namespaces_families_still_keep_their_files_apart():
+    """isolation = "none" (no root, no user namespaces): limits only, one uid for all, but each
+    family has its own directory and ending one leaves the others alone."""
+    settings = SandboxSettings(isolation="none", pool_size=1, uid_base=230_000, uid_count=10)
+    async with gateway(ToolRegistry(tools_for(settings))) as client:
+        a, b = await new_session(client), await new_session(client)
+        await run(client, "open('mine.txt', 'w').write('a')", session_id=a)
+        await run(client, "open('mine.txt', 'w').write('b')", session_id=b)
+        await client.delete(f"/v1/sessions/{a}")
+        obs = await run(client, "open('mine.txt').read()", session_id=b)
+        assert obs["data"]["result"] == "'b'"
+        obs = await run(client, "import numpy, os\nprint(numpy.arange(3).sum(), os.getuid())")
+        assert obs["data"]["stdout"] == "3 230000\n"  # dropped to an unprivileged uid

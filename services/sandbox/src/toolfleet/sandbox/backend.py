@@ -63,9 +63,11 @@ class Family(abc.ABC):
         uid: int,
         limits: Limits,
         on_close: Callable[[int], None] | None = None,
+        fid: int | None = None,
     ) -> None:
         self.zygote = zygote
         self.uid = uid
+        self.fid = uid if fid is None else fid  # the family's directory under /box
         self.limits = limits
         self.on_close = on_close
         self.members = 0
@@ -76,7 +78,7 @@ class Family(abc.ABC):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             reply = await self.zygote.request(
-                {"op": "spawn", "uid": self.uid, "limits": asdict(self.limits)},
+                {"op": "spawn", "uid": self.uid, "family": self.fid, "limits": asdict(self.limits)},
                 [theirs.fileno()],
             )
         finally:
@@ -147,6 +149,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def new_family(self) -> Family:
         """A fresh family, isolated from every other."""
+
+    @property
+    def parallelism(self) -> int:
+        """How many kernels the backend can spawn at once."""
+        return 1
 
     @abc.abstractmethod
     def describe(self) -> dict[str, Any]:

@@ -111,12 +111,13 @@ def build_root(
     mount("none", "/", None, MS_REC | MS_PRIVATE, None)
     os.makedirs(root, exist_ok=True)
     mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=16m")
+    # /tmp first: exposed paths may lie under it (a checkout in /tmp); it turns read-only after
+    os.makedirs(root + "/tmp", exist_ok=True)
+    mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
     for path in sorted(set(paths), key=len):
+        # a path under an earlier one is visible already
         if os.path.lexists(path) and not os.path.lexists(root + path):
             bind_readonly(path, root)
-        elif os.path.isdir(path) and not os.path.ismount(root + path):
-            # a subdirectory of an earlier bind is visible already
-            pass
     for path in hide:
         target = root + os.path.realpath(path)
         if os.path.isdir(target):
@@ -141,23 +142,24 @@ def build_root(
     os.makedirs(root + "/dev/shm")
     mount("tmpfs", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={tmp_bytes}")
     # /tmp is not shared between families: it is not writable; TMPDIR points at the workspace.
-    os.makedirs(root + "/tmp", exist_ok=True)
-    mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "mode=0755,size=4k")
+    mount("none", root + "/tmp", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
     os.makedirs(root + BOX_ROOT, exist_ok=True)
     mount("tmpfs", root + BOX_ROOT, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0711,size=1m")
     os.chroot(root)
     os.chdir("/")
 
 
-def family_dir(uid: int, box_root: str = BOX_ROOT) -> str:
+def family_dir(fid: int, box_root: str = BOX_ROOT) -> str:
     """The directory a family of kernels shares (its sessions' workspaces live inside)."""
-    return f"{box_root}/{uid}"
+    return f"{box_root}/{fid}"
 
 
-def make_family(uid: int, limits: Limits, own_mounts: bool, box_root: str = BOX_ROOT) -> str:
+def make_family(
+    fid: int, uid: int, limits: Limits, own_mounts: bool, box_root: str = BOX_ROOT
+) -> str:
     """Create the family's directory, owned by ``uid``, mode 0700: a tmpfs of ``disk_bytes``
     when we may mount (in the jail), a plain directory otherwise."""
-    path = family_dir(uid, box_root)
+    path = family_dir(fid, box_root)
     os.makedirs(path, exist_ok=True)
     if own_mounts:
         mount(
@@ -173,9 +175,9 @@ def make_family(uid: int, limits: Limits, own_mounts: bool, box_root: str = BOX_
     return path
 
 
-def remove_family(uid: int, own_mounts: bool, box_root: str = BOX_ROOT) -> None:
+def remove_family(fid: int, own_mounts: bool, box_root: str = BOX_ROOT) -> None:
     """Delete the family's files (its processes are killed by the caller)."""
-    path = family_dir(uid, box_root)
+    path = family_dir(fid, box_root)
     if own_mounts:
         umount(path)
     shutil.rmtree(path, ignore_errors=True)

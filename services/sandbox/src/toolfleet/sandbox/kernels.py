@@ -132,19 +132,22 @@ class KernelPool:
         self.size = size
         self.grace_s = grace_s
         self._ready: asyncio.Queue[KernelHandle] = asyncio.Queue()
-        self._refill: asyncio.Task[None] | None = None
+        self._refills: list[asyncio.Task[None]] = []
         self._wakeup = asyncio.Event()
 
     async def start(self) -> None:
         await self.backend.start()
         if self.size:
-            self._refill = asyncio.create_task(self._keep_filled(), name="kernel-pool")
+            self._refills = [
+                asyncio.create_task(self._keep_filled(), name=f"kernel-pool-{i}")
+                for i in range(self.backend.parallelism)
+            ]
 
     async def stop(self) -> None:
-        if self._refill is not None:
-            self._refill.cancel()
+        for task in self._refills:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._refill
+                await task
         while not self._ready.empty():
             await self._ready.get_nowait().close()
         await self.backend.stop()
@@ -152,7 +155,7 @@ class KernelPool:
     async def take(self) -> KernelHandle:
         """A fresh kernel: from the pool (waiting for the next one the refill makes when it is
         empty, rather than competing with it for the zygote), else spawned now."""
-        if self._refill is None or self._refill.done():
+        if not self._refills or all(t.done() for t in self._refills):
             return await self.spawn()
         self._wakeup.set()
         while True:

@@ -1,4 +1,4 @@
-"""The local backend: one zygote on this host in its own namespaces; families are uids.
+"""The local backend: zygotes on this host in their own namespaces; families are uids.
 
 With root (or user namespaces) the zygote runs under ``unshare`` as PID 1 of new pid, mount,
 net, ipc and uts namespaces, chrooted into a minimal read-only root; every family gets its own
@@ -32,22 +32,24 @@ class LocalFamily(Family):
 
     async def _close(self) -> None:
         with contextlib.suppress(SandboxUnavailableError):
-            await self.zygote.request({"op": "remove_family", "uid": self.uid})
+            await self.zygote.request({"op": "remove_family", "family": self.fid, "uid": self.uid})
 
 
 class LocalBackend(Backend):
-    """Kernels as processes on this host, forked from one zygote."""
+    """Kernels as processes on this host, forked from ``settings.zygotes`` zygotes."""
 
     name = "local"
 
     def __init__(self, settings: SandboxSettings) -> None:
         self.settings = settings
         self.limits = settings.limits()
-        self.process: subprocess.Popen[bytes] | None = None
-        self.zygote: ZygoteClient | None = None
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.zygotes: list[ZygoteClient] = []
         self.jailed = False
+        self._turn = 0
         self._free_uids: list[int] = []
         self._next_uid = settings.uid_base
+        self._families = 0
         self._state_dir = settings.state_dir / f"local-{os.getpid()}"
 
     async def start(self) -> None:
@@ -56,7 +58,7 @@ class LocalBackend(Backend):
         mode = self.settings.isolation
         if mode in ("auto", "jail"):
             try:
-                await self._start_zygote(jail=True)
+                await self._start_zygotes(jail=True)
                 return
             except SandboxUnavailableError as exc:
                 if mode == "jail":
@@ -66,9 +68,24 @@ class LocalBackend(Backend):
                     "only. Use the docker backend for isolation.",
                     exc,
                 )
-        await self._start_zygote(jail=False)
+        await self._start_zygotes(jail=False)
 
-    async def _start_zygote(self, jail: bool) -> None:
+    @property
+    def parallelism(self) -> int:
+        return max(1, len(self.zygotes))
+
+    async def _start_zygotes(self, jail: bool) -> None:
+        """Start ``settings.zygotes`` zygotes at once (they fork kernels in parallel)."""
+        results = await asyncio.gather(
+            *(self._start_zygote(jail, i) for i in range(self.settings.zygotes)),
+            return_exceptions=True,
+        )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            await self.stop(keep_state=True)
+            raise failed[0]
+
+    async def _start_zygote(self, jail: bool, index: int) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         cmd = [
             sys.executable,
@@ -84,16 +101,16 @@ class LocalBackend(Backend):
         if self.settings.huge_pages:
             cmd.append("--huge-pages")
         if jail:
-            root = self._state_dir / "root"
+            root = self._state_dir / f"root-{index}"
             root.mkdir(exist_ok=True)
             prefix = list(UNSHARE) if os.geteuid() == 0 else [*UNSHARE, "--user", "--map-root-user"]
             cmd = [*prefix, *cmd, "--jail-root", str(root)]
             config = os.environ.get("TOOLFLEET_CONFIG")
             if config:  # the service's settings may hold secrets
                 cmd += ["--hide", os.path.join(os.getcwd(), config)]
-        log_path = self._state_dir / ("zygote.log" if jail else "zygote-unjailed.log")
+        log_path = self._state_dir / f"zygote-{index}{'' if jail else '-unjailed'}.log"
         with log_path.open("ab") as zygote_log:  # what the zygote says, for operators
-            self.process = subprocess.Popen(  # noqa: ASYNC220 - returns at once
+            process = subprocess.Popen(  # noqa: ASYNC220 - returns at once
                 cmd,
                 pass_fds=[theirs.fileno()],
                 env=_zygote_env(),
@@ -108,34 +125,46 @@ class LocalBackend(Backend):
             info = await zygote.handshake(timeout_s=120)
         except (TimeoutError, SandboxUnavailableError, OSError, ValueError) as exc:
             zygote.close()
-            if self.process.poll() is None:
-                self.process.kill()
-            self.process.wait()
+            if process.poll() is None:
+                process.kill()
+            process.wait()
             said = log_path.read_text(errors="replace")[-2000:]
             raise SandboxUnavailableError(f"zygote did not start ({exc!r}): {said}") from exc
-        self.zygote = zygote
+        self.processes.append(process)
+        self.zygotes.append(zygote)
         self.jailed = bool(info.get("jailed"))
         log.info("sandbox: local zygote ready: %s", info)
+        if not info.get("seccomp"):
+            log.warning("sandbox: kernels run without a seccomp filter (libseccomp missing)")
 
-    async def stop(self) -> None:
-        if self.zygote is not None:
-            self.zygote.close()  # the zygote exits, and with it the whole namespace
-            self.zygote = None
-        if self.process is not None:
+    async def stop(self, keep_state: bool = False) -> None:
+        for zygote in self.zygotes:
+            zygote.close()  # the zygote exits, and with it the whole namespace
+        for process in self.processes:
             try:
-                await asyncio.to_thread(self.process.wait, 10)
+                await asyncio.to_thread(process.wait, 10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                await asyncio.to_thread(self.process.wait)
-            self.process = None
-        shutil.rmtree(self._state_dir, ignore_errors=True)
+                process.kill()
+                await asyncio.to_thread(process.wait)
+        self.zygotes, self.processes = [], []
+        if not keep_state:
+            shutil.rmtree(self._state_dir, ignore_errors=True)
 
     async def new_family(self) -> Family:
-        if self.zygote is None:
+        if not self.zygotes:
             raise SandboxUnavailableError("the sandbox is not running")
+        self._turn = (self._turn + 1) % len(self.zygotes)
+        zygote = self.zygotes[self._turn]
         uid = self._take_uid()
         release = self._free_uids.append if self.jailed else None
-        return LocalFamily(self.zygote, uid, self.limits, on_close=release)
+        self._families += 1
+        return LocalFamily(
+            zygote,
+            uid,
+            self.limits,
+            on_close=release,
+            fid=uid if self.jailed else self._families,
+        )
 
     def _take_uid(self) -> int:
         if not self.jailed:
@@ -150,9 +179,9 @@ class LocalBackend(Backend):
         return self._next_uid - 1
 
     def describe(self) -> dict[str, Any]:
-        info = dict(self.zygote.info) if self.zygote else {}
+        info = dict(self.zygotes[0].info) if self.zygotes else {}
         info.pop("op", None)
-        return {"backend": self.name, **info}
+        return {"backend": self.name, "zygotes": len(self.zygotes), **info}
 
 
 def _zygote_env() -> dict[str, str]:

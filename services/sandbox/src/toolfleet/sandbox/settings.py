@@ -27,6 +27,9 @@ class SandboxSettings(ServiceSettings):
         "user namespaces); none = limits only; auto = jail when possible.",
     )
     pool_size: int = Field(default=4, ge=0, description="Fresh kernels kept ready.")
+    zygotes: int = Field(
+        default=2, ge=1, description="Local backend: zygotes forking kernels in parallel."
+    )
     preload: list[str] = Field(
         default=["numpy", "sympy", "pandas", "matplotlib", "matplotlib.pyplot", "PIL.Image"],
         description="Modules the zygote imports once so kernels start with them loaded.",

@@ -52,7 +52,7 @@ class Zygote:
         self.seccomp = seccomp
         self.pid_one = os.getpid() == 1
         self.kernels: dict[int, int] = {}  # pid -> family uid
-        self.families: set[int] = set()
+        self.families: dict[int, int] = {}  # family id -> uid
         self.base_vm = _vm_size()
         self.removed: set[int] = set()  # uids of ended families, swept of stragglers
         self.last_sweep = time.monotonic()
@@ -91,7 +91,9 @@ class Zygote:
     def handle(self, msg: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         op = msg["op"]
         if op == "spawn":
-            return self.spawn(int(msg["uid"]), jail.Limits(**msg["limits"]), fds[0])
+            uid = int(msg["uid"])
+            fid = int(msg.get("family", uid))
+            return self.spawn(uid, fid, jail.Limits(**msg["limits"]), fds[0])
         if op == "signal":
             return {"ok": self._signal(int(msg["pid"]), int(msg["uid"]), int(msg["sig"]))}
         if op == "register":
@@ -106,11 +108,12 @@ class Zygote:
             return {"ok": ok}
         if op == "remove_family":
             uid = int(msg["uid"])
-            for pid in [p for p, u in self.kernels.items() if u == uid]:
-                self.kernels.pop(pid)
-            if uid in self.families:
-                self.families.discard(uid)
-                jail.remove_family(uid, own_mounts=self.jailed, box_root=self.box_root)
+            fid = int(msg.get("family", uid))
+            if self.families.pop(fid, None) is not None:
+                jail.remove_family(fid, own_mounts=self.jailed, box_root=self.box_root)
+            if uid not in self.families.values():
+                for pid in [p for p, u in self.kernels.items() if u == uid]:
+                    self.kernels.pop(pid)
                 if self.jailed:
                     self.removed.add(uid)
             return {"ok": True}
@@ -118,11 +121,11 @@ class Zygote:
             return {"ok": True, "kernels": len(self.kernels), "families": len(self.families)}
         return {"ok": False, "error": f"unknown op {op!r}"}
 
-    def spawn(self, uid: int, limits: jail.Limits, fd: int) -> dict[str, Any]:
-        if uid not in self.families:
-            jail.make_family(uid, limits, own_mounts=self.jailed, box_root=self.box_root)
-            self.families.add(uid)
-        workspace = _new_workspace(jail.family_dir(uid, self.box_root), uid)
+    def spawn(self, uid: int, fid: int, limits: jail.Limits, fd: int) -> dict[str, Any]:
+        if fid not in self.families:
+            jail.make_family(fid, uid, limits, own_mounts=self.jailed, box_root=self.box_root)
+            self.families[fid] = uid
+        workspace = _new_workspace(jail.family_dir(fid, self.box_root), uid)
         pid = os.fork()
         if pid == 0:  # the kernel
             try:
@@ -172,7 +175,7 @@ class Zygote:
                 uid = os.stat(f"/proc/{entry}").st_uid
             except OSError:
                 continue
-            ended = uid in self.removed and uid not in self.families
+            ended = uid in self.removed and uid not in self.families.values()
             if ended or processes.parent_of(int(entry)) == 1:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(entry), signal.SIGKILL)
@@ -212,8 +215,8 @@ def preload(modules: list[str]) -> list[str]:
         try:
             importlib.import_module(name)
             loaded.append(name)
-        except Exception:
-            continue
+        except Exception as exc:
+            print(f"zygote: cannot preload {name}: {exc!r}", file=sys.stderr, flush=True)
     pil = sys.modules.get("PIL.Image")
     if pil is not None:  # Image.show() displays in the call's output
         pil.Image.show = _show_image
@@ -274,6 +277,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["MPLCONFIGDIR"] = os.environ["XDG_CACHE_HOME"] = cache
     preload([m for m in args.preload.split(",") if m])
     seccomp = None if args.no_seccomp else jail.compile_seccomp()
+    if seccomp is None and not args.no_seccomp:
+        print(
+            "zygote: libseccomp is not available: kernels run WITHOUT a seccomp filter",
+            file=sys.stderr,
+            flush=True,
+        )
     gc.collect()
     gc.freeze()  # keep the template's objects out of the kernels' collections (shared pages)
     if args.huge_pages:
