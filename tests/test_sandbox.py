@@ -352,3 +352,13 @@ async def test_sessions_run_concurrently_and_stay_apart(client):
     await asyncio.gather(*(run(client, f"mine = {i}", session_id=s) for i, s in enumerate(sids)))
     results = await asyncio.gather(*(run(client, "mine", session_id=s) for s in sids))
     assert [r["data"]["result"] for r in results] == [str(i) for i in range(6)]
+
+
+async def test_stateless_light_template_still_imports_anything(client):
+    # no heavy import named: runs on the light template, which imports pandas when asked
+    obs = await run(client, "import importlib\nimportlib.import_module('pandas').__name__")
+    assert obs["data"]["result"] == "'pandas'"
+    obs = await run(client, "import sys\n'pandas' in sys.modules")
+    assert obs["data"]["result"] == "False"  # the light template did not preload it
+    obs = await run(client, "import pandas, sys\n'sympy' in sys.modules")
+    assert obs["data"]["result"] == "True"  # a heavy import: the full template

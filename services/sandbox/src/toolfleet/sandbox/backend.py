@@ -147,8 +147,9 @@ class Backend(abc.ABC):
         """End every kernel; leave no process, container or file behind."""
 
     @abc.abstractmethod
-    async def new_family(self) -> Family:
-        """A fresh family, isolated from every other."""
+    async def new_family(self, light: bool = False) -> Family:
+        """A fresh family, isolated from every other. ``light``: from a template with fewer
+        libraries preloaded, which forks faster (the backend may ignore it)."""
 
     @property
     def parallelism(self) -> int:

@@ -157,7 +157,7 @@ class DockerBackend(Backend):
             self.client = None
         shutil.rmtree(self._dir, ignore_errors=True)
 
-    async def new_family(self) -> Family:
+    async def new_family(self, light: bool = False) -> Family:
         if self.client is None or self._stopping:
             raise SandboxUnavailableError("the sandbox is not running")
         container = None

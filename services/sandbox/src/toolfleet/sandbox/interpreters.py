@@ -3,6 +3,7 @@ REST files API."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import base64
 import time
@@ -11,7 +12,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, Field
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, ImagePart, TextPart
 from toolfleet.core.tool import ArgsT, CallContext, Tool, ToolError, ToolResult
-from toolfleet.sandbox.backend import SandboxUnavailableError
+from toolfleet.sandbox.backend import Backend, SandboxUnavailableError
 from toolfleet.sandbox.kernels import KernelDiedError, KernelHandle, KernelPool
 from toolfleet.sandbox.settings import SandboxSettings
 
@@ -31,20 +32,49 @@ HINTS = {
 class Sandbox:
     """What the sandbox tools share: the kernel pool, and session kernels."""
 
-    def __init__(self, settings: SandboxSettings, pool: KernelPool) -> None:
+    def __init__(self, settings: SandboxSettings, backend: Backend) -> None:
         self.settings = settings
-        self.pool = pool
+        self.backend = backend
+        grace = settings.interrupt_grace_s
+        self.pool = KernelPool(backend, settings.pool_size, grace)
+        # Stateless calls that import none of the heavy libraries fork from a lighter template.
+        light_size = settings.light_pool_size if settings.backend == "local" else 0
+        self.light_pool = KernelPool(backend, light_size, grace, light=True)
+        self.heavy_modules = {m.split(".")[0] for m in settings.preload} - {
+            m.split(".")[0] for m in settings.light_preload
+        }
         self.users = 0
 
     async def start(self) -> None:
         self.users += 1
         if self.users == 1:
+            await self.backend.start()
             await self.pool.start()
+            await self.light_pool.start()
 
     async def stop(self) -> None:
         self.users -= 1
         if self.users == 0:
+            await self.light_pool.stop()
             await self.pool.stop()
+            await self.backend.stop()
+
+    def needs_full(self, code: str) -> bool:
+        """True when the code imports a library only the full template preloads."""
+        try:
+            tree = ast.parse(code)
+        except (SyntaxError, ValueError):
+            return False
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module]
+            else:
+                continue
+            if any(name.split(".")[0] in self.heavy_modules for name in names):
+                return True
+        return False
 
     async def session_kernel(self, ctx: CallContext) -> KernelHandle:
         """The session's kernel, started (or restarted) on first use."""
@@ -56,9 +86,10 @@ class Sandbox:
         ctx.set_state(STATE_KEY, fresh)
         return fresh
 
-    async def _take(self) -> KernelHandle:
+    async def _take(self, light: bool = False) -> KernelHandle:
         try:
-            return await self.pool.take()
+            use_light = light and self.light_pool.size > 0
+            return await (self.light_pool if use_light else self.pool).take()
         except SandboxUnavailableError as exc:
             raise ToolError(
                 ErrorKind.unavailable, f"the sandbox cannot start a kernel: {exc}", retryable=True
@@ -69,11 +100,14 @@ class Sandbox:
         interrupt, it is killed and the call answered before the call's own deadline."""
         return ctx.deadline - self.settings.interrupt_grace_s - 0.1
 
-    async def run(self, ctx: CallContext, msg: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """Run one request in the session's kernel (or a throw-away one without a session).
-        Returns the reply and whether the kernel was restarted before it."""
+    async def run(
+        self, ctx: CallContext, msg: dict[str, Any], light: bool = False
+    ) -> tuple[dict[str, Any], bool]:
+        """Run one request in the session's kernel (or a throw-away one without a session,
+        from the light template when ``light``). Returns the reply and whether the kernel was
+        restarted before it."""
         stateless = ctx.session_id is None
-        kernel = await self._take() if stateless else await self.session_kernel(ctx)
+        kernel = await self._take(light) if stateless else await self.session_kernel(ctx)
         restarted, kernel.restarted = kernel.restarted, False
         try:
             reply = await kernel.request(msg, self.interrupt_at(ctx))
@@ -173,6 +207,7 @@ class PythonTool(SandboxTool[PythonArgs]):
                 "max_images": s.max_images,
                 "max_image_bytes": s.max_image_bytes,
             },
+            light=ctx.session_id is None and not self.sandbox.needs_full(args.code),
         )
         stdout, stderr = _text(reply, "stdout"), _text(reply, "stderr")
         result = reply.get("result") if isinstance(reply.get("result"), str) else None
@@ -229,6 +264,7 @@ class BashTool(SandboxTool[BashArgs]):
                 "max_output": s.max_output_chars,
                 "timeout_s": remaining,
             },
+            light=True,  # bash needs no preloaded Python library
         )
         stdout, stderr = _text(reply, "stdout"), _text(reply, "stderr")
         error = _diagnostic(reply.get("error"))
@@ -298,8 +334,7 @@ def tools_for(settings: SandboxSettings) -> list[Tool]:
     """The sandbox's tools over one shared pool."""
     from toolfleet.sandbox.backends import make_backend
 
-    pool = KernelPool(make_backend(settings), settings.pool_size, settings.interrupt_grace_s)
-    sandbox = Sandbox(settings, pool)
+    sandbox = Sandbox(settings, make_backend(settings))
     return [PythonTool(sandbox), BashTool(sandbox), WorkspaceTool(sandbox)]
 
 

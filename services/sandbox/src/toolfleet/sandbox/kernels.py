@@ -127,8 +127,9 @@ class KernelPool:
     """Fresh kernels, each in a family of its own, kept ready so a new session or a
     stateless call does not wait for a fork."""
 
-    def __init__(self, backend: Backend, size: int, grace_s: float) -> None:
+    def __init__(self, backend: Backend, size: int, grace_s: float, light: bool = False) -> None:
         self.backend = backend
+        self.light = light
         self.size = size
         self.grace_s = grace_s
         self._ready: asyncio.Queue[KernelHandle] = asyncio.Queue()
@@ -136,11 +137,11 @@ class KernelPool:
         self._wakeup = asyncio.Event()
 
     async def start(self) -> None:
-        await self.backend.start()
+        """Start filling (the backend is started by its owner)."""
         if self.size:
             self._refills = [
                 asyncio.create_task(self._keep_filled(), name=f"kernel-pool-{i}")
-                for i in range(self.backend.parallelism)
+                for i in range(1 if self.light else self.backend.parallelism)
             ]
 
     async def stop(self) -> None:
@@ -150,7 +151,6 @@ class KernelPool:
                 await task
         while not self._ready.empty():
             await self._ready.get_nowait().close()
-        await self.backend.stop()
 
     async def take(self) -> KernelHandle:
         """A fresh kernel: from the pool (waiting for the next one the refill makes when it is
@@ -169,7 +169,7 @@ class KernelPool:
 
     async def spawn(self) -> KernelHandle:
         """A fresh kernel in a new family."""
-        family = await self.backend.new_family()
+        family = await self.backend.new_family(light=self.light)
         try:
             sock, pid = await family.spawn()
         except BaseException:

@@ -45,6 +45,7 @@ class LocalBackend(Backend):
         self.limits = settings.limits()
         self.processes: list[subprocess.Popen[bytes]] = []
         self.zygotes: list[ZygoteClient] = []
+        self.light: ZygoteClient | None = None  # preloads settings.light_preload only
         self.jailed = False
         self._turn = 0
         self._free_uids: list[int] = []
@@ -76,16 +77,16 @@ class LocalBackend(Backend):
 
     async def _start_zygotes(self, jail: bool) -> None:
         """Start ``settings.zygotes`` zygotes at once (they fork kernels in parallel)."""
-        results = await asyncio.gather(
-            *(self._start_zygote(jail, i) for i in range(self.settings.zygotes)),
-            return_exceptions=True,
-        )
+        starts = [self._start_zygote(jail, i) for i in range(self.settings.zygotes)]
+        if self.settings.light_pool_size:
+            starts.append(self._start_zygote(jail, len(starts), light=True))
+        results = await asyncio.gather(*starts, return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
             await self.stop(keep_state=True)
             raise failed[0]
 
-    async def _start_zygote(self, jail: bool, index: int) -> None:
+    async def _start_zygote(self, jail: bool, index: int, light: bool = False) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         cmd = [
             sys.executable,
@@ -94,7 +95,7 @@ class LocalBackend(Backend):
             "--fd",
             str(theirs.fileno()),
             "--preload",
-            ",".join(self.settings.preload),
+            ",".join(self.settings.light_preload if light else self.settings.preload),
         ]
         if not jail:
             cmd += ["--box-root", str(self._state_dir / "box")]
@@ -131,14 +132,17 @@ class LocalBackend(Backend):
             said = log_path.read_text(errors="replace")[-2000:]
             raise SandboxUnavailableError(f"zygote did not start ({exc!r}): {said}") from exc
         self.processes.append(process)
-        self.zygotes.append(zygote)
+        if light:
+            self.light = zygote
+        else:
+            self.zygotes.append(zygote)
         self.jailed = bool(info.get("jailed"))
         log.info("sandbox: local zygote ready: %s", info)
         if not info.get("seccomp"):
             log.warning("sandbox: kernels run without a seccomp filter (libseccomp missing)")
 
     async def stop(self, keep_state: bool = False) -> None:
-        for zygote in self.zygotes:
+        for zygote in [*self.zygotes, *([self.light] if self.light else [])]:
             zygote.close()  # the zygote exits, and with it the whole namespace
         for process in self.processes:
             try:
@@ -146,15 +150,15 @@ class LocalBackend(Backend):
             except subprocess.TimeoutExpired:
                 process.kill()
                 await asyncio.to_thread(process.wait)
-        self.zygotes, self.processes = [], []
+        self.zygotes, self.processes, self.light = [], [], None
         if not keep_state:
             shutil.rmtree(self._state_dir, ignore_errors=True)
 
-    async def new_family(self) -> Family:
+    async def new_family(self, light: bool = False) -> Family:
         if not self.zygotes:
             raise SandboxUnavailableError("the sandbox is not running")
         self._turn = (self._turn + 1) % len(self.zygotes)
-        zygote = self.zygotes[self._turn]
+        zygote = self.light if light and self.light else self.zygotes[self._turn]
         uid = self._take_uid()
         release = self._free_uids.append if self.jailed else None
         self._families += 1

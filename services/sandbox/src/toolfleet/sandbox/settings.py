@@ -27,6 +27,15 @@ class SandboxSettings(ServiceSettings):
         "user namespaces); none = limits only; auto = jail when possible.",
     )
     pool_size: int = Field(default=4, ge=0, description="Fresh kernels kept ready.")
+    light_pool_size: int = Field(
+        default=4,
+        ge=0,
+        description="Local backend: fresh kernels of the light template "
+        "(stateless calls that import none of the heavy preloads); 0 turns it off.",
+    )
+    light_preload: list[str] = Field(
+        default=["numpy"], description="What the light template preloads."
+    )
     zygotes: int = Field(
         default=2, ge=1, description="Local backend: zygotes forking kernels in parallel."
     )
