@@ -11,7 +11,7 @@ RUN := $(UV) run --frozen
 help:
 	@echo "make run    serve the gateway with embedded defaults on 127.0.0.1:8000"
 	@echo "make test   lint, set up Docker + the sandbox image, run the whole test suite"
-	@echo "make bench  print the gateway overhead figures (needs wrk)"
+	@echo "make bench  print the gateway and sandbox figures (needs wrk; docker: sandbox-images)"
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv $(CURDIR)/.tools
@@ -43,3 +43,5 @@ test: lint sandbox-images
 bench: sync
 	@command -v wrk >/dev/null || { echo "bench needs wrk: apt-get install -y wrk"; exit 2; }
 	$(RUN) python bench/gateway_overhead.py
+	$(RUN) python bench/sandbox_local.py
+	$(RUN) python bench/sandbox_docker.py
