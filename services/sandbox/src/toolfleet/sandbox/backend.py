@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import os
+import shutil
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from toolfleet.sandbox import wire
@@ -75,21 +78,15 @@ class Family(abc.ABC):
 
     async def spawn(self) -> tuple[socket.socket, int]:
         """A new kernel in this family: its channel (hello already read) and pid."""
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            reply = await self.zygote.request(
-                {"op": "spawn", "uid": self.uid, "family": self.fid, "limits": asdict(self.limits)},
-                [theirs.fileno()],
-            )
-        finally:
-            theirs.close()
-        if not reply.get("ok"):
-            ours.close()
-            raise SandboxUnavailableError(f"spawn failed: {reply.get('error')}")
-        ours.setblocking(False)
-        hello = await _hello(ours)
+        limits = asdict(self.limits)
+        sock, pid = await open_channel(
+            lambda fd: self.zygote.request(
+                {"op": "spawn", "uid": self.uid, "family": self.fid, "limits": limits}, [fd]
+            ),
+            "spawn",
+        )
         self.members += 1
-        return ours, int(hello["pid"])
+        return sock, pid
 
     async def adopt(self, pid: int) -> None:
         """Count a forked kernel as a member (the zygote will not sweep it)."""
@@ -161,6 +158,31 @@ class Backend(abc.ABC):
         """What isolation is in force (for /readyz and logs)."""
 
 
-async def read_hello(sock: socket.socket) -> int:
-    """The pid a freshly forked kernel reports on its new channel."""
-    return int((await _hello(sock))["pid"])
+async def open_channel(
+    ask: Callable[[int], Awaitable[dict[str, Any]]], what: str
+) -> tuple[socket.socket, int]:
+    """A new kernel's channel: ``ask`` sends the far end of a socket pair (to the zygote, or
+    to a kernel that forks); the new kernel greets on it with its pid."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        try:
+            reply = await ask(theirs.fileno())
+        finally:
+            theirs.close()
+        if not reply.get("ok"):
+            raise SandboxUnavailableError(f"{what} failed: {reply.get('error')}")
+        ours.setblocking(False)
+        return ours, int((await _hello(ours))["pid"])
+    except BaseException:
+        ours.close()
+        raise
+
+
+def remove_stale_state(state_dir: Path, prefix: str) -> None:
+    """Delete ``<state_dir>/<prefix>-<pid>`` directories whose process is gone."""
+    if not state_dir.is_dir():
+        return
+    for entry in state_dir.glob(f"{prefix}-*"):
+        pid = entry.name.removeprefix(f"{prefix}-")
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(entry, ignore_errors=True)

@@ -29,7 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolfleet.sandbox.backend import Backend, Family, SandboxUnavailableError, ZygoteClient
+from toolfleet.sandbox.backend import (
+    Backend,
+    Family,
+    SandboxUnavailableError,
+    ZygoteClient,
+    remove_stale_state,
+)
 from toolfleet.sandbox.settings import SandboxSettings
 
 log = logging.getLogger(__name__)
@@ -124,7 +130,7 @@ class DockerBackend(Backend):
         removed = await self._blocking(self._remove_stale_containers)
         if removed:
             log.info("sandbox: removed %d containers of dead service instances", removed)
-        _remove_stale_dirs(self.settings.state_dir)
+        remove_stale_state(self.settings.state_dir, "docker")
         # 0700: no other user of the host reaches a zygote's socket before the service does
         self._dir.mkdir(parents=True, exist_ok=True)
         self._dir.chmod(0o700)
@@ -486,13 +492,3 @@ def _process_id(pid: int) -> str | None:
     except (OSError, IndexError):
         return None
     return f"{pid}:{started}"
-
-
-def _remove_stale_dirs(state_dir: Path) -> None:
-    """Delete the state directories of docker backends whose process is gone."""
-    if not state_dir.is_dir():
-        return
-    for entry in state_dir.glob("docker-*"):
-        pid = entry.name.removeprefix("docker-")
-        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-            shutil.rmtree(entry, ignore_errors=True)

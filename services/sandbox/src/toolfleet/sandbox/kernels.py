@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from toolfleet.sandbox import wire
-from toolfleet.sandbox.backend import Backend, Family, SandboxUnavailableError, read_hello
+from toolfleet.sandbox.backend import Backend, Family, SandboxUnavailableError, open_channel
 
 log = logging.getLogger(__name__)
 
@@ -82,17 +82,10 @@ class KernelHandle:
 
     async def fork(self) -> KernelHandle:
         """A copy of this kernel (its globals and files) in the same family."""
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours, pid = await open_channel(
+            lambda fd: self.request({"op": "fork"}, time.monotonic() + 60, fds=[fd]), "fork"
+        )
         try:
-            reply = await self.request({"op": "fork"}, time.monotonic() + 60, fds=[theirs.fileno()])
-        finally:
-            theirs.close()
-        if not reply.get("ok"):
-            ours.close()
-            raise SandboxUnavailableError(f"fork failed: {reply.get('error')}")
-        ours.setblocking(False)
-        try:
-            pid = await read_hello(ours)
             await self.family.adopt(pid)
         except BaseException:
             ours.close()

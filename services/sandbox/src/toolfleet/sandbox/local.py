@@ -19,7 +19,13 @@ import subprocess
 import sys
 from typing import Any
 
-from toolfleet.sandbox.backend import Backend, Family, SandboxUnavailableError, ZygoteClient
+from toolfleet.sandbox.backend import (
+    Backend,
+    Family,
+    SandboxUnavailableError,
+    ZygoteClient,
+    remove_stale_state,
+)
 from toolfleet.sandbox.settings import SandboxSettings
 
 log = logging.getLogger(__name__)
@@ -54,7 +60,7 @@ class LocalBackend(Backend):
         self._state_dir = settings.state_dir / f"local-{os.getpid()}"
 
     async def start(self) -> None:
-        _remove_stale_state(self.settings.state_dir)
+        remove_stale_state(self.settings.state_dir, "local")
         self._state_dir.mkdir(parents=True, exist_ok=True)
         mode = self.settings.isolation
         if mode in ("auto", "jail"):
@@ -192,13 +198,3 @@ def _zygote_env() -> dict[str, str]:
     """A clean environment: nothing of the service's settings or secrets reaches kernels."""
     keep = ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV")
     return {k: v for k, v in os.environ.items() if k in keep}
-
-
-def _remove_stale_state(state_dir: Any) -> None:
-    """Delete state directories of local backends whose process is gone."""
-    if not state_dir.is_dir():
-        return
-    for entry in state_dir.glob("local-*"):
-        pid = entry.name.removeprefix("local-")
-        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-            shutil.rmtree(entry, ignore_errors=True)
