@@ -134,7 +134,7 @@ class KernelPool:
         if self.size:
             self._refills = [
                 asyncio.create_task(self._keep_filled(), name=f"kernel-pool-{i}")
-                for i in range(1 if self.light else self.backend.parallelism)
+                for i in range(self.backend.parallelism)
             ]
 
     async def stop(self) -> None:

@@ -51,7 +51,7 @@ class LocalBackend(Backend):
         self.limits = settings.limits()
         self.processes: list[subprocess.Popen[bytes]] = []
         self.zygotes: list[ZygoteClient] = []
-        self.light: ZygoteClient | None = None  # preloads settings.light_preload only
+        self.light: list[ZygoteClient] = []  # preload settings.light_preload only
         self.jailed = False
         self._turn = 0
         self._free_uids: list[int] = []
@@ -85,7 +85,10 @@ class LocalBackend(Backend):
         """Start ``settings.zygotes`` zygotes at once (they fork kernels in parallel)."""
         starts = [self._start_zygote(jail, i) for i in range(self.settings.zygotes)]
         if self.settings.light_pool_size:
-            starts.append(self._start_zygote(jail, len(starts), light=True))
+            starts += [
+                self._start_zygote(jail, self.settings.zygotes + i, light=True)
+                for i in range(self.settings.zygotes)
+            ]
         results = await asyncio.gather(*starts, return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
@@ -139,7 +142,7 @@ class LocalBackend(Backend):
             raise SandboxUnavailableError(f"zygote did not start ({exc!r}): {said}") from exc
         self.processes.append(process)
         if light:
-            self.light = zygote
+            self.light.append(zygote)
         else:
             self.zygotes.append(zygote)
         self.jailed = bool(info.get("jailed"))
@@ -148,7 +151,7 @@ class LocalBackend(Backend):
             log.warning("sandbox: kernels run without a seccomp filter (libseccomp missing)")
 
     async def stop(self, keep_state: bool = False) -> None:
-        for zygote in [*self.zygotes, *([self.light] if self.light else [])]:
+        for zygote in [*self.zygotes, *self.light]:
             zygote.close()  # the zygote exits, and with it the whole namespace
         for process in self.processes:
             try:
@@ -156,7 +159,7 @@ class LocalBackend(Backend):
             except subprocess.TimeoutExpired:
                 process.kill()
                 await asyncio.to_thread(process.wait)
-        self.zygotes, self.processes, self.light = [], [], None
+        self.zygotes, self.processes, self.light = [], [], []
         if not keep_state:
             shutil.rmtree(self._state_dir, ignore_errors=True)
 
@@ -164,7 +167,8 @@ class LocalBackend(Backend):
         if not self.zygotes:
             raise SandboxUnavailableError("the sandbox is not running")
         self._turn = (self._turn + 1) % len(self.zygotes)
-        zygote = self.light if light and self.light else self.zygotes[self._turn]
+        templates = self.light if light and self.light else self.zygotes
+        zygote = templates[self._turn % len(templates)]
         uid = self._take_uid()
         release = self._free_uids.append if self.jailed else None
         self._families += 1

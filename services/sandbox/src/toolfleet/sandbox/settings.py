@@ -37,7 +37,9 @@ class SandboxSettings(ServiceSettings):
         default=["numpy"], description="What the light template preloads."
     )
     zygotes: int = Field(
-        default=2, ge=1, description="Local backend: zygotes forking kernels in parallel."
+        default=2,
+        ge=1,
+        description="Local backend: zygotes per template (full, light) forking in parallel.",
     )
     preload: list[str] = Field(
         default=["numpy", "sympy", "pandas", "matplotlib", "matplotlib.pyplot", "PIL.Image"],
