@@ -50,6 +50,13 @@ async def test_print_stateless(client):
     assert obs["usage"]["cost"] == 1.0
 
 
+async def test_readyz_shows_the_isolation_in_force(client):
+    sandbox = (await client.get("/readyz")).json()["services"]["sandbox"]
+    assert sandbox["backend"] == "local"
+    assert sandbox["jailed"] is True and sandbox["seccomp"] is True
+    assert sandbox["pid_namespace"] is True
+
+
 async def test_tools_listed_with_schemas_workspace_hidden(client):
     names = {t["name"]: t for t in (await client.get("/v1/tools")).json()["tools"]}
     assert set(names) == {"python", "bash"}

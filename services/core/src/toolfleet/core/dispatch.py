@@ -7,6 +7,7 @@ default) or over Redis Streams (distributed).
 from __future__ import annotations
 
 import abc
+from typing import Any
 
 from toolfleet.core.executor import Executor
 from toolfleet.core.protocol import Invocation, Observation, ToolSpec
@@ -29,6 +30,10 @@ class Dispatcher(abc.ABC):
     @abc.abstractmethod
     def has_tool(self, name: str) -> bool:
         """True when a tool of that name is reachable."""
+
+    def status(self) -> dict[str, Any]:
+        """Per service, what its tools report for operators (see ``Tool.status``)."""
+        return {}
 
     @abc.abstractmethod
     async def dispatch(self, inv: Invocation) -> Observation:
@@ -63,6 +68,14 @@ class InProcessDispatcher(Dispatcher):
 
     def has_tool(self, name: str) -> bool:
         return name in self.registry
+
+    def status(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for tool in self.registry:
+            info = tool.status()
+            if info is not None:
+                found.setdefault(tool.service, info)
+        return found
 
     async def dispatch(self, inv: Invocation) -> Observation:
         return await self.executor.run(inv)

@@ -112,6 +112,11 @@ class Tool(abc.ABC, Generic[ArgsT]):
     async def stop(self) -> None:
         """Release what :meth:`start` acquired."""
 
+    def status(self) -> dict[str, Any] | None:
+        """What operators should see of the tool's service in /readyz (e.g. the isolation in
+        force); tools of one service return the same. None: nothing to show."""
+        return None
+
     def spec(self) -> ToolSpec:
         """This tool's public description, with JSON Schemas from its models."""
         return ToolSpec(

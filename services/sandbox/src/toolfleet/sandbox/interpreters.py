@@ -162,6 +162,9 @@ class SandboxTool(Tool[ArgsT]):
     async def stop(self) -> None:
         await self.sandbox.stop()
 
+    def status(self) -> dict[str, Any] | None:
+        return self.sandbox.backend.describe()
+
 
 class PythonArgs(BaseModel):
     """Arguments of the python tool."""
