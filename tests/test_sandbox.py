@@ -349,6 +349,12 @@ async def test_file_errors(client):
     assert r.status_code == 413
     r = await client.get("/v1/sessions/s-nope/files")
     assert r.status_code == 404
+    # the hidden tool behind the files API refuses what the routes never send
+    for arguments in ({"action": "write", "path": "x", "data": "%%%"}, {"action": "delete"}):
+        r = await client.post(
+            "/v1/tools/workspace/call", json={"arguments": arguments, "session_id": sid}
+        )
+        assert r.json()["error"]["kind"] == "invalid_arguments"
 
 
 # ------------------------------------------------------------------ concurrency

@@ -59,7 +59,7 @@ class Executor:
             return Observation.failure(inv.tool, inv.call_id, invalid_arguments(exc), **ids)
 
         remaining = inv.timeout_s - max(0.0, time.time() - inv.submitted_at)
-        started = time.time()  # stays the submit time when the call never starts
+        started: float | None = None  # None: the call never started (timed out queueing)
         ctx = CallContext(
             call_id=inv.call_id,
             tenant=inv.tenant,
@@ -102,9 +102,10 @@ class Executor:
         else:
             error = result.error
         finished = time.time()
+        began = finished if started is None else started
         usage = Usage(
-            queue_ms=max(0.0, (started - inv.submitted_at) * 1000.0),
-            run_ms=(finished - started) * 1000.0,
+            queue_ms=max(0.0, (began - inv.submitted_at) * 1000.0),
+            run_ms=(finished - began) * 1000.0,
             cost=tool.cost if result is None or result.cost is None else result.cost,
         )
         if result is None:

@@ -153,6 +153,9 @@ class Backend(abc.ABC):
         """How many kernels the backend can spawn at once."""
         return 1
 
+    #: True when ``new_family(light=True)`` really forks from a lighter template.
+    light_templates: bool = False
+
     @abc.abstractmethod
     def describe(self) -> dict[str, Any]:
         """What isolation is in force (for /readyz and logs)."""

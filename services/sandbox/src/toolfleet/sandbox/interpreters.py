@@ -6,8 +6,9 @@ from __future__ import annotations
 import ast
 import asyncio
 import base64
+import binascii
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, ImagePart, TextPart
@@ -38,7 +39,7 @@ class Sandbox:
         grace = settings.interrupt_grace_s
         self.pool = KernelPool(backend, settings.pool_size, grace)
         # Stateless calls that import none of the heavy libraries fork from a lighter template.
-        light_size = settings.light_pool_size if settings.backend == "local" else 0
+        light_size = settings.light_pool_size if backend.light_templates else 0
         self.light_pool = KernelPool(backend, light_size, grace, light=True)
         self.heavy_modules = {m.split(".")[0] for m in settings.preload} - {
             m.split(".")[0] for m in settings.light_preload
@@ -293,9 +294,12 @@ class BashTool(SandboxTool[BashArgs]):
 class FileArgs(BaseModel):
     """A workspace file operation (used by the REST files API)."""
 
-    action: str = Field(pattern="^(write|read|list)$", description="write, read or list.")
+    action: Literal["write", "read", "list"] = Field(description="What to do.")
     path: str = Field(default="", max_length=4096, description="Path in the workspace.")
     data: str | None = Field(default=None, description="base64 content to write.")
+
+
+FILE_OPS = {"write": "write_file", "read": "read_file", "list": "list_files"}
 
 
 class WorkspaceTool(SandboxTool[FileArgs]):
@@ -311,12 +315,12 @@ class WorkspaceTool(SandboxTool[FileArgs]):
         if ctx.session_id is None:
             raise ToolError(ErrorKind.invalid_arguments, "workspace files need a session")
         limit = self.sandbox.settings.max_file_bytes
-        msg: dict[str, Any] = {
-            "op": f"{args.action}_file" if args.action != "list" else "list_files",
-            "path": args.path,
-        }
+        msg: dict[str, Any] = {"op": FILE_OPS[args.action], "path": args.path}
         if args.action == "write":
-            data = base64.b64decode(args.data or "", validate=True)
+            try:
+                data = base64.b64decode(args.data or "", validate=True)
+            except binascii.Error as exc:
+                raise ToolError(ErrorKind.invalid_arguments, f"data is not base64: {exc}") from exc
             if len(data) > limit:
                 raise ToolError(
                     ErrorKind.output_limit,

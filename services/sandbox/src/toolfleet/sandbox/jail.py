@@ -15,7 +15,6 @@ import errno
 import os
 import resource
 import shutil
-import signal
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -33,7 +32,6 @@ MS_REC = 16384
 MS_PRIVATE = 1 << 18
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
 PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
 MNT_DETACH = 2
@@ -175,27 +173,27 @@ def make_family(
     return path
 
 
+def new_workspace(family: str, owner: int | None = None) -> str:
+    """A new, empty working directory ``w<n>`` (mode 0700) in a family's directory."""
+    n = 1
+    while True:
+        path = os.path.join(family, f"w{n}")
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            n += 1
+            continue
+        if owner is not None:
+            os.chown(path, owner, owner)
+        return path
+
+
 def remove_family(fid: int, own_mounts: bool, box_root: str = BOX_ROOT) -> None:
     """Delete the family's files (its processes are killed by the caller)."""
     path = family_dir(fid, box_root)
     if own_mounts:
         umount(path)
     shutil.rmtree(path, ignore_errors=True)
-
-
-def kill_uid(uid: int) -> int:
-    """SIGKILL every process (in this pid namespace) whose real uid is ``uid``."""
-    killed = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{entry}").st_uid == uid:
-                os.kill(int(entry), signal.SIGKILL)
-                killed += 1
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-    return killed
 
 
 def drop_privileges(uid: int, limits: Limits, base_rss_bytes: int) -> None:

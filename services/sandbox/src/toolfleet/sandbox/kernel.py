@@ -26,7 +26,7 @@ import time
 import traceback
 from typing import Any
 
-from toolfleet.sandbox import processes, wire
+from toolfleet.sandbox import jail, processes, wire
 from toolfleet.sandbox.capture import CappedWriter, Display, OutputBudget, OutputLimitError
 
 BASH = "/bin/bash"
@@ -283,7 +283,7 @@ class Kernel:
         """Fork this kernel; the copy serves ``fd``. The copy is this kernel's child, which
         the cleanup after a call spares (and if this kernel ends first, the zygote adopts it).
         """
-        new_workspace = _next_workspace(os.path.dirname(self.workspace))
+        new_workspace = jail.new_workspace(os.path.dirname(self.workspace))
         shutil.copytree(self.workspace, new_workspace, symlinks=True, dirs_exist_ok=True)
         pid = os.fork()
         if pid == 0:
@@ -431,14 +431,3 @@ def _pump(
                     "message": f"the output passed the limit of {budget.limit} characters",
                 }
     return None
-
-
-def _next_workspace(family: str) -> str:
-    n = 1
-    while True:
-        path = os.path.join(family, f"w{n}")
-        try:
-            os.mkdir(path, 0o700)
-            return path
-        except FileExistsError:
-            n += 1

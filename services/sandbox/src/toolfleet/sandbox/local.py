@@ -48,6 +48,7 @@ class LocalBackend(Backend):
 
     def __init__(self, settings: SandboxSettings) -> None:
         self.settings = settings
+        self.light_templates = settings.light_pool_size > 0
         self.limits = settings.limits()
         self.processes: list[subprocess.Popen[bytes]] = []
         self.zygotes: list[ZygoteClient] = []
@@ -84,7 +85,7 @@ class LocalBackend(Backend):
     async def _start_zygotes(self, jail: bool) -> None:
         """Start ``settings.zygotes`` zygotes at once (they fork kernels in parallel)."""
         starts = [self._start_zygote(jail, i) for i in range(self.settings.zygotes)]
-        if self.settings.light_pool_size:
+        if self.light_templates:
             starts += [
                 self._start_zygote(jail, self.settings.zygotes + i, light=True)
                 for i in range(self.settings.zygotes)

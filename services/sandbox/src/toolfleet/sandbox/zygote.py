@@ -125,7 +125,7 @@ class Zygote:
         if fid not in self.families:
             jail.make_family(fid, uid, limits, own_mounts=self.jailed, box_root=self.box_root)
             self.families[fid] = uid
-        workspace = _new_workspace(jail.family_dir(fid, self.box_root), uid)
+        workspace = jail.new_workspace(jail.family_dir(fid, self.box_root), owner=uid)
         pid = os.fork()
         if pid == 0:  # the kernel
             try:
@@ -180,19 +180,6 @@ class Zygote:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(entry), signal.SIGKILL)
         self.removed.clear()
-
-
-def _new_workspace(family: str, uid: int) -> str:
-    n = 1
-    while True:
-        path = os.path.join(family, f"w{n}")
-        try:
-            os.mkdir(path, 0o700)
-        except FileExistsError:
-            n += 1
-            continue
-        os.chown(path, uid, uid)
-        return path
 
 
 def _vm_size() -> int:
