@@ -6,11 +6,11 @@ SHELL := /bin/bash
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --frozen
 
-.PHONY: help sync run test lint format bench sandbox-images
+.PHONY: help sync run test lint format bench sandbox-images compose-images redis
 
 help:
 	@echo "make run    serve the gateway with embedded defaults on 127.0.0.1:8000"
-	@echo "make test   lint, set up Docker + the sandbox image, run the whole test suite"
+	@echo "make test   lint, set up Docker, compose images and Redis, run the whole test suite"
 	@echo "make bench  print the gateway and sandbox figures (needs wrk; docker: sandbox-images)"
 
 $(CURDIR)/.tools/bin/uv:
@@ -37,7 +37,15 @@ sandbox-images:
 	bash deploy/docker/install-docker.sh
 	bash deploy/docker/build-images.sh
 
-test: lint sandbox-images
+# Every image of docker-compose.yml (the sandbox's included) and Compose v2.
+compose-images: sandbox-images
+	bash deploy/docker/compose-images.sh
+
+# The distributed tests use a real Redis (127.0.0.1:6379) and redis-server.
+redis:
+	bash deploy/ensure-redis.sh
+
+test: lint compose-images redis
 	$(RUN) pytest
 
 bench: sync
@@ -45,3 +53,4 @@ bench: sync
 	$(RUN) python bench/gateway_overhead.py
 	$(RUN) python bench/sandbox_local.py
 	$(RUN) python bench/sandbox_docker.py
+	$(RUN) python bench/distributed.py

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -148,6 +149,45 @@ class Picture(Tool[NoArgs]):
         return ToolResult(
             content=[ImagePart(mime_type="image/png", data=PNG_1x1, width=1, height=1)]
         )
+
+
+class WhoAmI(Tool[NoArgs]):
+    name = "whoami"
+    description = "Says which process runs it."
+    Arguments = NoArgs
+    service = "test"
+
+    async def call(self, args: NoArgs, ctx: CallContext) -> ToolResult:
+        return ToolResult(data={"pid": os.getpid()})
+
+
+class TallyArgs(BaseModel):
+    path: str = Field(description="File to append the token to, when the call completes.")
+    token: str
+    seconds: float = Field(default=0.0, ge=0, le=60)
+
+
+class Tally(Tool[TallyArgs]):
+    """Records each completed run (so tests can count runs of one call)."""
+
+    name = "tally"
+    description = "Sleeps, then appends the token to a file."
+    Arguments = TallyArgs
+    service = "test"
+
+    async def call(self, args: TallyArgs, ctx: CallContext) -> ToolResult:
+        await asyncio.sleep(args.seconds)
+        fd = os.open(args.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, f"{args.token}\n".encode())
+        finally:
+            os.close(fd)
+        return ToolResult(data={"pid": os.getpid()})
+
+
+def distributed_tools(settings: Settings | None = None) -> list[Tool]:
+    """The test tools plus those the distributed tests need (``--tools-from`` of a worker)."""
+    return [*test_registry(settings), WhoAmI(settings), Tally(settings)]
 
 
 def test_registry(settings: Settings | None = None) -> ToolRegistry:

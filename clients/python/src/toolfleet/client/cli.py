@@ -28,6 +28,12 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from toolfleet.core.worker import main as worker_main
+
+    return worker_main(args.rest)
+
+
 def _tools(args: argparse.Namespace) -> int:
     with ToolfleetClient(args.url) as client:
         if args.format == "openai":
@@ -71,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="TOML settings file (or TOOLFLEET_CONFIG)")
     serve.set_defaults(func=_serve)
 
+    worker = sub.add_parser(
+        "worker",
+        help="serve services' tools to gateways over Redis (distributed mode)",
+        add_help=False,
+    )
+    worker.add_argument("rest", nargs=argparse.REMAINDER, help="SERVICE… [--tools-from M:F]")
+    worker.set_defaults(func=_worker)
+
     for name, func, help_ in (
         ("tools", _tools, "list the tools of a running gateway"),
         ("call", _call, "call a tool on a running gateway and print the observation"),
@@ -94,7 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``toolfleet`` command."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["worker"]:  # its own parser: options may come before the services
+        args = argparse.Namespace(func=_worker, rest=argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except GatewayError as exc:

@@ -10,12 +10,30 @@ import abc
 from typing import Any
 
 from toolfleet.core.executor import Executor
+from toolfleet.core.metrics import Metrics
 from toolfleet.core.protocol import Invocation, Observation, ToolSpec
 from toolfleet.core.registry import ToolRegistry
 
 
+class OverloadedError(RuntimeError):
+    """Too many calls are in flight or queued; the caller should retry after
+    ``retry_after_s``."""
+
+    def __init__(self, what: str, retry_after_s: int) -> None:
+        super().__init__(what)
+        self.retry_after_s = retry_after_s
+
+
+class DispatchError(RuntimeError):
+    """A session's fork or end could not be carried out (its worker is gone, or no worker
+    answered); the caller may retry."""
+
+
 class Dispatcher(abc.ABC):
     """Where tool calls and session lifecycle events go."""
+
+    def use_metrics(self, metrics: Metrics) -> None:  # noqa: B027 - optional hook
+        """Count what the dispatcher sees (queues, replies) in the runtime's metrics."""
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Connect, start workers or tools."""

@@ -59,6 +59,38 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        # distributed mode (Redis Streams); read from Redis by the gateway
+        self.queue_depth = Gauge(
+            "toolfleet_queue_depth",
+            "Calls queued or running in a tool's stream.",
+            ["tool"],
+            registry=self.registry,
+        )
+        self.queue_age = Gauge(
+            "toolfleet_queue_age_seconds",
+            "Age of the oldest call in a tool's stream.",
+            ["tool"],
+            registry=self.registry,
+        )
+        self.workers = Gauge(
+            "toolfleet_workers", "Live workers, by service.", ["service"], registry=self.registry
+        )
+        self.redeliveries = Gauge(
+            "toolfleet_redeliveries",
+            "Calls delivered again after their worker died (count kept in Redis).",
+            registry=self.registry,
+        )
+        self.dead_letters = Gauge(
+            "toolfleet_dead_letters",
+            "Calls given up after too many deliveries (count kept in Redis).",
+            registry=self.registry,
+        )
+        self.reply_duration = Histogram(
+            "toolfleet_reply_duration_seconds",
+            "From queueing a call on Redis to its reply reaching the gateway.",
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
         self._children: dict[tuple[str, str], tuple[Histogram, Counter]] = {}
 
     def observe(self, obs: Observation, seconds: float) -> None:

@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 
-from toolfleet.core.dispatch import Dispatcher
+from toolfleet.core.dispatch import Dispatcher, OverloadedError
 from toolfleet.core.executor import unknown_tool
 from toolfleet.core.idempotency import IdempotencyCache
 from toolfleet.core.ledger import UsageLedger
@@ -37,14 +37,6 @@ from toolfleet.core.settings import Settings
 log = logging.getLogger(__name__)
 
 
-class OverloadedError(RuntimeError):
-    """Too many calls are in flight; the caller should retry after ``retry_after_s``."""
-
-    def __init__(self, in_flight: int, limit: int, retry_after_s: int) -> None:
-        super().__init__(f"{in_flight} calls in flight, limit {limit}")
-        self.retry_after_s = retry_after_s
-
-
 class TrajectoryNotFoundError(LookupError):
     """No call or session was ever booked to that trajectory."""
 
@@ -62,6 +54,7 @@ class Runtime:
         self.settings = settings
         self.dispatcher = dispatcher
         self.metrics = metrics or Metrics()
+        dispatcher.use_metrics(self.metrics)
         self.sessions = SessionTable(
             settings.session_ttl_s, settings.max_session_ttl_s, settings.max_sessions
         )
@@ -110,7 +103,8 @@ class Runtime:
         if self.in_flight + count > self.settings.max_in_flight:
             self.metrics.rejected.labels("overload").inc(count)
             raise OverloadedError(
-                self.in_flight, self.settings.max_in_flight, self.settings.retry_after_s
+                f"{self.in_flight} calls in flight, limit {self.settings.max_in_flight}",
+                self.settings.retry_after_s,
             )
 
     async def call(self, tenant: str, tool: str, request: CallRequest) -> Observation:
@@ -127,18 +121,22 @@ class Runtime:
         return list(await asyncio.gather(*(self._batch_one(tenant, c) for c in calls)))
 
     async def _batch_one(self, tenant: str, call: ToolCall) -> Observation:
+        ids = {"session_id": call.session_id, "trajectory_id": call.trajectory_id}
         try:
             self.check_tool(call.tool)
             session = self._resolve_session(tenant, call)
         except (UnknownToolError, SessionNotFoundError) as exc:
-            return Observation.failure(
-                call.tool,
-                _new_call_id(),
-                _lookup_diagnostic(exc),
-                session_id=call.session_id,
-                trajectory_id=call.trajectory_id,
+            return Observation.failure(call.tool, _new_call_id(), _lookup_diagnostic(exc), **ids)
+        try:
+            return await self._submit(tenant, call.tool, call, session)
+        except OverloadedError as exc:
+            diagnostic = ErrorDiagnostic(
+                kind=ErrorKind.rate_limited,
+                message=f"the {call.tool} tool's queue is full ({exc}); not run",
+                hint=f"Send the call again after {exc.retry_after_s} s.",
+                retryable=True,
             )
-        return await self._submit(tenant, call.tool, call, session)
+            return Observation.failure(call.tool, _new_call_id(), diagnostic, **ids)
 
     def _resolve_session(self, tenant: str, request: CallRequest) -> Session | None:
         if request.session_id is not None:
@@ -180,6 +178,9 @@ class Runtime:
         started = time.perf_counter()
         try:
             obs = await self.dispatcher.dispatch(inv)
+        except OverloadedError:
+            self.metrics.rejected.labels("backlog").inc()
+            raise
         finally:
             self.in_flight -= 1
             self.metrics.in_flight.dec()

@@ -12,13 +12,17 @@ import tomllib
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+#: Set by a distributed worker for the tools it loads: its ordinal among every worker ever
+#: started in the deployment (so a service can give each worker resources of its own).
+WORKER_ORDINAL_ENV = "TOOLFLEET_WORKER_ORDINAL"
 
 
 class _FileBacked(BaseSettings):
@@ -80,10 +84,59 @@ class Settings(_FileBacked):
     idempotency_ttl_s: float = Field(default=600.0, gt=0, description="Idempotency memory.")
     idempotency_max_entries: int = Field(default=100000, gt=0, description="Keys remembered.")
 
+    redis_url: str | None = Field(
+        default=None,
+        description="Distributed mode: the gateway sends calls to workers over this Redis "
+        "(redis://host:port/db). None: every tool runs in the gateway's process (embedded).",
+    )
+    redis_prefix: str = Field(
+        default="toolfleet", description="Prefix of every Redis key (one deployment each)."
+    )
+    max_backlog: int = Field(
+        default=2048, gt=0, description="Calls queued or running per tool stream before 429."
+    )
+    reply_grace_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long past a call's deadline the gateway waits for "
+        "its reply before answering with a retryable error.",
+    )
+    heartbeat_s: float = Field(default=1.0, gt=0, description="Worker heartbeat interval.")
+    worker_dead_after_s: float = Field(
+        default=3.0, gt=0, description="A worker silent this long is dead: its sessions are lost."
+    )
+    claim_idle_s: float = Field(
+        default=5.0, gt=0, description="A call held this long by a silent worker is reclaimed."
+    )
+    max_deliveries: int = Field(
+        default=3, ge=1, description="Deliveries of a call before it goes to the dead letters."
+    )
+    result_ttl_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a worker remembers a finished call's result "
+        "(a redelivered copy gets it instead of running again).",
+    )
+    worker_concurrency: int = Field(
+        default=64, gt=0, description="Calls one worker process runs at once."
+    )
+    drain_timeout_s: float = Field(
+        default=30.0, ge=0, description="On SIGTERM, how long a worker waits for its calls."
+    )
+
     api_keys: dict[str, str] = Field(
         default_factory=dict,
         description="Bearer token -> tenant. Empty: auth off, every caller is tenant 'default'.",
     )
+
+    @model_validator(mode="after")
+    def _claim_after_death(self) -> Settings:
+        if self.claim_idle_s <= self.worker_dead_after_s:
+            raise ValueError(
+                "claim_idle_s must be longer than worker_dead_after_s (a call is reclaimed "
+                "only once its worker counts as dead)"
+            )
+        return self
 
     def __init__(self, **values: Any) -> None:
         # The file to read is needed before the sources are built.

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from toolfleet.core import __version__
 from toolfleet.core.dispatch import Dispatcher, InProcessDispatcher
+from toolfleet.core.redis_dispatch import RedisDispatcher
 from toolfleet.core.registry import ToolRegistry
 from toolfleet.core.runtime import Runtime
 from toolfleet.core.settings import Settings
@@ -23,11 +24,15 @@ def create_app(
     registry: ToolRegistry | None = None,
     dispatcher: Dispatcher | None = None,
 ) -> FastAPI:
-    """The gateway app. By default it serves every installed tool in-process (embedded);
-    pass ``registry`` to serve chosen tools, or ``dispatcher`` to send calls elsewhere."""
+    """The gateway app. By default it serves every installed tool in-process (embedded), or,
+    with ``settings.redis_url``, sends every call to workers over Redis (distributed); pass
+    ``registry`` to serve chosen tools in-process, or ``dispatcher`` to send calls elsewhere."""
     settings = settings or Settings()
     if dispatcher is None:
-        dispatcher = InProcessDispatcher(registry or ToolRegistry.discover(settings))
+        if settings.redis_url and registry is None:
+            dispatcher = RedisDispatcher(settings)
+        else:
+            dispatcher = InProcessDispatcher(registry or ToolRegistry.discover(settings))
     runtime = Runtime(settings, dispatcher)
 
     @asynccontextmanager

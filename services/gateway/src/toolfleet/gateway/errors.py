@@ -10,8 +10,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from toolfleet.core.dispatch import DispatchError, OverloadedError
 from toolfleet.core.registry import UnknownToolError
-from toolfleet.core.runtime import OverloadedError, TrajectoryNotFoundError
+from toolfleet.core.runtime import TrajectoryNotFoundError
 from toolfleet.core.sessions import SessionLimitError, SessionNotFoundError
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(
             429,
             "overloaded",
-            f"too many calls in flight ({exc}); retry later",
+            f"too many calls in flight or queued ({exc}); retry later",
             headers={"Retry-After": str(exc.retry_after_s)},
             retry_after_s=exc.retry_after_s,
         )
@@ -69,6 +70,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SessionLimitError)
     async def session_limit(_: Request, exc: SessionLimitError) -> JSONResponse:
         return error_response(503, "session_limit", str(exc), headers={"Retry-After": "5"})
+
+    @app.exception_handler(DispatchError)
+    async def dispatch_failed(_: Request, exc: DispatchError) -> JSONResponse:
+        return error_response(503, "unavailable", str(exc), headers={"Retry-After": "1"})
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:

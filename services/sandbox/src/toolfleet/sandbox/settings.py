@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
-from toolfleet.core.settings import ServiceSettings
+from toolfleet.core.settings import WORKER_ORDINAL_ENV, ServiceSettings
 from toolfleet.sandbox.jail import Limits
+
+UID_BASE = 200_000
+UID_MAX = 2**31 - 1
 
 
 class SandboxSettings(ServiceSettings):
@@ -60,7 +64,13 @@ class SandboxSettings(ServiceSettings):
     max_images: int = Field(default=16, ge=0, description="Images returned per call.")
     max_image_bytes: int = Field(default=8 << 20, gt=0, description="Largest image returned.")
     max_file_bytes: int = Field(default=32 << 20, gt=0, description="Largest upload/download.")
-    uid_base: int = Field(default=200_000, gt=0, description="First uid given to a family.")
+    uid_base: int = Field(
+        default=UID_BASE,
+        gt=0,
+        description="First uid given to a family. Unset in a worker of a distributed "
+        "deployment: a range of its own, from the worker's ordinal (so workers on one host, or "
+        "in containers sharing its uids, never share a uid and its process limit).",
+    )
     uid_count: int = Field(default=60_000, gt=0, description="Uids available to families.")
     state_dir: Path = Field(
         default=Path("/tmp/toolfleet-sandbox"), description="Where the service keeps its sockets."
@@ -72,6 +82,14 @@ class SandboxSettings(ServiceSettings):
     docker_runtime: str | None = Field(default=None, description="e.g. runsc for gVisor.")
     docker_pool_size: int = Field(default=2, ge=0, description="Warm containers kept ready.")
     docker_cpus: float = Field(default=1.0, gt=0, description="CPUs per container.")
+
+    @model_validator(mode="after")
+    def _worker_range(self) -> SandboxSettings:
+        ordinal = os.environ.get(WORKER_ORDINAL_ENV)
+        if "uid_base" not in self.model_fields_set and ordinal and ordinal.isdigit():
+            slots = (UID_MAX - UID_BASE) // self.uid_count
+            self.uid_base = UID_BASE + (int(ordinal) % slots) * self.uid_count
+        return self
 
     def limits(self) -> Limits:
         """The per-family and per-kernel limits these settings give."""

@@ -1,0 +1,402 @@
+"""The Redis Streams dispatcher: the gateway's side of distributed mode.
+
+A call goes onto its tool's stream, or, when it belongs to a session whose state a worker
+holds, onto that worker's own stream. One reader task per gateway process drains the
+gateway's reply list and resolves the waiting calls by id. What workers serve (their tools
+and liveness) is read from Redis every heartbeat. See :mod:`toolfleet.core.streams` for the
+keys and :mod:`toolfleet.core.worker` for the other side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from redis.asyncio import Redis
+from toolfleet.core import streams
+from toolfleet.core.dispatch import Dispatcher, DispatchError, OverloadedError
+from toolfleet.core.metrics import Metrics
+from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, Invocation, Observation, ToolSpec
+from toolfleet.core.settings import Settings
+from toolfleet.core.streams import REDIS_DOWN, Keys
+
+log = logging.getLogger(__name__)
+
+CONTROL_TIMEOUT_S = 60.0  # fork and end of a session's state
+REPLIES_TTL_S = 300
+BLPOP_TIMEOUT_S = 0.5
+READER = "toolfleet-replies"  # a gateway's reply list outlives it by this much
+
+
+class _Undeliverable(Exception):
+    """The call could not be handed to a worker; carries the diagnostic to answer with."""
+
+    def __init__(self, diagnostic: ErrorDiagnostic) -> None:
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
+
+
+class _WorkerGone(_Undeliverable):
+    """The worker a session is bound to is no longer alive."""
+
+
+def _unavailable(message: str, hint: str = "Send the call again.") -> _Undeliverable:
+    return _Undeliverable(
+        ErrorDiagnostic(kind=ErrorKind.unavailable, message=message, hint=hint, retryable=True)
+    )
+
+
+SESSION_LOST = (
+    "the worker holding this session's state stopped; the state (variables, files) is lost",
+    "Call again: the session starts afresh; re-create what you need first.",
+)
+
+
+class RedisDispatcher(Dispatcher):
+    """Sends calls to tool workers over Redis Streams."""
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.redis_url:
+            raise ValueError("the Redis dispatcher needs settings.redis_url")
+        self.settings = settings
+        self.keys = Keys(settings.redis_prefix)
+        self.id = uuid.uuid4().hex[:16]
+        self.redis: Redis | None = None
+        self.metrics: Metrics | None = None
+        self._pending: dict[str, asyncio.Future[bytes]] = {}
+        self._tools: dict[str, dict[str, Any]] = {}  # name -> {"spec", "hidden", "stateful"}
+        self._alive: dict[str, dict[str, Any]] = {}  # worker id -> its info
+        self._bindings: dict[tuple[str, str], str] = {}  # (session, service) -> worker id
+        self._tasks: list[asyncio.Task[None]] = []
+        self._enqueue: Any = None
+        self._closing = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def use_metrics(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    async def start(self) -> None:
+        self.redis = streams.connect(self.settings.redis_url or "")
+        self._enqueue = self.redis.register_script(streams.ENQUEUE)
+        await self.redis.set(self.keys.gateway(self.id), 1, ex=self._marker_ttl())
+        await self._refresh()
+        await self._measure()
+        self._tasks = [
+            asyncio.create_task(self._read_replies(), name="toolfleet-replies"),
+            asyncio.create_task(self._housekeeping(), name="toolfleet-redis-housekeeping"),
+        ]
+        log.info(
+            "distributed mode: gateway %s on %s, workers: %s",
+            self.id,
+            self.settings.redis_url,
+            ", ".join(sorted(self._alive)) or "(none yet)",
+        )
+
+    async def stop(self) -> None:
+        # The tasks leave at their next turn: cancelling a blocked BLPOP (or a command in
+        # flight) can leave redis-py's connection hanging.
+        self._closing = True
+        turn = max(BLPOP_TIMEOUT_S, self.settings.heartbeat_s) * 3
+        _, late = await asyncio.wait(self._tasks, timeout=turn) if self._tasks else ((), ())
+        for task in late:
+            task.cancel()
+        self._fail_pending("the gateway is stopping")
+        if self.redis is not None:
+            with contextlib.suppress(*REDIS_DOWN):
+                await self.redis.delete(self.keys.replies(self.id), self.keys.gateway(self.id))
+            await self.redis.aclose()
+
+    def _marker_ttl(self) -> int:
+        return max(30, int(self.settings.heartbeat_s * 10))
+
+    # ------------------------------------------------------------------ tools
+
+    def specs(self) -> list[ToolSpec]:
+        return [t["spec"] for _, t in sorted(self._tools.items()) if not t["hidden"]]
+
+    def has_tool(self, name: str) -> bool:
+        return name in self._tools
+
+    def status(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for worker_id, info in sorted(self._alive.items()):
+            for service in info.get("services", []):
+                entry = found.setdefault(service, {"workers": []})
+                entry["workers"].append(worker_id)
+                entry.update(info.get("status", {}).get(service) or {})
+        return found
+
+    # ------------------------------------------------------------------ calls
+
+    async def dispatch(self, inv: Invocation) -> Observation:
+        ids = {"session_id": inv.session_id, "trajectory_id": inv.trajectory_id}
+        tool = self._tools.get(inv.tool)
+        stream, worker_id = self.keys.calls(inv.tool), ""
+        try:
+            if tool is not None and tool["stateful"] and inv.session_id is not None:
+                worker_id = await self._worker_for(inv.session_id, tool["spec"].service)
+                stream = self.keys.worker(worker_id)
+            deadline = inv.submitted_at + inv.timeout_s
+            try:
+                payload = await self._send(
+                    "call", inv.call_id, stream, inv.model_dump_json(), deadline, worker_id
+                )
+            except _WorkerGone:  # the session's worker is gone: the next call starts afresh
+                self._forget_binding(inv.session_id or "", tool["spec"].service, worker_id)
+                await self._drop_binding(inv.session_id or "", tool["spec"].service)
+                raise _unavailable(*SESSION_LOST) from None
+        except _Undeliverable as exc:
+            return Observation.failure(inv.tool, inv.call_id, exc.diagnostic, **ids)
+        return Observation.model_validate_json(payload)
+
+    async def _send(
+        self, op: str, call_id: str, stream: str, body: str, deadline: float, worker_id: str
+    ) -> bytes:
+        """Queue one message and wait for its reply payload (until ``deadline`` + grace)."""
+        assert self.redis is not None
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._pending[call_id] = future
+        sent = time.perf_counter()
+        try:
+            try:
+                queued = await self._enqueue(
+                    keys=[stream, self.keys.workers],
+                    args=[
+                        self.settings.max_backlog,
+                        streams.message(op, call_id, self.id, body),
+                        worker_id,
+                        time.time() - self.settings.worker_dead_after_s,
+                    ],
+                    client=self.redis,
+                )
+            except REDIS_DOWN as exc:
+                raise _unavailable(
+                    f"the call could not be queued: Redis is unreachable ({exc})"
+                ) from None
+            if queued == 0:
+                raise OverloadedError(
+                    f"{self.settings.max_backlog} calls queued for {stream.rsplit(':', 1)[-1]}",
+                    self.settings.retry_after_s,
+                )
+            if queued == -1:
+                raise _WorkerGone(_unavailable(f"worker {worker_id} is gone").diagnostic)
+            wait = deadline + self.settings.reply_grace_s - time.time()
+            try:
+                async with asyncio.timeout(max(0.0, wait)):
+                    payload = await future
+            except TimeoutError:
+                raise _unavailable(
+                    "no worker answered before the call's deadline (workers busy, stopped or "
+                    "unreachable)",
+                    "Send the call again; if this repeats, ask for a longer timeout_s.",
+                ) from None
+            if self.metrics is not None:
+                self.metrics.reply_duration.observe(time.perf_counter() - sent)
+            return payload
+        finally:
+            self._pending.pop(call_id, None)
+
+    async def _read_replies(self) -> None:
+        """Drain this gateway's reply list, resolving waiting calls by id."""
+        assert self.redis is not None
+        key = self.keys.replies(self.id)
+        while not self._closing:
+            try:
+                item = await self.redis.blpop([key], timeout=BLPOP_TIMEOUT_S)
+                if item is None:
+                    continue
+                self._resolve(item[1])
+                for raw in await self.redis.lpop(key, 256) or ():
+                    self._resolve(raw)
+            except REDIS_DOWN as exc:
+                log.warning("reading replies from Redis failed (%s); retrying", exc)
+                await asyncio.sleep(0.5)
+
+    def _resolve(self, raw: bytes) -> None:
+        call_id, payload = streams.parse_reply(raw)
+        future = self._pending.get(call_id)
+        if future is not None and not future.done():
+            future.set_result(payload)
+
+    def _fail_pending(self, why: str) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(_unavailable(why))
+
+    # ------------------------------------------------------------------ sessions
+
+    async def _worker_for(self, session_id: str, service: str) -> str:
+        """The live worker holding the session's state for ``service``, bound now if none."""
+        assert self.redis is not None
+        bound = self._bindings.get((session_id, service))
+        if bound is not None and bound in self._alive:
+            return bound
+        key = self.keys.session(session_id)
+        try:
+            bound = (await self.redis.hget(key, service) or b"").decode() or None
+            if bound is None:
+                candidates = [
+                    w for w, info in self._alive.items() if service in info.get("services", [])
+                ]
+                if not candidates:
+                    raise _unavailable(f"no {service} worker is running")
+                load: dict[str, int] = dict.fromkeys(candidates, 0)
+                for w in self._bindings.values():
+                    if w in load:
+                        load[w] += 1
+                choice = min(candidates, key=lambda w: (load[w], w))
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.hsetnx(key, service, choice)
+                    pipe.hget(key, service)
+                    pipe.expire(key, int(self.settings.max_session_ttl_s))
+                    _, winner, _ = await pipe.execute()
+                bound = winner.decode()
+        except REDIS_DOWN as exc:
+            raise _unavailable(f"Redis is unreachable ({exc})") from None
+        self._bindings[(session_id, service)] = bound
+        return bound
+
+    def _forget_binding(self, session_id: str, service: str, worker_id: str) -> None:
+        if self._bindings.get((session_id, service)) == worker_id:
+            del self._bindings[(session_id, service)]
+
+    async def _drop_binding(self, session_id: str, service: str) -> None:
+        assert self.redis is not None
+        with contextlib.suppress(*REDIS_DOWN):
+            await self.redis.hdel(self.keys.session(session_id), service)
+
+    async def _session_workers(self, session_id: str) -> dict[str, str]:
+        assert self.redis is not None
+        try:
+            found = await self.redis.hgetall(self.keys.session(session_id))
+        except REDIS_DOWN as exc:
+            raise DispatchError(f"Redis is unreachable ({exc})") from exc
+        return {k.decode(): v.decode() for k, v in found.items()}
+
+    async def _control(self, op: str, worker_id: str, body: dict[str, Any]) -> None:
+        """Run a fork or end on a worker; raise :class:`DispatchError` if it fails."""
+        try:
+            payload = await self._send(
+                op,
+                uuid.uuid4().hex,
+                self.keys.worker(worker_id),
+                json.dumps(body),
+                time.time() + CONTROL_TIMEOUT_S,
+                worker_id,
+            )
+        except (_Undeliverable, OverloadedError) as exc:
+            raise DispatchError(f"{op} on worker {worker_id} failed: {exc}") from exc
+        answer = json.loads(payload)
+        if not answer.get("ok"):
+            raise DispatchError(f"{op} on worker {worker_id} failed: {answer.get('error')}")
+
+    async def fork_session(self, source_id: str, new_id: str) -> None:
+        assert self.redis is not None
+        bound = await self._session_workers(source_id)
+        for service, worker_id in bound.items():
+            if worker_id not in self._alive:
+                raise DispatchError(
+                    f"the {service} worker holding session {source_id} stopped; its state is "
+                    "lost and cannot be forked"
+                )
+            await self._control("fork", worker_id, {"source": source_id, "target": new_id})
+        if bound:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(self.keys.session(new_id), mapping=bound)
+                pipe.expire(self.keys.session(new_id), int(self.settings.max_session_ttl_s))
+                await pipe.execute()
+            for service, worker_id in bound.items():
+                self._bindings[(new_id, service)] = worker_id
+
+    async def end_session(self, session_id: str) -> None:
+        assert self.redis is not None
+        bound = await self._session_workers(session_id)
+        with contextlib.suppress(*REDIS_DOWN):
+            await self.redis.delete(self.keys.session(session_id))
+        for service, worker_id in bound.items():
+            self._bindings.pop((session_id, service), None)
+            if worker_id in self._alive:
+                await self._control("end", worker_id, {"session": session_id})
+
+    # ------------------------------------------------------------------ housekeeping
+
+    async def _housekeeping(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(self.settings.heartbeat_s)
+            if self._closing:
+                return
+            try:
+                await self._keep_marker()
+                await self._refresh()
+                await self._measure()
+            except REDIS_DOWN as exc:
+                log.warning("Redis is unreachable (%s)", exc)
+
+    async def _keep_marker(self) -> None:
+        """Renew this gateway's marker; when it is gone, Redis restarted and lost what was
+        queued: answer the waiting calls now instead of at their deadlines."""
+        assert self.redis is not None
+        marker = self.keys.gateway(self.id)
+        if not await self.redis.set(marker, 1, ex=self._marker_ttl(), xx=True):
+            if self._pending:
+                log.warning("Redis lost its data: failing %d waiting calls", len(self._pending))
+            self._fail_pending("Redis restarted and lost the queued call")
+            await self.redis.set(marker, 1, ex=self._marker_ttl())
+
+    async def _refresh(self) -> None:
+        """Read which workers are alive and what tools they serve."""
+        assert self.redis is not None
+        since = time.time() - self.settings.worker_dead_after_s
+        worker_ids = [
+            w.decode() for w in await self.redis.zrangebyscore(self.keys.workers, since, "+inf")
+        ]
+        infos = (
+            await self.redis.mget([self.keys.worker_info(w) for w in worker_ids])
+            if worker_ids
+            else []
+        )
+        alive: dict[str, dict[str, Any]] = {}
+        for worker_id, raw in zip(worker_ids, infos, strict=True):
+            if raw is None:
+                continue
+            info = json.loads(raw)
+            alive[worker_id] = info
+            for tool in info.get("tools", []):
+                if tool["spec"]["name"] not in self._tools:
+                    self._tools[tool["spec"]["name"]] = {
+                        "spec": ToolSpec.model_validate(tool["spec"]),
+                        "hidden": tool.get("hidden", False),
+                        "stateful": tool["spec"].get("stateful", False),
+                    }
+        self._alive = alive
+        gone = [k for k, w in self._bindings.items() if w not in alive]
+        for key in gone:
+            del self._bindings[key]
+
+    async def _measure(self) -> None:
+        if self.metrics is None or self.redis is None:
+            return
+        names = sorted(self._tools)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.xlen(self.keys.calls(name))
+                pipe.xrange(self.keys.calls(name), count=1)
+            pipe.hmget(self.keys.stats, ["redeliveries", "dead_letters"])
+            results = await pipe.execute()
+        now_ms = time.time() * 1000
+        for i, name in enumerate(names):
+            depth, oldest = results[2 * i], results[2 * i + 1]
+            self.metrics.queue_depth.labels(name).set(depth)
+            age = (now_ms - int(oldest[0][0].split(b"-")[0])) / 1000 if oldest else 0.0
+            self.metrics.queue_age.labels(name).set(max(0.0, age))
+        redeliveries, dead = results[-1]
+        self.metrics.redeliveries.set(int(redeliveries or 0))
+        self.metrics.dead_letters.set(int(dead or 0))
+        for service, entry in self.status().items():
+            self.metrics.workers.labels(service).set(len(entry["workers"]))

@@ -1,0 +1,519 @@
+"""A tool worker: runs the calls of one or more services that gateways queue on Redis.
+
+``toolfleet worker SERVICE…`` (or ``python -m toolfleet.core.worker SERVICE…``). The worker
+reads its tools' streams and its own stream with one consumer group, runs each call on the
+:class:`~toolfleet.core.executor.Executor` (the same one the embedded gateway uses) and
+answers on the calling gateway's reply list, acknowledging the message in the same
+transaction. Every heartbeat it says it is alive, renews its hold on the calls it runs,
+reclaims calls that dead workers held (running those they never started, answering for
+those they died running: no call runs twice), and answers for the sessions of dead workers.
+SIGTERM drains: no new calls, running ones finish, sessions are ended cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from redis import Redis as SyncRedis
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+from toolfleet.core import streams
+from toolfleet.core.executor import Executor
+from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, Invocation, Observation
+from toolfleet.core.registry import ToolRegistry
+from toolfleet.core.settings import WORKER_ORDINAL_ENV, Settings
+from toolfleet.core.streams import GROUP, REDIS_DOWN, Keys
+
+log = logging.getLogger(__name__)
+
+READ_BLOCK_MS = 1000
+
+
+class Worker:
+    """One worker process's loop over Redis."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ToolRegistry,
+        worker_id: str | None = None,
+        services: list[str] | None = None,
+    ) -> None:
+        if not settings.redis_url:
+            raise ValueError("a worker needs settings.redis_url (TOOLFLEET_REDIS_URL)")
+        self.settings = settings
+        self.registry = registry
+        self.executor = Executor(registry)
+        self.keys = Keys(settings.redis_prefix)
+        self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.own_stream = self.keys.worker(self.id)
+        self.shared_streams = [self.keys.calls(t.name) for t in registry]
+        # the services it was started for (listed even before they have tools), and its tools'
+        self.services = sorted({*(services or ()), *(t.service for t in registry)})
+        self.redis: Redis | None = None
+        self._claim: Any = None
+        self._running: dict[tuple[str, bytes], asyncio.Task[None]] = {}
+        self._alive: set[str] = set()
+        self._stopping = asyncio.Event()
+        self._slot_free = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def request_stop(self) -> None:
+        """Begin a graceful drain (what SIGTERM does)."""
+        self._stopping.set()
+        self._slot_free.set()
+
+    async def run(self) -> None:
+        """Serve until :meth:`request_stop`, then drain."""
+        self.redis = streams.connect(self.settings.redis_url or "")
+        self._claim = self.redis.register_script(streams.CLAIM)
+        await self.executor.start()
+        try:
+            await self._create_groups()
+            await self._heartbeat()
+            log.info(
+                "worker %s serving %s (tools: %s)",
+                self.id,
+                ", ".join(self.services),
+                ", ".join(self.registry.names()),
+            )
+            housekeeping = asyncio.create_task(self._housekeeping(), name="worker-housekeeping")
+            try:
+                await self._consume()
+            finally:
+                housekeeping.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await housekeeping
+            await self._drain()
+        finally:
+            await self.executor.stop()
+            await self.redis.aclose()
+
+    async def _create_groups(self) -> None:
+        assert self.redis is not None
+        for stream in [*self.shared_streams, self.own_stream]:
+            try:
+                await self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def _drain(self) -> None:
+        """Finish running calls (up to ``drain_timeout_s``), leave, and answer what is still
+        queued for this worker's sessions, whose state ends with it."""
+        assert self.redis is not None
+        running = list(self._running.values())
+        if running:
+            log.info("worker %s draining %d calls", self.id, len(running))
+            _, late = await asyncio.wait(running, timeout=self.settings.drain_timeout_s)
+            for task in late:  # left pending on their stream: another worker reclaims them
+                task.cancel()
+        try:
+            await self.redis.zrem(self.keys.workers, self.id)
+            await self._answer_orphans(self.id, "stopped")
+        except REDIS_DOWN as exc:
+            log.warning("worker %s could not deregister: %s", self.id, exc)
+
+    # ------------------------------------------------------------------ reading
+
+    async def _consume(self) -> None:
+        assert self.redis is not None
+        wanted = dict.fromkeys([*self.shared_streams, self.own_stream], ">")
+        while not self._stopping.is_set():
+            free = self.settings.worker_concurrency - len(self._running)
+            if free <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            try:
+                found = await self.redis.xreadgroup(
+                    GROUP, self.id, wanted, count=free, block=READ_BLOCK_MS
+                )
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self._create_groups()  # Redis lost its data (restart without persistence)
+                continue
+            except REDIS_DOWN as exc:
+                log.warning("worker %s: Redis is unreachable (%s)", self.id, exc)
+                await asyncio.sleep(0.5)
+                continue
+            for stream, entries in found or ():
+                for msg_id, fields in entries:
+                    self._start(stream.decode(), msg_id, fields, deliveries=1)
+
+    def _start(
+        self, stream: str, msg_id: bytes, fields: dict[bytes, bytes], deliveries: int
+    ) -> None:
+        key = (stream, msg_id)
+        if key in self._running:
+            return
+        task = asyncio.create_task(self._handle(stream, msg_id, fields.get(b"m", b""), deliveries))
+        self._running[key] = task
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._running.pop(key, None)
+            self._slot_free.set()
+
+        task.add_done_callback(done)
+
+    # ------------------------------------------------------------------ running
+
+    async def _handle(self, stream: str, msg_id: bytes, raw: bytes, deliveries: int) -> None:
+        assert self.redis is not None
+        try:
+            msg = streams.parse_message(raw)
+        except ValueError:
+            await self._dead_letter(stream, msg_id, raw, deliveries, "malformed message")
+            return
+        call_id, op = str(msg["id"]), msg["op"]
+        if deliveries > self.settings.max_deliveries:
+            await self._dead_letter(stream, msg_id, raw, deliveries, "delivered too often", msg)
+            return
+        try:
+            state, value = await self._claim(
+                keys=[self.keys.result(call_id), self.keys.running(call_id)],
+                args=[self.id, int(self.settings.max_timeout_s + 60)],
+                client=self.redis,
+            )
+        except REDIS_DOWN as exc:
+            log.warning("worker %s: cannot claim call %s (%s)", self.id, call_id, exc)
+            return  # still pending: reclaimed and retried later
+        if state == b"done":  # a copy of a finished call: answer with its first result
+            await self._finish(stream, msg_id, msg, value, remember=False)
+            return
+        if state == b"running":
+            holder = value.decode()
+            if holder == self.id or holder in self._alive:
+                await self._ack(stream, msg_id)  # a duplicate: the holder answers
+                return
+            # Its worker died while running it: never run a call twice (it may have had
+            # effects, or be what killed the worker); answer, and keep it for operators.
+            await self._dead_letter(
+                stream, msg_id, raw, deliveries, f"its worker {holder} died while running it", msg
+            )
+            return
+        if deliveries > 1:
+            await self.redis.hincrby(self.keys.stats, "redeliveries", 1)
+        payload = await self._run(op, msg["body"])
+        await self._finish(stream, msg_id, msg, payload.encode(), remember=True)
+
+    async def _run(self, op: str, body: dict[str, Any]) -> str:
+        """Run one op; its reply payload."""
+        if op == "call":
+            inv = Invocation.model_validate(body)
+            if time.time() > inv.submitted_at + inv.timeout_s:
+                return Observation.failure(
+                    inv.tool,
+                    inv.call_id,
+                    ErrorDiagnostic(
+                        kind=ErrorKind.timeout,
+                        message=f"the call waited in the queue past its {inv.timeout_s:g} s "
+                        "timeout and was not run",
+                        hint="Send it again, or with a larger timeout_s when workers are busy.",
+                        retryable=True,
+                    ),
+                    session_id=inv.session_id,
+                    trajectory_id=inv.trajectory_id,
+                ).model_dump_json()
+            return (await self.executor.run(inv)).model_dump_json()
+        try:
+            if op == "fork":
+                await self.executor.states.fork(str(body["source"]), str(body["target"]))
+            elif op == "end":
+                await self.executor.states.close(str(body["session"]))
+            else:
+                return json.dumps({"ok": False, "error": f"unknown op {op!r}"})
+        except Exception as exc:
+            log.exception("worker %s: %s failed", self.id, op)
+            return json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+        return json.dumps({"ok": True})
+
+    async def _finish(
+        self, stream: str, msg_id: bytes, msg: dict[str, Any], payload: bytes, remember: bool
+    ) -> None:
+        """Answer, remember the result, acknowledge and delete the message: one transaction,
+        retried through Redis blips until the caller would have given up."""
+        assert self.redis is not None
+        call_id = str(msg["id"])
+        replies = self.keys.replies(str(msg["reply"]))
+        give_up = time.monotonic() + self.settings.reply_grace_s + 30
+        while True:
+            try:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    if remember:
+                        pipe.set(
+                            self.keys.result(call_id),
+                            payload,
+                            ex=max(1, int(self.settings.result_ttl_s)),
+                        )
+                    pipe.delete(self.keys.running(call_id))
+                    pipe.rpush(replies, streams.reply(call_id, payload.decode()))
+                    pipe.expire(replies, streams.REPLIES_TTL_S)
+                    pipe.xack(stream, GROUP, msg_id)
+                    pipe.xdel(stream, msg_id)
+                    await pipe.execute()
+                return
+            except REDIS_DOWN as exc:
+                if time.monotonic() > give_up:
+                    log.error("worker %s: could not answer call %s: %s", self.id, call_id, exc)
+                    return
+                await asyncio.sleep(0.2)
+
+    async def _ack(self, stream: str, msg_id: bytes) -> None:
+        assert self.redis is not None
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(stream, GROUP, msg_id)
+            pipe.xdel(stream, msg_id)
+            await pipe.execute()
+
+    async def _dead_letter(
+        self,
+        stream: str,
+        msg_id: bytes,
+        raw: bytes,
+        deliveries: int,
+        why: str,
+        msg: dict[str, Any] | None = None,
+    ) -> None:
+        """Move a message to the dead letters and answer its caller, if it has one."""
+        assert self.redis is not None
+        log.error("worker %s: dead letter %s from %s: %s", self.id, msg_id, stream, why)
+        await self.redis.xadd(
+            self.keys.dead,
+            {"m": raw, "stream": stream, "reason": why, "deliveries": deliveries},
+            maxlen=10000,
+            approximate=True,
+        )
+        await self.redis.hincrby(self.keys.stats, "dead_letters", 1)
+        if msg is None:
+            await self._ack(stream, msg_id)
+            return
+        payload = _lost_payload(
+            msg,
+            f"the call was given up: {why}",
+            "Send it again; if it fails the same way, it may be what crashes the worker: "
+            "change it.",
+            retryable=True,
+        )
+        await self._finish(stream, msg_id, msg, payload.encode(), remember=True)
+
+    # ------------------------------------------------------------------ housekeeping
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_s)
+            try:
+                await self._heartbeat()
+                await self._renew()
+                await self._reclaim()
+                await self._reap_dead_workers()
+            except REDIS_DOWN as exc:
+                log.warning("worker %s: Redis is unreachable (%s)", self.id, exc)
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self._create_groups()
+
+    async def _heartbeat(self) -> None:
+        assert self.redis is not None
+        info = {
+            "services": self.services,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "running": len(self._running),
+            "tools": [
+                {"spec": t.spec().model_dump(mode="json"), "hidden": t.hidden}
+                for t in self.registry
+            ],
+            "status": _service_status(self.registry),
+        }
+        now = time.time()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self.keys.workers, {self.id: now})
+            pipe.set(
+                self.keys.worker_info(self.id),
+                json.dumps(info),
+                ex=max(30, int(10 * self.settings.heartbeat_s)),
+            )
+            pipe.zrangebyscore(self.keys.workers, now - self.settings.worker_dead_after_s, "+inf")
+            *_, alive = await pipe.execute()
+        self._alive = {w.decode() for w in alive}
+
+    async def _renew(self) -> None:
+        """Reset the idle time of the calls this worker runs, so nobody reclaims them."""
+        assert self.redis is not None
+        by_stream: dict[str, list[bytes]] = {}
+        for stream, msg_id in list(self._running):
+            if stream != self.own_stream:
+                by_stream.setdefault(stream, []).append(msg_id)
+        for stream, ids in by_stream.items():
+            await self.redis.xclaim(stream, GROUP, self.id, 0, ids, justid=True)
+
+    async def _reclaim(self) -> None:
+        """Take over calls that a dead worker held (see :meth:`_handle` for what runs)."""
+        assert self.redis is not None
+        if self._stopping.is_set():
+            return
+        idle_ms = int(self.settings.claim_idle_s * 1000)
+        for stream in self.shared_streams:
+            free = self.settings.worker_concurrency - len(self._running)
+            if free <= 0:
+                return
+            _, claimed, _deleted = await self.redis.xautoclaim(
+                stream, GROUP, self.id, idle_ms, start_id="0-0", count=free
+            )
+            if not claimed:
+                continue
+            pending = await self.redis.xpending_range(
+                stream,
+                GROUP,
+                claimed[0][0],
+                claimed[-1][0],
+                len(claimed) + len(self._running),
+                consumername=self.id,
+            )
+            times = {p["message_id"]: p["times_delivered"] for p in pending}
+            for msg_id, fields in claimed:
+                if fields is None:  # deleted meanwhile
+                    await self._ack(stream, msg_id)
+                    continue
+                log.warning("worker %s reclaimed %s from %s", self.id, msg_id, stream)
+                self._start(stream, msg_id, fields, deliveries=int(times.get(msg_id, 2)))
+
+    async def _reap_dead_workers(self) -> None:
+        """Answer for the sessions of workers that died (their state is lost)."""
+        assert self.redis is not None
+        before = time.time() - self.settings.worker_dead_after_s
+        for raw in await self.redis.zrangebyscore(self.keys.workers, "-inf", before):
+            dead = raw.decode()
+            if not await self.redis.set(self.keys.reap_lock(dead), self.id, nx=True, ex=30):
+                continue
+            log.warning("worker %s: worker %s is dead; answering for its sessions", self.id, dead)
+            await self.redis.zrem(self.keys.workers, dead)
+            await self._answer_orphans(dead, "died")
+
+    async def _answer_orphans(self, worker_id: str, how: str) -> None:
+        """Answer every message left on a departed worker's own stream, then delete it."""
+        assert self.redis is not None
+        stream = self.keys.worker(worker_id)
+        for msg_id, fields in await self.redis.xrange(stream):
+            try:
+                msg = streams.parse_message(fields.get(b"m", b""))
+            except ValueError:
+                continue
+            payload = _lost_payload(
+                msg,
+                f"the worker holding this session's state {how}; the state (variables, "
+                "files) is lost",
+                "Call again: the session starts afresh; re-create what you need first.",
+                retryable=True,
+            )
+            await self._finish(stream, msg_id, msg, payload.encode(), remember=False)
+        await self.redis.delete(stream, self.keys.worker_info(worker_id))
+
+
+def _lost_payload(msg: dict[str, Any], message: str, hint: str, retryable: bool) -> str:
+    """The reply to a message that will not run: a failed observation for a call, an error
+    for a fork or end."""
+    if msg["op"] != "call":
+        return json.dumps({"ok": False, "error": message})
+    body = msg["body"] if isinstance(msg["body"], dict) else {}
+    diagnostic = ErrorDiagnostic(
+        kind=ErrorKind.unavailable, message=message, hint=hint, retryable=retryable
+    )
+    return Observation.failure(
+        str(body.get("tool", "")),
+        str(msg["id"]),
+        diagnostic,
+        session_id=body.get("session_id"),
+        trajectory_id=body.get("trajectory_id"),
+    ).model_dump_json()
+
+
+def _service_status(registry: ToolRegistry) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for tool in registry:
+        info = tool.status()
+        if info is not None:
+            found.setdefault(tool.service, info)
+    return found
+
+
+def load_tools(spec: str, settings: Settings) -> list[Any]:
+    """Tools from ``module:function`` (a function of the settings returning tools)."""
+    module, _, name = spec.partition(":")
+    factory: Callable[[Settings], Any] = getattr(importlib.import_module(module), name)
+    return list(factory(settings))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``toolfleet worker``: serve the named services' tools from Redis until SIGTERM."""
+    parser = argparse.ArgumentParser(prog="toolfleet worker", description=main.__doc__)
+    parser.add_argument("services", nargs="*", help="services to serve (default: all)")
+    parser.add_argument(
+        "--tools-from",
+        action="append",
+        default=[],
+        metavar="MODULE:FUNCTION",
+        help="also serve the tools this function returns (plugins without an entry point)",
+    )
+    parser.add_argument("--id", help="worker id (default: host-pid-random)")
+    parser.add_argument("--config", help="TOML settings file (or TOOLFLEET_CONFIG)")
+    args = parser.parse_args(argv)
+    overrides: dict[str, Any] = {"config_file": args.config} if args.config else {}
+    if args.services:
+        overrides["services"] = args.services
+    settings = Settings(**overrides)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not settings.redis_url:
+        print("toolfleet worker needs TOOLFLEET_REDIS_URL", file=sys.stderr)
+        return 2
+    if WORKER_ORDINAL_ENV not in os.environ:
+        os.environ[WORKER_ORDINAL_ENV] = str(_ordinal(settings))
+    plugins_only = args.tools_from and not args.services
+    registry = ToolRegistry() if plugins_only else ToolRegistry.discover(settings)
+    for spec in args.tools_from:
+        for tool in load_tools(spec, settings):
+            registry.register(tool)
+    if not len(registry):
+        print(f"no tools to serve for {args.services or 'any service'}", file=sys.stderr)
+    worker = Worker(settings, registry, args.id, services=args.services)
+    return asyncio.run(_serve(worker))
+
+
+def _ordinal(settings: Settings) -> int:
+    """This worker's ordinal: a counter in Redis, one step per worker started."""
+    client = SyncRedis.from_url(settings.redis_url or "", socket_connect_timeout=5)
+    try:
+        return int(client.incr(Keys(settings.redis_prefix).ordinal)) - 1
+    finally:
+        client.close()
+
+
+async def _serve(worker: Worker) -> int:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.request_stop)
+    await worker.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
