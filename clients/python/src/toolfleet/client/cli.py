@@ -34,6 +34,18 @@ def _worker(args: argparse.Namespace) -> int:
     return worker_main(args.rest)
 
 
+def _search(args: argparse.Namespace) -> int:
+    try:
+        from toolfleet.search.cli import main as search_main
+    except ImportError:  # pragma: no cover - depends on what is installed
+        print(
+            "toolfleet search needs the search service: pip install toolfleet-search",
+            file=sys.stderr,
+        )
+        return 2
+    return search_main(args.rest)
+
+
 def _tools(args: argparse.Namespace) -> int:
     with ToolfleetClient(args.url) as client:
         if args.format == "openai":
@@ -84,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("rest", nargs=argparse.REMAINDER, help="SERVICE… [--tools-from M:F]")
     worker.set_defaults(func=_worker)
+    search = sub.add_parser(
+        "search", help="build search indexes (toolfleet search build --help)", add_help=False
+    )
+    search.add_argument("rest", nargs=argparse.REMAINDER, help="build CORPUS --out DIR")
+    search.set_defaults(func=_search)
 
     for name, func, help_ in (
         ("tools", _tools, "list the tools of a running gateway"),
@@ -111,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["worker"]:  # its own parser: options may come before the services
         args = argparse.Namespace(func=_worker, rest=argv[1:])
+    elif argv[:1] == ["search"]:
+        args = argparse.Namespace(func=_search, rest=argv[1:])
     else:
         args = build_parser().parse_args(argv)
     try:

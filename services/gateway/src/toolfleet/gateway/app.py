@@ -15,7 +15,15 @@ from toolfleet.core.settings import Settings
 from toolfleet.gateway import fast_routes
 from toolfleet.gateway.body_limit import BodyLimitMiddleware
 from toolfleet.gateway.errors import install_error_handlers
-from toolfleet.gateway.routes import files, health, sessions, tools, trajectories
+from toolfleet.gateway.routes import (
+    compat_search,
+    files,
+    health,
+    media,
+    sessions,
+    tools,
+    trajectories,
+)
 
 
 def create_app(
@@ -56,7 +64,7 @@ def create_app(
     app.state.runtime = runtime
     app.state.ready = False
     install_error_handlers(app)
-    for module in (tools, sessions, files, trajectories, health):
+    for module in (tools, sessions, files, media, trajectories, health, compat_search):
         app.include_router(module.router)
     fast_routes.install(app, tools.FAST_ROUTES)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

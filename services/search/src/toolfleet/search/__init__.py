@@ -11,5 +11,15 @@ from toolfleet.core.tool import Tool
 
 
 def tools(settings: Settings) -> list[Tool]:
-    """The tools this service serves, built from settings."""
-    return []
+    """``search`` when indexes are configured, ``web_search`` when a provider is."""
+    from toolfleet.search.settings import SearchSettings
+    from toolfleet.search.tools import Indexes, SearchTool
+    from toolfleet.search.web import WebSearchTool
+
+    search_settings = SearchSettings()
+    found: list[Tool] = []
+    if search_settings.indexes:
+        found.append(SearchTool(search_settings, Indexes(search_settings)))
+    if search_settings.web_provider and search_settings.web_api_key:
+        found.append(WebSearchTool(search_settings))
+    return found

@@ -1,0 +1,111 @@
+"""Passages: reading a corpus as a stream, and the on-disk store an index answers from.
+
+A corpus is JSON Lines, one passage per line, in either of two shapes:
+``{"id", "title", "text"}`` or Search-R1's ``{"id", "contents": "title\\ntext"}``.
+The store keeps the passages in ``passages.jsonl`` with their byte offsets in
+``offsets.npy`` (memory-mapped), so a served index holds no passage text in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+PASSAGES = "passages.jsonl"
+OFFSETS = "offsets.npy"
+
+
+class Passage(BaseModel):
+    """One retrievable passage."""
+
+    id: str = Field(description="The passage's id in its corpus.")
+    title: str = Field(default="", description="Title of the document it comes from.")
+    text: str = Field(description="The passage's text.")
+
+    @property
+    def contents(self) -> str:
+        """Search-R1's ``contents``: the title, a newline, the text."""
+        return f"{self.title}\n{self.text}"
+
+
+class CorpusError(ValueError):
+    """A corpus line that is not a passage."""
+
+
+def parse_passage(line: str, number: int) -> Passage:
+    """A passage from one corpus line (either shape)."""
+    try:
+        raw = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise CorpusError(f"line {number}: not JSON ({exc})") from exc
+    if not isinstance(raw, dict) or "id" not in raw:
+        raise CorpusError(f"line {number}: a passage needs an 'id'")
+    if "text" in raw:
+        return Passage(id=str(raw["id"]), title=str(raw.get("title") or ""), text=str(raw["text"]))
+    if "contents" in raw:
+        title, _, text = str(raw["contents"]).partition("\n")
+        return Passage(id=str(raw["id"]), title=title.strip('"'), text=text)
+    raise CorpusError(f"line {number}: a passage needs 'text' (and 'title') or 'contents'")
+
+
+def read_corpus(path: Path) -> Iterator[Passage]:
+    """The passages of a JSON Lines corpus, one at a time (never the whole file)."""
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                yield parse_passage(line, number)
+
+
+class PassageWriter:
+    """Appends passages to a store, remembering each one's offset."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._file: IO[bytes] = (directory / PASSAGES).open("wb")
+        self._offsets: list[int] = []
+
+    def add(self, passage: Passage) -> None:
+        self._offsets.append(self._file.tell())
+        self._file.write(passage.model_dump_json().encode() + b"\n")
+
+    def tee(self, passages: Iterable[Passage]) -> Iterator[Passage]:
+        """Store each passage as it goes by."""
+        for passage in passages:
+            self.add(passage)
+            yield passage
+
+    def close(self) -> int:
+        """Finish the store; the number of passages."""
+        self._offsets.append(self._file.tell())  # where the last passage ends
+        self._file.close()
+        np.save(self.directory / OFFSETS, np.asarray(self._offsets, dtype=np.int64))
+        return len(self._offsets) - 1
+
+
+class PassageStore:
+    """Random access to the passages of a store, by row number (memory-mapped; safe to read
+    from several threads)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.offsets = np.load(directory / OFFSETS, mmap_mode="r")
+        with (directory / PASSAGES).open("rb") as f:
+            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if len(self) else None
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def get(self, row: int) -> Passage:
+        """The passage stored at ``row``."""
+        assert self._map is not None
+        start, end = int(self.offsets[row]), int(self.offsets[row + 1])
+        return Passage.model_validate_json(self._map[start:end])
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()

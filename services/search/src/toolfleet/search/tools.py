@@ -1,0 +1,213 @@
+"""The ``search`` tool: passages from the served indexes, for one query or a batch."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+from toolfleet.core.protocol import ErrorKind, TextPart
+from toolfleet.core.tool import CallContext, Tool, ToolError, ToolResult
+from toolfleet.search.corpus import Passage
+from toolfleet.search.index import IndexError_, SearchIndex
+from toolfleet.search.settings import SearchSettings
+
+log = logging.getLogger(__name__)
+
+
+class SearchArgs(BaseModel):
+    """Arguments of ``search``: one query or several."""
+
+    query: str | None = Field(default=None, description="What to search for.")
+    queries: list[str] | None = Field(
+        default=None, description="Several queries at once (instead of query)."
+    )
+    top_k: int | None = Field(default=None, ge=1, description="Passages per query.")
+    index: str | None = Field(default=None, description="Which index (default: the first).")
+    retriever: Literal["bm25", "dense", "hybrid"] | None = Field(
+        default=None,
+        description="How to rank (default: hybrid where the index has dense).",
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SearchArgs:
+        if (self.query is None) == (self.queries is None):
+            raise ValueError("give either query or queries")
+        return self
+
+    def texts(self) -> list[str]:
+        return [self.query] if self.query is not None else list(self.queries or [])
+
+
+class Hit(BaseModel):
+    """One retrieved passage."""
+
+    id: str
+    title: str
+    text: str
+    score: float
+
+
+class Indexes:
+    """The indexes this process serves, loaded once, searched in a bounded thread pool."""
+
+    def __init__(self, settings: SearchSettings) -> None:
+        self.settings = settings
+        self.loaded: dict[str, SearchIndex] = {}
+        self._slots = asyncio.Semaphore(settings.threads)
+        self.users = 0
+
+    async def start(self) -> None:
+        self.users += 1
+        if self.users > 1 or self.loaded:
+            return
+        encoder = None
+        for name, path in self.settings.indexes.items():
+            index = await asyncio.to_thread(SearchIndex, name, path, encoder)
+            if "dense" in index.retrievers:
+                encoder = index.retrievers["dense"].encoder  # one model for every index
+            self.loaded[name] = index
+            log.info(
+                "search index %s: %d passages (%s)", name, len(index), ", ".join(index.retrievers)
+            )
+
+    async def stop(self) -> None:
+        self.users -= 1
+        if self.users == 0:
+            for index in self.loaded.values():
+                index.close()
+            self.loaded.clear()
+
+    def pick(self, name: str | None) -> SearchIndex:
+        if not self.loaded:
+            raise ToolError(
+                ErrorKind.unavailable,
+                "no search index is configured",
+                hint="An operator must build one (toolfleet search build) and set "
+                "TOOLFLEET_SEARCH_INDEXES.",
+            )
+        name = name or self.settings.default_index or next(iter(self.loaded))
+        index = self.loaded.get(name)
+        if index is None:
+            raise ToolError(
+                ErrorKind.not_found,
+                f"there is no search index named {name!r}",
+                hint=f"Available indexes: {', '.join(self.loaded)}.",
+            )
+        return index
+
+    async def search(
+        self, queries: list[str], k: int, index: str | None, retriever: str | None
+    ) -> list[list[Hit]]:
+        target = self.pick(index)
+        async with self._slots:
+            try:
+                found = await asyncio.to_thread(target.search, queries, k, retriever)
+            except IndexError_ as exc:
+                raise ToolError(ErrorKind.invalid_arguments, str(exc)) from exc
+            return await asyncio.to_thread(_passages, target, found)
+
+
+def _passages(index: SearchIndex, found: list[list[tuple[int, float]]]) -> list[list[Hit]]:
+    out = []
+    for hits in found:
+        rows = []
+        for row, score in hits:
+            p: Passage = index.passage(row)
+            rows.append(Hit(id=p.id, title=p.title, text=p.text, score=round(score, 6)))
+        out.append(rows)
+    return out
+
+
+def render(queries: list[str], results: list[list[Hit]], max_chars: int) -> str:
+    """The text a model reads: Search-R1's ``Doc i(Title: ...) text`` lines, per query."""
+    blocks = []
+    for query, hits in zip(queries, results, strict=True):
+        lines = [f"Query: {query}"] if len(queries) > 1 else []
+        if not hits:
+            lines.append("No passage matches.")
+        for i, hit in enumerate(hits, 1):
+            text = hit.text if len(hit.text) <= max_chars else hit.text[:max_chars] + " ..."
+            lines.append(f"Doc {i}(Title: {hit.title}) {text}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+class SearchTool(Tool[SearchArgs]):
+    name = "search"
+    description = (
+        "Searches the document collection and returns the most relevant passages (title and "
+        "text) for a query, or for each of several queries."
+    )
+    Arguments = SearchArgs
+    service = "search"
+    cost = 1.0
+
+    def __init__(self, settings: SearchSettings, indexes: Indexes) -> None:
+        super().__init__()
+        self.config = settings
+        self.indexes = indexes
+        self.cost = settings.cost_per_query
+
+    async def start(self) -> None:
+        await self.indexes.start()
+
+    async def stop(self) -> None:
+        await self.indexes.stop()
+
+    def status(self) -> dict[str, Any] | None:
+        return {
+            "indexes": {
+                name: {"passages": len(ix), "retrievers": sorted(ix.retrievers)}
+                for name, ix in self.indexes.loaded.items()
+            }
+        }
+
+    async def call(self, args: SearchArgs, ctx: CallContext) -> ToolResult:
+        queries = check_queries(args.texts(), self.config)
+        k = check_top_k(args.top_k, self.config)
+        results = await self.indexes.search(queries, k, args.index, args.retriever)
+        data = {"results": [[h.model_dump() for h in hits] for hits in results]}
+        return ToolResult(
+            content=[TextPart(text=render(queries, results, self.config.max_passage_chars))],
+            data=data,
+            cost=self.config.cost_per_query * len(queries),
+        )
+
+
+def check_queries(queries: list[str], settings: SearchSettings) -> list[str]:
+    """The queries, or a diagnostic for empty, too long or too many."""
+    if not queries:
+        raise ToolError(ErrorKind.invalid_arguments, "no query given", hint="Send a query.")
+    if len(queries) > settings.max_queries:
+        raise ToolError(
+            ErrorKind.invalid_arguments,
+            f"{len(queries)} queries in one call; at most {settings.max_queries}",
+            hint="Split the queries over several calls.",
+        )
+    for i, query in enumerate(queries):
+        if not query.strip():
+            raise ToolError(
+                ErrorKind.invalid_arguments,
+                f"query {i + 1} is empty",
+                hint="Write what you are looking for, e.g. a question or key words.",
+            )
+        if len(query) > settings.max_query_chars:
+            raise ToolError(
+                ErrorKind.invalid_arguments,
+                f"query {i + 1} has {len(query)} characters; at most {settings.max_query_chars}",
+                hint="Search with a short question or a few key words.",
+            )
+    return queries
+
+
+def check_top_k(top_k: int | None, settings: SearchSettings) -> int:
+    k = top_k or settings.default_top_k
+    if k > settings.max_top_k:
+        raise ToolError(
+            ErrorKind.invalid_arguments,
+            f"top_k {k} is over the limit of {settings.max_top_k}",
+            hint=f"Ask for at most {settings.max_top_k} passages.",
+        )
+    return k
