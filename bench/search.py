@@ -3,7 +3,7 @@ synthetic one, through the gateway's REST API (``toolfleet serve`` with the sear
 
 Prints:
 - index build speed (passages/s) for BM25 over all 20,963 passages, and for dense over the
-  dev passages (4,483, which hold every question's gold passage; the numpy MiniLM encoder
+  dev passages (2,067, which hold every question's gold passage; the numpy MiniLM encoder
   embeds about 13 passages/s on this 2-core VM, so the whole corpus would take half an hour);
 - recall@1/@5 of the 6,529 questions: BM25 over the whole corpus, and BM25, dense and hybrid
   over the dev passages;

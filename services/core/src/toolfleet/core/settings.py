@@ -84,6 +84,16 @@ class Settings(_FileBacked):
     idempotency_ttl_s: float = Field(default=600.0, gt=0, description="Idempotency memory.")
     idempotency_max_entries: int = Field(default=100000, gt=0, description="Keys remembered.")
 
+    mcp_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description='Host headers /mcp accepts, e.g. ["tools.example.org", "127.0.0.1:*"] '
+        "(DNS-rebinding protection). Empty, with mcp_allowed_origins empty: no check.",
+    )
+    mcp_allowed_origins: list[str] = Field(
+        default_factory=list,
+        description='Origin headers /mcp accepts from browsers, e.g. ["https://app.example.org"].',
+    )
+
     redis_url: str | None = Field(
         default=None,
         description="Distributed mode: the gateway sends calls to workers over this Redis "
@@ -122,6 +132,53 @@ class Settings(_FileBacked):
     )
     drain_timeout_s: float = Field(
         default=30.0, ge=0, description="On SIGTERM, how long a worker waits for its calls."
+    )
+
+    # operations: logs and the call log (docs/operations.md)
+    log_format: str = Field(
+        default="text",
+        pattern="^(text|json)$",
+        description="Log lines as text, or as JSON objects with the call, session, trajectory "
+        "and request ids (for a log pipeline).",
+    )
+    log_calls: bool = Field(
+        default=False,
+        description="Log one line per finished call (gateway and workers): tool, outcome, "
+        "time and ids. Off: only warnings and errors carry the ids.",
+    )
+    call_log: bool = Field(
+        default=False,
+        description="Record every call (tool, arguments, observation digest, timing, error "
+        "kind, ids) in a database, for audit, export and replay.",
+    )
+    call_log_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the call log's database, e.g. "
+        "postgresql+psycopg://user:password@host/db. None: the SQLite file call_log_path.",
+    )
+    call_log_path: Path = Field(
+        default=Path("toolfleet-calls.sqlite3"),
+        description="SQLite file of the call log when call_log_url is unset.",
+    )
+    call_log_observations: bool = Field(
+        default=False,
+        description="Also store each call's full observation (else only its digest).",
+    )
+    call_log_queue: int = Field(
+        default=10000, gt=0, description="Calls waiting to be written before new ones are dropped."
+    )
+    call_log_batch: int = Field(default=500, gt=0, description="Most calls written at once.")
+    call_log_flush_s: float = Field(
+        default=0.5, gt=0, description="Longest a recorded call waits before it is written."
+    )
+    call_log_max_age_s: float | None = Field(
+        default=30 * 86400.0, gt=0, description="Calls older than this are deleted (None: kept)."
+    )
+    call_log_max_rows: int | None = Field(
+        default=None, gt=0, description="Only the newest this many calls are kept (None: all)."
+    )
+    call_log_retention_s: float = Field(
+        default=600.0, gt=0, description="How often retention is applied."
     )
 
     api_keys: dict[str, str] = Field(
