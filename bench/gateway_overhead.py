@@ -56,7 +56,7 @@ def parse_wrk(output: str) -> dict[str, float]:
 
 
 def run_wrk(url: str, connections: int, duration: int, script: str | None) -> dict[str, float]:
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url]
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "30s", "--latency", url]
     if script:
         cmd[1:1] = ["-s", script]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30, check=True)

@@ -18,8 +18,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from toolfleet.core.registry import ToolRegistry
 from toolfleet.search.cli import main as search_cli
+from toolfleet.search.search_tool import Indexes, SearchTool
 from toolfleet.search.settings import SearchSettings
-from toolfleet.search.tools import Indexes, SearchTool
 from toolfleet.search.web import WebSearchTool
 
 from tests.conftest import free_port, gateway

@@ -119,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "requirements.txt").write_text("".join(f"{line}\n" for line in lines))
     pins = []
     if args.lock and alone:
-        pins = [f"{p['name']}=={p['version']}" for p in load(args.lock)["package"] if p["name"] in alone]
+        pins = [
+            f"{p['name']}=={p['version']}" for p in load(args.lock)["package"] if p["name"] in alone
+        ]
     (args.out / "no-deps.txt").write_text("".join(f"{line}\n" for line in pins))
     return 0
 

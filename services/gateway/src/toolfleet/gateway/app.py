@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.routing import Route
 from toolfleet.core import __version__
 from toolfleet.core.dispatch import Dispatcher, InProcessDispatcher
 from toolfleet.core.redis_dispatch import RedisDispatcher
@@ -15,8 +16,11 @@ from toolfleet.core.settings import Settings
 from toolfleet.gateway import fast_routes
 from toolfleet.gateway.body_limit import BodyLimitMiddleware
 from toolfleet.gateway.errors import install_error_handlers
+from toolfleet.gateway.mcp_endpoint import MCPEndpoint
 from toolfleet.gateway.routes import (
+    compat_sandbox,
     compat_search,
+    compat_verl_tool,
     files,
     health,
     media,
@@ -42,13 +46,15 @@ def create_app(
         else:
             dispatcher = InProcessDispatcher(registry or ToolRegistry.discover(settings))
     runtime = Runtime(settings, dispatcher)
+    mcp = MCPEndpoint(settings, runtime)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
-        app.state.ready = True
         try:
-            yield
+            async with mcp.running():
+                app.state.ready = True
+                yield
         finally:
             app.state.ready = False
             await runtime.stop()
@@ -64,8 +70,20 @@ def create_app(
     app.state.runtime = runtime
     app.state.ready = False
     install_error_handlers(app)
-    for module in (tools, sessions, files, media, trajectories, health, compat_search):
+    for module in (
+        tools,
+        sessions,
+        files,
+        media,
+        trajectories,
+        health,
+        compat_search,
+        compat_sandbox,
+        compat_verl_tool,
+    ):
         app.include_router(module.router)
     fast_routes.install(app, tools.FAST_ROUTES)
+    # exactly /mcp (a Mount would redirect /mcp to /mcp/)
+    app.router.routes.append(Route("/mcp", mcp, methods=["GET", "POST", "DELETE"]))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app

@@ -12,8 +12,8 @@ from toolfleet.core.tool import Tool
 
 def tools(settings: Settings) -> list[Tool]:
     """``search`` when indexes are configured, ``web_search`` when a provider is."""
+    from toolfleet.search.search_tool import Indexes, SearchTool
     from toolfleet.search.settings import SearchSettings
-    from toolfleet.search.tools import Indexes, SearchTool
     from toolfleet.search.web import WebSearchTool
 
     search_settings = SearchSettings()

@@ -17,8 +17,8 @@ import httpx
 from pydantic import BaseModel, Field
 from toolfleet.core.protocol import ErrorKind, TextPart
 from toolfleet.core.tool import CallContext, Tool, ToolError, ToolResult
+from toolfleet.search.search_tool import check_queries, check_top_k
 from toolfleet.search.settings import SearchSettings
-from toolfleet.search.tools import check_queries, check_top_k
 
 
 class WebResult(BaseModel):

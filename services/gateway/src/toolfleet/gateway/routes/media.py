@@ -1,0 +1,128 @@
+"""``/v1/sessions/{id}/media``: images and videos uploaded into a session, for the vision
+tools to work on.
+
+The media live where the session's vision tools run, so these routes are calls of the vision
+service's hidden ``media`` tool, carried by the dispatcher like any other call (in
+distributed mode they reach the worker that holds the session). Files are stored
+content-addressed (the same bytes are kept once) and released when the session ends; tools
+name them by id or by their 1-based number in the session's image (or video) list.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from toolfleet.core.protocol import CallRequest, ErrorKind, Observation
+from toolfleet.gateway.auth import Tenant
+from toolfleet.gateway.errors import error_response
+from toolfleet.gateway.routes.tools import runtime
+
+router = APIRouter(prefix="/v1/sessions/{session_id}/media", tags=["sessions"])
+
+MEDIA_TOOL = "media"
+STATUS = {
+    ErrorKind.invalid_arguments: 400,
+    ErrorKind.not_found: 404,
+    ErrorKind.permission_denied: 403,
+    ErrorKind.output_limit: 413,
+    ErrorKind.memory_limit: 413,
+    ErrorKind.rate_limited: 429,
+    ErrorKind.unavailable: 503,
+    ErrorKind.timeout: 504,
+}
+
+
+class MediaSource(BaseModel):
+    """Body of ``POST /v1/sessions/{id}/media``: exactly one source of the file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str | None = Field(default=None, description="The file's bytes, base64.")
+    path: str | None = Field(
+        default=None, description="A file under the server's media root (relative to it)."
+    )
+    url: str | None = Field(
+        default=None, description="An http(s) URL on an allowed host (when URL fetching is on)."
+    )
+
+
+async def _media(
+    request: Request, tenant: str, session_id: str, **arguments: Any
+) -> Observation | Response:
+    rt = runtime(request)
+    if not rt.dispatcher.has_tool(MEDIA_TOOL):
+        return error_response(
+            404, "no_media", "session media need the vision service, which is not served"
+        )
+    obs = await rt.call(tenant, MEDIA_TOOL, CallRequest(arguments=arguments, session_id=session_id))
+    if not obs.ok and obs.error is not None:
+        return error_response(
+            STATUS.get(obs.error.kind, 400),
+            obs.error.kind.value,
+            obs.error.message,
+            hint=obs.error.hint,
+        )
+    return obs
+
+
+def _answer(obs: Observation | Response, status: int = 200) -> Any:
+    if isinstance(obs, Response):
+        return obs
+    return JSONResponse(obs.data or {}, status_code=status)
+
+
+@router.put("", status_code=201, summary="Upload an image or a video into a session")
+async def upload_media(session_id: str, request: Request, tenant: Tenant) -> Any:
+    """The request body (the file's raw bytes) is checked (a supported, decodable image or
+    video within the size and pixel limits), stored, and appended to the session's image or
+    video list. Answers its id, its number in the list, size and (videos) duration, fps and
+    frame count."""
+    data = await request.body()
+    obs = await _media(
+        request, tenant, session_id, action="add", data=base64.b64encode(data).decode()
+    )
+    return _answer(obs, 201)
+
+
+@router.post("", status_code=201, summary="Add media to a session from base64, a path or a URL")
+async def add_media(session_id: str, body: MediaSource, request: Request, tenant: Tenant) -> Any:
+    """Like the upload, from base64 ``data``, a ``path`` under the server's media root, or a
+    ``url`` on an allowed host (only when URL fetching is on)."""
+    arguments = body.model_dump(exclude_none=True)
+    obs = await _media(request, tenant, session_id, action="add", **arguments)
+    return _answer(obs, 201)
+
+
+@router.get("", summary="List a session's images and videos")
+async def list_media(session_id: str, request: Request, tenant: Tenant) -> Any:
+    """Every image (uploads and tool results, in list order) and video of the session."""
+    return _answer(await _media(request, tenant, session_id, action="list"))
+
+
+@router.get(
+    "/{ref}",
+    summary="Download an image or a video of a session",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "video/mp4": {}}}},
+)
+async def download_media(
+    session_id: str,
+    ref: str,
+    request: Request,
+    tenant: Tenant,
+    kind: Annotated[Literal["image", "video"], Query()] = "image",
+) -> Response:
+    """The stored file, named by id or by its number in the session's image (or, with
+    ``?kind=video``, video) list."""
+    obs = await _media(request, tenant, session_id, action="get", ref=ref, kind=kind)
+    if isinstance(obs, Response):
+        return obs
+    found = obs.data or {}
+    return Response(
+        base64.b64decode(found.get("data", "")),
+        media_type=found.get("info", {}).get("mime_type", "application/octet-stream"),
+    )
