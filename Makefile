@@ -54,3 +54,5 @@ bench: sync
 	$(RUN) python bench/sandbox_local.py
 	$(RUN) python bench/sandbox_docker.py
 	$(RUN) python bench/distributed.py
+	$(RUN) python bench/search.py
+	$(RUN) python bench/vision.py

@@ -214,3 +214,13 @@ async def test_idempotency_key_runs_once(client):
     assert first.json()["content"][0]["data"] == {"value": 5}
     other = await client.post("/v1/tools/counter/call", json={**body, "idempotency_key": "k2"})
     assert other.json()["content"][0]["data"] == {"value": 10}
+
+
+async def test_idempotency_key_forgets_a_retryable_failure(client):
+    body = {"arguments": {"how": "crash"}, "trajectory_id": "t-idem-fail", "idempotency_key": "f"}
+    first = (await client.post("/v1/tools/fail/call", json=body)).json()
+    assert first["error"]["retryable"] is True
+    second = (await client.post("/v1/tools/fail/call", json=body)).json()
+    assert second["call_id"] != first["call_id"]  # run again, not the remembered failure
+    usage = (await client.get("/v1/trajectories/t-idem-fail/usage")).json()
+    assert usage["tools"]["fail"]["calls"] == 2

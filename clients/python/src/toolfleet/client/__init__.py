@@ -1,5 +1,29 @@
-"""The toolfleet Python client: what trainers import to call a toolfleet gateway."""
+"""The toolfleet Python client: what trainers import to call a toolfleet gateway.
 
-from toolfleet.client.http import GatewayError, ToolfleetClient
+- :class:`ToolfleetClient` (sync) and :class:`AsyncToolfleetClient` (asyncio), one API:
+  tools, calls, batches, sessions (context managers, forks), files, usage, health;
+- :class:`RetryPolicy`: what is sent again (429/503 and retryable diagnostics only);
+- :mod:`toolfleet.client.adapters`: model turns → calls, observations → each trainer's text.
+"""
 
-__all__ = ["GatewayError", "ToolfleetClient"]
+from toolfleet.client.async_http import AsyncToolfleetClient
+from toolfleet.client.errors import GatewayError
+from toolfleet.client.http import DEFAULT_URL, ToolfleetClient
+from toolfleet.client.models import FileInfo, FileListing
+from toolfleet.client.retry import RetryEvent, RetryPolicy
+from toolfleet.client.sessions import AsyncSession, AsyncTrajectory, Session, Trajectory
+
+__all__ = [
+    "DEFAULT_URL",
+    "AsyncSession",
+    "AsyncToolfleetClient",
+    "AsyncTrajectory",
+    "FileInfo",
+    "FileListing",
+    "GatewayError",
+    "RetryEvent",
+    "RetryPolicy",
+    "Session",
+    "ToolfleetClient",
+    "Trajectory",
+]

@@ -14,7 +14,8 @@ class IdempotencyCache:
     """Remembers observations by (tenant, key) for ``ttl_s``, at most ``max_entries``.
 
     A duplicate that arrives while the first call still runs waits for its result instead of
-    running the tool a second time.
+    running the tool a second time. A retryable failure is not remembered, so sending the call
+    again with the same key retries it.
     """
 
     def __init__(self, ttl_s: float, max_entries: int) -> None:
@@ -45,7 +46,10 @@ class IdempotencyCache:
             else:
                 future.cancel()
             raise
-        future.set_result(obs)
+        future.set_result(obs)  # duplicates waiting now share it
+        if obs.error is not None and obs.error.retryable:
+            # A transient failure is not the call's answer: the next try with the key runs.
+            self._entries.pop((tenant, key), None)
         return obs
 
     def _expire(self, now: float) -> None:
