@@ -6,7 +6,7 @@ SHELL := /bin/bash
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --frozen
 
-.PHONY: help sync run test lint format bench sandbox-images compose-images redis
+.PHONY: help sync run test lint format bench sandbox-images compose-images redis sql-databases
 
 help:
 	@echo "make run    serve the gateway with embedded defaults on 127.0.0.1:8000"
@@ -45,7 +45,11 @@ compose-images: sandbox-images
 redis:
 	bash deploy/ensure-redis.sh
 
-test: lint compose-images redis
+# The SQL tests use the real PostgreSQL and MariaDB (127.0.0.1), loaded with test databases.
+sql-databases: sync
+	UV=$(UV) bash deploy/ensure-databases.sh
+
+test: lint compose-images redis sql-databases
 	$(RUN) pytest
 
 bench: sync
@@ -56,3 +60,4 @@ bench: sync
 	$(RUN) python bench/distributed.py
 	$(RUN) python bench/search.py
 	$(RUN) python bench/vision.py
+	$(RUN) python bench/sql.py
