@@ -163,3 +163,37 @@ async def test_auth_applies_to_mcp(live_server: Callable[..., str], path: str) -
     ):
         await session.initialize()
         assert (await session.call_tool("echo", {"text": "ok"})).content[0].text == "ok"
+
+
+async def test_any_replica_answers_any_request(live_server: Callable[..., str]) -> None:
+    """No MCP session is kept: a client initialised on one replica calls through another."""
+    urls = []
+    for _ in range(2):
+        port = free_port()
+        urls.append(
+            live_server(
+                [sys.executable, "-m", "uvicorn", "--factory", "tests.support:make_app",
+                 "--port", str(port)],
+                port,
+            )
+        )  # fmt: skip
+    async with httpx.AsyncClient(headers=HEADERS) as http:
+        init = await http.post(
+            f"{urls[0]}/mcp",
+            json=rpc(
+                "initialize",
+                {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "lb-client", "version": "1"},
+                },
+            ),
+        )
+        assert "mcp-session-id" not in init.headers
+        headers = {"mcp-protocol-version": "2025-06-18"}
+        called = await http.post(
+            f"{urls[1]}/mcp",
+            json=rpc("tools/call", {"name": "echo", "arguments": {"text": "via B"}}, id_=2),
+            headers=headers,
+        )
+        assert called.json()["result"]["content"][0]["text"] == "via B"
