@@ -6,7 +6,7 @@ SHELL := /bin/bash
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --frozen
 
-.PHONY: help sync run test lint format bench sandbox-images compose-images redis sql-databases
+.PHONY: help sync run test lint format bench sandbox-images compose-images redis sql-databases k8s-tools
 
 help:
 	@echo "make run    serve the gateway with embedded defaults on 127.0.0.1:8000"
@@ -49,7 +49,11 @@ redis:
 sql-databases: sync
 	UV=$(UV) bash deploy/ensure-databases.sh
 
-test: lint compose-images redis sql-databases
+# kubectl kustomize for the manifests' offline validation (tests/test_k8s.py)
+k8s-tools:
+	bash deploy/k8s/install-kubectl.sh >/dev/null
+
+test: lint compose-images redis sql-databases k8s-tools
 	$(RUN) pytest
 
 bench: sync

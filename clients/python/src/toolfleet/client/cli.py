@@ -46,6 +46,12 @@ def _search(args: argparse.Namespace) -> int:
     return search_main(args.rest)
 
 
+def _calls(args: argparse.Namespace) -> int:
+    from toolfleet.core.calllog_cli import main as calls_main
+
+    return calls_main(args.rest)
+
+
 def _tools(args: argparse.Namespace) -> int:
     with ToolfleetClient(args.url) as client:
         if args.format == "openai":
@@ -101,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument("rest", nargs=argparse.REMAINDER, help="build CORPUS --out DIR")
     search.set_defaults(func=_search)
+    calls = sub.add_parser("calls", help="export, replay and prune the call log", add_help=False)
+    calls.add_argument("rest", nargs=argparse.REMAINDER, help="export|replay|prune ...")
+    calls.set_defaults(func=_calls)
 
     for name, func, help_ in (
         ("tools", _tools, "list the tools of a running gateway"),
@@ -130,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         args = argparse.Namespace(func=_worker, rest=argv[1:])
     elif argv[:1] == ["search"]:
         args = argparse.Namespace(func=_search, rest=argv[1:])
+    elif argv[:1] == ["calls"]:
+        args = argparse.Namespace(func=_calls, rest=argv[1:])
     else:
         args = build_parser().parse_args(argv)
     try:

@@ -206,6 +206,11 @@ class Invocation(BaseModel):
     trajectory_id: str | None = Field(default=None, description="Trajectory to book usage to.")
     timeout_s: float = Field(gt=0, description="Capped wall-clock limit in seconds.")
     submitted_at: float = Field(description="time.time() when the gateway accepted the call.")
+    request_id: str | None = Field(
+        default=None,
+        description="Id of the HTTP request that carried the call (its X-Request-ID, or one "
+        "the gateway made), for logs on both sides of the transport.",
+    )
 
 
 # --------------------------------------------------------------------------- sessions, usage

@@ -132,6 +132,11 @@ class RedisDispatcher(Dispatcher):
                 entry.update(info.get("status", {}).get(service) or {})
         return found
 
+    def worker_status(self) -> dict[str, dict[str, Any]]:
+        """Each live worker's last heartbeat (its services, running calls, each service's
+        status), for the service metrics."""
+        return dict(self._alive)
+
     # ------------------------------------------------------------------ calls
 
     async def dispatch(self, inv: Invocation) -> Observation:

@@ -12,6 +12,8 @@ import logging
 import time
 import uuid
 
+from toolfleet.core import logs
+from toolfleet.core.calllog import CallLog
 from toolfleet.core.dispatch import Dispatcher, OverloadedError
 from toolfleet.core.executor import unknown_tool
 from toolfleet.core.idempotency import IdempotencyCache
@@ -31,6 +33,7 @@ from toolfleet.core.protocol import (
     TrajectoryUsage,
 )
 from toolfleet.core.registry import UnknownToolError
+from toolfleet.core.service_metrics import ServiceStatusCollector
 from toolfleet.core.sessions import Session, SessionNotFoundError, SessionTable
 from toolfleet.core.settings import Settings
 
@@ -64,11 +67,15 @@ class Runtime:
         )
         self.in_flight = 0
         self._sweeper: asyncio.Task[None] | None = None
+        self.metrics.registry.register(ServiceStatusCollector(dispatcher))
+        self.call_log = CallLog.from_settings(settings, self.metrics)  # None: off
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Start the dispatcher and the session sweeper."""
+        """Start the call log, the dispatcher and the session sweeper."""
+        if self.call_log is not None:
+            await self.call_log.start()
         await self.dispatcher.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="toolfleet-session-sweeper")
 
@@ -79,6 +86,8 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         await self.dispatcher.stop()
+        if self.call_log is not None:
+            await self.call_log.stop()  # after the dispatcher: its last calls are written
 
     async def _sweep(self) -> None:
         while True:
@@ -163,6 +172,7 @@ class Runtime:
             trajectory_id=trajectory_id,
             timeout_s=timeout_s,
             submitted_at=time.time(),
+            request_id=logs.current_request_id(),
         )
         if request.idempotency_key is not None:
             obs = await self.idempotency.run(
@@ -176,15 +186,22 @@ class Runtime:
         self.in_flight += 1
         self.metrics.in_flight.inc()
         started = time.perf_counter()
+        bound = logs.bind_call(inv)  # log lines name the call
         try:
             obs = await self.dispatcher.dispatch(inv)
         except OverloadedError:
             self.metrics.rejected.labels("backlog").inc()
             raise
         finally:
+            logs.unbind_call(bound)
             self.in_flight -= 1
             self.metrics.in_flight.dec()
-        self.metrics.observe(obs, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self.metrics.observe(obs, seconds)
+        if self.call_log is not None:
+            self.call_log.record(inv, obs, seconds)
+        if self.settings.log_calls:
+            logs.log_call(log, inv, obs, seconds)
         if inv.trajectory_id is not None:
             self.ledger.record(inv.tenant, inv.trajectory_id, obs)
         return obs

@@ -146,6 +146,11 @@ class Settings(_FileBacked):
         description="Log one line per finished call (gateway and workers): tool, outcome, "
         "time and ids. Off: only warnings and errors carry the ids.",
     )
+    worker_heartbeat_file: Path | None = Field(
+        default=None,
+        description="A worker touches this file every heartbeat_s while its event loop runs "
+        "(Redis reachable or not): a liveness probe for workers, which listen on no port.",
+    )
     call_log: bool = Field(
         default=False,
         description="Record every call (tool, arguments, observation digest, timing, error "

@@ -30,7 +30,7 @@ from typing import Any
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
-from toolfleet.core import streams
+from toolfleet.core import logs, streams
 from toolfleet.core.executor import Executor
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, Invocation, Observation
 from toolfleet.core.registry import ToolRegistry
@@ -82,6 +82,7 @@ class Worker:
         self.redis = streams.connect(self.settings.redis_url or "")
         self._claim = self.redis.register_script(streams.CLAIM)
         await self.executor.start()
+        self._touch_heartbeat_file()
         try:
             await self._create_groups()
             await self._heartbeat()
@@ -230,7 +231,15 @@ class Worker:
                     session_id=inv.session_id,
                     trajectory_id=inv.trajectory_id,
                 ).model_dump_json()
-            return (await self.executor.run(inv)).model_dump_json()
+            bound = logs.bind_call(inv)  # log lines name the call and its request
+            started = time.perf_counter()
+            try:
+                obs = await self.executor.run(inv)
+            finally:
+                logs.unbind_call(bound)
+            if self.settings.log_calls:
+                logs.log_call(log, inv, obs, time.perf_counter() - started)
+            return obs.model_dump_json()
         try:
             if op == "fork":
                 await self.executor.states.fork(str(body["source"]), str(body["target"]))
@@ -317,6 +326,7 @@ class Worker:
     async def _housekeeping(self) -> None:
         while True:
             await asyncio.sleep(self.settings.heartbeat_s)
+            self._touch_heartbeat_file()
             try:
                 await self._heartbeat()
                 await self._renew()
@@ -328,6 +338,15 @@ class Worker:
                 if "NOGROUP" not in str(exc):
                     raise
                 await self._create_groups()
+
+    def _touch_heartbeat_file(self) -> None:
+        """Show a liveness probe that the event loop runs (``worker_heartbeat_file``)."""
+        path = self.settings.worker_heartbeat_file
+        if path is not None:
+            try:
+                path.touch()
+            except OSError as exc:
+                log.warning("worker %s: cannot touch %s: %s", self.id, path, exc)
 
     async def _heartbeat(self) -> None:
         assert self.redis is not None
@@ -479,9 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.services:
         overrides["services"] = args.services
     settings = Settings(**overrides)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure_logging(settings, "worker")
     if not settings.redis_url:
         print("toolfleet worker needs TOOLFLEET_REDIS_URL", file=sys.stderr)
         return 2
@@ -495,6 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     if not len(registry):
         print(f"no tools to serve for {args.services or 'any service'}", file=sys.stderr)
     worker = Worker(settings, registry, args.id, services=args.services)
+    logs.configure_logging(settings, "worker", worker_id=worker.id)
     return asyncio.run(_serve(worker))
 
 

@@ -164,7 +164,14 @@ class SandboxTool(Tool[ArgsT]):
         await self.sandbox.stop()
 
     def status(self) -> dict[str, Any] | None:
-        return self.sandbox.backend.describe()
+        pools = self.sandbox.pool, self.sandbox.light_pool
+        return {
+            **self.sandbox.backend.describe(),
+            "pool_ready": pools[0].ready,
+            "pool_size": pools[0].size,
+            "light_pool_ready": pools[1].ready,
+            "light_pool_size": pools[1].size,
+        }
 
 
 class PythonArgs(BaseModel):

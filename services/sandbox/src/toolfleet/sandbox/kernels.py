@@ -129,6 +129,11 @@ class KernelPool:
         self._refills: list[asyncio.Task[None]] = []
         self._wakeup = asyncio.Event()
 
+    @property
+    def ready(self) -> int:
+        """Kernels ready to be taken now."""
+        return self._ready.qsize()
+
     async def start(self) -> None:
         """Start filling (the backend is started by its owner)."""
         if self.size:
