@@ -73,7 +73,7 @@ def bm25_only(
 
 
 def search_registry(**settings: object) -> ToolRegistry:
-    s = SearchSettings(**settings)
+    s = SearchSettings(**{"processes": 0, **settings})
     tools = [SearchTool(s, Indexes(s))]
     if s.web_provider:
         tools.append(WebSearchTool(s))
@@ -118,6 +118,19 @@ async def test_known_questions_find_their_gold_passage(
     assert all(len(hits) == 5 for hits in results)
     scores = [h["score"] for h in results[0]]
     assert scores == sorted(scores, reverse=True)
+
+
+async def test_batches_split_over_processes_answer_the_same(
+    client: httpx.AsyncClient, corpus_slice: tuple[Path, list[dict]], index_dir: Path
+) -> None:
+    queries = [q["question"] for q in sample(corpus_slice[1], 20)]
+    body = {"arguments": {"queries": queries, "top_k": 5, "retriever": "hybrid"}}
+    alone = (await client.post("/v1/tools/search/call", json=body)).json()
+    async with gateway(search_registry(indexes={"squad": index_dir}, processes=2)) as split:
+        shared = (await split.post("/v1/tools/search/call", json=body)).json()
+        bad = {"arguments": {"queries": queries, "index": "squad", "retriever": "nope"}}
+        assert (await split.post("/v1/tools/search/call", json=bad)).status_code == 200
+    assert shared["ok"] and shared["data"] == alone["data"]
 
 
 async def test_one_query_renders_passages_for_the_model(

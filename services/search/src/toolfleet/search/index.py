@@ -114,8 +114,8 @@ class SearchIndex:
     def default_retriever(self) -> str:
         return "hybrid" if "hybrid" in self.retrievers else "bm25"
 
-    def search(self, queries: list[str], k: int, retriever: str | None = None) -> list[Hits]:
-        """Per query, the ``k`` best ``(row, score)``."""
+    def check(self, retriever: str | None) -> Retriever:
+        """The retriever of that name (default: the index's); raises :class:`IndexError_`."""
         name = retriever or self.default_retriever
         found = self.retrievers.get(name)
         if found is None:
@@ -123,7 +123,11 @@ class SearchIndex:
                 f"index {self.name!r} has no {name} retriever (it has: "
                 f"{', '.join(sorted(self.retrievers))})"
             )
-        return found.search(queries, k)
+        return found
+
+    def search(self, queries: list[str], k: int, retriever: str | None = None) -> list[Hits]:
+        """Per query, the ``k`` best ``(row, score)``."""
+        return self.check(retriever).search(queries, k)
 
     def passage(self, row: int) -> Passage:
         return self.store.get(row)

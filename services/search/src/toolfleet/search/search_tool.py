@@ -11,6 +11,7 @@ from toolfleet.core.protocol import ErrorKind, TextPart
 from toolfleet.core.tool import CallContext, Tool, ToolError, ToolResult
 from toolfleet.search.corpus import Passage
 from toolfleet.search.index import IndexError_, SearchIndex
+from toolfleet.search.parallel import SearchPool
 from toolfleet.search.settings import SearchSettings
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class Indexes:
         self.settings = settings
         self.loaded: dict[str, SearchIndex] = {}
         self._slots = asyncio.Semaphore(settings.threads)
+        self.pool = SearchPool(settings.indexes, settings.processes)
         self.users = 0
 
     async def start(self) -> None:
@@ -71,10 +73,12 @@ class Indexes:
             log.info(
                 "search index %s: %d passages (%s)", name, len(index), ", ".join(index.retrievers)
             )
+        await asyncio.to_thread(self.pool.start)
 
     async def stop(self) -> None:
         self.users -= 1
         if self.users == 0:
+            await asyncio.to_thread(self.pool.stop)
             for index in self.loaded.values():
                 index.close()
             self.loaded.clear()
@@ -103,7 +107,11 @@ class Indexes:
         target = self.pick(index)
         async with self._slots:
             try:
-                found = await asyncio.to_thread(target.search, queries, k, retriever)
+                if self.pool.takes(queries):
+                    target.check(retriever)
+                    found = await self.pool.search(target.name, queries, k, retriever)
+                else:
+                    found = await asyncio.to_thread(target.search, queries, k, retriever)
             except IndexError_ as exc:
                 raise ToolError(ErrorKind.invalid_arguments, str(exc)) from exc
             return await asyncio.to_thread(_passages, target, found)

@@ -34,6 +34,11 @@ class SearchSettings(ServiceSettings):
     )
     cost_per_query: float = Field(default=1.0, ge=0, description="Usage cost of one query.")
     threads: int = Field(default=2, ge=1, description="Searches running at once (CPU bound).")
+    processes: int = Field(
+        default=2,
+        ge=0,
+        description="Worker processes a batch of 8 or more queries is split over (0: none).",
+    )
 
     web_provider: Literal["serper", "brave", "tavily"] | None = Field(
         default=None, description="Web search provider; the web_search tool exists only if set."
