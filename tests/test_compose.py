@@ -42,7 +42,7 @@ SERVICES = ("sandbox", "search", "sql", "vision")
 SANDBOX_WORKERS = 2
 PROJECT_PREFIX = "toolfleet-test-"
 READY_WITHIN_S = 120.0  # compose up to a gateway that answers calls
-REGISTERED_WITHIN_S = 30.0  # then every service's workers listed by /readyz
+REGISTERED_WITHIN_S = 90.0  # then every service's workers listed by /readyz
 
 
 def _run(cmd: list[str], timeout_s: float, env: dict[str, str] | None = None) -> str:
@@ -242,7 +242,9 @@ def test_every_service_has_live_workers(stack: Stack, client: httpx.Client) -> N
     while True:
         ready = client.get("/readyz")
         services = ready.json().get("services") or {} if ready.status_code == 200 else {}
-        if set(SERVICES) <= set(services) or time.monotonic() > deadline:
+        sandbox = len(services.get("sandbox", {}).get("workers", []))
+        registered = set(SERVICES) <= set(services) and sandbox == SANDBOX_WORKERS
+        if registered or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     assert ready.status_code == 200, ready.text
