@@ -12,9 +12,9 @@ import asyncio
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from toolfleet.search.index import SearchIndex
-from toolfleet.search.retrievers import Hits
 
 _CHILD: dict[str, SearchIndex] = {}  # the indexes of a worker process
 
@@ -28,8 +28,26 @@ def _open(paths: dict[str, str]) -> None:
         _CHILD[name] = index
 
 
-def _search(name: str, queries: list[str], k: int, retriever: str | None) -> list[Hits]:
-    return _CHILD[name].search(queries, k, retriever)
+def _search(
+    name: str, queries: list[str], k: int, retriever: str | None
+) -> list[list[dict[str, Any]]]:
+    """The passages found, read here too (that work is split over the processes as well)."""
+    index = _CHILD[name]
+    found = []
+    for hits in index.search(queries, k, retriever):
+        rows = []
+        for row, score in hits:
+            passage = index.passage(row)
+            rows.append(
+                {
+                    "id": passage.id,
+                    "title": passage.title,
+                    "text": passage.text,
+                    "score": round(score, 6),
+                }
+            )
+        found.append(rows)
+    return found
 
 
 class SearchPool:
@@ -57,7 +75,7 @@ class SearchPool:
 
     async def search(
         self, name: str, queries: list[str], k: int, retriever: str | None
-    ) -> list[Hits]:
+    ) -> list[list[dict[str, Any]]]:
         assert self._pool is not None
         size = -(-len(queries) // self.processes)
         loop = asyncio.get_running_loop()

@@ -109,9 +109,9 @@ class Indexes:
             try:
                 if self.pool.takes(queries):
                     target.check(retriever)
-                    found = await self.pool.search(target.name, queries, k, retriever)
-                else:
-                    found = await asyncio.to_thread(target.search, queries, k, retriever)
+                    rows = await self.pool.search(target.name, queries, k, retriever)
+                    return [[Hit.model_construct(**hit) for hit in hits] for hits in rows]
+                found = await asyncio.to_thread(target.search, queries, k, retriever)
             except IndexError_ as exc:
                 raise ToolError(ErrorKind.invalid_arguments, str(exc)) from exc
             return await asyncio.to_thread(_passages, target, found)
