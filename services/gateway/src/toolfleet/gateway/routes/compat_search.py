@@ -16,15 +16,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field, model_validator
-from toolfleet.core.protocol import CallRequest, ErrorKind
 from toolfleet.gateway.auth import Tenant
-from toolfleet.gateway.errors import error_response
-from toolfleet.gateway.routes.tools import runtime
+from toolfleet.gateway.tool_routes import call_tool
 
 router = APIRouter(tags=["compatibility"])
 
 SEARCH_TOOL = "search"
-STATUS = {ErrorKind.not_found: 404, ErrorKind.unavailable: 503, ErrorKind.timeout: 504}
 
 
 class RetrieveRequest(BaseModel):
@@ -64,14 +61,9 @@ async def _search(
     arguments: dict[str, Any] = {"queries": queries}
     if top_k is not None:
         arguments["top_k"] = top_k
-    obs = await runtime(request).call(tenant, SEARCH_TOOL, CallRequest(arguments=arguments))
-    if not obs.ok and obs.error is not None:
-        return error_response(
-            STATUS.get(obs.error.kind, 400),
-            obs.error.kind.value,
-            obs.error.message,
-            hint=obs.error.hint,
-        )
+    obs = await call_tool(request, tenant, SEARCH_TOOL, arguments)
+    if isinstance(obs, Response):
+        return obs
     return (obs.data or {}).get("results", [])
 
 

@@ -10,39 +10,26 @@ import base64
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from toolfleet.core.protocol import CallRequest, ErrorKind, Observation
+from toolfleet.core.protocol import Observation
 from toolfleet.gateway.auth import Tenant
-from toolfleet.gateway.errors import error_response
-from toolfleet.gateway.routes.tools import runtime
+from toolfleet.gateway.tool_routes import call_tool
 
 router = APIRouter(prefix="/v1/sessions/{session_id}/files", tags=["sessions"])
 
 WORKSPACE_TOOL = "workspace"
-STATUS = {
-    ErrorKind.not_found: 404,
-    ErrorKind.permission_denied: 403,
-    ErrorKind.output_limit: 413,
-    ErrorKind.unavailable: 503,
-    ErrorKind.timeout: 504,
-}
 
 
 async def _workspace(
     request: Request, tenant: str, session_id: str, **arguments: Any
 ) -> Observation | Response:
-    rt = runtime(request)
-    if not rt.dispatcher.has_tool(WORKSPACE_TOOL):
-        return error_response(
-            404, "no_workspace", "session files need the sandbox service, which is not served"
-        )
-    obs = await rt.call(
-        tenant, WORKSPACE_TOOL, CallRequest(arguments=arguments, session_id=session_id)
+    return await call_tool(
+        request,
+        tenant,
+        WORKSPACE_TOOL,
+        arguments,
+        session_id=session_id,
+        missing="session files need the sandbox service, which is not served",
     )
-    if not obs.ok and obs.error is not None:
-        return error_response(
-            STATUS.get(obs.error.kind, 400), obs.error.kind.value, obs.error.message
-        )
-    return obs
 
 
 @router.get("", summary="List a session's files")

@@ -16,24 +16,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from toolfleet.core.protocol import CallRequest, ErrorKind, Observation
+from toolfleet.core.protocol import Observation
 from toolfleet.gateway.auth import Tenant
-from toolfleet.gateway.errors import error_response
-from toolfleet.gateway.routes.tools import runtime
+from toolfleet.gateway.tool_routes import call_tool
 
 router = APIRouter(prefix="/v1/sessions/{session_id}/media", tags=["sessions"])
 
 MEDIA_TOOL = "media"
-STATUS = {
-    ErrorKind.invalid_arguments: 400,
-    ErrorKind.not_found: 404,
-    ErrorKind.permission_denied: 403,
-    ErrorKind.output_limit: 413,
-    ErrorKind.memory_limit: 413,
-    ErrorKind.rate_limited: 429,
-    ErrorKind.unavailable: 503,
-    ErrorKind.timeout: 504,
-}
 
 
 class MediaSource(BaseModel):
@@ -53,20 +42,14 @@ class MediaSource(BaseModel):
 async def _media(
     request: Request, tenant: str, session_id: str, **arguments: Any
 ) -> Observation | Response:
-    rt = runtime(request)
-    if not rt.dispatcher.has_tool(MEDIA_TOOL):
-        return error_response(
-            404, "no_media", "session media need the vision service, which is not served"
-        )
-    obs = await rt.call(tenant, MEDIA_TOOL, CallRequest(arguments=arguments, session_id=session_id))
-    if not obs.ok and obs.error is not None:
-        return error_response(
-            STATUS.get(obs.error.kind, 400),
-            obs.error.kind.value,
-            obs.error.message,
-            hint=obs.error.hint,
-        )
-    return obs
+    return await call_tool(
+        request,
+        tenant,
+        MEDIA_TOOL,
+        arguments,
+        session_id=session_id,
+        missing="session media need the vision service, which is not served",
+    )
 
 
 def _answer(obs: Observation | Response, status: int = 200) -> Any:
