@@ -88,12 +88,7 @@ class InProcessDispatcher(Dispatcher):
         return name in self.registry
 
     def status(self) -> dict[str, Any]:
-        found: dict[str, Any] = {}
-        for tool in self.registry:
-            info = tool.status()
-            if info is not None:
-                found.setdefault(tool.service, info)
-        return found
+        return self.registry.status()
 
     async def dispatch(self, inv: Invocation) -> Observation:
         return await self.executor.run(inv)

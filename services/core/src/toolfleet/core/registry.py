@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from importlib.metadata import entry_points
+from typing import Any
 
 from toolfleet.core.protocol import ToolSpec
 from toolfleet.core.settings import Settings
@@ -67,6 +68,16 @@ class ToolRegistry:
     def specs(self) -> list[ToolSpec]:
         """The spec of every tool a model may see (not hidden ones), sorted by name."""
         return [self._tools[n].spec() for n in self.names() if not self._tools[n].hidden]
+
+    def status(self) -> dict[str, Any]:
+        """Per service, what its tools report for operators (the first tool's
+        ``Tool.status``; tools of one service report the same)."""
+        found: dict[str, Any] = {}
+        for tool in self:
+            info = tool.status()
+            if info is not None:
+                found.setdefault(tool.service, info)
+        return found
 
     @classmethod
     def discover(cls, settings: Settings) -> ToolRegistry:

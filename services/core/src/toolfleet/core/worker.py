@@ -63,6 +63,15 @@ class Worker:
         self.shared_streams = [self.keys.calls(t.name) for t in registry]
         # the services it was started for (listed even before they have tools), and its tools'
         self.services = sorted({*(services or ()), *(t.service for t in registry)})
+        # what every heartbeat repeats unchanged: built once
+        self._identity: dict[str, Any] = {
+            "services": self.services,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "tools": [
+                {"spec": t.spec().model_dump(mode="json"), "hidden": t.hidden} for t in registry
+            ],
+        }
         self.redis: Redis | None = None
         self._claim: Any = None
         self._running: dict[tuple[str, bytes], asyncio.Task[None]] = {}
@@ -351,15 +360,9 @@ class Worker:
     async def _heartbeat(self) -> None:
         assert self.redis is not None
         info = {
-            "services": self.services,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
+            **self._identity,
             "running": len(self._running),
-            "tools": [
-                {"spec": t.spec().model_dump(mode="json"), "hidden": t.hidden}
-                for t in self.registry
-            ],
-            "status": _service_status(self.registry),
+            "status": self.registry.status(),
         }
         now = time.time()
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -462,15 +465,6 @@ def _lost_payload(msg: dict[str, Any], message: str, hint: str, retryable: bool)
         session_id=body.get("session_id"),
         trajectory_id=body.get("trajectory_id"),
     ).model_dump_json()
-
-
-def _service_status(registry: ToolRegistry) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for tool in registry:
-        info = tool.status()
-        if info is not None:
-            found.setdefault(tool.service, info)
-    return found
 
 
 def load_tools(spec: str, settings: Settings) -> list[Any]:

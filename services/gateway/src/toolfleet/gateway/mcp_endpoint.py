@@ -22,6 +22,7 @@ from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 from toolfleet.core import __version__
@@ -82,10 +83,9 @@ class MCPEndpoint:
             return
         try:
             tenant = await tenant_of(Request(scope, receive))
-        except Exception as exc:  # 401, in the gateway's error shape
-            detail = getattr(exc, "detail", str(exc))
+        except HTTPException as exc:  # 401, in the gateway's error shape
             response = error_response(
-                401, "unauthorized", str(detail), headers={"WWW-Authenticate": "Bearer"}
+                exc.status_code, "unauthorized", str(exc.detail), headers=exc.headers
             )
             await response(scope, receive, send)
             return

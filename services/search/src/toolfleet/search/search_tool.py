@@ -111,15 +111,17 @@ class Indexes:
                     target.check(retriever)
                     rows = await self.pool.search(target.name, queries, k, retriever)
                     return [[Hit.model_construct(**hit) for hit in hits] for hits in rows]
-                found = await asyncio.to_thread(target.search, queries, k, retriever)
+                return await asyncio.to_thread(_search, target, queries, k, retriever)
             except IndexError_ as exc:
                 raise ToolError(ErrorKind.invalid_arguments, str(exc)) from exc
-            return await asyncio.to_thread(_passages, target, found)
 
 
-def _passages(index: SearchIndex, found: list[list[tuple[int, float]]]) -> list[list[Hit]]:
+def _search(
+    index: SearchIndex, queries: list[str], k: int, retriever: str | None
+) -> list[list[Hit]]:
+    """Search and read the passages found (in one worker thread)."""
     out = []
-    for hits in found:
+    for hits in index.search(queries, k, retriever):
         rows = []
         for row, score in hits:
             p: Passage = index.passage(row)
