@@ -3,8 +3,8 @@
 Starts ``toolfleet serve`` (real settings, sandbox tools only), then prints:
 - stateful ``print(1+1)`` in warm sessions: p50/p99 at concurrency 1 and calls/s at 16 (wrk);
 - stateless ``print(1+1)`` and ``import numpy as np; print(np.arange(10).sum())``: p50/p99 (wrk);
-- new session + first call, and fork of a session holding a 10 MB numpy array: p50/p99
-  (sequential Python client, bounded counts);
+- new session + first call, SandboxFusion's ``/run_code`` of ``print(1+1)``, and fork of a
+  session holding a 10 MB numpy array: p50/p99 (sequential Python client, bounded counts);
 - unique memory (USS) of idle sessions, and N concurrent idle sessions.
 Asserts nothing. Usage: uv run python bench/sandbox_local.py [--duration 10] [--idle 500]
 """
@@ -172,6 +172,17 @@ def main() -> int:
         )
         for sid in new_session_first_call.made:
             http.delete(f"/v1/sessions/{sid}")
+
+        def run_code():  # SandboxFusion's route: a program in a fresh session
+            r = http.post("/run_code", json={"code": "print(1+1)", "language": "python"})
+            assert r.json()["run_result"]["stdout"] == "2\n", r.text
+
+        times = timed(run_code, 50)
+        row(
+            "SandboxFusion /run_code print(1+1) (seq.)",
+            1,
+            {"p50_ms": statistics.median(times), "p99_ms": pct(times, 0.99)},
+        )
 
         parent = http.post("/v1/sessions").json()["session_id"]
         r = http.post(

@@ -12,6 +12,8 @@ Prints:
   the real vocabulary (bench/search_synth.py): BM25 build time, index size on disk, memory of
   the serving process, query p50 single and batch of 64.
 Asserts nothing. Usage: uv run python bench/search.py [--duration 10] [--synthetic 1000000]
+[--reuse] (--reuse keeps the indexes an earlier run left in --work: the figures then come
+from the current code against them, the build figures from that earlier run)
 """
 
 from __future__ import annotations
@@ -36,7 +38,11 @@ from gateway_overhead import free_port, run_wrk  # noqa: E402
 from sandbox_local import lua_post  # noqa: E402
 
 
-def build(corpus: Path, out: Path, *extra: str) -> dict:
+def build(corpus: Path, out: Path, *extra: str, reuse: bool = False) -> dict:
+    """Index ``corpus`` into ``out``; with ``reuse``, an index already there is kept (its
+    meta.json holds the build figures of the run that made it)."""
+    if reuse and (out / "meta.json").exists():
+        return json.loads((out / "meta.json").read_text())
     started = time.perf_counter()
     done = subprocess.run(
         [
@@ -126,6 +132,9 @@ def main() -> int:
     parser.add_argument(
         "--work", type=Path, default=Path(tempfile.gettempdir()) / "toolfleet-search-bench"
     )
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep indexes an earlier run built in --work"
+    )
     args = parser.parse_args()
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -135,12 +144,12 @@ def main() -> int:
     with corpus.open() as f, dev.open("w") as w:
         w.writelines(line for line in f if '"squad-dev-' in line)
 
-    full = build(corpus, work / "full")
+    full = build(corpus, work / "full", reuse=args.reuse)
     print(
         f"BM25 build, {full['passages']} passages: {full['build_seconds']['bm25_s']:.1f} s, "
         f"{full['passages'] / full['build_seconds']['bm25_s']:.0f} passages/s"
     )
-    dense = build(dev, work / "dev", "--dense")
+    dense = build(dev, work / "dev", "--dense", reuse=args.reuse)
     print(
         f"dense build, {dense['passages']} passages: {dense['build_seconds']['dense_s']:.0f} s, "
         f"{dense['passages'] / dense['build_seconds']['dense_s']:.1f} passages/s (numpy MiniLM)"
@@ -184,7 +193,7 @@ def main() -> int:
                 ],
                 check=True,
             )
-        meta = build(synth, work / "synth")
+        meta = build(synth, work / "synth", reuse=args.reuse)
         size = du(work / "synth")
         print(
             f"\nsynthetic corpus, {meta['passages']:,} passages "
