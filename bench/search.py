@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -135,15 +136,27 @@ def main() -> int:
     parser.add_argument(
         "--reuse", action="store_true", help="keep indexes an earlier run built in --work"
     )
+    parser.add_argument(
+        "--synthetic-only", action="store_true", help="only the synthetic corpus's figures"
+    )
     args = parser.parse_args()
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     corpus = DATA / "squad_v1.1_corpus.jsonl"
     questions = [json.loads(line) for line in (DATA / "squad_v1.1_dev_questions.jsonl").open()]
+
+    if not args.synthetic_only:
+        real_corpus(args, work, corpus, questions)
+    if args.synthetic:
+        synthetic_corpus(args, work, questions)
+    return 0
+
+
+def real_corpus(args: argparse.Namespace, work: Path, corpus: Path, questions: list[dict]) -> None:
+    """Build, recall and latency figures over the real corpus."""
     dev = work / "dev.jsonl"
     with corpus.open() as f, dev.open("w") as w:
         w.writelines(line for line in f if '"squad-dev-' in line)
-
     full = build(corpus, work / "full", reuse=args.reuse)
     print(
         f"BM25 build, {full['passages']} passages: {full['build_seconds']['bm25_s']:.1f} s, "
@@ -180,53 +193,82 @@ def main() -> int:
                     f"{r['p99_ms']:>9.2f}{r['rps']:>9.0f}"
                 )
 
-    if args.synthetic:
-        synth = work / f"synth-{args.synthetic}.jsonl"
-        if not synth.exists():
-            subprocess.run(
-                [
-                    sys.executable,
-                    str(HERE / "search_synth.py"),
-                    str(synth),
-                    "--passages",
-                    str(args.synthetic),
-                ],
-                check=True,
+
+def synthetic_corpus(args: argparse.Namespace, work: Path, questions: list[dict]) -> None:
+    """Build, size, memory and BM25 latency figures over the synthetic corpus."""
+    synth = work / f"synth-{args.synthetic}.jsonl"
+    if not synth.exists():
+        subprocess.run(
+            [
+                sys.executable,
+                str(HERE / "search_synth.py"),
+                str(synth),
+                "--passages",
+                str(args.synthetic),
+            ],
+            check=True,
+        )
+    meta = build(synth, work / "synth", reuse=args.reuse)
+    size = du(work / "synth")
+    print(
+        f"\nsynthetic corpus, {meta['passages']:,} passages "
+        f"({synth.stat().st_size / 2**20:.0f} MiB):"
+    )
+    print(
+        f"  BM25 build {meta['build_seconds']['bm25_s']:.0f} s "
+        f"({meta['passages'] / meta['build_seconds']['bm25_s']:.0f} passages/s); index on disk "
+        f"{size / 2**20:.0f} MiB (passages included)"
+    )
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env_extra = {
+        "TOOLFLEET_SERVICES": '["search"]',
+        "TOOLFLEET_SEARCH_INDEXES": json.dumps({"synth": str(work / "synth")}),
+    }
+    cmd, env = serve(port, env_extra)
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for(base, "search", timeout_s=600)
+        results = latency(base, questions, "synth", "bm25", args.duration)
+        print(f"  serving process RSS {rss_mb(proc.pid):.0f} MiB (index memory-mapped)")
+        for name, r in results.items():
+            print(
+                f"  BM25 top-10 {name:<8} p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  "
+                f"{r['rps']:.0f} calls/s"
             )
-        meta = build(synth, work / "synth", reuse=args.reuse)
-        size = du(work / "synth")
-        print(
-            f"\nsynthetic corpus, {meta['passages']:,} passages "
-            f"({synth.stat().st_size / 2**20:.0f} MiB):"
-        )
-        print(
-            f"  BM25 build {meta['build_seconds']['bm25_s']:.0f} s "
-            f"({meta['passages'] / meta['build_seconds']['bm25_s']:.0f} passages/s); index on disk "
-            f"{size / 2**20:.0f} MiB (passages included)"
-        )
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        env_extra = {
-            "TOOLFLEET_SERVICES": '["search"]',
-            "TOOLFLEET_SEARCH_INDEXES": json.dumps({"synth": str(work / "synth")}),
-        }
-        cmd, env = serve(port, env_extra)
-        proc = subprocess.Popen(
-            cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            wait_for(base, "search", timeout_s=600)
-            results = latency(base, questions, "synth", "bm25", args.duration)
-            print(f"  serving process RSS {rss_mb(proc.pid):.0f} MiB (index memory-mapped)")
-            for name, r in results.items():
-                print(
-                    f"  BM25 top-10 {name:<8} p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  "
-                    f"{r['rps']:.0f} calls/s"
-                )
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
-    return 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    scorers(work / "synth", questions)
+
+
+def scorers(index: Path, questions: list[dict], count: int = 300) -> None:
+    """In-process BM25 top-10 per query over one index: the compiled scorer the service uses
+    against bm25s's numpy scoring (``add.at``) followed by the same top-k."""
+    from toolfleet.search.retrievers import BM25Retriever
+    from toolfleet.search.topk import top_k
+
+    bm25 = BM25Retriever(index)
+    texts = [q["question"] for q in questions[:count]]
+    tokens = bm25.tokenizer.tokenize(
+        texts, update_vocab=False, return_as="ids", show_progress=False
+    )
+    queries = [ids for ids in ([i for i in t if i != bm25.empty] for t in tokens) if ids]
+    ways = {
+        "compiled (the service's)": lambda ids: bm25.scorer.top(ids, 10),
+        "bm25s numpy add.at + top-k": lambda ids: top_k(bm25.model.get_scores_from_ids(ids), 10),
+    }
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for ids in queries:  # alternating, so both see the same machine
+        for name, way in ways.items():
+            started = time.perf_counter()
+            way(ids)
+            times[name].append((time.perf_counter() - started) * 1000)
+    print(f"  in-process BM25 top-10 scoring, {len(queries)} questions, median ms per query:")
+    for name, spent in times.items():
+        print(f"    {name:<30}{statistics.median(spent):.3f}")
 
 
 if __name__ == "__main__":

@@ -12,14 +12,17 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from toolfleet.core.registry import ToolRegistry
 from toolfleet.search.cli import main as search_cli
+from toolfleet.search.retrievers import BM25Retriever
 from toolfleet.search.search_tool import Indexes, SearchTool
 from toolfleet.search.settings import SearchSettings
+from toolfleet.search.topk import top_k
 from toolfleet.search.web import WebSearchTool
 
 from tests.conftest import free_port, gateway
@@ -231,6 +234,45 @@ async def test_words_outside_the_vocabulary_find_nothing(client: httpx.AsyncClie
     ).json()
     assert obs["ok"] and obs["data"]["results"] == [[]]
     assert "No passage matches" in obs["content"][0]["text"]
+
+
+def test_bm25_ranks_exactly_as_bm25s_scores(
+    bm25_only: Path, corpus_slice: tuple[Path, list[dict]]
+) -> None:
+    """The compiled scorer returns bm25s's exhaustive ranking: same rows, same scores, for
+    every question of the slice, a repeated word counting twice, and k past the matches."""
+    retriever = BM25Retriever(bm25_only)
+    queries = [q["question"] for q in corpus_slice[1]] + ["embargo embargo", "OPEC"]
+    tokens = retriever.tokenizer.tokenize(
+        queries, update_vocab=False, return_as="ids", show_progress=False
+    )
+    for query, ids in zip(queries, tokens, strict=True):
+        known = [i for i in ids if i != retriever.empty]
+        full = retriever.model.get_scores_from_ids(known) if known else np.zeros(SLICE)
+        for k in (1, 10, SLICE + 5):
+            found = retriever.search([query], k)[0]
+            want = sorted((row for row in range(SLICE) if full[row] > 0), key=lambda r: -full[r])
+            assert len(found) == min(k, len(want)), query
+            assert [score for _, score in found] == pytest.approx(
+                [float(full[row]) for row in want[:k]], abs=1e-5
+            )
+            assert all(full[row] == pytest.approx(score, abs=1e-5) for row, score in found)
+    repeated = retriever.search(["embargo embargo"], 1)[0][0][1]
+    assert repeated == pytest.approx(2 * retriever.search(["embargo"], 1)[0][0][1], rel=1e-5)
+
+
+def test_top_k_over_a_million_rows_equals_a_full_sort() -> None:
+    """Block top-k (the path of large indexes) against sorting every row, ties included."""
+    rng = np.random.default_rng(7)
+    scores = rng.random(1_000_003, dtype=np.float32)
+    scores[rng.choice(len(scores), 5000, replace=False)] = 0.75  # a run of ties
+    scores[rng.choice(len(scores), 3, replace=False)] = 2.0
+    for k in (1, 3, 10, 50):
+        found = top_k(scores, k)
+        assert [s for _, s in found] == sorted(scores[scores >= 0.99].tolist(), reverse=True)[:k]
+        assert all(scores[row] == s for row, s in found) and len({r for r, _ in found}) == k
+    tied = top_k(np.where(scores > 0.99, 0.0, 0.75).astype(np.float32), 20)
+    assert [s for _, s in tied] == [0.75] * 20 and len({r for r, _ in tied}) == 20
 
 
 def test_build_refuses_a_corpus_line_that_is_not_a_passage(tmp_path: Path, capsys) -> None:

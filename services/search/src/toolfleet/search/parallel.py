@@ -1,15 +1,18 @@
 """Batches of queries split over worker processes, so a batch uses every core.
 
-Scoring a query holds the GIL for most of its time (numpy's ``add.at`` over the postings),
-so threads barely overlap; processes do. Each process is spawned fresh (nothing of the
-service is inherited) and opens the same indexes memory-mapped, so their pages are shared
-through the page cache. Single queries stay in the serving process (no hop).
+The compiled BM25 scorer releases the GIL, but reading and shaping the passages found, the
+top-k selection and the dense encoder's smaller numpy steps hold it, so threads overlap
+badly; processes share nothing. Each process is spawned fresh (nothing of the service is
+inherited) and opens the same indexes memory-mapped, so their pages are shared through the
+page cache. Single queries stay in the serving process (no hop).
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,11 @@ def _open(paths: dict[str, str]) -> None:
         if "dense" in index.retrievers:
             encoder = index.retrievers["dense"].encoder  # type: ignore[attr-defined]
         _CHILD[name] = index
+
+
+def _ready() -> int:
+    time.sleep(0.05)  # long enough that the next warm-up call goes to another process
+    return os.getpid()
 
 
 def _search(
@@ -68,6 +76,14 @@ class SearchPool:
                 initializer=_open,
                 initargs=(self.paths,),
             )
+            # start every process now (each opens the indexes and compiles the scorer, a
+            # second or more), so that the first batch does not wait for it
+            started: set[int] = set()
+            for _ in range(20):
+                calls = [self._pool.submit(_ready) for _ in range(self.processes)]
+                started |= {call.result() for call in calls}
+                if len(started) == self.processes:
+                    break
 
     def takes(self, queries: list[str]) -> bool:
         """True when this batch is split over the processes."""

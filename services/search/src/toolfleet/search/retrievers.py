@@ -15,8 +15,9 @@ import Stemmer
 from bm25s.tokenization import Tokenized, Tokenizer
 from numpy.lib.format import open_memmap
 from toolfleet.search.encoder import DIMENSION, Encoder
+from toolfleet.search.impacts import ImpactScorer
+from toolfleet.search.topk import Hits, top_k
 
-Hits = list[tuple[int, float]]
 BM25_DIR = "bm25"
 DENSE_FILE = "dense.npy"
 RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al., 2009)
@@ -49,6 +50,10 @@ class BM25Retriever(Retriever):
         self.tokenizer.load_stopwords(str(path))
         self.empty = self.tokenizer.get_vocab_dict().get("", -1)
         self.size = int(self.model.scores["num_docs"])
+        impacts = self.model.scores
+        self.scorer = ImpactScorer(
+            impacts["data"], impacts["indices"], impacts["indptr"], self.size
+        )
 
     @staticmethod
     def build(texts: Iterable[str], directory: Path) -> None:
@@ -73,8 +78,7 @@ class BM25Retriever(Retriever):
             if not known:
                 found.append([])
                 continue
-            scores = self.model.get_scores_from_ids(known)
-            found.append([(r, s) for r, s in _top(scores, k) if s > 0])
+            found.append(self.scorer.top(known, k))
         return found
 
 
@@ -107,7 +111,7 @@ class DenseRetriever(Retriever):
 
     def search(self, queries: list[str], k: int) -> list[Hits]:
         scores = self.encoder.encode(queries) @ self.matrix.T
-        return [_top(row, k) for row in scores]
+        return [top_k(row, k) for row in scores]
 
 
 class HybridRetriever(Retriever):
@@ -126,28 +130,3 @@ class HybridRetriever(Retriever):
                 for rank, (row, _) in enumerate(hits):
                     acc[row] = acc.get(row, 0.0) + 1.0 / (RRF_K + rank + 1)
         return [sorted(acc.items(), key=lambda rs: -rs[1])[:k] for acc in fused]
-
-
-BLOCK = 1024
-
-
-def _top(scores: np.ndarray, k: int) -> Hits:
-    """The ``k`` best rows, exactly, without partitioning the whole array: the best rows lie in
-    the ``k`` blocks of BLOCK rows whose maxima are largest (each of them is one row's score),
-    so only those blocks are partitioned (an order of magnitude faster over a million rows)."""
-    k = min(k, len(scores))
-    if k == 0:
-        return []
-    if len(scores) > 16 * BLOCK:
-        pad = -len(scores) % BLOCK
-        padded = np.concatenate([scores, np.full(pad, -np.inf, scores.dtype)]) if pad else scores
-        maxima = padded.reshape(-1, BLOCK).max(axis=1)
-        blocks = np.argpartition(-maxima, k - 1)[:k]
-        rows = (blocks[:, None] * BLOCK + np.arange(BLOCK)).ravel()
-        rows = rows[rows < len(scores)]
-    else:
-        rows = np.arange(len(scores))
-    picked = scores[rows]
-    best = np.argpartition(-picked, k - 1)[:k]
-    best = best[np.argsort(-picked[best], kind="stable")]
-    return [(int(rows[i]), float(picked[i])) for i in best]
