@@ -1,4 +1,4 @@
-"""Exact BM25 top-k over bm25s's precomputed impacts, in one compiled pass.
+"""Exact BM25 top-k over bm25s's precomputed impacts, scored by a compiled loop.
 
 bm25s stores, per token, the BM25 impact of every passage holding it (a CSC matrix: a
 token's column lists its passages in ascending order). Scoring a query adds its tokens'
@@ -9,7 +9,8 @@ about 1.3 (memory bound; keeping block maxima in the same loop would cost a thir
 as consecutive postings then wait on one another). The top k are then found from block
 maxima (:mod:`toolfleet.search.topk`). bm25s's own numba backend scores the same way but
 selects its top k with a scan of every passage: over the 1M-passage bench corpus it took
-1.7 ms a query, this 1.0 (numpy ``add.at`` plus the same top-k: 1.3).
+1.7 ms a query, this about 1.1 (numpy ``add.at`` with the same top-k: about 1.35;
+``bench/search.py`` prints the last two).
 
 Rows and scores equal bm25s's ``get_scores`` followed by a top-k, up to float rounding (the
 same float32 impacts, summed in another order).
@@ -43,8 +44,8 @@ def _accumulate(
 
 @dataclass
 class ImpactScorer:
-    """Top-k passages of a token-id query over one bm25s index's impacts (thread-safe, and
-        releases the GIL while scoring): each call takes a score buffer from a pool, zero between
+    """Top-k passages of a token-id query over one bm25s index's impacts. Thread-safe, and
+    releases the GIL while scoring: each call takes a score buffer from a pool, zero between
     calls (allocating one per query would cost as much as the scoring)."""
 
     data: np.ndarray

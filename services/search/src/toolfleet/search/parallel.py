@@ -79,11 +79,10 @@ class SearchPool:
             # start every process now (each opens the indexes and compiles the scorer, a
             # second or more), so that the first batch does not wait for it
             started: set[int] = set()
-            for _ in range(20):
+            deadline = time.monotonic() + 300
+            while len(started) < self.processes and time.monotonic() < deadline:
                 calls = [self._pool.submit(_ready) for _ in range(self.processes)]
                 started |= {call.result() for call in calls}
-                if len(started) == self.processes:
-                    break
 
     def takes(self, queries: list[str]) -> bool:
         """True when this batch is split over the processes."""
