@@ -119,6 +119,8 @@ def latency(base: str, questions: list[dict], index: str, retriever: str, durati
     ]
     out = {}
     for name, bodies in (("single", single), ("batch64", batches)):
+        # one call first: it waits out whatever the previous measurement left running
+        httpx.post(f"{base}/v1/tools/search/call", json=bodies[0], timeout=600)
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
             f.write(lua_post(bodies))
         out[name] = run_wrk(f"{base}/v1/tools/search/call", 1, duration, f.name)
