@@ -17,12 +17,16 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from threadpoolctl import threadpool_limits
 from toolfleet.search.index import SearchIndex
 
 _CHILD: dict[str, SearchIndex] = {}  # the indexes of a worker process
 
 
 def _open(paths: dict[str, str]) -> None:
+    # one BLAS thread each: the processes already fill the cores, and numpy's OpenBLAS would
+    # otherwise start a thread per core in each (a dense batch of 64 took 3x as long)
+    threadpool_limits(limits=1)
     encoder = None
     for name, path in paths.items():
         index = SearchIndex(name, Path(path), encoder)
