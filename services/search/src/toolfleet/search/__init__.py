@@ -12,14 +12,16 @@ from toolfleet.core.tool import Tool
 
 def tools(settings: Settings) -> list[Tool]:
     """``search`` when indexes are configured, ``web_search`` when a provider is."""
-    from toolfleet.search.search_tool import Indexes, SearchTool
     from toolfleet.search.settings import SearchSettings
-    from toolfleet.search.web import WebSearchTool
 
     search_settings = SearchSettings()
     found: list[Tool] = []
-    if search_settings.indexes:
+    if search_settings.indexes:  # bm25s, numba and the encoder load only then (~1.5 s)
+        from toolfleet.search.search_tool import Indexes, SearchTool
+
         found.append(SearchTool(search_settings, Indexes(search_settings)))
     if search_settings.web_provider and search_settings.web_api_key:
+        from toolfleet.search.web import WebSearchTool
+
         found.append(WebSearchTool(search_settings))
     return found

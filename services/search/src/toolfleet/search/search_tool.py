@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 from toolfleet.core.protocol import ErrorKind, TextPart
 from toolfleet.core.tool import CallContext, Tool, ToolError, ToolResult
+from toolfleet.search.checks import check_queries, check_top_k
 from toolfleet.search.corpus import Passage
 from toolfleet.search.index import IndexError_, SearchIndex
 from toolfleet.search.parallel import SearchPool
@@ -184,40 +185,3 @@ class SearchTool(Tool[SearchArgs]):
             data=data,
             cost=self.config.cost_per_query * len(queries),
         )
-
-
-def check_queries(queries: list[str], settings: SearchSettings) -> list[str]:
-    """The queries, or a diagnostic for empty, too long or too many."""
-    if not queries:
-        raise ToolError(ErrorKind.invalid_arguments, "no query given", hint="Send a query.")
-    if len(queries) > settings.max_queries:
-        raise ToolError(
-            ErrorKind.invalid_arguments,
-            f"{len(queries)} queries in one call; at most {settings.max_queries}",
-            hint="Split the queries over several calls.",
-        )
-    for i, query in enumerate(queries):
-        if not query.strip():
-            raise ToolError(
-                ErrorKind.invalid_arguments,
-                f"query {i + 1} is empty",
-                hint="Write what you are looking for, e.g. a question or key words.",
-            )
-        if len(query) > settings.max_query_chars:
-            raise ToolError(
-                ErrorKind.invalid_arguments,
-                f"query {i + 1} has {len(query)} characters; at most {settings.max_query_chars}",
-                hint="Search with a short question or a few key words.",
-            )
-    return queries
-
-
-def check_top_k(top_k: int | None, settings: SearchSettings) -> int:
-    k = top_k or settings.default_top_k
-    if k > settings.max_top_k:
-        raise ToolError(
-            ErrorKind.invalid_arguments,
-            f"top_k {k} is over the limit of {settings.max_top_k}",
-            hint=f"Ask for at most {settings.max_top_k} passages.",
-        )
-    return k

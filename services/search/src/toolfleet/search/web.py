@@ -17,7 +17,7 @@ import httpx
 from pydantic import BaseModel, Field
 from toolfleet.core.protocol import ErrorKind, TextPart
 from toolfleet.core.tool import CallContext, Tool, ToolError, ToolResult
-from toolfleet.search.search_tool import check_queries, check_top_k
+from toolfleet.search.checks import check_queries, check_top_k
 from toolfleet.search.settings import SearchSettings
 
 

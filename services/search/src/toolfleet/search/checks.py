@@ -1,0 +1,45 @@
+"""Limits of a search call shared by ``search`` and ``web_search`` (a module of its own, so
+that web search does not load the local indexes' libraries)."""
+
+from __future__ import annotations
+
+from toolfleet.core.protocol import ErrorKind
+from toolfleet.core.tool import ToolError
+from toolfleet.search.settings import SearchSettings
+
+
+def check_queries(queries: list[str], settings: SearchSettings) -> list[str]:
+    """The queries, or a diagnostic for empty, too long or too many."""
+    if not queries:
+        raise ToolError(ErrorKind.invalid_arguments, "no query given", hint="Send a query.")
+    if len(queries) > settings.max_queries:
+        raise ToolError(
+            ErrorKind.invalid_arguments,
+            f"{len(queries)} queries in one call; at most {settings.max_queries}",
+            hint="Split the queries over several calls.",
+        )
+    for i, query in enumerate(queries):
+        if not query.strip():
+            raise ToolError(
+                ErrorKind.invalid_arguments,
+                f"query {i + 1} is empty",
+                hint="Write what you are looking for, e.g. a question or key words.",
+            )
+        if len(query) > settings.max_query_chars:
+            raise ToolError(
+                ErrorKind.invalid_arguments,
+                f"query {i + 1} has {len(query)} characters; at most {settings.max_query_chars}",
+                hint="Search with a short question or a few key words.",
+            )
+    return queries
+
+
+def check_top_k(top_k: int | None, settings: SearchSettings) -> int:
+    k = top_k or settings.default_top_k
+    if k > settings.max_top_k:
+        raise ToolError(
+            ErrorKind.invalid_arguments,
+            f"top_k {k} is over the limit of {settings.max_top_k}",
+            hint=f"Ask for at most {settings.max_top_k} passages.",
+        )
+    return k
