@@ -10,7 +10,9 @@ Prints:
 - query latency (wrk, c=1): top-10 single queries and batches of 64, per retriever;
 - with ``--synthetic N`` (default 1,000,000; 0 to skip): a corpus of N passages drawn from
   the real vocabulary (bench/search_synth.py): BM25 build time, index size on disk, memory of
-  the serving process, query p50 single and batch of 64.
+  the serving process, query p50 single and batch of 64; then, in process, the BM25 scorer
+  against bm25s's numpy scoring per query, and the fixed cost of the score buffer's passes at
+  1M and 21M passages (``--synthetic-only`` runs this part alone).
 Asserts nothing. Usage: uv run python bench/search.py [--duration 10] [--synthetic 1000000]
 [--reuse] (--reuse keeps the indexes an earlier run left in --work: the figures then come
 from the current code against them, the build figures from that earlier run)
@@ -244,6 +246,7 @@ def synthetic_corpus(args: argparse.Namespace, work: Path, questions: list[dict]
         proc.terminate()
         proc.wait(timeout=60)
     scorers(work / "synth", questions)
+    buffer_passes()
 
 
 def scorers(index: Path, questions: list[dict], count: int = 300) -> None:
@@ -254,10 +257,7 @@ def scorers(index: Path, questions: list[dict], count: int = 300) -> None:
 
     bm25 = BM25Retriever(index)
     texts = [q["question"] for q in questions[:count]]
-    tokens = bm25.tokenizer.tokenize(
-        texts, update_vocab=False, return_as="ids", show_progress=False
-    )
-    queries = [ids for ids in ([i for i in t if i != bm25.empty] for t in tokens) if ids]
+    queries = [ids for ids in bm25.token_ids(texts) if ids]
     ways = {
         "compiled (the service's)": lambda ids: bm25.scorer.top(ids, 10),
         "bm25s numpy add.at + top-k": lambda ids: top_k(bm25.model.get_scores_from_ids(ids), 10),
@@ -271,6 +271,27 @@ def scorers(index: Path, questions: list[dict], count: int = 300) -> None:
     print(f"  in-process BM25 top-10 scoring, {len(queries)} questions, median ms per query:")
     for name, spent in times.items():
         print(f"    {name:<30}{statistics.median(spent):.3f}")
+
+
+def buffer_passes(sizes: tuple[int, ...] = (1_000_000, 21_000_000), repeats: int = 20) -> None:
+    """What every BM25 query pays whatever its words, by corpus size: the top-k's pass over
+    the score buffer (one float per passage) and its zeroing for the next call."""
+    import numpy as np
+    from toolfleet.search.topk import top_k
+
+    print("  score buffer passes per query (top-k + zeroing), median ms:")
+    rng = np.random.default_rng(0)
+    for size in sizes:
+        scores = np.zeros(size, np.float32)
+        scores[rng.integers(0, size, size // 3)] = rng.random(size // 3, dtype=np.float32)
+        spare = scores.copy()
+        spent = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            top_k(scores, 10)
+            spare.fill(0)
+            spent.append((time.perf_counter() - started) * 1000)
+        print(f"    {size:>12,} passages{statistics.median(spent):>10.2f}")
 
 
 if __name__ == "__main__":

@@ -243,11 +243,7 @@ def test_bm25_ranks_exactly_as_bm25s_scores(
     every question of the slice, a repeated word counting twice, and k past the matches."""
     retriever = BM25Retriever(bm25_only)
     queries = [q["question"] for q in corpus_slice[1]] + ["embargo embargo", "OPEC"]
-    tokens = retriever.tokenizer.tokenize(
-        queries, update_vocab=False, return_as="ids", show_progress=False
-    )
-    for query, ids in zip(queries, tokens, strict=True):
-        known = [i for i in ids if i != retriever.empty]
+    for query, known in zip(queries, retriever.token_ids(queries), strict=True):
         full = retriever.model.get_scores_from_ids(known) if known else np.zeros(SLICE)
         for k in (1, 10, SLICE + 5):
             found = retriever.search([query], k)[0]

@@ -35,6 +35,7 @@ def check_queries(queries: list[str], settings: SearchSettings) -> list[str]:
 
 
 def check_top_k(top_k: int | None, settings: SearchSettings) -> int:
+    """The passages per query asked for (or the default), or a diagnostic past the limit."""
     k = top_k or settings.default_top_k
     if k > settings.max_top_k:
         raise ToolError(

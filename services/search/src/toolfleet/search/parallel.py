@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-import time
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from toolfleet.search.index import SearchIndex
 _CHILD: dict[str, SearchIndex] = {}  # the indexes of a worker process
 
 
-def _open(paths: dict[str, str]) -> None:
+def _open(paths: dict[str, str], opened: Barrier) -> None:
     # one BLAS thread each: the processes already fill the cores, and numpy's OpenBLAS would
     # otherwise start a thread per core in each (a dense batch of 64 took 3x as long)
     threadpool_limits(limits=1)
@@ -33,11 +33,7 @@ def _open(paths: dict[str, str]) -> None:
         if "dense" in index.retrievers:
             encoder = index.retrievers["dense"].encoder  # type: ignore[attr-defined]
         _CHILD[name] = index
-
-
-def _ready() -> int:
-    time.sleep(0.05)  # long enough that the next warm-up call goes to another process
-    return os.getpid()
+    opened.wait(timeout=600)  # no process takes a call before every one is ready
 
 
 def _search(
@@ -74,19 +70,20 @@ class SearchPool:
 
     def start(self) -> None:
         if self.processes > 0 and self.paths:
+            context = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(
                 self.processes,
-                mp_context=multiprocessing.get_context("spawn"),
+                mp_context=context,
                 initializer=_open,
-                initargs=(self.paths,),
+                initargs=(self.paths, context.Barrier(self.processes)),
             )
-            # start every process now (each opens the indexes and compiles the scorer, a
-            # second or more), so that the first batch does not wait for it
-            started: set[int] = set()
-            deadline = time.monotonic() + 300
-            while len(started) < self.processes and time.monotonic() < deadline:
-                calls = [self._pool.submit(_ready) for _ in range(self.processes)]
-                started |= {call.result() for call in calls}
+            # Start every process now (each opens the indexes and compiles the scorer, a
+            # second or more), so that the first batch does not wait for it: the pool spawns
+            # a process per call while none is idle, and the barrier holds every answer until
+            # all of them are ready.
+            calls = [self._pool.submit(os.getpid) for _ in range(self.processes)]
+            for call in calls:
+                call.result()
 
     def takes(self, queries: list[str]) -> bool:
         """True when this batch is split over the processes."""

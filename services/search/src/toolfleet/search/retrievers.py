@@ -67,19 +67,16 @@ class BM25Retriever(Retriever):
         tokenizer.save_vocab(str(path))
         tokenizer.save_stopwords(str(path))
 
-    def search(self, queries: list[str], k: int) -> list[Hits]:
-        # token ids of the tokenizer are the index's columns (it was built from them)
+    def token_ids(self, queries: list[str]) -> list[list[int]]:
+        """Each query's token ids known to the index (its columns: the index was built from
+        this tokenizer's ids); empty for a query of unknown words only."""
         tokens = self.tokenizer.tokenize(
             queries, update_vocab=False, return_as="ids", show_progress=False
         )
-        found = []
-        for ids in tokens:
-            known = [i for i in ids if i != self.empty]
-            if not known:
-                found.append([])
-                continue
-            found.append(self.scorer.top(known, k))
-        return found
+        return [[i for i in ids if i != self.empty] for ids in tokens]
+
+    def search(self, queries: list[str], k: int) -> list[Hits]:
+        return [self.scorer.top(ids, k) if ids else [] for ids in self.token_ids(queries)]
 
 
 class DenseRetriever(Retriever):
