@@ -49,7 +49,7 @@ redis:
 sql-databases: sync
 	UV=$(UV) bash deploy/ensure-databases.sh
 
-# kubectl kustomize for the manifests' offline validation (tests/test_k8s.py)
+# kubectl kustomize for the manifests' offline validation (tests/deploy/test_k8s.py)
 k8s-tools:
 	bash deploy/k8s/install-kubectl.sh >/dev/null
 

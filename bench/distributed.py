@@ -142,7 +142,7 @@ def main() -> int:
             row("noop, in-process", 32, run_wrk(f"{base}/v1/tools/noop/call", 32, d, noop))
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        test_worker = worker("--tools-from", "tests.support:distributed_tools")
+        test_worker = worker("--tools-from", "tests.helpers.tools:distributed_tools")
         with processes(serve(port, DISTRIBUTED), test_worker):
             wait_for(base, "noop", workers=1)
             run_wrk(f"{base}/v1/tools/noop/call", 8, 2, noop)

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from toolfleet.core import Settings
 from toolfleet.gateway.server import serve
 
-from tests.support import make_app
+from tests.helpers.tools import make_app
 
 
 def main() -> None:

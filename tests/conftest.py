@@ -19,7 +19,7 @@ from toolfleet.core import Settings
 from toolfleet.core.registry import ToolRegistry
 from toolfleet.gateway.app import create_app
 
-from tests.support import test_registry
+from tests.helpers.tools import test_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 

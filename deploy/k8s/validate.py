@@ -8,7 +8,7 @@ An object of a kind with no schema here is an error too.
 
     uv run --frozen python deploy/k8s/validate.py [KUSTOMIZATION ...]     # or validate.sh
 
-tests/test_k8s.py imports it, renders the same overlays and asserts the security settings.
+tests/deploy/test_k8s.py imports it, renders the same overlays and asserts the security settings.
 """
 
 from __future__ import annotations

@@ -1,0 +1,96 @@
+"""The sandbox leaves nothing behind: not when sessions end, not when the service is killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import httpx
+from toolfleet.core.registry import ToolRegistry
+from toolfleet.sandbox.interpreters import tools_for
+from toolfleet.sandbox.settings import SandboxSettings
+
+from tests.conftest import PYTHON, ROOT, free_port, gateway, wait_healthy
+from tests.helpers.sandbox import new_session, processes_of, run
+
+UIDS = range(220_000, 220_100)
+
+
+def serve(port: int, state_dir: str) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "TOOLFLEET_SANDBOX_UID_BASE": str(UIDS.start),
+        "TOOLFLEET_SANDBOX_UID_COUNT": str(len(UIDS)),
+        "TOOLFLEET_SANDBOX_POOL_SIZE": "2",
+        "TOOLFLEET_SANDBOX_STATE_DIR": state_dir,
+    }
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "toolfleet.client.cli", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_healthy(f"http://127.0.0.1:{port}", proc, timeout_s=120)
+    return proc
+
+
+def wait_until(check, within_s: float = 10) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return check()
+
+
+def test_killing_the_service_leaves_no_process_or_state(tmp_path):
+    port = free_port()
+    proc = serve(port, str(tmp_path))
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for code in (
+            "import subprocess\nsubprocess.Popen(['sleep', '1000'])\nx = 1",
+            "import os\nos.system('setsid sleep 1001 &')",
+        ):
+            r = httpx.post(
+                f"{url}/v1/tools/python/call",
+                timeout=30,
+                json={"arguments": {"code": code}, "trajectory_id": "t-kill"},
+            )
+            assert r.json()["ok"], r.text
+        assert processes_of(UIDS)  # the session's kernel and the pool's
+        assert list(tmp_path.glob("local-*"))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert wait_until(lambda: processes_of(UIDS) == []), processes_of(UIDS)
+    assert wait_until(
+        lambda: not [p for p in processes_of(range(0, 1 << 32)) if f"{tmp_path}/local-" in p[2]]
+    )
+    # a restarted service clears what the dead one left on disk
+    proc = serve(port, str(tmp_path))
+    try:
+        assert [p.name for p in tmp_path.glob("local-*")] == [f"local-{proc.pid}"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert wait_until(lambda: processes_of(UIDS) == [])
+    assert list(tmp_path.glob("local-*")) == []
+
+
+async def test_without_namespaces_families_still_keep_their_files_apart():
+    """isolation = "none" (no root, no user namespaces): limits only, one uid for all, but each
+    family has its own directory and ending one leaves the others alone."""
+    settings = SandboxSettings(isolation="none", pool_size=1, uid_base=230_000, uid_count=10)
+    async with gateway(ToolRegistry(tools_for(settings))) as client:
+        a, b = await new_session(client), await new_session(client)
+        await run(client, "open('mine.txt', 'w').write('a')", session_id=a)
+        await run(client, "open('mine.txt', 'w').write('b')", session_id=b)
+        await client.delete(f"/v1/sessions/{a}")
+        obs = await run(client, "open('mine.txt').read()", session_id=b)
+        assert obs["data"]["result"] == "'b'"
+        obs = await run(client, "import numpy, os\nprint(numpy.arange(3).sum(), os.getuid())")
+        assert obs["data"]["stdout"] == "3 230000\n"  # dropped to an unprivileged uid
