@@ -1,41 +1,16 @@
-"""Shared fixtures: the gateway app over real HTTP (httpx against the ASGI app, and a live
-uvicorn process for end-to-end tests)."""
+"""Fixtures: the gateway app over real HTTP (httpx against the ASGI app, and live server
+processes). Helpers are in :mod:`tests.helpers`."""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
-from pathlib import Path
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
-from toolfleet.core import Settings
-from toolfleet.core.registry import ToolRegistry
-from toolfleet.gateway.app import create_app
 
-from tests.helpers.tools import test_registry
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@asynccontextmanager
-async def gateway(
-    registry: ToolRegistry | None = None, **overrides: object
-) -> AsyncIterator[httpx.AsyncClient]:
-    """A started gateway serving ``registry`` (default: the test tools), and a client of it."""
-    settings = Settings(**overrides)
-    app = create_app(settings, registry=registry or test_registry(settings))
-    async with LifespanManager(app, startup_timeout=180, shutdown_timeout=60) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            client.app = app  # type: ignore[attr-defined]
-            yield client
+from tests.helpers import ROOT, gateway, wait_healthy
 
 
 @pytest.fixture
@@ -49,26 +24,6 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 def make_gateway() -> Callable[..., object]:
     """``async with make_gateway(max_in_flight=2) as client: ...``"""
     return gateway
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not become ready")
 
 
 @pytest.fixture
@@ -97,6 +52,3 @@ def live_server() -> Iterator[Callable[..., str]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-PYTHON = sys.executable

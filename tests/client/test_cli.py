@@ -11,7 +11,7 @@ import pytest
 from toolfleet.client.cli import main
 from toolfleet.core import __version__
 
-from tests.conftest import PYTHON, ROOT, free_port, wait_healthy
+from tests.helpers import PYTHON, ROOT, free_port, wait_healthy
 
 
 @pytest.fixture

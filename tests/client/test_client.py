@@ -25,7 +25,7 @@ from toolfleet.client import (
 from toolfleet.client.adapters import formats
 from toolfleet.core.protocol import ErrorKind, Observation, SessionInfo, ToolCall, ToolSpec
 
-from tests.conftest import PYTHON, ROOT, free_port, wait_healthy
+from tests.helpers import PYTHON, ROOT, free_port, wait_healthy
 
 FAST = RetryPolicy(backoff_s=0.01, max_backoff_s=0.05)
 

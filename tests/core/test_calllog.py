@@ -25,7 +25,7 @@ from toolfleet.core.calllog_cli import parse_time
 from toolfleet.core.registry import ToolRegistry
 from toolfleet.core.tool import CallContext, ToolResult
 
-from tests.conftest import free_port, gateway
+from tests.helpers import free_port, gateway
 from tests.helpers.tools import Counter, Echo, EchoArgs, Fail
 
 PG_ADMIN = os.environ.get("TOOLFLEET_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")

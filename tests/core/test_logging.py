@@ -20,7 +20,7 @@ import redis
 from toolfleet.core import Settings, logs
 from toolfleet.core.protocol import Invocation
 
-from tests.conftest import ROOT, free_port, gateway, wait_healthy
+from tests.helpers import ROOT, free_port, gateway, wait_healthy
 from tests.helpers.cluster import Cluster
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROOT, free_port
+from tests.helpers import ROOT, free_port
 
 COMPOSE_FILES = (ROOT / "docker-compose.yml", ROOT / "deploy/compose/host-network.yml")
 IMAGES = (

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import free_port
+from tests.helpers import free_port
 from tests.helpers.cluster import Cluster
 
 CALLS = 2000

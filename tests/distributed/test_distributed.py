@@ -16,7 +16,8 @@ import redis
 from toolfleet.core import streams
 from toolfleet.core.protocol import Invocation
 
-from tests.helpers.cluster import Cluster, call
+from tests.helpers import call, new_session
+from tests.helpers.cluster import Cluster
 
 
 @pytest.fixture
@@ -66,7 +67,7 @@ async def test_session_calls_stay_on_their_worker_and_fork_lands_there(cluster: 
         cluster.start_worker()
     cluster.wait_workers(3)
     async with cluster.gateway() as client:
-        sid = (await client.post("/v1/sessions")).json()["session_id"]
+        sid = await new_session(client)
         pids = set()
         for expected in (2, 4, 6):
             obs = await call(client, "counter", {"add": 2}, session_id=sid)
@@ -178,7 +179,7 @@ async def test_a_dead_workers_sessions_are_reported_lost_and_its_calls_never_run
     cluster.wait_workers(1)
     tally = tmp_path / "tally"
     async with cluster.gateway() as client:
-        sid = (await client.post("/v1/sessions")).json()["session_id"]
+        sid = await new_session(client)
         assert (await call(client, "counter", {"add": 5}, session_id=sid))["ok"]
         doomed = asyncio.create_task(
             call(client, "tally", {"path": str(tally), "token": "doomed", "seconds": 2})
@@ -262,7 +263,7 @@ async def test_sigterm_drains_running_calls_then_ends_the_sessions(
     cluster.wait_workers(1)
     tally = tmp_path / "tally"
     async with cluster.gateway() as client:
-        sid = (await client.post("/v1/sessions")).json()["session_id"]
+        sid = await new_session(client)
         assert (await call(client, "counter", {"add": 1}, session_id=sid))["ok"]
         running = asyncio.create_task(
             call(client, "tally", {"path": str(tally), "token": "drained", "seconds": 1})
@@ -286,7 +287,7 @@ async def test_sandbox_worker_runs_python_sessions_files_and_forks(cluster: Clus
     async with cluster.gateway() as client:
         stateless = await call(client, "python", {"code": "print(1+1)"})
         assert stateless["ok"] and stateless["data"]["stdout"] == "2\n"
-        sid = (await client.post("/v1/sessions")).json()["session_id"]
+        sid = await new_session(client)
         r = await client.put(f"/v1/sessions/{sid}/files/data.txt", content=b"41")
         assert r.status_code == 200, r.text
         code = "x = int(open('data.txt').read())"

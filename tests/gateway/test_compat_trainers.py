@@ -17,7 +17,7 @@ from toolfleet.core.registry import ToolRegistry
 from toolfleet.sandbox.interpreters import tools_for
 from toolfleet.sandbox.settings import SandboxSettings
 
-from tests.conftest import gateway
+from tests.helpers import gateway
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

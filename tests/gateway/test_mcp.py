@@ -12,7 +12,7 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from tests.conftest import free_port
+from tests.helpers import free_port, new_session
 from tests.helpers.tools import PNG_1x1
 
 
@@ -73,7 +73,7 @@ async def test_official_client_lists_and_calls_every_kind_of_result(base_url: st
 
 async def test_session_state_through_mcp_with_toolfleet_options(base_url: str) -> None:
     async with httpx.AsyncClient(base_url=base_url) as http:
-        sid = (await http.post("/v1/sessions")).json()["session_id"]
+        sid = await new_session(http)
     async with (
         streamable_http_client(f"{base_url}/mcp") as (read, write),
         ClientSession(read, write) as session,

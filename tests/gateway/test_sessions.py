@@ -7,6 +7,7 @@ from datetime import datetime
 
 import pytest
 
+from tests.helpers import new_session
 from tests.helpers.tools import CounterState
 
 
@@ -81,7 +82,7 @@ async def test_use_renews_session_ttl(make_gateway):
 
 
 async def test_fork_copies_state_then_branches_diverge(client):
-    sid = (await client.post("/v1/sessions")).json()["session_id"]
+    sid = await new_session(client)
     await count(client, 10, session_id=sid)
     r = await client.post(f"/v1/sessions/{sid}/fork", json={"metadata": {"branch": "b"}})
     assert r.status_code == 201

@@ -1,0 +1,90 @@
+"""What the tests share: paths, free ports, a started gateway in this process, a live server's
+readiness, and calls and the parts of their observations.
+
+The one home of test helpers (``conftest.py`` holds fixtures only). What belongs to one
+service's tests is a submodule named after it (``tests.helpers.sql``, ``.vision``,
+``.sandbox``); the test-only tools are ``tests.helpers.tools``; a distributed deployment of
+workers over Redis is ``tests.helpers.cluster``.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from asgi_lifespan import LifespanManager
+from toolfleet.core import Settings
+from toolfleet.core.registry import ToolRegistry
+from toolfleet.gateway.app import create_app
+
+from tests.helpers.tools import test_registry
+
+ROOT = Path(__file__).resolve().parents[2]
+"""The repository's root."""
+SHARED_DATA = ROOT.parent / "shared" / "data"
+"""The real data sets the tests use (../shared/data: search, sql, vision)."""
+PYTHON = sys.executable
+
+
+@asynccontextmanager
+async def gateway(
+    registry: ToolRegistry | None = None, **overrides: object
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A started gateway serving ``registry`` (default: the test tools), and a client of it."""
+    settings = Settings(**overrides)
+    app = create_app(settings, registry=registry or test_registry(settings))
+    async with LifespanManager(app, startup_timeout=180, shutdown_timeout=60) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
+    """Wait until the server at ``url`` answers /readyz with 200 (raise if ``proc`` exits)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not become ready")
+
+
+async def call(
+    client: httpx.AsyncClient, tool: str, arguments: dict[str, Any], **fields: Any
+) -> dict[str, Any]:
+    """POST a call (``fields``: session_id, timeout_s ...); the observation (asserting 200)."""
+    r = await client.post(f"/v1/tools/{tool}/call", json={"arguments": arguments, **fields})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def new_session(client: httpx.AsyncClient) -> str:
+    """Open a session; its id."""
+    r = await client.post("/v1/sessions")
+    assert r.status_code == 201, r.text
+    return r.json()["session_id"]
+
+
+def text(obs: dict[str, Any]) -> str:
+    """The text parts of an observation, joined."""
+    return "\n".join(p["text"] for p in obs["content"] if p["type"] == "text")

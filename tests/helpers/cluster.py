@@ -22,7 +22,8 @@ from asgi_lifespan import LifespanManager
 from toolfleet.core import Settings
 from toolfleet.gateway.app import create_app
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT
+
 REDIS_URL = os.environ.get("TOOLFLEET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 # Short intervals so failures are noticed within a test's time.
@@ -132,12 +133,3 @@ class Cluster:
             pass
         finally:
             client.close()
-
-
-async def call(
-    client: httpx.AsyncClient, tool: str, arguments: dict[str, Any], **fields: Any
-) -> dict[str, Any]:
-    """POST a call; the observation (asserting HTTP 200)."""
-    r = await client.post(f"/v1/tools/{tool}/call", json={"arguments": arguments, **fields})
-    assert r.status_code == 200, r.text
-    return r.json()

@@ -5,30 +5,17 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from tests.helpers import call
+
 
 async def run(client, code: str, **options: Any) -> dict[str, Any]:
     """Call the python tool; the observation."""
-    r = await client.post("/v1/tools/python/call", json={"arguments": {"code": code}, **options})
-    assert r.status_code == 200, r.text
-    return r.json()
+    return await call(client, "python", {"code": code}, **options)
 
 
 async def bash(client, command: str, **options: Any) -> dict[str, Any]:
     """Call the bash tool; the observation."""
-    body = {"arguments": {"command": command}, **options}
-    r = await client.post("/v1/tools/bash/call", json=body)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def text(obs: dict[str, Any]) -> str:
-    """The observation's text parts."""
-    return "\n".join(p["text"] for p in obs["content"] if p["type"] == "text")
-
-
-async def new_session(client) -> str:
-    """A new session's id."""
-    return (await client.post("/v1/sessions")).json()["session_id"]
+    return await call(client, "bash", {"command": command}, **options)
 
 
 def processes_of(uids: range | set[int]) -> list[tuple[int, int, str]]:

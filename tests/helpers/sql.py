@@ -16,9 +16,9 @@ from toolfleet.sql import tools_for
 from toolfleet.sql.settings import SqlSettings
 from toolfleet.sql.values import row_to_json
 
-from tests.conftest import ROOT, gateway
+from tests.helpers import SHARED_DATA, call, gateway
 
-DATA = Path(os.environ.get("TOOLFLEET_SQL_DATA", ROOT.parent / "shared" / "data" / "sql"))
+DATA = Path(os.environ.get("TOOLFLEET_SQL_DATA", SHARED_DATA / "sql"))
 CHINOOK = DATA / "chinook.sqlite"
 NORTHWIND = DATA / "northwind.sqlite"
 GEOGRAPHY = DATA / "geography.sqlite"
@@ -77,16 +77,7 @@ async def sql(client: httpx.AsyncClient, db_id: str, query: str, **options: Any)
     for key in ("format", "max_rows"):
         if key in options:
             arguments[key] = options.pop(key)
-    r = await client.post("/v1/tools/sql/call", json={"arguments": arguments, **options})
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-async def call(client: httpx.AsyncClient, tool: str, arguments: dict, **options: Any) -> dict:
-    """Call any tool; the observation."""
-    r = await client.post(f"/v1/tools/{tool}/call", json={"arguments": arguments, **options})
-    assert r.status_code == 200, r.text
-    return r.json()
+    return await call(client, "sql", arguments, **options)
 
 
 def table(obs: dict) -> dict:
@@ -98,11 +89,6 @@ def table(obs: dict) -> dict:
 def rows(obs: dict) -> list[list[Any]]:
     """The rows of the observation's table part."""
     return table(obs)["rows"]
-
-
-def text(obs: dict) -> str:
-    """The observation's text parts."""
-    return "\n".join(p["text"] for p in obs["content"] if p["type"] == "text")
 
 
 def direct(path: Path, query: str) -> list[list[Any]]:

@@ -17,9 +17,10 @@ from toolfleet.core.registry import ToolRegistry
 from toolfleet.vision import tools_for
 from toolfleet.vision.settings import VisionSettings
 
-from tests.conftest import gateway
+from tests import helpers
+from tests.helpers import SHARED_DATA, gateway
 
-DATA = Path(__file__).resolve().parents[3] / "shared/data/vision"
+DATA = SHARED_DATA / "vision"
 IMAGES = DATA / "images"
 VIDEOS = DATA / "videos"
 
@@ -36,13 +37,6 @@ async def vision_gateway(**settings: Any) -> AsyncIterator[httpx.AsyncClient]:
     registry = ToolRegistry(tools_for(VisionSettings(**settings)))
     async with gateway(registry, max_body_bytes=64 << 20) as client:
         yield client
-
-
-async def new_session(client: httpx.AsyncClient) -> str:
-    """Open a session; its id."""
-    r = await client.post("/v1/sessions")
-    assert r.status_code == 201, r.text
-    return r.json()["session_id"]
 
 
 async def upload(client: httpx.AsyncClient, sid: str, what: Path | bytes) -> httpx.Response:
@@ -65,15 +59,13 @@ async def call(
     timeout_s: float | None = None,
     **arguments: Any,
 ) -> dict[str, Any]:
-    """Call a tool in the session; the observation."""
-    body: dict[str, Any] = {"arguments": arguments}
+    """Call a tool in the session (``arguments`` as keywords); the observation."""
+    fields: dict[str, Any] = {}
     if sid is not None:
-        body["session_id"] = sid
+        fields["session_id"] = sid
     if timeout_s is not None:
-        body["timeout_s"] = timeout_s
-    r = await client.post(f"/v1/tools/{tool}/call", json=body)
-    assert r.status_code == 200, r.text
-    return r.json()
+        fields["timeout_s"] = timeout_s
+    return await helpers.call(client, tool, arguments, **fields)
 
 
 async def ok(client: httpx.AsyncClient, tool: str, sid: str, **arguments: Any) -> dict[str, Any]:
@@ -102,11 +94,6 @@ def image_of(obs: dict[str, Any]) -> Image.Image:
     parts = images_of(obs)
     assert len(parts) == 1, obs
     return decode(parts[0])
-
-
-def text_of(obs: dict[str, Any]) -> str:
-    """The text parts of an observation, joined."""
-    return "\n".join(p["text"] for p in obs["content"] if p["type"] == "text")
 
 
 def same_pixels(a: Image.Image, b: Image.Image) -> bool:

@@ -26,7 +26,7 @@ from toolfleet.sandbox.backend import SandboxUnavailableError
 from toolfleet.sandbox.interpreters import STATE_KEY, tools_for
 from toolfleet.sandbox.settings import SandboxSettings
 
-from tests.conftest import PYTHON, ROOT, free_port, wait_healthy
+from tests.helpers import PYTHON, ROOT, free_port, wait_healthy
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

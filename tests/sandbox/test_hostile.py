@@ -15,8 +15,8 @@ from toolfleet.core.registry import ToolRegistry
 from toolfleet.sandbox.interpreters import tools_for
 from toolfleet.sandbox.settings import SandboxSettings
 
-from tests.conftest import ROOT, gateway
-from tests.helpers.sandbox import bash, new_session, processes_of, run
+from tests.helpers import ROOT, gateway, new_session
+from tests.helpers.sandbox import bash, processes_of, run
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 UID_BASE = 210_000

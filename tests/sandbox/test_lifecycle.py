@@ -12,8 +12,8 @@ from toolfleet.core.registry import ToolRegistry
 from toolfleet.sandbox.interpreters import tools_for
 from toolfleet.sandbox.settings import SandboxSettings
 
-from tests.conftest import PYTHON, ROOT, free_port, gateway, wait_healthy
-from tests.helpers.sandbox import new_session, processes_of, run
+from tests.helpers import PYTHON, ROOT, free_port, gateway, new_session, wait_healthy
+from tests.helpers.sandbox import processes_of, run
 
 UIDS = range(220_000, 220_100)
 

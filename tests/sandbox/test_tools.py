@@ -14,8 +14,8 @@ from toolfleet.core.registry import ToolRegistry
 from toolfleet.sandbox.interpreters import tools_for
 from toolfleet.sandbox.settings import SandboxSettings
 
-from tests.conftest import gateway
-from tests.helpers.sandbox import bash, new_session, run, text
+from tests.helpers import gateway, new_session, text
+from tests.helpers.sandbox import bash, run
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

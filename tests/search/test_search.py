@@ -25,9 +25,9 @@ from toolfleet.search.settings import SearchSettings
 from toolfleet.search.topk import top_k
 from toolfleet.search.web import WebSearchTool
 
-from tests.conftest import free_port, gateway
+from tests.helpers import SHARED_DATA, free_port, gateway
 
-DATA = Path(__file__).resolve().parents[3] / "shared/data/search"
+DATA = SHARED_DATA / "search"
 SLICE = 120  # passages: enough for real competition between them, quick to embed
 
 

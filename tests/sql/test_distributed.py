@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tests.helpers.cluster import Cluster, call
+from tests.helpers import call
+from tests.helpers.cluster import Cluster
 from tests.helpers.sql import DATA
 
 

@@ -17,19 +17,18 @@ import pymysql
 import pytest
 import pytest_asyncio
 
+from tests.helpers import call, text
 from tests.helpers.sql import (
     CHINOOK,
     MARIA_ADMIN,
     PG_ADMIN,
     SERVER_URLS,
-    call,
     direct,
     require_servers,
     rows,
     sql,
     sql_gateway,
     table,
-    text,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -17,18 +17,17 @@ import pytest_asyncio
 from toolfleet.core import Settings
 from toolfleet.core.registry import ToolRegistry
 
+from tests.helpers import call, gateway, text
 from tests.helpers.sql import (
     CHINOOK,
     DATA,
     GEOGRAPHY,
     NORTHWIND,
-    call,
     direct,
     rows,
     sql,
     sql_gateway,
     table,
-    text,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -443,7 +442,6 @@ async def test_spider_and_bird_layouts_files_and_settings_from_the_environment(
     monkeypatch.setenv("TOOLFLEET_SQL_MAX_ROWS", "7")
     registry = ToolRegistry.discover(Settings(services=["sql"]))
     assert {s.name for s in registry.specs()} == {"sql", "sql_schema"}
-    from tests.conftest import gateway
 
     async with gateway(registry) as c:
         assert rows(await sql(c, "concert", "SELECT count(*) FROM Artist")) == [[275]]

@@ -10,7 +10,8 @@ import sqlite3
 import pytest
 import pytest_asyncio
 
-from tests.helpers.sql import CHINOOK, call, rows, sql, sql_gateway
+from tests.helpers import call, new_session
+from tests.helpers.sql import CHINOOK, rows, sql, sql_gateway
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -45,13 +46,9 @@ async def _put(client, session: str, db_id: str, data: bytes) -> dict:
     return await call(client, "sql_database", arguments, session_id=session)
 
 
-async def _session(client) -> str:
-    return (await client.post("/v1/sessions")).json()["session_id"]
-
-
 async def test_a_session_queries_its_own_database_and_nobody_else_does(served, tmp_path):
     client, uploads = served
-    mine, other = await _session(client), await _session(client)
+    mine, other = await new_session(client), await new_session(client)
     obs = await _put(client, mine, "task", _database(tmp_path))
     assert obs["ok"], obs["error"]
     assert obs["data"]["databases"] == [
@@ -76,7 +73,7 @@ async def test_a_session_queries_its_own_database_and_nobody_else_does(served, t
 
 async def test_forks_share_it_and_the_last_session_deletes_it(served, tmp_path):
     client, uploads = served
-    parent = await _session(client)
+    parent = await new_session(client)
     assert (await _put(client, parent, "task", _database(tmp_path)))["ok"]
     child = (await client.post(f"/v1/sessions/{parent}/fork")).json()["session_id"]
     [stored] = list(uploads.iterdir())
@@ -106,7 +103,7 @@ async def test_a_trajectory_gets_a_database_and_releasing_it_deletes_it(served, 
 
 async def test_replace_delete_and_list(served, tmp_path):
     client, uploads = served
-    sid = await _session(client)
+    sid = await new_session(client)
     assert (await _put(client, sid, "a", _database(tmp_path)))["ok"]
     assert (await _put(client, sid, "a", CHINOOK.read_bytes()[: LIMIT // 2]))["ok"] is False
     assert (await _put(client, sid, "b", _database(tmp_path, "b.sqlite")))["ok"]
@@ -126,7 +123,7 @@ async def test_replace_delete_and_list(served, tmp_path):
 
 async def test_bad_uploads_are_refused(served, tmp_path):
     client, uploads = served
-    sid = await _session(client)
+    sid = await new_session(client)
     obs = await _put(client, sid, "big", CHINOOK.read_bytes())  # 1 MB, over the 256 KiB limit
     assert obs["error"]["kind"] == "output_limit"
     obs = await _put(client, sid, "text", b"not a database at all")

@@ -12,17 +12,16 @@ import pytest
 import pytest_asyncio
 from PIL import Image
 
+from tests.helpers import new_session, text
 from tests.helpers.vision import (
     IMAGES,
     call,
     decode,
     image_of,
     need_data,
-    new_session,
     ok,
     opened,
     same_pixels,
-    text_of,
     uploaded,
     vision_gateway,
 )
@@ -145,7 +144,7 @@ async def test_sides_under_28_px_are_enlarged_about_the_centre(client, sid, box,
     assert obs["data"]["box"] == expected
     assert min(got.size) >= 28
     assert same_pixels(got, opened(IMAGES / "rocket.jpg").crop(tuple(expected)))
-    assert "enlarged" in text_of(obs)
+    assert "enlarged" in text(obs)
 
 
 # ------------------------------------------------------------------ refusals
@@ -233,7 +232,7 @@ async def test_max_pixels_scales_the_result_down(client, sid):
 
 async def test_results_join_the_image_list_and_can_be_cropped_again(client, sid):
     first, pixels = await crop(client, sid, "astronaut.png", [100, 50, 400, 350], label="face")
-    assert "face" in text_of(first)
+    assert "face" in text(first)
     ref = first["data"]["image"]
     assert ref["index"] > len(NAMES)
     for name in (-1, ref["index"], ref["id"]):  # -1 first: each crop appends a newer image

@@ -21,7 +21,7 @@ from toolfleet.core.registry import ToolRegistry
 from toolfleet.vision import tools_for
 from toolfleet.vision.settings import VisionSettings
 
-from tests.conftest import gateway
+from tests.helpers import gateway, new_session
 from tests.helpers.vision import (
     DATA,
     IMAGES,
@@ -29,7 +29,6 @@ from tests.helpers.vision import (
     call,
     image_of,
     need_data,
-    new_session,
     ok,
     opened,
     same_pixels,

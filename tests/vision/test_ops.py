@@ -8,16 +8,15 @@ import pytest_asyncio
 from PIL import Image
 from toolfleet.vision.geometry import smart_resize
 
+from tests.helpers import new_session, text
 from tests.helpers.vision import (
     IMAGES,
     call,
     image_of,
     need_data,
-    new_session,
     ok,
     opened,
     same_pixels,
-    text_of,
     uploaded,
     vision_gateway,
 )
@@ -79,7 +78,7 @@ async def test_rotate_clockwise_90_moves_the_top_left_to_the_top_right(client, s
     )
     got = image_of(obs)
     assert got.size == (427, 640)
-    assert "clockwise" in text_of(obs)
+    assert "clockwise" in text(obs)
     w, h = source.size
     for x, y in ((0, 0), (10, 3), (w - 1, 0), (5, h - 1)):
         # clockwise: (x, y) goes to (h - 1 - y, x)
@@ -151,7 +150,7 @@ async def test_resize(client, sid):
     obs = await ok(client, "image_resize", sid, image=CAMERA, scale=16)  # 8192x8192: too big
     got = image_of(obs)
     assert got.width * got.height <= 2048 * 2048
-    assert "pixels" in text_of(obs)
+    assert "pixels" in text(obs)
     obs = await call(client, "image_resize", sid, image=CAMERA)
     assert obs["error"]["kind"] == "invalid_arguments"
     obs = await call(client, "image_resize", sid, image=CAMERA, scale=2, width=10)
@@ -167,7 +166,7 @@ async def test_draw_boxes(client, sid):
     got = image_of(obs).convert("RGB")
     assert got.getpixel((150, 149)) == (0, 255, 0)  # bottom edge of the first box
     assert got.getpixel((399, 250)) == (0, 192, 0)  # right edge of the second (palette green)
-    assert "2 boxes" in text_of(obs)
+    assert "2 boxes" in text(obs)
     obs = await call(
         client, "image_draw_boxes", sid, image=CHART, boxes=[{"bbox_2d": [900, 900, 950, 950]}]
     )

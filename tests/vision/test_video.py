@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
+from tests.helpers import new_session, text
 from tests.helpers.vision import (
     VIDEOS,
     call,
@@ -20,10 +21,8 @@ from tests.helpers.vision import (
     image_of,
     images_of,
     need_data,
-    new_session,
     ok,
     same_pixels,
-    text_of,
     uploaded,
     vision_gateway,
 )
@@ -90,7 +89,7 @@ def check_frames(obs: dict, video: int, requested: list[float]) -> None:
         at = frame_times(name)[n]
         assert frame["time_s"] == pytest.approx(at, abs=1e-6)
         assert np.array_equal(np.asarray(decode(part)), pixels[n]), f"frame at {want} s differs"
-        assert f"at {at:.2f} s" in text_of(obs)
+        assert f"at {at:.2f} s" in text(obs)
 
 
 async def test_video_info(client, sid):
@@ -105,7 +104,7 @@ async def test_video_info(client, sid):
     assert bottle["fps"] == pytest.approx(29.83, abs=0.01)
     assert bottle["duration_s"] == pytest.approx(39.85, abs=0.01)
     assert bottle["has_audio"] is False
-    assert "39.85 s" in text_of(obs)
+    assert "39.85 s" in text(obs)
 
 
 @pytest.mark.parametrize("video", [CAR, BOTTLE])
