@@ -27,7 +27,7 @@ from typing import Any
 
 from toolfleet.core.state import SessionStates
 from toolfleet.core.tool import CallContext, Tool
-from toolfleet.sandbox.interpreters import tools_for
+from toolfleet.sandbox.interpreters import Sandbox
 from toolfleet.sandbox.settings import SandboxSettings
 
 REFILL_WAIT_S = 30.0
@@ -77,9 +77,9 @@ async def refilled(python: Tool) -> None:
 
 async def new_sessions(settings: SandboxSettings, iterations: int) -> list[float]:
     """New session + first call, each from full pools."""
-    tools = tools_for(settings)
-    python, states = tools[0], SessionStates()
-    await python.start()
+    sandbox = Sandbox(settings)
+    python, states = sandbox.tools()[0], SessionStates()
+    await sandbox.start()
     times = []
     try:
         for _ in range(iterations):
@@ -91,7 +91,7 @@ async def new_sessions(settings: SandboxSettings, iterations: int) -> list[float
             await states.close(session)
     finally:
         await states.close_all()
-        await python.stop()
+        await sandbox.stop()
     return times
 
 
@@ -99,9 +99,9 @@ async def warm_session_and_cold_starts(
     settings: SandboxSettings, iterations: int, cold: int
 ) -> tuple[list[float], list[float]]:
     """Stateful calls in one session; then containers started on demand."""
-    tools = tools_for(settings)
-    python, states = tools[0], SessionStates()
-    await python.start()
+    sandbox = Sandbox(settings)
+    python, states = sandbox.tools()[0], SessionStates()
+    await sandbox.start()
     try:
         await call(python, states, "warm", "print(1+1)")
         stateful = []
@@ -118,7 +118,7 @@ async def warm_session_and_cold_starts(
             await backend.discard(container)
     finally:
         await states.close_all()
-        await python.stop()
+        await sandbox.stop()
     return stateful, starts
 
 

@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
+import redis
 
 from tests.helpers import ROOT, gateway, wait_healthy
+from tests.helpers.cluster import Cluster
 
 
 @pytest.fixture
@@ -52,3 +54,29 @@ def live_server() -> Iterator[Callable[..., str]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def make_cluster() -> Iterator[Callable[..., Cluster]]:
+    """``make_cluster(**settings)``: a distributed toolfleet over this machine's Redis (the
+    test fails without it), closed after the test."""
+    made: list[Cluster] = []
+
+    def make(**settings: object) -> Cluster:
+        c = Cluster(**settings)
+        try:
+            redis.Redis.from_url(c.redis_url).ping()
+        except redis.ConnectionError as exc:
+            pytest.fail(f"distributed tests need Redis at {c.redis_url}: {exc}")
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+@pytest.fixture
+def cluster(make_cluster: Callable[..., Cluster]) -> Cluster:
+    """A distributed toolfleet with the default test settings."""
+    return make_cluster()

@@ -16,7 +16,6 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
-import redis
 from toolfleet.core import Settings, logs
 from toolfleet.core.protocol import Invocation
 
@@ -184,14 +183,8 @@ def test_toolfleet_serve_writes_json_lines(tmp_path):
 
 
 @pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    c = Cluster(log_format="json", log_calls=True)
-    try:
-        redis.Redis.from_url(c.redis_url).ping()
-    except redis.ConnectionError as exc:
-        pytest.fail(f"this test needs Redis at {c.redis_url}: {exc}")
-    yield c
-    c.close()
+def cluster(make_cluster) -> Cluster:
+    return make_cluster(log_format="json", log_calls=True)
 
 
 async def test_the_request_id_travels_to_the_worker_and_its_logs(cluster: Cluster) -> None:
@@ -279,11 +272,17 @@ def test_the_dashboard_queries_only_metrics_that_exist(tmp_path):
 async def test_service_status_gauges_sum_each_services_numbers():
     from toolfleet.core.dispatch import InProcessDispatcher
     from toolfleet.core.registry import ToolRegistry
+    from toolfleet.core.service import Service
     from toolfleet.core.service_metrics import ServiceStatusCollector
 
     from tests.helpers.tools import Echo
 
-    class Pooled(Echo):
+    class Pooled(Service):
+        name = "test"
+
+        def tools(self):
+            return [Echo(self)]
+
         def status(self):
             return {"backend": "x", "pool_ready": 3, "pool_size": 4, "jailed": True}
 
@@ -295,7 +294,7 @@ async def test_service_status_gauges_sum_each_services_numbers():
                 "w2": {"status": {"sandbox": {**ok, "pool_ready": 4}}, "running": 5},
             }
 
-    embedded = ServiceStatusCollector(InProcessDispatcher(ToolRegistry([Pooled()])))
+    embedded = ServiceStatusCollector(InProcessDispatcher(ToolRegistry(Pooled().tools())))
     (status, running) = list(embedded.collect())
     found = {tuple(s.labels.values()): s.value for s in status.samples}
     assert found == {

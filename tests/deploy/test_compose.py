@@ -14,6 +14,7 @@ seconds). Without those it skips, except under CI (env CI set), where it fails.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
 from tests.helpers import ROOT, free_port
 
@@ -310,3 +312,24 @@ def test_kernels_have_no_network_though_workers_share_the_hosts(
     refused, interfaces = obs["data"]["stdout"].splitlines()
     assert refused.startswith("refused")
     assert interfaces == "1"  # lo only: the zygote's own, empty net namespace
+
+
+def test_service_routes_are_served_by_the_gateway_image(stack: Stack, client: httpx.Client) -> None:
+    """The gateway's image holds the services' packages (not their libraries) and mounts the
+    routes they declare, which reach the workers: session files, SandboxFusion's /run_code
+    (sandbox) and session media (vision)."""
+    sid = client.post("/v1/sessions").json()["session_id"]
+    r = client.put(f"/v1/sessions/{sid}/files/data.txt", content=b"41")
+    assert r.status_code == 200, f"{r.text}\n{stack.logs()}"
+    obs = call(
+        client, "python", stack, session_id=sid, arguments={"code": "open('data.txt').read()"}
+    )
+    assert obs["data"]["result"] == "'41'"
+    r = client.post("/run_code", json={"code": "print(6 * 7)", "language": "python"})
+    assert r.status_code == 200 and r.json()["run_result"]["stdout"] == "42\n", r.text
+    png = io.BytesIO()
+    Image.new("RGB", (40, 30), "red").save(png, format="PNG")
+    r = client.put(f"/v1/sessions/{sid}/media", content=png.getvalue())
+    assert r.status_code == 201, f"{r.text}\n{stack.logs()}"
+    assert (r.json()["width"], r.json()["height"]) == (40, 30)
+    assert client.delete(f"/v1/sessions/{sid}").status_code == 200

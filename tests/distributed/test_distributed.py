@@ -8,27 +8,14 @@ import json
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import redis
 from toolfleet.core import streams
 from toolfleet.core.protocol import Invocation
 
 from tests.helpers import call, new_session
 from tests.helpers.cluster import Cluster
-
-
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    c = Cluster()
-    try:
-        redis.Redis.from_url(c.redis_url).ping()
-    except redis.ConnectionError as exc:
-        pytest.fail(f"distributed tests need Redis at {c.redis_url}: {exc}")
-    yield c
-    c.close()
 
 
 def runs(path: Path) -> list[str]:

@@ -56,15 +56,18 @@ class Cluster:
         env["PYTHONPATH"] = str(ROOT)
         return env
 
-    def start_worker(self, *args: str, **overrides: Any) -> subprocess.Popen[bytes]:
-        """A worker serving the test tools (plus ``args``: services, options)."""
+    def start_worker(
+        self, *args: str, command: tuple[str, ...] = ("toolfleet.core.worker",), **overrides: Any
+    ) -> subprocess.Popen[bytes]:
+        """A worker serving the test tools (plus ``args``: services, options), started as
+        ``python -m <command>`` (``("toolfleet.client.cli", "worker")``: the CLI's)."""
         n = len(self.workers)
         log = (self.logs / f"worker-{n}.log").open("wb")
         proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "toolfleet.core.worker",
+                *command,
                 "--tools-from",
                 "tests.helpers.tools:distributed_tools",
                 "--id",

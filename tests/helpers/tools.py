@@ -128,8 +128,8 @@ class Barrier(Tool[BarrierArgs]):
     Arguments = BarrierArgs
     service = "test"
 
-    def __init__(self, settings: Settings | None = None) -> None:
-        super().__init__(settings)
+    def __init__(self) -> None:
+        super().__init__()
         self._barrier: asyncio.Barrier | None = None
 
     async def call(self, args: BarrierArgs, ctx: CallContext) -> ToolResult:
@@ -187,13 +187,13 @@ class Tally(Tool[TallyArgs]):
 
 def distributed_tools(settings: Settings | None = None) -> list[Tool]:
     """The test tools plus those the distributed tests need (``--tools-from`` of a worker)."""
-    return [*test_registry(settings), WhoAmI(settings), Tally(settings)]
+    return [*test_registry(settings), WhoAmI(), Tally()]
 
 
 def test_registry(settings: Settings | None = None) -> ToolRegistry:
-    """Every test-only tool."""
+    """Every test-only tool (``settings`` unused: the signature of ``--tools-from``)."""
     tools = (Echo, NoOp, Sleep, Fail, Counter, Barrier, Picture)
-    return ToolRegistry(cls(settings) for cls in tools)
+    return ToolRegistry(cls() for cls in tools)
 
 
 test_registry.__test__ = False  # not a pytest test

@@ -23,7 +23,7 @@ from toolfleet.core.state import SessionStates
 from toolfleet.core.tool import CallContext, Tool, ToolResult
 from toolfleet.sandbox import docker as docker_backend
 from toolfleet.sandbox.backend import SandboxUnavailableError
-from toolfleet.sandbox.interpreters import STATE_KEY, tools_for
+from toolfleet.sandbox.interpreters import STATE_KEY, Sandbox
 from toolfleet.sandbox.settings import SandboxSettings
 
 from tests.helpers import PYTHON, ROOT, free_port, wait_healthy
@@ -137,15 +137,14 @@ class Box:
 @asynccontextmanager
 async def sandbox(tmp_path: Any, **overrides: Any) -> AsyncIterator[Box]:
     """Started sandbox tools on the docker backend; stopped (every container removed) after."""
-    settings = SandboxSettings(**{**SETTINGS, "state_dir": tmp_path, **overrides})
-    tools = tools_for(settings)
-    box = Box(tools)
-    await tools[0].start()
+    service = Sandbox(SandboxSettings(**{**SETTINGS, "state_dir": tmp_path, **overrides}))
+    box = Box(service.tools())
+    await service.start()
     try:
         yield box
     finally:
         await box.states.close_all()
-        await tools[0].stop()
+        await service.stop()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

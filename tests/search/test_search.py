@@ -20,10 +20,9 @@ from fastapi.responses import JSONResponse
 from toolfleet.core.registry import ToolRegistry
 from toolfleet.search.cli import main as search_cli
 from toolfleet.search.retrievers import BM25Retriever
-from toolfleet.search.search_tool import Indexes, SearchTool
+from toolfleet.search.service import SearchService
 from toolfleet.search.settings import SearchSettings
 from toolfleet.search.topk import top_k
-from toolfleet.search.web import WebSearchTool
 
 from tests.helpers import SHARED_DATA, free_port, gateway
 
@@ -76,11 +75,7 @@ def bm25_only(
 
 
 def search_registry(**settings: object) -> ToolRegistry:
-    s = SearchSettings(**{"processes": 0, **settings})
-    tools = [SearchTool(s, Indexes(s))]
-    if s.web_provider:
-        tools.append(WebSearchTool(s))
-    return ToolRegistry(tools)
+    return ToolRegistry(SearchService(SearchSettings(**{"processes": 0, **settings})).tools())
 
 
 @pytest.fixture

@@ -7,25 +7,10 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
-from collections.abc import Iterator
-
-import pytest
-import redis
 
 from tests.helpers import call
 from tests.helpers.cluster import Cluster
 from tests.helpers.sql import DATA
-
-
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    c = Cluster()
-    try:
-        redis.Redis.from_url(c.redis_url).ping()
-    except redis.ConnectionError as exc:
-        pytest.fail(f"distributed tests need Redis at {c.redis_url}: {exc}")
-    yield c
-    c.close()
 
 
 def _database(path, rows: int) -> bytes:

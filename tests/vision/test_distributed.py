@@ -4,10 +4,7 @@ the tools find them there, in forks too."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import redis
 
 from tests.helpers import call
 from tests.helpers.cluster import Cluster
@@ -15,15 +12,9 @@ from tests.helpers.vision import IMAGES, VIDEOS, need_data
 
 
 @pytest.fixture
-def cluster() -> Iterator[Cluster]:
+def cluster(make_cluster) -> Cluster:
     need_data()
-    c = Cluster()
-    try:
-        redis.Redis.from_url(c.redis_url).ping()
-    except redis.ConnectionError as exc:
-        pytest.fail(f"distributed tests need Redis at {c.redis_url}: {exc}")
-    yield c
-    c.close()
+    return make_cluster()
 
 
 async def test_vision_workers_hold_session_media(cluster: Cluster) -> None:

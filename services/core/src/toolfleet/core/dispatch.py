@@ -50,7 +50,7 @@ class Dispatcher(abc.ABC):
         """True when a tool of that name is reachable."""
 
     def status(self) -> dict[str, Any]:
-        """Per service, what its tools report for operators (see ``Tool.status``)."""
+        """Per service, what it reports for operators (see ``Service.status``)."""
         return {}
 
     @abc.abstractmethod

@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
+from typing import Any
 
 from pydantic import ValidationError
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, Invocation, Observation, Usage
 from toolfleet.core.registry import ToolRegistry, UnknownToolError
+from toolfleet.core.service import Service
 from toolfleet.core.state import SessionStates
-from toolfleet.core.tool import CallContext, ToolError
+from toolfleet.core.tool import CallContext, Tool, ToolError
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +36,21 @@ class Executor:
         }
 
     async def start(self) -> None:
-        """Start every tool."""
-        for tool in self.registry:
-            await tool.start()
+        """Start every service once, then every tool; if one fails, what started is stopped
+        again before the error is raised."""
+        started: list[Service[Any] | Tool] = []
+        try:
+            for part in [*self.registry.services(), *self.registry]:
+                await part.start()
+                started.append(part)
+        except BaseException:
+            await _stop_all(reversed(started))
+            raise
 
     async def stop(self) -> None:
-        """End every session's state, then stop every tool."""
+        """End every session's state, then stop every tool, then every service once."""
         await self.states.close_all()
-        for tool in self.registry:
-            try:
-                await tool.stop()
-            except Exception:
-                log.exception("stopping tool %s failed", tool.name)
+        await _stop_all([*self.registry, *reversed(self.registry.services())])
 
     async def run(self, inv: Invocation) -> Observation:
         """Run one invocation; never raises for a tool's failure."""
@@ -121,6 +127,16 @@ class Executor:
             truncated=result.truncated,
             **ids,
         )
+
+
+async def _stop_all(parts: Iterable[Service[Any] | Tool]) -> None:
+    """Stop each tool or service; a failure is logged and the others still stop."""
+    for part in parts:
+        try:
+            await part.stop()
+        except Exception:
+            kind = "tool" if isinstance(part, Tool) else "service"
+            log.exception("stopping %s %s failed", kind, part.name)
 
 
 def unknown_tool(exc: UnknownToolError) -> ErrorDiagnostic:

@@ -1,24 +1,24 @@
-"""The tool registry: which tools this process serves.
+"""The tool registry: which tools this process serves, and the services they belong to.
 
-Services register their tools with one entry point each, in the ``toolfleet.services`` group,
-naming a function ``tools(settings) -> list[Tool]``. Adding a tool to a service is one module
-and one line in that function's list. Tests and benchmarks build registries by hand.
+Services are found by their entry point in the ``toolfleet.services`` group, which names a
+:class:`~toolfleet.core.service.Service` subclass (or a factory of one); each service creates
+its tools. Adding a tool to a service is one module and one line in its ``tools()`` list.
+Tests and benchmarks build registries by hand, from tools (a tool's service comes with it).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from importlib.metadata import entry_points
 from typing import Any
 
 from toolfleet.core.protocol import ToolSpec
+from toolfleet.core.service import SERVICES_GROUP, Service, load_service
 from toolfleet.core.settings import Settings
 from toolfleet.core.tool import Tool
 
 log = logging.getLogger(__name__)
-
-ENTRY_POINT_GROUP = "toolfleet.services"
 
 
 class UnknownToolError(LookupError):
@@ -30,18 +30,38 @@ class UnknownToolError(LookupError):
         self.available = available
 
 
+# What a tool defined before services owned lifecycle and status; refused, not ignored.
+_MOVED_TO_SERVICE = ("status",)
+
+
 class ToolRegistry:
-    """Tools by name."""
+    """Tools by name, and the services that own them."""
 
     def __init__(self, tools: Iterable[Tool] = ()) -> None:
         self._tools: dict[str, Tool] = {}
+        self._services: dict[str, Service[Any]] = {}
         for tool in tools:
             self.register(tool)
 
     def register(self, tool: Tool) -> Tool:
-        """Add a tool; its name must be new."""
+        """Add a tool (and its service); its name must be new, and its service the one
+        instance of that service here."""
         if tool.name in self._tools:
             raise ValueError(f"tool {tool.name!r} is already registered")
+        for method in _MOVED_TO_SERVICE:
+            if hasattr(tool, method):
+                raise TypeError(
+                    f"the {tool.name} tool defines {method}(): a service reports its status "
+                    "(Service.status), not its tools"
+                )
+        owner = tool.owner
+        if owner is not None:
+            known = self._services.setdefault(owner.name, owner)
+            if known is not owner:
+                raise ValueError(
+                    f"the {tool.name} tool belongs to another instance of the {owner.name} "
+                    "service than the tools registered before it (one instance per process)"
+                )
         self._tools[tool.name] = tool
         return tool
 
@@ -55,7 +75,7 @@ class ToolRegistry:
     def __contains__(self, name: object) -> bool:
         return name in self._tools
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Tool]:
         return iter(self._tools.values())
 
     def __len__(self) -> int:
@@ -65,28 +85,33 @@ class ToolRegistry:
         """Registered tool names, sorted."""
         return sorted(self._tools)
 
+    def services(self) -> list[Service[Any]]:
+        """The services of the registered tools, in the order their first tool came."""
+        return list(self._services.values())
+
     def specs(self) -> list[ToolSpec]:
         """The spec of every tool a model may see (not hidden ones), sorted by name."""
         return [self._tools[n].spec() for n in self.names() if not self._tools[n].hidden]
 
     def status(self) -> dict[str, Any]:
-        """Per service, what its tools report for operators (the first tool's
-        ``Tool.status``; tools of one service report the same)."""
+        """Per service, what it reports for operators (:meth:`Service.status`)."""
         found: dict[str, Any] = {}
-        for tool in self:
-            info = tool.status()
+        for service in self._services.values():
+            info = service.status()
             if info is not None:
-                found.setdefault(tool.service, info)
+                found[service.name] = info
         return found
 
     @classmethod
     def discover(cls, settings: Settings) -> ToolRegistry:
-        """Load the tools of every installed service (filtered by ``settings``)."""
+        """The tools of every installed service (``settings.services`` and ``settings.tools``
+        filter them), each service configured by ``settings`` (its section of the config
+        file the process was started with)."""
         registry = cls()
-        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        for ep in sorted(entry_points(group=SERVICES_GROUP), key=lambda e: e.name):
             if settings.services is not None and ep.name not in settings.services:
                 continue
-            for tool in ep.load()(settings):
+            for tool in load_service(ep, settings).tools():
                 if settings.tools is None or tool.name in settings.tools:
                     registry.register(tool)
         log.info("serving tools: %s", ", ".join(registry.names()) or "(none)")

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 import uuid
+from typing import Any
 
 from toolfleet.core import logs
 from toolfleet.core.calllog import CallLog
@@ -101,10 +102,18 @@ class Runtime:
         """Every tool served."""
         return self.dispatcher.specs()
 
+    def has_tool(self, name: str) -> bool:
+        """True when a tool of that name is served (hidden ones included)."""
+        return self.dispatcher.has_tool(name)
+
     def check_tool(self, name: str) -> None:
         """Raise :class:`UnknownToolError` unless the tool is served."""
         if not self.dispatcher.has_tool(name):
             raise UnknownToolError(name, [s.name for s in self.specs()])
+
+    def status(self) -> dict[str, Any]:
+        """Per service, what it reports for operators (``/readyz`` ``services``)."""
+        return self.dispatcher.status()
 
     def admit(self, count: int = 1) -> None:
         """Refuse with :class:`OverloadedError` when ``count`` more calls would pass the

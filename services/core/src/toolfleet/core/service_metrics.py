@@ -1,4 +1,4 @@
-"""Gauges read at scrape time from what the services report (``Tool.status``, the /readyz
+"""Gauges read at scrape time from what the services report (``Service.status``, the /readyz
 ``services`` section): the sandbox's kernel pools and warm containers, whether its isolation is
 in force, and, in distributed mode, the calls each worker is running.
 

@@ -1,16 +1,20 @@
 """Settings: ``TOOLFLEET_*`` environment variables, then an optional TOML config file.
 
-The config file is named by ``TOOLFLEET_CONFIG`` (or ``Settings(config_file=...)``); its keys
-are the field names below. Environment variables win over the file; nested values such as
-``api_keys`` are JSON in the environment (``TOOLFLEET_API_KEYS='{"token": "tenant"}'``).
+The config file is named by ``Settings(config_file=...)`` (``--config`` of ``toolfleet serve``
+and ``toolfleet worker``) or else by ``TOOLFLEET_CONFIG``; its top-level keys are the field
+names below, and each service reads its own table (``[sandbox]``, ``[sql]`` ...) of the same
+file: :meth:`ServiceSettings.from_config`. Environment variables win over the file; nested
+values such as ``api_keys`` are JSON in the environment
+(``TOOLFLEET_API_KEYS='{"token": "tenant"}'``).
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from pydantic import Field, model_validator
 from pydantic_settings import (
@@ -201,46 +205,75 @@ class Settings(_FileBacked):
         return self
 
     def __init__(self, **values: Any) -> None:
-        # The file to read is needed before the sources are built.
-        _config_path.path = values.get("config_file") or os.environ.get("TOOLFLEET_CONFIG")
+        # The file is named before the sources are built, and kept in config_file (also when
+        # TOOLFLEET_CONFIG named it) so that services read their tables from the same file.
+        path = values.get("config_file") or os.environ.get("TOOLFLEET_CONFIG") or None
+        values["config_file"] = path
+        token = _config_file.set(path)
         try:
             super().__init__(**values)
         finally:
-            _config_path.path = None
+            _config_file.reset(token)
 
     @classmethod
     def file_values(cls) -> dict[str, Any]:
-        if not _config_path.path:
-            return {}
-        path = Path(_config_path.path)
-        if not path.is_file():
-            raise FileNotFoundError(f"toolfleet config file not found: {path}")
-        table = _read_toml(path)
+        table = _read_config(_config_file.get())
         # other tables are services' sections ([sandbox] ...)
         return {k: v for k, v in table.items() if k in cls.model_fields or not isinstance(v, dict)}
 
 
 class ServiceSettings(_FileBacked):
     """Base of a service's own settings: ``TOOLFLEET_<SERVICE>_*`` environment variables, then
-    the ``[<section>]`` table of the config file named by ``TOOLFLEET_CONFIG``."""
+    the ``[<section>]`` table of the config file.
 
-    section: ClassVar[str]
+    ``XSettings()`` reads the file ``TOOLFLEET_CONFIG`` names; :meth:`from_config` reads the
+    file a process was started with (``Settings.config_file``), which is how services are
+    configured by ``toolfleet serve --config`` and ``toolfleet worker --config``.
+    """
+
+    section: ClassVar[str | None] = None  # None: no table (a service with no settings)
+
+    def __init__(self, **values: Any) -> None:
+        token = None
+        if _config_file.get() is _UNSET:
+            token = _config_file.set(os.environ.get("TOOLFLEET_CONFIG") or None)
+        try:
+            super().__init__(**values)
+        finally:
+            if token is not None:
+                _config_file.reset(token)
+
+    @classmethod
+    def from_config(cls, config_file: str | Path | None, **values: Any) -> Self:
+        """These settings from the environment, then ``[section]`` of ``config_file`` (None:
+        no file, the environment and defaults only)."""
+        token = _config_file.set(config_file)
+        try:
+            return cls(**values)
+        finally:
+            _config_file.reset(token)
 
     @classmethod
     def file_values(cls) -> dict[str, Any]:
-        path = os.environ.get("TOOLFLEET_CONFIG")
-        if not path or not Path(path).is_file():
+        if cls.section is None:
             return {}
-        return _read_toml(Path(path)).get(cls.section, {})
+        section = _read_config(_config_file.get()).get(cls.section, {})
+        if not isinstance(section, dict):
+            raise ValueError(f"[{cls.section}] of the toolfleet config file must be a table")
+        return section
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+_UNSET: Any = object()
+#: The config file being read while settings are built (None: no file).
+_config_file: ContextVar[str | Path | None] = ContextVar("toolfleet_config_file", default=_UNSET)
+
+
+def _read_config(path: str | Path | None) -> dict[str, Any]:
+    """The TOML config file's tables ({} without a file); a named file must exist."""
+    if path is None or path is _UNSET or path == "":
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"toolfleet config file not found: {path}")
     with path.open("rb") as f:
         return tomllib.load(f)
-
-
-class _ConfigPath:
-    path: str | Path | None = None
-
-
-_config_path = _ConfigPath()

@@ -1,7 +1,8 @@
 """The Tool base class, what a tool returns, and the per-call context it runs with.
 
 A tool is a name, a description, a pydantic model of its arguments and one async ``call``.
-Adding a tool is one module with a subclass and one line in its service's ``tools()`` list.
+Adding a tool is one module with a subclass and one line in its service's
+:meth:`~toolfleet.core.service.Service.tools` list; the tool is given its service when created.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 from toolfleet.core.protocol import ContentPart, ErrorDiagnostic, ErrorKind, TextPart, ToolSpec
+from toolfleet.core.service import Service
 
 if TYPE_CHECKING:
-    from toolfleet.core.settings import Settings
     from toolfleet.core.state import SessionStates
 
 ArgsT = TypeVar("ArgsT", bound=BaseModel)
@@ -85,37 +86,42 @@ class Tool(abc.ABC, Generic[ArgsT]):
     """Base class of every tool.
 
     Subclasses set ``name``, ``description``, ``Arguments`` (a pydantic model) and
-    optionally ``Output`` (the model of ``ToolResult.data``), ``service``, ``stateful``,
-    ``cost`` and ``max_concurrency``, and implement :meth:`call`.
+    optionally ``Output`` (the model of ``ToolResult.data``), ``stateful``, ``cost``,
+    ``max_concurrency`` and ``hidden``, and implement :meth:`call`. A tool of a service is
+    created with that :class:`~toolfleet.core.service.Service` (``owner``), whose name becomes
+    its ``service``; a tool without one (tests, benchmarks) names its ``service`` itself.
     """
 
     name: ClassVar[str]
     description: ClassVar[str]
     Arguments: ClassVar[type[BaseModel]]
     Output: ClassVar[type[BaseModel] | None] = None
-    service: ClassVar[str] = "core"
+    service: str = "core"  # the name of the service the tool belongs to
     stateful: ClassVar[bool] = False
     cost: ClassVar[float] = 0.0
     max_concurrency: ClassVar[int | None] = None  # None: no limit beyond the gateway's
     hidden: ClassVar[bool] = False  # True: callable, but not in the tool list a model sees
 
-    def __init__(self, settings: Settings | None = None) -> None:
-        self.settings = settings
+    def __init__(self, service: Service[Any] | None = None) -> None:
+        if service is not None and not isinstance(service, Service):
+            raise TypeError(
+                f"the {self.name} tool is created with its Service (or nothing), "
+                f"not {type(service).__name__}"
+            )
+        self.owner = service
+        if service is not None:
+            self.service = service.name
 
     @abc.abstractmethod
     async def call(self, args: ArgsT, ctx: CallContext) -> ToolResult:
         """Run the tool once. Raise :class:`ToolError` to fail with a diagnostic."""
 
     async def start(self) -> None:
-        """Acquire resources (pools, indexes) before the first call."""
+        """Acquire what this tool alone uses (an HTTP client), after its service started.
+        What the tools of a service share is the service's (:meth:`Service.start`)."""
 
     async def stop(self) -> None:
-        """Release what :meth:`start` acquired."""
-
-    def status(self) -> dict[str, Any] | None:
-        """What operators should see of the tool's service in /readyz (e.g. the isolation in
-        force); tools of one service return the same. None: nothing to show."""
-        return None
+        """Release what :meth:`start` acquired, before the service stops."""
 
     def spec(self) -> ToolSpec:
         """This tool's public description, with JSON Schemas from its models."""

@@ -24,7 +24,6 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from redis import Redis as SyncRedis
@@ -34,8 +33,10 @@ from toolfleet.core import logs, streams
 from toolfleet.core.executor import Executor
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, Invocation, Observation
 from toolfleet.core.registry import ToolRegistry
+from toolfleet.core.service import Service
 from toolfleet.core.settings import WORKER_ORDINAL_ENV, Settings
 from toolfleet.core.streams import GROUP, REDIS_DOWN, Keys
+from toolfleet.core.tool import Tool
 
 log = logging.getLogger(__name__)
 
@@ -467,11 +468,15 @@ def _lost_payload(msg: dict[str, Any], message: str, hint: str, retryable: bool)
     ).model_dump_json()
 
 
-def load_tools(spec: str, settings: Settings) -> list[Any]:
-    """Tools from ``module:function`` (a function of the settings returning tools)."""
+def load_tools(spec: str, settings: Settings) -> list[Tool]:
+    """Tools from ``module:name``: a Service subclass (configured by ``settings``), or a
+    function of the settings returning a Service or tools."""
     module, _, name = spec.partition(":")
-    factory: Callable[[Settings], Any] = getattr(importlib.import_module(module), name)
-    return list(factory(settings))
+    target: Any = getattr(importlib.import_module(module), name)
+    if isinstance(target, type) and issubclass(target, Service):
+        return target.configured(settings).tools()
+    made = target(settings)
+    return made.tools() if isinstance(made, Service) else list(made)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -482,8 +487,9 @@ def main(argv: list[str] | None = None) -> int:
         "--tools-from",
         action="append",
         default=[],
-        metavar="MODULE:FUNCTION",
-        help="also serve the tools this function returns (plugins without an entry point)",
+        metavar="MODULE:NAME",
+        help="also serve these tools: a Service class, or a function of the settings "
+        "returning a Service or tools (plugins without an entry point)",
     )
     parser.add_argument("--id", help="worker id (default: host-pid-random)")
     parser.add_argument("--config", help="TOML settings file (or TOOLFLEET_CONFIG)")

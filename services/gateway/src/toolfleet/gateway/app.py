@@ -4,31 +4,41 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import entry_points
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from starlette.routing import Route
 from toolfleet.core import __version__
 from toolfleet.core.dispatch import Dispatcher, InProcessDispatcher
 from toolfleet.core.redis_dispatch import RedisDispatcher
 from toolfleet.core.registry import ToolRegistry
 from toolfleet.core.runtime import Runtime
+from toolfleet.core.service import ROUTES_GROUP
 from toolfleet.core.settings import Settings
 from toolfleet.gateway import fast_routes
 from toolfleet.gateway.body_limit import BodyLimitMiddleware
 from toolfleet.gateway.errors import install_error_handlers
 from toolfleet.gateway.mcp_endpoint import MCPEndpoint
 from toolfleet.gateway.request_id import RequestIdMiddleware
-from toolfleet.gateway.routes import (
-    compat_sandbox,
-    compat_search,
-    compat_verl_tool,
-    files,
-    health,
-    media,
-    sessions,
-    tools,
-    trajectories,
-)
+from toolfleet.gateway.routes import health, sessions, tools, trajectories
+
+
+def service_routers() -> list[APIRouter]:
+    """The routers installed services add to the gateway (session files, media, drop-in
+    compatibility routes): every ``toolfleet.routes`` entry point, by name. A route of a
+    service this gateway does not serve answers that the service is not served."""
+    found: list[APIRouter] = []
+    for ep in sorted(entry_points(group=ROUTES_GROUP), key=lambda e: e.name):
+        target = ep.load()
+        routers = list(target) if isinstance(target, list | tuple) else [target]
+        for router in routers:
+            if not isinstance(router, APIRouter):
+                raise TypeError(
+                    f"the {ROUTES_GROUP} entry point {ep.name!r} ({ep.value}) must name a "
+                    f"FastAPI APIRouter or a list of them, not {type(router).__name__}"
+                )
+        found += routers
+    return found
 
 
 def create_app(
@@ -71,18 +81,10 @@ def create_app(
     app.state.runtime = runtime
     app.state.ready = False
     install_error_handlers(app)
-    for module in (
-        tools,
-        sessions,
-        files,
-        media,
-        trajectories,
-        health,
-        compat_search,
-        compat_sandbox,
-        compat_verl_tool,
-    ):
-        app.include_router(module.router)
+    for router in [tools.router, sessions.router, trajectories.router, health.router]:
+        app.include_router(router)
+    for router in service_routers():
+        app.include_router(router)
     fast_routes.install(app, tools.FAST_ROUTES)
     # exactly /mcp (a Mount would redirect /mcp to /mcp/)
     app.router.routes.append(Route("/mcp", mcp, methods=["GET", "POST", "DELETE"]))

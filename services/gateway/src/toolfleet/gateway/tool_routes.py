@@ -34,7 +34,7 @@ async def call_tool(
     """The tool's observation, or the HTTP error to answer with (404 with ``missing`` when
     the tool is not served, else the diagnostic's status)."""
     rt = request.app.state.runtime
-    if missing is not None and not rt.dispatcher.has_tool(tool):
+    if missing is not None and not rt.has_tool(tool):
         return error_response(404, f"no_{tool}", missing)
     obs = await rt.call(tenant, tool, CallRequest(arguments=arguments, session_id=session_id))
     if not obs.ok and obs.error is not None:

@@ -1,18 +1,8 @@
 """toolfleet's sandbox service: Python and bash interpreters in isolated, stateful sessions.
 
-Its tools are registered with the ``toolfleet.services`` entry point named ``sandbox``, which
-points at :func:`tools`. Adding a tool here is one module and one line in that list.
+The service is :class:`toolfleet.sandbox.interpreters.Sandbox`, named by the
+``toolfleet.services`` entry point ``sandbox``; adding a tool is one module and one line in its
+``tools()`` list. Its HTTP routes (session files, SandboxFusion's ``/run_code``, verl-tool's
+``/get_observation``) are in :mod:`toolfleet.sandbox.routes`, named by the ``toolfleet.routes``
+entry point. This module stays light: the gateway imports the package to mount those routes.
 """
-
-from __future__ import annotations
-
-from toolfleet.core.settings import Settings
-from toolfleet.core.tool import Tool
-
-
-def tools(settings: Settings) -> list[Tool]:
-    """The tools this service serves: python, bash and workspace (files API)."""
-    from toolfleet.sandbox.interpreters import tools_for
-    from toolfleet.sandbox.settings import SandboxSettings
-
-    return tools_for(SandboxSettings())

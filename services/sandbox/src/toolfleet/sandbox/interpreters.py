@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, ImagePart, TextPart
+from toolfleet.core.service import Service
 from toolfleet.core.tool import ArgsT, CallContext, Tool, ToolError, ToolResult
 from toolfleet.sandbox.backend import Backend, SandboxUnavailableError
 from toolfleet.sandbox.kernels import KernelDiedError, KernelHandle, KernelPool
@@ -30,11 +31,21 @@ HINTS = {
 }
 
 
-class Sandbox:
-    """What the sandbox tools share: the kernel pool, and session kernels."""
+class Sandbox(Service[SandboxSettings]):
+    """The sandbox service: what its tools share (the kernel pools, session kernels)."""
 
-    def __init__(self, settings: SandboxSettings, backend: Backend) -> None:
-        self.settings = settings
+    name = "sandbox"
+    Settings = SandboxSettings
+
+    def __init__(
+        self, settings: SandboxSettings | None = None, backend: Backend | None = None
+    ) -> None:
+        super().__init__(settings)
+        settings = self.settings
+        if backend is None:
+            from toolfleet.sandbox.backends import make_backend
+
+            backend = make_backend(settings)
         self.backend = backend
         grace = settings.interrupt_grace_s
         self.pool = KernelPool(backend, settings.pool_size, grace)
@@ -44,21 +55,30 @@ class Sandbox:
         self.heavy_modules = {m.split(".")[0] for m in settings.preload} - {
             m.split(".")[0] for m in settings.light_preload
         }
-        self.users = 0
+
+    def tools(self) -> list[Tool]:
+        """python, bash and workspace (the files API), over this one pool."""
+        return [PythonTool(self), BashTool(self), WorkspaceTool(self)]
 
     async def start(self) -> None:
-        self.users += 1
-        if self.users == 1:
-            await self.backend.start()
-            await self.pool.start()
-            await self.light_pool.start()
+        await self.backend.start()
+        await self.pool.start()
+        await self.light_pool.start()
 
     async def stop(self) -> None:
-        self.users -= 1
-        if self.users == 0:
-            await self.light_pool.stop()
-            await self.pool.stop()
-            await self.backend.stop()
+        await self.light_pool.stop()
+        await self.pool.stop()
+        await self.backend.stop()
+
+    def status(self) -> dict[str, Any]:
+        """The backend's isolation in force, and how full the kernel pools are."""
+        return {
+            **self.backend.describe(),
+            "pool_ready": self.pool.ready,
+            "pool_size": self.pool.size,
+            "light_pool_ready": self.light_pool.ready,
+            "light_pool_size": self.light_pool.size,
+        }
 
     def needs_full(self, code: str) -> bool:
         """True when the code imports a library only the full template preloads."""
@@ -150,28 +170,11 @@ class Sandbox:
 class SandboxTool(Tool[ArgsT]):
     """A tool that runs in the sandbox's kernels (they share one :class:`Sandbox`)."""
 
-    service = "sandbox"
     stateful = True
 
     def __init__(self, sandbox: Sandbox) -> None:
-        super().__init__(sandbox.settings)
+        super().__init__(sandbox)
         self.sandbox = sandbox
-
-    async def start(self) -> None:
-        await self.sandbox.start()
-
-    async def stop(self) -> None:
-        await self.sandbox.stop()
-
-    def status(self) -> dict[str, Any] | None:
-        pools = self.sandbox.pool, self.sandbox.light_pool
-        return {
-            **self.sandbox.backend.describe(),
-            "pool_ready": pools[0].ready,
-            "pool_size": pools[0].size,
-            "light_pool_ready": pools[1].ready,
-            "light_pool_size": pools[1].size,
-        }
 
 
 class PythonArgs(BaseModel):
@@ -310,8 +313,8 @@ FILE_OPS = {"write": "write_file", "read": "read_file", "list": "list_files"}
 
 
 class WorkspaceTool(SandboxTool[FileArgs]):
-    """Session workspace files. Hidden from the model's tool list; the gateway's
-    ``/v1/sessions/{id}/files`` routes call it."""
+    """Session workspace files. Hidden from the model's tool list; the
+    ``/v1/sessions/{id}/files`` routes (:mod:`toolfleet.sandbox.routes.files`) call it."""
 
     name = "workspace"
     description = "Read, write and list files in a session's working directory."
@@ -345,11 +348,8 @@ class WorkspaceTool(SandboxTool[FileArgs]):
 
 
 def tools_for(settings: SandboxSettings) -> list[Tool]:
-    """The sandbox's tools over one shared pool."""
-    from toolfleet.sandbox.backends import make_backend
-
-    sandbox = Sandbox(settings, make_backend(settings))
-    return [PythonTool(sandbox), BashTool(sandbox), WorkspaceTool(sandbox)]
+    """The sandbox's tools over one shared pool (a new :class:`Sandbox` of ``settings``)."""
+    return Sandbox(settings).tools()
 
 
 # ---------------------------------------------------------------------- rendering

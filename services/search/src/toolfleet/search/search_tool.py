@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 from toolfleet.core.protocol import ErrorKind, TextPart
@@ -13,6 +13,7 @@ from toolfleet.search.checks import check_queries, check_top_k
 from toolfleet.search.corpus import Passage
 from toolfleet.search.index import IndexError_, SearchIndex
 from toolfleet.search.parallel import SearchPool
+from toolfleet.search.service import SearchService
 from toolfleet.search.settings import SearchSettings
 
 log = logging.getLogger(__name__)
@@ -59,11 +60,9 @@ class Indexes:
         self.loaded: dict[str, SearchIndex] = {}
         self._slots = asyncio.Semaphore(settings.threads)
         self.pool = SearchPool(settings.indexes, settings.processes)
-        self.users = 0
 
     async def start(self) -> None:
-        self.users += 1
-        if self.users > 1 or self.loaded:
+        if self.loaded:
             return
         encoder = None
         for name, path in self.settings.indexes.items():
@@ -77,12 +76,10 @@ class Indexes:
         await asyncio.to_thread(self.pool.start)
 
     async def stop(self) -> None:
-        self.users -= 1
-        if self.users == 0:
-            await asyncio.to_thread(self.pool.stop)
-            for index in self.loaded.values():
-                index.close()
-            self.loaded.clear()
+        await asyncio.to_thread(self.pool.stop)
+        for index in self.loaded.values():
+            index.close()
+        self.loaded.clear()
 
     def pick(self, name: str | None) -> SearchIndex:
         if not self.loaded:
@@ -152,28 +149,15 @@ class SearchTool(Tool[SearchArgs]):
         "text) for a query, or for each of several queries."
     )
     Arguments = SearchArgs
-    service = "search"
     cost = 1.0
 
-    def __init__(self, settings: SearchSettings, indexes: Indexes) -> None:
-        super().__init__()
-        self.config = settings
-        self.indexes = indexes
-        self.cost = settings.cost_per_query
-
-    async def start(self) -> None:
-        await self.indexes.start()
-
-    async def stop(self) -> None:
-        await self.indexes.stop()
-
-    def status(self) -> dict[str, Any] | None:
-        return {
-            "indexes": {
-                name: {"passages": len(ix), "retrievers": sorted(ix.retrievers)}
-                for name, ix in self.indexes.loaded.items()
-            }
-        }
+    def __init__(self, search: SearchService) -> None:
+        super().__init__(search)
+        if search.indexes is None:
+            raise ValueError("the search tool needs indexes (settings.indexes)")
+        self.config = search.settings
+        self.indexes = search.indexes
+        self.cost = search.settings.cost_per_query
 
     async def call(self, args: SearchArgs, ctx: CallContext) -> ToolResult:
         queries = check_queries(args.texts(), self.config)

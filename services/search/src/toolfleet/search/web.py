@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from toolfleet.core.protocol import ErrorKind, TextPart
 from toolfleet.core.tool import CallContext, Tool, ToolError, ToolResult
 from toolfleet.search.checks import check_queries, check_top_k
-from toolfleet.search.settings import SearchSettings
+from toolfleet.search.service import SearchService
 
 
 class WebResult(BaseModel):
@@ -156,10 +156,10 @@ class WebSearchTool(Tool[WebSearchArgs]):
     name = "web_search"
     description = "Searches the web and returns the top results (title, URL, snippet)."
     Arguments = WebSearchArgs
-    service = "search"
 
-    def __init__(self, settings: SearchSettings) -> None:
-        super().__init__()
+    def __init__(self, search: SearchService) -> None:
+        super().__init__(search)
+        settings = search.settings
         if settings.web_provider is None or not settings.web_api_key:
             raise ValueError("web search needs web_provider and web_api_key")
         self.config = settings

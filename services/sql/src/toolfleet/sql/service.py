@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from toolfleet.core.protocol import ErrorKind
+from toolfleet.core.service import Service
 from toolfleet.core.tool import ArgsT, CallContext, Tool, ToolError
 from toolfleet.sql.catalog import Catalog
 from toolfleet.sql.database import Database, Interrupt, OverBudget
@@ -20,36 +21,43 @@ from toolfleet.sql.suggestions import close
 T = TypeVar("T")
 
 
-class SqlService:
-    """One per process: started by the first sql tool, stopped by the last."""
+class SqlService(Service[SqlSettings]):
+    """The sql service (one per process): the catalog, the threads, the session databases."""
 
-    def __init__(self, settings: SqlSettings) -> None:
-        self.settings = settings
-        self.catalog = Catalog(settings)
+    name = "sql"
+    Settings = SqlSettings
+
+    def __init__(self, settings: SqlSettings | None = None) -> None:
+        super().__init__(settings)
+        self.catalog = Catalog(self.settings)
         self._threads: ThreadPoolExecutor | None = None
         self._fast: ThreadPoolExecutor | None = None
         self._fast_free: asyncio.Semaphore | None = None
-        self._users = 0
         self.fast_runs = 0  # queries done within the fast budget
         self.slow_runs = 0  # queries run in the other threads (first attempt over budget)
 
+    def tools(self) -> list[Tool]:
+        """sql, sql_schema and the hidden sql_database (session uploads)."""
+        from toolfleet.sql.describe import SchemaTool
+        from toolfleet.sql.query import QueryTool
+        from toolfleet.sql.uploads import DatabaseTool
+
+        return [QueryTool(self), SchemaTool(self), DatabaseTool(self)]
+
     async def start(self) -> None:
-        """Start the threads (on the first tool's start)."""
-        self._users += 1
-        if self._users == 1:
-            self._threads = ThreadPoolExecutor(
-                self.settings.threads, thread_name_prefix="toolfleet-sql"
+        """Start the threads."""
+        self._threads = ThreadPoolExecutor(
+            self.settings.threads, thread_name_prefix="toolfleet-sql"
+        )
+        if self.settings.fast_threads:
+            self._fast = ThreadPoolExecutor(
+                self.settings.fast_threads, thread_name_prefix="toolfleet-sql-fast"
             )
-            if self.settings.fast_threads:
-                self._fast = ThreadPoolExecutor(
-                    self.settings.fast_threads, thread_name_prefix="toolfleet-sql-fast"
-                )
-                self._fast_free = asyncio.Semaphore(self.settings.fast_threads)
+            self._fast_free = asyncio.Semaphore(self.settings.fast_threads)
 
     async def stop(self) -> None:
-        """Close every database and the threads (on the last tool's stop)."""
-        self._users -= 1
-        if self._users == 0 and self._threads is not None:
+        """Close every database and the threads."""
+        if self._threads is not None:
             threads, self._threads = self._threads, None
             await asyncio.get_running_loop().run_in_executor(threads, self.catalog.close)
             threads.shutdown(wait=False, cancel_futures=True)
@@ -141,20 +149,10 @@ class SqlService:
 class SqlTool(Tool[ArgsT]):
     """A tool of the sql service (they share one :class:`SqlService`)."""
 
-    service = "sql"
     # A session's uploaded databases live where its calls run (distributed: its worker).
     stateful = True
 
     def __init__(self, sql: SqlService) -> None:
-        super().__init__(None)
+        super().__init__(sql)
         self.sql = sql
         self.max_concurrency = sql.settings.threads  # type: ignore[misc]
-
-    async def start(self) -> None:
-        await self.sql.start()
-
-    async def stop(self) -> None:
-        await self.sql.stop()
-
-    def status(self) -> dict[str, Any] | None:
-        return self.sql.status()

@@ -8,6 +8,7 @@ from typing import Any
 
 from PIL import Image
 from toolfleet.core.protocol import ErrorKind, ImagePart
+from toolfleet.core.service import Service
 from toolfleet.core.tool import ArgsT, CallContext, Tool, ToolError
 from toolfleet.vision.cache import DecodedImages
 from toolfleet.vision.encoding import Encoded
@@ -21,27 +22,47 @@ from toolfleet.vision.workers import WorkPool
 STATE_KEY = "vision.media"
 
 
-class Vision:
-    """The vision service's shared parts (one per process)."""
+class Vision(Service[VisionSettings]):
+    """The vision service (one per process): the media store, the decoded-image cache and
+    the worker threads its tools share."""
 
-    def __init__(self, settings: VisionSettings) -> None:
-        self.settings = settings
+    name = "vision"
+    Settings = VisionSettings
+
+    def __init__(self, settings: VisionSettings | None = None) -> None:
+        super().__init__(settings)
+        settings = self.settings
         self.cache = DecodedImages(settings.decoded_cache_mb << 20)
         self.store = MediaStore(settings.max_store_bytes, on_drop=self.cache.discard)
         self.pool = WorkPool(settings.workers)
-        self.users = 0
+
+    def tools(self) -> list[Tool]:
+        """image_crop, image_rotate, image_resize, image_flip, image_draw_boxes, video_info,
+        video_frames, and media (hidden: the REST media API)."""
+        from toolfleet.vision.annotate import ImageDrawBoxes
+        from toolfleet.vision.crop import ImageCrop
+        from toolfleet.vision.media_tool import MediaTool
+        from toolfleet.vision.transforms import ImageFlip, ImageResize, ImageRotate
+        from toolfleet.vision.video_tools import VideoFrames, VideoInfo
+
+        return [
+            ImageCrop(self),
+            ImageRotate(self),
+            ImageResize(self),
+            ImageFlip(self),
+            ImageDrawBoxes(self),
+            VideoInfo(self),
+            VideoFrames(self),
+            MediaTool(self),
+        ]
 
     async def start(self) -> None:
-        """Start the worker threads (once for all the tools)."""
-        self.users += 1
-        if self.users == 1:
-            self.pool.start()
+        """Start the worker threads."""
+        self.pool.start()
 
     async def stop(self) -> None:
-        """Stop the worker threads when the last tool stops."""
-        self.users -= 1
-        if self.users == 0:
-            self.pool.stop()
+        """Stop the worker threads."""
+        self.pool.stop()
 
     def status(self) -> dict[str, Any]:
         """What /readyz shows under services.vision."""
@@ -150,19 +171,9 @@ def b64(data: bytes) -> str:
 class VisionTool(Tool[ArgsT]):
     """A tool of the vision service (they share one :class:`Vision`)."""
 
-    service = "vision"
     stateful = True
     cost = 1.0
 
     def __init__(self, vision: Vision) -> None:
-        super().__init__(None)
+        super().__init__(vision)
         self.vision = vision
-
-    async def start(self) -> None:
-        await self.vision.start()
-
-    async def stop(self) -> None:
-        await self.vision.stop()
-
-    def status(self) -> dict[str, Any] | None:
-        return self.vision.status()

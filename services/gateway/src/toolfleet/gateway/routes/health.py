@@ -27,7 +27,7 @@ async def readyz(request: Request) -> dict[str, object] | Response:
         "tools": len(rt.specs()),
         "sessions": len(rt.sessions),
         "in_flight": rt.in_flight,
-        "services": rt.dispatcher.status(),
+        "services": rt.status(),
     }
 
 

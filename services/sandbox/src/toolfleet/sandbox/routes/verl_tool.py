@@ -102,10 +102,10 @@ async def _one(
             await rt.release_trajectory(tenant, trajectory_id)
         return "", True, True
     code = PYTHON_TAG.findall(action) or PYTHON_FENCE.findall(action)
-    if code and rt.dispatcher.has_tool("python"):
+    if code and rt.has_tool("python"):
         return await _python(rt, tenant, trajectory_id, action, field, code), False, True
     query = SEARCH_TAG.findall(action)
-    if query and rt.dispatcher.has_tool("search"):
+    if query and rt.has_tool("search"):
         return await _search(rt, tenant, trajectory_id, query[-1].strip()), False, True
     return {"obs": "", "invalid_reason": "no valid tool found for action"}, False, False
 

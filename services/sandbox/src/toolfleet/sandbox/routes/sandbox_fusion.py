@@ -122,7 +122,7 @@ async def run_code(body: RunCodeRequest, request: Request, tenant: Tenant) -> Ru
     program = PROGRAMS.get(body.language.lower())
     if program is None:
         return _sandbox_error(f"language {body.language!r} is not supported here (python, bash)")
-    if not rt.dispatcher.has_tool("python") or not rt.dispatcher.has_tool("workspace"):
+    if not rt.has_tool("python") or not rt.has_tool("workspace"):
         return _sandbox_error("the sandbox service is not served by this gateway")
     spec = {
         "code": body.code,
