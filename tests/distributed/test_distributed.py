@@ -10,7 +10,6 @@ import time
 import uuid
 from pathlib import Path
 
-import redis
 from toolfleet.core import streams
 from toolfleet.core.protocol import Invocation
 
@@ -67,7 +66,7 @@ async def test_session_calls_stay_on_their_worker_and_fork_lands_there(cluster: 
         assert forked["content"][0]["data"]["value"] == 7
         parent = await call(client, "counter", {"add": 1}, session_id=sid)
         assert parent["content"][0]["data"]["value"] == 7  # the branches are independent
-        r = redis.Redis.from_url(cluster.redis_url)
+        r = cluster.redis()
         bound = r.hgetall(f"{cluster.prefix}:session:{sid}")
         assert bound == r.hgetall(f"{cluster.prefix}:session:{fork}") != {}
         assert (await client.delete(f"/v1/sessions/{sid}")).status_code == 200
@@ -85,7 +84,7 @@ async def test_duplicate_messages_run_once_and_answer_with_the_first_result(
     gets the first run's result; the tool runs once."""
     cluster.start_worker()
     cluster.wait_workers(1)
-    r = redis.Redis.from_url(cluster.redis_url)
+    r = cluster.redis()
     tally = tmp_path / "tally"
     inv = Invocation(
         call_id=uuid.uuid4().hex,
@@ -186,14 +185,14 @@ async def test_a_dead_workers_sessions_are_reported_lost_and_its_calls_never_run
         assert fresh["content"][0]["data"]["value"] == 1  # a new start on a live worker
     await asyncio.sleep(2.5)  # past the killed call's sleep: it never completed anywhere
     assert runs(tally) == []
-    r = redis.Redis.from_url(cluster.redis_url)
+    r = cluster.redis()
     assert len(r.xrange(f"{cluster.prefix}:dead")) == 1
 
 
 def queue_ghost_call(cluster: Cluster, tally: Path, ghosts: list[str]) -> str:
     """Queue a tally call that workers ``ghosts`` (which never heartbeat) took in turn and
     never started: as if each died right after reading it."""
-    r = redis.Redis.from_url(cluster.redis_url)
+    r = cluster.redis()
     stream = f"{cluster.prefix}:calls:tally"
     r.xgroup_create(stream, streams.GROUP, id="0", mkstream=True)
     inv = Invocation(
@@ -217,7 +216,7 @@ async def test_calls_a_dead_worker_never_started_are_run_by_another(
     tally = tmp_path / "tally"
     stream = queue_ghost_call(cluster, tally, ["ghost-1"])
     cluster.start_worker()
-    r = redis.Redis.from_url(cluster.redis_url)
+    r = cluster.redis()
     reply = r.blpop([f"{cluster.prefix}:replies:gw-test"], timeout=20)
     assert reply is not None
     assert json.loads(streams.parse_reply(reply[1])[1])["ok"]
@@ -232,7 +231,7 @@ async def test_calls_that_keep_failing_delivery_go_to_the_dead_letters(
     tally = tmp_path / "tally"
     stream = queue_ghost_call(cluster, tally, ["ghost-1", "ghost-2"])
     cluster.start_worker(max_deliveries=2)
-    r = redis.Redis.from_url(cluster.redis_url)
+    r = cluster.redis()
     reply = r.blpop([f"{cluster.prefix}:replies:gw-test"], timeout=20)
     assert reply is not None
     obs = json.loads(streams.parse_reply(reply[1])[1])
@@ -263,7 +262,7 @@ async def test_sigterm_drains_running_calls_then_ends_the_sessions(
         lost = await call(client, "counter", {"add": 1}, session_id=sid)
         assert lost["error"]["kind"] == "unavailable"
     assert runs(tally) == ["drained"]
-    r = redis.Redis.from_url(cluster.redis_url)
+    r = cluster.redis()
     assert r.zcard(f"{cluster.prefix}:workers") == 0
 
 

@@ -46,6 +46,11 @@ class Cluster:
         self.workers: list[subprocess.Popen[bytes]] = []
         self.logs = Path(tempfile.mkdtemp(prefix="toolfleet-cluster-"))
 
+    def redis(self) -> redis.Redis:
+        """A client of the cluster's Redis whose reads outlast the tests' blocking reads
+        (redis-py 8 gives up on a socket read after 5 s by default)."""
+        return redis.Redis.from_url(self.redis_url, socket_timeout=60)
+
     def settings(self, **overrides: Any) -> Settings:
         return Settings(**{**self.values, **overrides})
 

@@ -15,20 +15,6 @@ from toolfleet.core.protocol import Invocation, Observation, ToolSpec
 from toolfleet.core.registry import ToolRegistry
 
 
-class OverloadedError(RuntimeError):
-    """Too many calls are in flight or queued; the caller should retry after
-    ``retry_after_s``."""
-
-    def __init__(self, what: str, retry_after_s: int) -> None:
-        super().__init__(what)
-        self.retry_after_s = retry_after_s
-
-
-class DispatchError(RuntimeError):
-    """A session's fork or end could not be carried out (its worker is gone, or no worker
-    answered); the caller may retry."""
-
-
 class Dispatcher(abc.ABC):
     """Where tool calls and session lifecycle events go."""
 

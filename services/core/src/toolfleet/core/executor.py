@@ -14,11 +14,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from pydantic import ValidationError
+from toolfleet.core.errors import ToolError, UnknownToolError
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, Invocation, Observation, Usage
-from toolfleet.core.registry import ToolRegistry, UnknownToolError
+from toolfleet.core.registry import ToolRegistry
 from toolfleet.core.service import Service
 from toolfleet.core.state import SessionStates
-from toolfleet.core.tool import CallContext, Tool, ToolError
+from toolfleet.core.tool import CallContext, Tool
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 from toolfleet.core import streams
-from toolfleet.core.dispatch import Dispatcher, DispatchError, OverloadedError
+from toolfleet.core.dispatch import Dispatcher
+from toolfleet.core.errors import DispatchError, OverloadedError
 from toolfleet.core.metrics import Metrics
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, Invocation, Observation, ToolSpec
 from toolfleet.core.settings import Settings

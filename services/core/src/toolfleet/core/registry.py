@@ -13,21 +13,13 @@ from collections.abc import Iterable, Iterator
 from importlib.metadata import entry_points
 from typing import Any
 
+from toolfleet.core.errors import UnknownToolError
 from toolfleet.core.protocol import ToolSpec
 from toolfleet.core.service import SERVICES_GROUP, Service, load_service
 from toolfleet.core.settings import Settings
 from toolfleet.core.tool import Tool
 
 log = logging.getLogger(__name__)
-
-
-class UnknownToolError(LookupError):
-    """No tool of that name is registered."""
-
-    def __init__(self, name: str, available: list[str]) -> None:
-        super().__init__(f"unknown tool {name!r}")
-        self.name = name
-        self.available = available
 
 
 # What a tool defined before services owned lifecycle and status; refused, not ignored.

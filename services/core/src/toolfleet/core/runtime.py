@@ -15,7 +15,13 @@ from typing import Any
 
 from toolfleet.core import logs
 from toolfleet.core.calllog import CallLog
-from toolfleet.core.dispatch import Dispatcher, OverloadedError
+from toolfleet.core.dispatch import Dispatcher
+from toolfleet.core.errors import (
+    OverloadedError,
+    SessionNotFoundError,
+    TrajectoryNotFoundError,
+    UnknownToolError,
+)
 from toolfleet.core.executor import unknown_tool
 from toolfleet.core.idempotency import IdempotencyCache
 from toolfleet.core.ledger import UsageLedger
@@ -33,20 +39,11 @@ from toolfleet.core.protocol import (
     ToolSpec,
     TrajectoryUsage,
 )
-from toolfleet.core.registry import UnknownToolError
 from toolfleet.core.service_metrics import ServiceStatusCollector
-from toolfleet.core.sessions import Session, SessionNotFoundError, SessionTable
+from toolfleet.core.sessions import Session, SessionTable
 from toolfleet.core.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-class TrajectoryNotFoundError(LookupError):
-    """No call or session was ever booked to that trajectory."""
-
-    def __init__(self, trajectory_id: str) -> None:
-        super().__init__(f"trajectory {trajectory_id!r} not found")
-        self.trajectory_id = trajectory_id
 
 
 class Runtime:

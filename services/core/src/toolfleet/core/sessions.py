@@ -12,19 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from toolfleet.core.errors import SessionLimitError, SessionNotFoundError
 from toolfleet.core.protocol import SessionInfo
-
-
-class SessionNotFoundError(LookupError):
-    """No live session with that id belongs to the caller."""
-
-    def __init__(self, session_id: str) -> None:
-        super().__init__(f"session {session_id!r} not found (never existed, ended or expired)")
-        self.session_id = session_id
-
-
-class SessionLimitError(RuntimeError):
-    """The process holds as many sessions as it may."""
 
 
 @dataclass

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
+from toolfleet.core.errors import ToolError
 from toolfleet.core.protocol import ContentPart, ErrorDiagnostic, ErrorKind, TextPart, ToolSpec
 from toolfleet.core.service import Service
 
@@ -35,24 +36,6 @@ class ToolResult:
     def text(cls, text: str, **kwargs: Any) -> ToolResult:
         """A result holding one text part."""
         return cls(content=[TextPart(text=text)], **kwargs)
-
-
-class ToolError(Exception):
-    """Raised by a tool to fail the call with a diagnostic the model can learn from."""
-
-    def __init__(
-        self,
-        kind: ErrorKind,
-        message: str,
-        *,
-        detail: str | None = None,
-        hint: str | None = None,
-        retryable: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.diagnostic = ErrorDiagnostic(
-            kind=kind, message=message, detail=detail, hint=hint, retryable=retryable
-        )
 
 
 @dataclass

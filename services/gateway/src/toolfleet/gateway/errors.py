@@ -10,10 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
-from toolfleet.core.dispatch import DispatchError, OverloadedError
-from toolfleet.core.registry import UnknownToolError
-from toolfleet.core.runtime import TrajectoryNotFoundError
-from toolfleet.core.sessions import SessionLimitError, SessionNotFoundError
+from toolfleet.core.errors import ToolfleetError
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +25,14 @@ def error_response(
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers on ``app``."""
+    """Register the handlers on ``app``: toolfleet's errors (each says its status, code and
+    Retry-After), malformed requests, the framework's HTTP errors, and anything else."""
+
+    @app.exception_handler(ToolfleetError)
+    async def toolfleet_error(_: Request, exc: ToolfleetError) -> JSONResponse:
+        return error_response(
+            exc.status, exc.code, exc.message(), headers=exc.headers(), **exc.details()
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -42,38 +46,6 @@ def install_error_handlers(app: FastAPI) -> None:
         ]
         summary = "; ".join(f"{f['path']}: {f['message']}" for f in fields[:5])
         return error_response(422, "invalid_request", summary, fields=fields)
-
-    @app.exception_handler(UnknownToolError)
-    async def unknown_tool(_: Request, exc: UnknownToolError) -> JSONResponse:
-        return error_response(404, "unknown_tool", str(exc), available=exc.available)
-
-    @app.exception_handler(SessionNotFoundError)
-    async def unknown_session(_: Request, exc: SessionNotFoundError) -> JSONResponse:
-        return error_response(404, "session_not_found", str(exc), session_id=exc.session_id)
-
-    @app.exception_handler(TrajectoryNotFoundError)
-    async def unknown_trajectory(_: Request, exc: TrajectoryNotFoundError) -> JSONResponse:
-        return error_response(
-            404, "trajectory_not_found", str(exc), trajectory_id=exc.trajectory_id
-        )
-
-    @app.exception_handler(OverloadedError)
-    async def overloaded(_: Request, exc: OverloadedError) -> JSONResponse:
-        return error_response(
-            429,
-            "overloaded",
-            f"too many calls in flight or queued ({exc}); retry later",
-            headers={"Retry-After": str(exc.retry_after_s)},
-            retry_after_s=exc.retry_after_s,
-        )
-
-    @app.exception_handler(SessionLimitError)
-    async def session_limit(_: Request, exc: SessionLimitError) -> JSONResponse:
-        return error_response(503, "session_limit", str(exc), headers={"Retry-After": "5"})
-
-    @app.exception_handler(DispatchError)
-    async def dispatch_failed(_: Request, exc: DispatchError) -> JSONResponse:
-        return error_response(503, "unavailable", str(exc), headers={"Retry-After": "1"})
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 from toolfleet.core import __version__
+from toolfleet.core.errors import SessionNotFoundError, UnknownToolError
 from toolfleet.core.protocol import (
     CallRequest,
     ImagePart,
@@ -34,9 +35,7 @@ from toolfleet.core.protocol import (
     TablePart,
     TextPart,
 )
-from toolfleet.core.registry import UnknownToolError
 from toolfleet.core.runtime import Runtime
-from toolfleet.core.sessions import SessionNotFoundError
 from toolfleet.core.settings import Settings
 from toolfleet.gateway.auth import tenant_of
 from toolfleet.gateway.errors import error_response

@@ -25,8 +25,9 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel
+from toolfleet.core.errors import TrajectoryNotFoundError
 from toolfleet.core.protocol import CallRequest, Observation
-from toolfleet.core.runtime import Runtime, TrajectoryNotFoundError
+from toolfleet.core.runtime import Runtime
 from toolfleet.gateway.auth import Tenant
 from toolfleet.gateway.routes.tools import runtime
 
