@@ -10,7 +10,6 @@ import logging
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -19,7 +18,7 @@ import pytest
 from toolfleet.core import Settings, logs
 from toolfleet.core.protocol import Invocation
 
-from tests.helpers import ROOT, free_port, gateway, wait_healthy
+from tests.helpers import ROOT, free_port, gateway, invocation, wait_healthy
 from tests.helpers.cluster import Cluster
 
 
@@ -45,26 +44,17 @@ def json_lines(buffer: io.StringIO) -> list[dict]:
     return [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
 
 
-def invocation(**fields: object) -> Invocation:
-    values = {
-        "call_id": "c1",
-        "tool": "echo",
-        "arguments": {},
-        "tenant": "default",
-        "session_id": "s1",
-        "trajectory_id": "t1",
-        "timeout_s": 5,
-        "submitted_at": time.time(),
-        "request_id": "r1",
-    }
-    return Invocation(**{**values, **fields})
+def logged(**fields: object) -> Invocation:
+    """An echo call with the ids the log lines must name."""
+    ids = {"call_id": "c1", "tenant": "default", "session_id": "s1", "trajectory_id": "t1"}
+    return invocation("echo", **{**ids, "request_id": "r1", **fields})
 
 
 def test_json_lines_carry_the_ids_of_the_call_being_handled():
     with captured("toolfleet.test") as buffer:
         log = logging.getLogger("toolfleet.test")
         log.info("outside")
-        token = logs.bind_call(invocation())
+        token = logs.bind_call(logged())
         try:
             log.warning("inside %s", "a call")
         finally:
@@ -85,7 +75,7 @@ def test_json_lines_carry_the_ids_of_the_call_being_handled():
 
 def test_text_lines_end_with_the_ids():
     with captured("toolfleet.test", "text") as buffer:
-        token = logs.bind_call(invocation(session_id=None))
+        token = logs.bind_call(logged(session_id=None))
         try:
             logging.getLogger("toolfleet.test").info("hello")
         finally:

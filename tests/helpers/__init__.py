@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 import httpx
 from asgi_lifespan import LifespanManager
 from toolfleet.core import Settings
+from toolfleet.core.protocol import Invocation
 from toolfleet.core.registry import ToolRegistry
 from toolfleet.gateway.app import create_app
 
@@ -88,3 +90,16 @@ async def new_session(client: httpx.AsyncClient) -> str:
 def text(obs: dict[str, Any]) -> str:
     """The text parts of an observation, joined."""
     return "\n".join(p["text"] for p in obs["content"] if p["type"] == "text")
+
+
+def invocation(tool: str, arguments: dict[str, Any] | None = None, **fields: Any) -> Invocation:
+    """A resolved call as a dispatcher carries it (tenant ``t``, 5 s, submitted now)."""
+    values: dict[str, Any] = {
+        "call_id": uuid.uuid4().hex,
+        "tool": tool,
+        "arguments": arguments or {},
+        "tenant": "t",
+        "timeout_s": 5.0,
+        "submitted_at": time.time(),
+    }
+    return Invocation(**{**values, **fields})

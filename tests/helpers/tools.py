@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Literal
+import time
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from toolfleet.core import ErrorKind, ImagePart, JsonPart, Settings, Tool, ToolError, ToolResult
 from toolfleet.core.registry import ToolRegistry
+from toolfleet.core.service import Service
 from toolfleet.core.tool import CallContext
 from toolfleet.gateway.app import create_app
 
@@ -159,6 +161,48 @@ class WhoAmI(Tool[NoArgs]):
 
     async def call(self, args: NoArgs, ctx: CallContext) -> ToolResult:
         return ToolResult(data={"pid": os.getpid()})
+
+
+class Context(Tool[NoArgs]):
+    """Answers what it was told about the call (its timeout, the time it has left)."""
+
+    name = "context"
+    description = "Returns its call context."
+    Arguments = NoArgs
+    service = "test"
+
+    async def call(self, args: NoArgs, ctx: CallContext) -> ToolResult:
+        remaining = ctx.deadline - time.monotonic()
+        return ToolResult(data={"timeout_s": ctx.timeout_s, "remaining": remaining})
+
+
+class HiddenEcho(Echo):
+    """Callable, not listed."""
+
+    name = "hidden_echo"
+    hidden = True
+
+
+class CountingService(Service):
+    """A service owning a counter tool, recording its starts and stops."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[str] = []
+
+    def tools(self) -> list[Tool]:
+        return [Counter(self)]
+
+    async def start(self) -> None:
+        self.events.append("start")
+
+    async def stop(self) -> None:
+        self.events.append("stop")
+
+    def status(self) -> dict[str, Any]:
+        return {"starts": self.events.count("start")}
 
 
 class TallyArgs(BaseModel):
