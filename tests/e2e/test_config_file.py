@@ -6,9 +6,7 @@ calls through the gateway show."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +16,7 @@ import httpx
 import pytest
 from toolfleet.search.cli import main as search_cli
 
-from tests.helpers import PYTHON, ROOT, call, free_port, wait_healthy
+from tests.helpers import call, serving
 from tests.helpers.cluster import Cluster
 
 PASSAGES = [
@@ -109,27 +107,8 @@ CALLS = {
 @pytest.fixture
 def served(config: Config) -> Iterator[str]:
     """``toolfleet serve --config FILE`` (no TOOLFLEET_* variable in its environment)."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOOLFLEET_")}
-    serve = ["serve", "--config", str(config.path), "--port", str(port)]
-    proc = subprocess.Popen(
-        [PYTHON, "-m", "toolfleet.client.cli", *serve],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc, timeout_s=120)
+    with serving("--config", str(config.path)) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_serve_config_reaches_every_service_section(served: str, config: Config) -> None:

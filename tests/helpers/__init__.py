@@ -9,13 +9,14 @@ workers over Redis is ``tests.helpers.cluster``.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,34 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 30.0) -> N
             pass
         time.sleep(0.1)
     raise TimeoutError(f"{url} did not become ready")
+
+
+@contextmanager
+def serving(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, timeout_s: float = 120
+) -> Iterator[str]:
+    """``toolfleet serve ARGS --port P`` as a process of its own, its environment this one's
+    without any TOOLFLEET_* variable (plus ``env``); its URL once ready; stopped after."""
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TOOLFLEET_")}
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "toolfleet.client.cli", "serve", *args, "--port", str(port)],
+        cwd=cwd,
+        env={**clean, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc, timeout_s=timeout_s)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 async def call(
