@@ -1,6 +1,7 @@
-"""toolfleet's shared library: protocol models, the Tool base class, the registry, sessions,
-the usage ledger, dispatchers, the runtime and settings."""
+"""toolfleet's shared library: protocol models, the Service and Tool base classes, the
+registry, errors, sessions, the usage ledger, dispatchers, the runtime and settings."""
 
+from toolfleet.core.errors import ToolfleetError
 from toolfleet.core.protocol import (
     ErrorDiagnostic,
     ErrorKind,
@@ -12,7 +13,8 @@ from toolfleet.core.protocol import (
     ToolSpec,
     Usage,
 )
-from toolfleet.core.settings import Settings
+from toolfleet.core.service import Service
+from toolfleet.core.settings import ServiceSettings, Settings
 from toolfleet.core.tool import CallContext, Tool, ToolError, ToolResult
 
 __version__ = "0.1.0"
@@ -24,6 +26,8 @@ __all__ = [
     "ImagePart",
     "JsonPart",
     "Observation",
+    "Service",
+    "ServiceSettings",
     "Settings",
     "TablePart",
     "TextPart",
@@ -31,6 +35,7 @@ __all__ = [
     "ToolError",
     "ToolResult",
     "ToolSpec",
+    "ToolfleetError",
     "Usage",
     "__version__",
 ]
