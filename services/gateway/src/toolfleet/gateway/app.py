@@ -18,6 +18,7 @@ from toolfleet.gateway.body_limit import BodyLimitMiddleware
 from toolfleet.gateway.errors import install_error_handlers
 from toolfleet.gateway.mcp_endpoint import MCPEndpoint
 from toolfleet.gateway.request_id import RequestIdMiddleware
+from toolfleet.gateway.responses import SafeJSONResponse
 from toolfleet.gateway.routes import (
     compat_sandbox,
     compat_search,
@@ -66,6 +67,7 @@ def create_app(
         description="Sandboxed tool execution for reinforcement learning of tool-using "
         "language models.",
         lifespan=lifespan,
+        default_response_class=SafeJSONResponse,
     )
     app.state.settings = settings
     app.state.runtime = runtime

@@ -14,6 +14,7 @@ from toolfleet.core.dispatch import DispatchError, OverloadedError
 from toolfleet.core.registry import UnknownToolError
 from toolfleet.core.runtime import TrajectoryNotFoundError
 from toolfleet.core.sessions import SessionLimitError, SessionNotFoundError
+from toolfleet.gateway.responses import SafeJSONResponse
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
     """A JSON error body in the gateway's one shape."""
-    return JSONResponse(
+    return SafeJSONResponse(
         {"error": {"code": code, "message": message, **extra}}, status_code=status, headers=headers
     )
 
