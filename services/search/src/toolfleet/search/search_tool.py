@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 from toolfleet.core.protocol import ErrorKind, TextPart
-from toolfleet.core.tool import CallContext, Tool, ToolError, ToolResult
+from toolfleet.core.tool import CallContext, Tool, ToolArguments, ToolError, ToolResult
 from toolfleet.search.checks import check_queries, check_top_k
 from toolfleet.search.corpus import Passage
 from toolfleet.search.index import IndexError_, SearchIndex
@@ -18,7 +18,7 @@ from toolfleet.search.settings import SearchSettings
 log = logging.getLogger(__name__)
 
 
-class SearchArgs(BaseModel):
+class SearchArgs(ToolArguments):
     """Arguments of ``search``: one query or several."""
 
     query: str | None = Field(default=None, description="What to search for.")

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import BaseModel, Field
 from toolfleet.core.protocol import ErrorKind, TextPart
-from toolfleet.core.tool import CallContext, Tool, ToolError, ToolResult
+from toolfleet.core.tool import CallContext, Tool, ToolArguments, ToolError, ToolResult
 from toolfleet.search.checks import check_queries, check_top_k
 from toolfleet.search.settings import SearchSettings
 
@@ -139,7 +139,7 @@ class RateLimit:
             self._next = max(now, self._next) + self.interval
 
 
-class WebSearchArgs(BaseModel):
+class WebSearchArgs(ToolArguments):
     """Arguments of ``web_search``."""
 
     query: str | None = Field(default=None, description="What to search the web for.")

@@ -7,9 +7,9 @@ import time
 from typing import Annotated
 
 from PIL import Image
-from pydantic import BaseModel, Field
+from pydantic import Field
 from toolfleet.core.protocol import ContentPart, ErrorKind, TextPart
-from toolfleet.core.tool import CallContext, ToolError, ToolResult
+from toolfleet.core.tool import CallContext, ToolArguments, ToolError, ToolResult
 from toolfleet.vision.arguments import FormatArg, MaxPixelsArg, QualityArg
 from toolfleet.vision.encoding import Encoded, choose_format, encode
 from toolfleet.vision.frames import (
@@ -44,7 +44,7 @@ def clock(seconds: float) -> str:
     return f"{minutes}:{secs:05.2f}"
 
 
-class VideoInfoArgs(BaseModel):
+class VideoInfoArgs(ToolArguments):
     """Arguments of video_info."""
 
     video: VideoArg = 1
@@ -73,7 +73,7 @@ class VideoInfo(VisionTool[VideoInfoArgs]):
         return ToolResult.text(text, data=info.model_dump())
 
 
-class FramesArgs(BaseModel):
+class FramesArgs(ToolArguments):
     """Arguments of video_frames."""
 
     video: VideoArg = 1
