@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from toolfleet.core.settings import Settings
-from toolfleet.core.tool import Tool
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # nothing at import time: the SQLite workers import this package
+    from toolfleet.core.settings import Settings
+    from toolfleet.core.tool import Tool
     from toolfleet.sql.settings import SqlSettings
 
 

@@ -39,8 +39,8 @@ class QueryTool(SqlTool[SqlArgs]):
         interrupt = Interrupt()
         fmt = args.format or s.text_format
         try:
-            result = await self.sql.run(
-                db, _query, db, args.query, limits, deadline, interrupt, interrupt=interrupt
+            result = await self.sql.blocking(
+                _query, db, args.query, limits, deadline, interrupt, interrupt=interrupt
             )
         except QueryError as exc:
             return self._failure(exc, db, args, fmt)
@@ -99,10 +99,9 @@ def _query(
     limits: Limits,
     deadline: float,
     interrupt: Interrupt,
-    budget: float | None,
 ) -> QueryResult:
     """Run the query (in a service thread); failures get did-you-mean hints."""
     try:
-        return db.execute(query, limits, deadline, interrupt, budget)
+        return db.execute(query, limits, deadline, interrupt)
     except QueryError as exc:
         raise db.explain(exc, query, deadline) from None
