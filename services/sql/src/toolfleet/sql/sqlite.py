@@ -38,11 +38,8 @@ class SqliteDatabase(Database):
     def quote(self, name: str) -> str:
         return '"' + name.replace('"', '""') + '"'
 
-    def _request(self, op: str, deadline: float, interrupt: Interrupt, **fields: Any) -> dict:
-        started = time.monotonic()
-        if started >= deadline:
-            raise errors.timeout(0.0)
-        message = {
+    def _message(self, op: str, deadline: float, **fields: Any) -> dict[str, Any]:
+        return {
             "op": op,
             "path": str(self.path),
             "untrusted": self.untrusted,
@@ -50,32 +47,22 @@ class SqliteDatabase(Database):
             "deadline": deadline,
             **fields,
         }
+
+    def _request(self, op: str, deadline: float, interrupt: Interrupt, **fields: Any) -> dict:
+        """One request to a worker, blocking (a service thread)."""
+        started = time.monotonic()
+        if started >= deadline:
+            raise errors.timeout(0.0)
+        message = self._message(op, deadline, **fields)
         try:
             reply = self.pool.request(str(self.path), message, deadline, bind=interrupt.bind)
-        except PoolBusy as exc:
-            raise QueryError(
-                ErrorKind.timeout,
-                f"the query could not start before its deadline: {exc}",
-                hint="Send the call again, or with a larger timeout_s.",
-                retryable=True,
-            ) from None
-        except WorkerFailed as exc:
-            if exc.timed_out or exc.abandoned:
-                raise errors.timeout(
-                    deadline - started,
-                    "one step of the query did not return: the process running it was "
-                    "killed (and replaced)",
-                ) from None
-            raise QueryError(
-                ErrorKind.internal,
-                f"the process running the query died: {exc}; it was replaced",
-                hint="Send the query again; if it fails the same way, simplify it.",
-                retryable=True,
-            ) from None
+        except (PoolBusy, WorkerFailed) as exc:
+            raise _unanswered(exc, deadline - started) from None
+        return self._checked(reply, fields.get("sql", ""), deadline - started)
+
+    def _checked(self, reply: dict[str, Any], query: str, limit_s: float) -> dict[str, Any]:
         if not reply.get("ok"):
-            raise self._failure(
-                reply.get("failure") or {}, fields.get("sql", ""), deadline - started
-            )
+            raise self._failure(reply.get("failure") or {}, query, limit_s)
         return reply
 
     # ------------------------------------------------------------------ queries
@@ -83,24 +70,20 @@ class SqliteDatabase(Database):
     def execute(
         self, query: str, limits: Limits, deadline: float, interrupt: Interrupt
     ) -> QueryResult:
-        reply = self._request(
-            "query",
-            deadline,
-            interrupt,
-            sql=query,
-            max_rows=limits.max_rows,
-            max_bytes=limits.max_bytes,
-            count_limit=limits.count_limit,
-        )
-        if not reply.get("has_result_set", True):
-            return QueryResult(columns=[], types=[], has_result_set=False)
-        return QueryResult(
-            columns=list(reply["columns"]),
-            types=list(reply["types"]),
-            rows=list(reply["rows"]),
-            row_count=int(reply["row_count"]),
-            row_count_exact=bool(reply["row_count_exact"]),
-        )
+        return _result(self._request("query", deadline, interrupt, **_query_fields(query, limits)))
+
+    async def execute_async(self, query: str, limits: Limits, deadline: float) -> QueryResult:
+        """:meth:`execute` from the event loop, with no thread in between (the hot path of
+        the sql tool); a cancelled call kills the worker running it."""
+        started = time.monotonic()
+        if started >= deadline:
+            raise errors.timeout(0.0)
+        message = self._message("query", deadline, **_query_fields(query, limits))
+        try:
+            reply = await self.pool.request_async(str(self.path), message, deadline)
+        except (PoolBusy, WorkerFailed) as exc:
+            raise _unanswered(exc, deadline - started) from None
+        return _result(self._checked(reply, query, deadline - started))
 
     def _failure(self, failure: dict[str, Any], query: str, limit_s: float) -> QueryError:
         """A worker's failure reply as a QueryError, worded here."""
@@ -173,3 +156,47 @@ class SqliteDatabase(Database):
 
     def status(self) -> dict[str, Any]:
         return {"engine": self.engine, "path": str(self.path)}
+
+
+def _query_fields(query: str, limits: Limits) -> dict[str, Any]:
+    return {
+        "sql": query,
+        "max_rows": limits.max_rows,
+        "max_bytes": limits.max_bytes,
+        "count_limit": limits.count_limit,
+    }
+
+
+def _result(reply: dict[str, Any]) -> QueryResult:
+    if not reply.get("has_result_set", True):
+        return QueryResult(columns=[], types=[], has_result_set=False)
+    return QueryResult(
+        columns=list(reply["columns"]),
+        types=list(reply["types"]),
+        rows=list(reply["rows"]),
+        row_count=int(reply["row_count"]),
+        row_count_exact=bool(reply["row_count_exact"]),
+    )
+
+
+def _unanswered(exc: PoolBusy | WorkerFailed, limit_s: float) -> QueryError:
+    """The failure of a query no worker answered."""
+    if isinstance(exc, PoolBusy):
+        return QueryError(
+            ErrorKind.timeout,
+            f"the query could not start before its deadline: {exc}",
+            hint="Send the call again, or with a larger timeout_s.",
+            retryable=True,
+        )
+    if exc.timed_out or exc.abandoned:
+        return errors.timeout(
+            limit_s,
+            "one step of the query did not return: the process running it was killed "
+            "(and replaced)",
+        )
+    return QueryError(
+        ErrorKind.internal,
+        f"the process running the query died: {exc}; it was replaced",
+        hint="Send the query again; if it fails the same way, simplify it.",
+        retryable=True,
+    )

@@ -13,6 +13,7 @@ that. Workers die with the service (closed stdin, and PR_SET_PDEATHSIG on Linux)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 KILL_GRACE_S = 0.05
 MAX_REPLY_BYTES = 64 << 20
 START_TIMEOUT_S = 30.0
+SPAWN = object()  # what _take answers when a new worker may be started
 
 
 class WorkerFailed(Exception):
@@ -68,23 +70,75 @@ class SqliteWorkerProcess:
         self.killed = False
 
     def request(self, message: dict[str, Any], wait_until: float) -> dict[str, Any]:
-        """Send one request; the reply, or :class:`WorkerFailed` (the worker is then dead or
-        must be discarded)."""
+        """Send one request and wait (blocking) until ``wait_until`` for the reply; raises
+        :class:`WorkerFailed` (the worker is then dead or must be discarded)."""
+        try:
+            self._write(self._frame(message))
+            size = self._size(self._read(HEADER.size, wait_until))
+            return self._reply(message, self._read(size, wait_until))
+        except (OSError, ValueError) as exc:
+            raise self._failure(f"the SQLite worker failed: {exc}") from None
+
+    async def request_async(self, message: dict[str, Any], wait_until: float) -> dict[str, Any]:
+        """:meth:`request` on the event loop (the reply is read when the pipe is readable):
+        no thread between the call and the worker."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[bytes] = loop.create_future()
+        received = bytearray()
+
+        def readable() -> None:
+            try:
+                chunk = os.read(self._out, 1 << 16)
+                if not chunk:
+                    raise self._failure("the SQLite worker ended")
+                received.extend(chunk)
+                if len(received) >= HEADER.size:
+                    size = self._size(bytes(received[: HEADER.size]))
+                    if len(received) >= HEADER.size + size:
+                        done.set_result(bytes(received[HEADER.size :]))
+            except (OSError, ValueError, WorkerFailed) as exc:
+                if not done.done():
+                    done.set_exception(exc)
+            if done.done():
+                loop.remove_reader(self._out)
+
+        try:
+            # the worker is idle, reading its stdin: even a 1 MB query is taken at once
+            self._write(self._frame(message))
+            loop.add_reader(self._out, readable)
+            try:
+                async with asyncio.timeout(max(0.0, wait_until - time.monotonic())):
+                    body = await done
+            except TimeoutError:
+                self.kill()
+                raise WorkerFailed(
+                    "the query did not stop at its deadline", timed_out=True
+                ) from None
+            finally:
+                loop.remove_reader(self._out)
+            return self._reply(message, body)
+        except (OSError, ValueError) as exc:
+            raise self._failure(f"the SQLite worker failed: {exc}") from None
+
+    def _frame(self, message: dict[str, Any]) -> bytes:
         if self.forget:
             message = {**message, "forget": self.forget}
             for path in self.forget:
                 self.opened.pop(path, None)
             self.forget = []
-        try:
-            self._write(encode_frame(message))
-            header = self._read(HEADER.size, wait_until)
-            size = HEADER.unpack(header)[0]
-            if size > MAX_REPLY_BYTES:
-                raise WorkerFailed(f"the SQLite worker sent a reply of {size} bytes")
-            reply = json.loads(self._read(size, wait_until))
-        except (OSError, ValueError) as exc:
-            raise self._failure(f"the SQLite worker failed: {exc}") from None
+        return encode_frame(message)
+
+    def _size(self, header: bytes) -> int:
+        size = HEADER.unpack(header)[0]
+        if size > MAX_REPLY_BYTES:
+            self.kill()
+            raise WorkerFailed(f"the SQLite worker sent a reply of {size} bytes")
+        return size
+
+    def _reply(self, message: dict[str, Any], body: bytes) -> dict[str, Any]:
+        reply = json.loads(body)
         if not isinstance(reply, dict):
+            self.kill()
             raise WorkerFailed("the SQLite worker sent a reply that is not an object")
         path = message.get("path")
         if path is not None:
@@ -173,20 +227,38 @@ class SqlitePool:
         ``size`` exist, else wait; :class:`PoolBusy` past ``deadline``."""
         with self._cond:
             while True:
-                if self._closed:
-                    raise PoolBusy("the SQLite workers are stopped")
-                if self._idle:
-                    for i in range(len(self._idle) - 1, -1, -1):
-                        if path in self._idle[i].opened:
-                            return self._idle.pop(i)
-                    return self._idle.pop()
-                if len(self._all) + self._starting < self.size:
-                    self._starting += 1
+                found = self._take(path)
+                if found is not None:
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise PoolBusy(f"all {self.size} SQLite workers stayed busy")
                 self._cond.wait(remaining)
+        return self._spawn_reserved() if found is SPAWN else found  # type: ignore[return-value]
+
+    def acquire_nowait(self, path: str | None) -> SqliteWorkerProcess | None:
+        """Like :meth:`acquire`, but None instead of waiting."""
+        with self._cond:
+            found = self._take(path)
+        if found is None:
+            return None
+        return self._spawn_reserved() if found is SPAWN else found  # type: ignore[return-value]
+
+    def _take(self, path: str | None) -> SqliteWorkerProcess | object | None:
+        """Under the lock: an idle worker, SPAWN (a new one may be started), or None."""
+        if self._closed:
+            raise PoolBusy("the SQLite workers are stopped")
+        if self._idle:
+            for i in range(len(self._idle) - 1, -1, -1):
+                if path in self._idle[i].opened:
+                    return self._idle.pop(i)
+            return self._idle.pop()
+        if len(self._all) + self._starting < self.size:
+            self._starting += 1
+            return SPAWN
+        return None
+
+    def _spawn_reserved(self) -> SqliteWorkerProcess:
         try:
             return self._spawn()
         finally:
@@ -231,6 +303,27 @@ class SqlitePool:
             bind(None)
         if reply.get("recycle"):
             self.discard(worker)
+        else:
+            self.release(worker)
+        return reply
+
+    async def request_async(
+        self, path: str | None, message: dict[str, Any], deadline: float
+    ) -> dict[str, Any]:
+        """:meth:`request` from the event loop; a call abandoned meanwhile (cancelled) kills
+        its worker."""
+        worker = self.acquire_nowait(path)
+        if worker is None:  # every worker busy: wait in a thread, not on the loop
+            worker = await asyncio.to_thread(self.acquire, path, deadline)
+        try:
+            reply = await worker.request_async(message, deadline + KILL_GRACE_S)
+        except BaseException:
+            worker.kill()
+            asyncio.get_running_loop().run_in_executor(None, self.discard, worker)
+            raise
+        if reply.get("recycle"):
+            worker.kill()
+            asyncio.get_running_loop().run_in_executor(None, self.discard, worker)
         else:
             self.release(worker)
         return reply
