@@ -275,14 +275,26 @@ class SqlitePool:
         self.discard(worker)
 
     def discard(self, worker: SqliteWorkerProcess) -> None:
-        """End a worker that timed out, was abandoned, died, or holds too much memory (a new
-        one replaces it when needed)."""
+        """End a worker that timed out, was abandoned, died, or holds too much memory, and
+        start its replacement (blocking: a service thread or the executor's)."""
         worker.reap()
         with self._cond:
-            if worker in self._all:
-                self._all.discard(worker)
-                self.killed += 1
+            if worker not in self._all:
+                return
+            self._all.discard(worker)
+            self.killed += 1
+            replace = not self._closed and len(self._all) + self._starting < self.size
+            if replace:
+                self._starting += 1
             self._cond.notify()
+        if replace:
+            try:
+                fresh = self._spawn_reserved()
+                fresh.request({"op": "ping"}, time.monotonic() + START_TIMEOUT_S)
+            except (OSError, WorkerFailed):
+                log.exception("starting a SQLite worker failed")
+                return
+            self.release(fresh)
 
     def request(
         self, path: str | None, message: dict[str, Any], deadline: float, bind: Any = None
