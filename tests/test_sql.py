@@ -314,15 +314,15 @@ async def test_a_long_query_does_not_block_other_calls(client):
 
 async def test_queries_run_in_worker_processes_that_ordinary_queries_keep(client):
     before = (await client.get("/readyz")).json()["services"]["sql"]
-    assert before["workers_running"] == before["workers"] > 0
+    assert before["sqlite_workers_running"] == before["sqlite_workers"] > 0
     query = "SELECT count(*) FROM Track a, Track b WHERE a.TrackId <= 300"  # ~50 ms
     assert rows(await sql(client, "chinook", query)) == [[300 * 3503]]
     assert (await sql(client, "chinook", "SELEC 1"))["error"]["kind"] == "syntax_error"
     assert rows(await sql(client, "chinook", "SELECT 1")) == [[1]]
     after = (await client.get("/readyz")).json()["services"]["sql"]
     # no worker was replaced: slow queries and errors are answered by the engine itself
-    assert after["workers_killed"] == before["workers_killed"]
-    assert after["workers_started"] == before["workers_started"]
+    assert after["sqlite_workers_killed"] == before["sqlite_workers_killed"]
+    assert after["sqlite_workers_started"] == before["sqlite_workers_started"]
 
 
 # ------------------------------------------------------------------ diagnostics

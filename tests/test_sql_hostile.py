@@ -67,8 +67,8 @@ async def replaced(client, killed_before: int, count: int) -> dict:
     for _ in range(100):
         status = await sql_status(client)
         if (
-            status["workers_killed"] >= killed_before + count
-            and status["workers_running"] == status["workers"]
+            status["sqlite_workers_killed"] >= killed_before + count
+            and status["sqlite_workers_running"] == status["sqlite_workers"]
         ):
             return status
         await asyncio.sleep(0.05)
@@ -89,9 +89,9 @@ async def test_printf_bomb_is_killed_and_other_queries_keep_answering(client) ->
         assert "limit and was stopped" in obs["error"]["message"]
         assert "killed (and replaced)" in obs["error"]["detail"]
     await assert_benign(client)  # was: timeout, for every SQLite query, for seconds
-    after = await replaced(client, before["workers_killed"], 2)
-    assert after["workers_killed"] == before["workers_killed"] + 2
-    assert after["workers_running"] == after["workers"]
+    after = await replaced(client, before["sqlite_workers_killed"], 2)
+    assert after["sqlite_workers_killed"] == before["sqlite_workers_killed"] + 2
+    assert after["sqlite_workers_running"] == after["sqlite_workers"]
 
 
 async def test_many_stuck_steps_in_one_query_do_not_stall_concurrent_calls(client) -> None:
@@ -204,9 +204,9 @@ async def test_abandoned_calls_kill_their_worker(client) -> None:
     )
     assert obs["error"]["kind"] == "timeout"
     await assert_benign(client)
-    after = await replaced(client, before["workers_killed"], 1)
-    assert after["workers_killed"] == before["workers_killed"] + 1
-    assert after["workers_running"] == after["workers"]
+    after = await replaced(client, before["sqlite_workers_killed"], 1)
+    assert after["sqlite_workers_killed"] == before["sqlite_workers_killed"] + 1
+    assert after["sqlite_workers_running"] == after["sqlite_workers"]
 
 
 # ------------------------------------------------------------------ PostgreSQL and MariaDB

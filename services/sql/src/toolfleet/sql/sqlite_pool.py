@@ -361,9 +361,9 @@ class SqlitePool:
         """What operators see in /readyz."""
         with self._cond:
             return {
-                "workers": self.size,
-                "workers_running": len(self._all),
-                "workers_idle": len(self._idle),
-                "workers_started": self.started,
-                "workers_killed": self.killed,
+                "sqlite_workers": self.size,
+                "sqlite_workers_running": len(self._all),
+                "sqlite_workers_idle": len(self._idle),
+                "sqlite_workers_started": self.started,
+                "sqlite_workers_killed": self.killed,
             }
