@@ -111,7 +111,7 @@ async def test_unknown_keys_are_named_with_what_the_tool_takes(client) -> None:
 
 
 async def test_nested_unknown_keys_are_named_by_path(client) -> None:
-    boxes = [{"bbox": [0, 0, 1, 1], "label": "cat", "colour": "red"}]
+    boxes = [{"bbox_2d": [0, 0, 1, 1], "label": "cat", "colour": "red"}]
     obs = await call(client, "image_draw_boxes", {"image": 1, "boxes": boxes})
     assert obs["error"]["kind"] == "invalid_arguments"
     assert "'boxes.0.colour'" in obs["error"]["message"]
