@@ -8,13 +8,10 @@ and ``video_frames`` returned up to 64 PNG frames of 4 megapixels each (hundreds
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from toolfleet.core.registry import ToolRegistry
@@ -23,7 +20,7 @@ from toolfleet.search.search_tool import Indexes, SearchTool
 from toolfleet.search.settings import SearchSettings
 from toolfleet.search.web import WebSearchTool
 
-from tests.conftest import free_port, gateway
+from tests.conftest import free_port, gateway, serving
 from tests.vision_support import (
     VIDEOS,
     call,
@@ -108,16 +105,8 @@ class Provider:
 @pytest.fixture
 def provider() -> Iterator[Provider]:
     p = Provider()
-    server = uvicorn.Server(uvicorn.Config(p.app, host="127.0.0.1", port=p.port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    yield p
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(p.app, p.port):
+        yield p
 
 
 async def test_web_results_are_cut_and_it_is_said(provider: Provider) -> None:
