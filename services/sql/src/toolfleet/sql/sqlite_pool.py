@@ -8,7 +8,7 @@ pool has none idle. Either way only the query that overran waits: the others run
 other workers. A call abandoned by the service (its own timeout) kills its worker too.
 
 Replies are read with a size cap and parsed as JSON only: a worker is not trusted beyond
-that. Workers die with the service (closed stdin, and PR_SET_PDEATHSIG on Linux).
+that. Workers end with the service: their stdin closes.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any
 
-from toolfleet.sql.sqlite_worker import HEADER, encode_frame
+from toolfleet.sql.sqlite_worker import HEADER, OPEN_DATABASES, encode_frame
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,8 @@ class SqliteWorkerProcess:
         if path is not None:
             self.opened.pop(path, None)
             self.opened[path] = None
+            while len(self.opened) > OPEN_DATABASES:  # as the worker's own LRU
+                del self.opened[next(iter(self.opened))]
         return reply
 
     def _write(self, data: bytes) -> None:
@@ -275,9 +277,9 @@ class SqlitePool:
         self.discard(worker)
 
     def discard(self, worker: SqliteWorkerProcess) -> None:
-        """End a worker that timed out, was abandoned, died, or holds too much memory, and
-        start its replacement (blocking: a service thread or the executor's)."""
-        worker.reap()
+        """End a worker that timed out, was abandoned, died, or holds too much memory: it is
+        killed now, reaped and replaced in a background thread (never delaying an answer)."""
+        worker.kill()
         with self._cond:
             if worker not in self._all:
                 return
@@ -287,14 +289,24 @@ class SqlitePool:
             if replace:
                 self._starting += 1
             self._cond.notify()
-        if replace:
-            try:
-                fresh = self._spawn_reserved()
-                fresh.request({"op": "ping"}, time.monotonic() + START_TIMEOUT_S)
-            except (OSError, WorkerFailed):
-                log.exception("starting a SQLite worker failed")
-                return
-            self.release(fresh)
+        threading.Thread(target=self._reap_and_replace, args=(worker, replace), daemon=True).start()
+
+    def _reap_and_replace(self, worker: SqliteWorkerProcess, replace: bool) -> None:
+        worker.reap()
+        if not replace:
+            return
+        fresh = None
+        try:
+            fresh = self._spawn_reserved()
+            fresh.request({"op": "ping"}, time.monotonic() + START_TIMEOUT_S)
+        except (OSError, WorkerFailed):
+            log.exception("starting a SQLite worker failed")  # the next acquire tries again
+            if fresh is not None:
+                fresh.reap()
+                with self._cond:
+                    self._all.discard(fresh)
+            return
+        self.release(fresh)
 
     def request(
         self, path: str | None, message: dict[str, Any], deadline: float, bind: Any = None
@@ -330,12 +342,10 @@ class SqlitePool:
         try:
             reply = await worker.request_async(message, deadline + KILL_GRACE_S)
         except BaseException:
-            worker.kill()
-            asyncio.get_running_loop().run_in_executor(None, self.discard, worker)
+            self.discard(worker)
             raise
         if reply.get("recycle"):
-            worker.kill()
-            asyncio.get_running_loop().run_in_executor(None, self.discard, worker)
+            self.discard(worker)
         else:
             self.release(worker)
         return reply

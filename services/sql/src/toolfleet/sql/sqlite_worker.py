@@ -25,7 +25,6 @@ the worker holds much memory after it (a memory bomb's heap): the service then r
 
 from __future__ import annotations
 
-import ctypes
 import json
 import re
 import resource
@@ -46,7 +45,6 @@ MAX_SQL_CHARS = 1_000_000
 OPEN_DATABASES = 16  # connections a worker keeps open (least recently used closed first)
 #: SQLite's storage class of each Python type its driver returns.
 STORAGE_CLASSES = {int: "INTEGER", float: "REAL", str: "TEXT", bytes: "BLOB"}
-PR_SET_PDEATHSIG = 1
 #: A worker whose resident memory stays above this after a request asks to be replaced: the
 #: heap a memory bomb grew is not given back to the system.
 RECYCLE_RSS_BYTES = 256 << 20
@@ -401,17 +399,13 @@ def _resident_bytes() -> int:
 
 
 def _confine(memory_mb: int) -> None:
-    """Cap the address space, write no core files, and die with the service."""
+    """Cap the address space and write no core files. (No PR_SET_PDEATHSIG: it fires when
+    the *thread* that started the worker ends; a closed stdin ends the worker instead.)"""
     if memory_mb > 0:
         limit = memory_mb << 20
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C is for the service
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass  # not Linux: the closed stdin still ends the loop
 
 
 def main(argv: list[str]) -> int:
