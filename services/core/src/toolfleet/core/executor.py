@@ -183,10 +183,11 @@ def invalid_arguments(
         hint = f"{what[0].upper()}{what[1:]} takes: {takes or '(no arguments)'}. {hint}"
     options = [k for k in unknown if k in CALL_OPTIONS]
     if options:
-        these = " and ".join(options)
+        one = len(options) == 1
         hint = (
-            f"{these} {'is a call option' if len(options) == 1 else 'are call options'}, not "
-            'tool arguments: send them beside "arguments" in the call (REST: {"arguments": '
+            f"{' and '.join(options)} {'is a call option' if one else 'are call options'}, "
+            f"not {'a tool argument' if one else 'tool arguments'}: send "
+            f'{"it" if one else "them"} beside "arguments" in the call (REST: {{"arguments": '
             '{...}, "timeout_s": 5}; MCP: the _meta key "toolfleet/timeout_s" or a '
             f'"_toolfleet" object in the arguments). {hint}'
         )
