@@ -6,7 +6,8 @@ data directory), PostgreSQL and MariaDB (deploy/ensure-databases.sh loads those)
 wrk, prints for a simple lookup (``SELECT Name FROM Artist WHERE ArtistId = ?``, ids
 cycling over 1..200): p50/p99 at concurrency 1, and p50/p99 and calls/s at concurrency 16.
 Also p50 of the same lookup run directly with the engine's driver (no gateway, no tool),
-for comparison. Asserts nothing.
+for comparison, and for SQLite through one worker process of the service's pool (no
+gateway): what running queries out of process adds per query. Asserts nothing.
 
 Usage: uv run python bench/sql.py [--duration 10] [--engines sqlite,postgresql,mariadb]
 """
@@ -75,6 +76,35 @@ def direct_p50(engine: str, count: int = 2000) -> float:
     return statistics.median(times)
 
 
+def worker_p50(count: int = 2000) -> float:
+    """Median ms of the SQLite lookup sent to one worker process of the service's pool."""
+    from toolfleet.sql.sqlite_pool import SqlitePool
+
+    pool = SqlitePool(1, 1024)
+    pool.start()
+    path = str(DATA / "chinook.sqlite")
+    times = []
+    try:
+        for i in range(count):
+            message = {
+                "op": "query",
+                "path": path,
+                "untrusted": False,
+                "max_value_bytes": 16 << 20,
+                "sql": LOOKUP["sqlite"].format(i % 200 + 1),
+                "deadline": time.monotonic() + 10,
+                "max_rows": 1000,
+                "max_bytes": 1 << 20,
+                "count_limit": 10_000,
+            }
+            t = time.perf_counter()
+            pool.request(path, message, message["deadline"])
+            times.append((time.perf_counter() - t) * 1000)
+    finally:
+        pool.close()
+    return statistics.median(times)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk row")
@@ -115,7 +145,7 @@ def main() -> int:
         )
         print(
             f"{'engine':<12}{'conc':>5}{'p50 ms':>9}{'p99 ms':>9}{'calls/s':>10}"
-            f"{'non-2xx':>9}{'driver p50 ms':>15}"
+            f"{'non-2xx':>9}{'driver p50 ms':>15}{'worker p50 ms':>15}"
         )
         for engine in engines:
             bodies = [
@@ -131,11 +161,12 @@ def main() -> int:
             scripts.append(f.name)
             run_wrk(call, 16, 2, f.name)  # warm-up: every pooled connection opened
             driver = direct_p50(engine)
+            worker = f"{worker_p50():>15.3f}" if engine == "sqlite" else f"{'-':>15}"
             for conc in (1, 16):
                 r = run_wrk(call, conc, args.duration, f.name)
                 print(
                     f"{engine:<12}{conc:>5}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
-                    f"{r['rps']:>10.0f}{r['non_2xx']:>9}{driver:>15.3f}"
+                    f"{r['rps']:>10.0f}{r['non_2xx']:>9}{driver:>15.3f}{worker}"
                 )
     finally:
         for path in scripts:

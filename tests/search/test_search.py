@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,7 +13,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from toolfleet.core.registry import ToolRegistry
@@ -24,7 +22,7 @@ from toolfleet.search.service import SearchService
 from toolfleet.search.settings import SearchSettings
 from toolfleet.search.topk import top_k
 
-from tests.helpers import SHARED_DATA, free_port, gateway
+from tests.helpers import SHARED_DATA, free_port, gateway, serve_app
 
 DATA = SHARED_DATA / "search"
 SLICE = 120  # passages: enough for real competition between them, quick to embed
@@ -300,16 +298,8 @@ class StandIn:
 @pytest.fixture
 def stand_in() -> Iterator[StandIn]:
     s = StandIn()
-    server = uvicorn.Server(uvicorn.Config(s.app, host="127.0.0.1", port=s.port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    yield s
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_app(s.app, s.port):
+        yield s
 
 
 async def test_web_search_through_a_provider_with_cache_and_rate_limit(

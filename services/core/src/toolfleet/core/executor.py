@@ -1,8 +1,10 @@
 """The executor runs invocations on the tools of this process.
 
-It is the one place where arguments are validated, per-tool concurrency is limited, the
-timeout is enforced and every exception becomes a diagnostic. The in-process dispatcher calls
-it directly; a Redis worker calls it for each message it takes off a stream.
+It is the one place where arguments are validated (unknown keys refused), per-tool
+concurrency is limited, the timeout is enforced, every exception becomes a diagnostic and
+every string of the observation is made valid UTF-8 (:mod:`toolfleet.core.surrogates`). The
+in-process dispatcher calls it directly; a Redis worker calls it for each message it takes
+off a stream.
 """
 
 from __future__ import annotations
@@ -13,12 +15,20 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from toolfleet.core.errors import ToolError, UnknownToolError
-from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, Invocation, Observation, Usage
+from toolfleet.core.protocol import (
+    CallOptions,
+    ErrorDiagnostic,
+    ErrorKind,
+    Invocation,
+    Observation,
+    Usage,
+)
 from toolfleet.core.registry import ToolRegistry
 from toolfleet.core.service import Service
 from toolfleet.core.state import SessionStates
+from toolfleet.core.surrogates import scrub_observation
 from toolfleet.core.tool import CallContext, Tool
 
 log = logging.getLogger(__name__)
@@ -54,16 +64,22 @@ class Executor:
         await _stop_all([*self.registry, *reversed(self.registry.services())])
 
     async def run(self, inv: Invocation) -> Observation:
-        """Run one invocation; never raises for a tool's failure."""
+        """Run one invocation; never raises for a tool's failure. What comes back always
+        serialises: lone surrogates are replaced, with a note (see :mod:`surrogates`)."""
+        return scrub_observation(await self._run(inv))
+
+    async def _run(self, inv: Invocation) -> Observation:
         ids = {"session_id": inv.session_id, "trajectory_id": inv.trajectory_id}
         try:
             tool = self.registry.get(inv.tool)
         except UnknownToolError as exc:
             return Observation.failure(inv.tool, inv.call_id, unknown_tool(exc), **ids)
         try:
-            args = tool.Arguments.model_validate(inv.arguments)
+            # extra="forbid" whatever the model says: an unknown key is never dropped unseen
+            args = tool.Arguments.model_validate(inv.arguments, extra="forbid")
         except ValidationError as exc:
-            return Observation.failure(inv.tool, inv.call_id, invalid_arguments(exc), **ids)
+            diagnostic = invalid_arguments(exc, tool.name, tool.Arguments)
+            return Observation.failure(inv.tool, inv.call_id, diagnostic, **ids)
 
         remaining = inv.timeout_s - max(0.0, time.time() - inv.submitted_at)
         started: float | None = None  # None: the call never started (timed out queueing)
@@ -149,15 +165,52 @@ def unknown_tool(exc: UnknownToolError) -> ErrorDiagnostic:
     )
 
 
-def invalid_arguments(exc: ValidationError) -> ErrorDiagnostic:
-    """The diagnostic for arguments that do not match the tool's schema, field by field."""
-    problems = []
+#: Keys of the call itself (beside ``arguments``), which a model may put among the arguments.
+CALL_OPTIONS = frozenset(CallOptions.model_fields)
+
+
+def invalid_arguments(
+    exc: ValidationError, tool: str = "", model: type[BaseModel] | None = None
+) -> ErrorDiagnostic:
+    """The diagnostic for arguments that do not match the tool's schema, field by field.
+    Unknown keys are named, with the arguments the tool takes; a call option sent as an
+    argument (``timeout_s`` ...) is told where it belongs."""
+    problems, unknown = [], []
     for err in exc.errors(include_url=False):
         path = ".".join(str(p) for p in err["loc"]) or "(arguments)"
-        problems.append(f"{path}: {err['msg']}")
+        if err["type"] == "extra_forbidden":
+            unknown.append(path)
+        else:
+            problems.append(f"{path}: {err['msg']}")
+    hint = "Fix the named arguments and call again; the tool list gives the schema."
+    if not unknown:
+        return ErrorDiagnostic(
+            kind=ErrorKind.invalid_arguments,
+            message="the arguments do not match the tool's schema: " + "; ".join(problems[:5]),
+            detail="\n".join(problems),
+            hint=hint,
+        )
+    what = f"the {tool} tool" if tool else "the tool"
+    names = ", ".join(repr(k) for k in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+    message = f"unknown argument{'s' if len(unknown) > 1 else ''} {names} for {what}"
+    if problems:
+        message += "; also " + "; ".join(problems[:3])
+    if model is not None:
+        takes = ", ".join(f.alias or name for name, f in model.model_fields.items())
+        hint = f"{what[0].upper()}{what[1:]} takes: {takes or '(no arguments)'}. {hint}"
+    options = [k for k in unknown if k in CALL_OPTIONS]
+    if options:
+        one = len(options) == 1
+        hint = (
+            f"{' and '.join(options)} {'is a call option' if one else 'are call options'}, "
+            f"not {'a tool argument' if one else 'tool arguments'}: send "
+            f'{"it" if one else "them"} beside "arguments" in the call (REST: {{"arguments": '
+            '{...}, "timeout_s": 5}; MCP: the _meta key "toolfleet/timeout_s" or a '
+            f'"_toolfleet" object in the arguments). {hint}'
+        )
     return ErrorDiagnostic(
         kind=ErrorKind.invalid_arguments,
-        message="the arguments do not match the tool's schema: " + "; ".join(problems[:5]),
-        detail="\n".join(problems),
-        hint="Fix the named arguments and call again; the tool list gives the schema.",
+        message=message,
+        detail="\n".join([*(f"{k}: unknown argument" for k in unknown), *problems]),
+        hint=hint,
     )

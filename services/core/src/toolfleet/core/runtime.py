@@ -35,6 +35,7 @@ from toolfleet.core.protocol import (
     SessionCreate,
     SessionFork,
     SessionInfo,
+    TextPart,
     ToolCall,
     ToolSpec,
     TrajectoryUsage,
@@ -42,6 +43,7 @@ from toolfleet.core.protocol import (
 from toolfleet.core.service_metrics import ServiceStatusCollector
 from toolfleet.core.sessions import Session, SessionTable
 from toolfleet.core.settings import Settings
+from toolfleet.core.surrogates import ARGUMENTS_NOTE, scrub
 
 log = logging.getLogger(__name__)
 
@@ -169,10 +171,13 @@ class Runtime:
         timeout_s = min(
             request.timeout_s or self.settings.default_timeout_s, self.settings.max_timeout_s
         )
+        # Arguments parsed by a stdlib-JSON route may hold lone surrogates ("\ud800"): made
+        # valid here, so the invocation serialises (Redis, call log) and the tool sees text.
+        arguments, surrogates = scrub(request.arguments)
         inv = Invocation(
             call_id=_new_call_id(),
             tool=tool,
-            arguments=request.arguments,
+            arguments=arguments,
             tenant=tenant,
             session_id=session.session_id if session else None,
             trajectory_id=trajectory_id,
@@ -186,6 +191,9 @@ class Runtime:
             )
         else:
             obs = await self._run(inv)
+        if surrogates:
+            note = TextPart(text=ARGUMENTS_NOTE)
+            obs = obs.model_copy(update={"content": [*obs.content, note]})
         return obs
 
     async def _run(self, inv: Invocation) -> Observation:

@@ -11,7 +11,7 @@ import abc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from toolfleet.core.errors import ToolError
 from toolfleet.core.protocol import ContentPart, ErrorDiagnostic, ErrorKind, TextPart, ToolSpec
 from toolfleet.core.service import Service
@@ -20,6 +20,16 @@ if TYPE_CHECKING:
     from toolfleet.core.state import SessionStates
 
 ArgsT = TypeVar("ArgsT", bound=BaseModel)
+
+
+class ToolArguments(BaseModel):
+    """Base of every tool's ``Arguments`` model (and of the models nested in one): a key the
+    tool does not take is an ``invalid_arguments`` diagnostic naming it, never dropped in
+    silence (``{"code": ..., "timeout_s": 1}`` would otherwise run with the default timeout),
+    and the JSON Schema says ``additionalProperties: false``. The executor validates every
+    tool's arguments this way, even one whose model does not derive from this class."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 @dataclass
@@ -111,8 +121,18 @@ class Tool(abc.ABC, Generic[ArgsT]):
         return ToolSpec(
             name=self.name,
             description=self.description,
-            input_schema=self.Arguments.model_json_schema(),
+            input_schema=closed_schema(self.Arguments.model_json_schema()),
             output_schema=self.Output.model_json_schema() if self.Output else None,
             service=self.service,
             stateful=self.stateful,
         )
+
+
+def closed_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with ``additionalProperties: false`` on each object that lists its
+    properties and says nothing about others (the root and its ``$defs``), as the executor
+    refuses unknown keys whatever the model's own config says."""
+    for sub in (schema, *schema.get("$defs", {}).values()):
+        if "properties" in sub and "additionalProperties" not in sub:
+            sub["additionalProperties"] = False
+    return schema

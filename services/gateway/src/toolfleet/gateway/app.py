@@ -20,6 +20,7 @@ from toolfleet.gateway.body_limit import BodyLimitMiddleware
 from toolfleet.gateway.errors import install_error_handlers
 from toolfleet.gateway.mcp_endpoint import MCPEndpoint
 from toolfleet.gateway.request_id import RequestIdMiddleware
+from toolfleet.gateway.responses import SafeJSONResponse
 from toolfleet.gateway.routes import health, sessions, tools, trajectories
 
 
@@ -76,6 +77,7 @@ def create_app(
         description="Sandboxed tool execution for reinforcement learning of tool-using "
         "language models.",
         lifespan=lifespan,
+        default_response_class=SafeJSONResponse,
     )
     app.state.settings = settings
     app.state.runtime = runtime

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from toolfleet.core.errors import ToolfleetError
+from toolfleet.gateway.responses import SafeJSONResponse
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
     """A JSON error body in the gateway's one shape."""
-    return JSONResponse(
+    return SafeJSONResponse(
         {"error": {"code": code, "message": message, **extra}}, status_code=status, headers=headers
     )
 

@@ -37,6 +37,7 @@ from toolfleet.core.protocol import (
 )
 from toolfleet.core.runtime import Runtime
 from toolfleet.core.settings import Settings
+from toolfleet.core.surrogates import scrub_observation
 from toolfleet.gateway.auth import tenant_of
 from toolfleet.gateway.errors import error_response
 
@@ -133,7 +134,9 @@ class MCPEndpoint:
 
 
 def to_result(obs: Observation) -> types.CallToolResult:
-    """An observation as an MCP tool result."""
+    """An observation as an MCP tool result (its text made valid first: the SDK serialises
+    it after this returns, where a lone surrogate could no longer become a result)."""
+    obs = scrub_observation(obs)
     content: list[types.ContentBlock] = []
     for part in obs.content:
         if isinstance(part, TextPart):

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, Field
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, ImagePart, TextPart
 from toolfleet.core.service import Service
-from toolfleet.core.tool import ArgsT, CallContext, Tool, ToolError, ToolResult
+from toolfleet.core.tool import ArgsT, CallContext, Tool, ToolArguments, ToolError, ToolResult
 from toolfleet.sandbox.backend import Backend, SandboxUnavailableError
 from toolfleet.sandbox.kernels import KernelDiedError, KernelHandle, KernelPool
 from toolfleet.sandbox.settings import SandboxSettings
@@ -177,7 +177,7 @@ class SandboxTool(Tool[ArgsT]):
         self.sandbox = sandbox
 
 
-class PythonArgs(BaseModel):
+class PythonArgs(ToolArguments):
     """Arguments of the python tool."""
 
     code: str = Field(max_length=1_000_000, description="Python source to run.")
@@ -240,7 +240,7 @@ class PythonTool(SandboxTool[PythonArgs]):
         )
 
 
-class BashArgs(BaseModel):
+class BashArgs(ToolArguments):
     """Arguments of the bash tool."""
 
     command: str = Field(max_length=1_000_000, description="Bash command(s) to run.")
@@ -301,7 +301,7 @@ class BashTool(SandboxTool[BashArgs]):
         )
 
 
-class FileArgs(BaseModel):
+class FileArgs(ToolArguments):
     """A workspace file operation (used by the REST files API)."""
 
     action: Literal["write", "read", "list"] = Field(description="What to do.")

@@ -8,8 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 from toolfleet.core.protocol import ErrorKind, TextPart
-from toolfleet.core.tool import CallContext, Tool, ToolError, ToolResult
-from toolfleet.search.checks import check_queries, check_top_k
+from toolfleet.core.tool import CallContext, Tool, ToolArguments, ToolError, ToolResult
+from toolfleet.search.checks import MAX_TITLE_CHARS, check_queries, check_top_k, cut, cut_note
 from toolfleet.search.corpus import Passage
 from toolfleet.search.index import IndexError_, SearchIndex
 from toolfleet.search.parallel import SearchPool
@@ -19,7 +19,7 @@ from toolfleet.search.settings import SearchSettings
 log = logging.getLogger(__name__)
 
 
-class SearchArgs(BaseModel):
+class SearchArgs(ToolArguments):
     """Arguments of ``search``: one query or several."""
 
     query: str | None = Field(default=None, description="What to search for.")
@@ -128,7 +128,7 @@ def _search(
     return out
 
 
-def render(queries: list[str], results: list[list[Hit]], max_chars: int) -> str:
+def render(queries: list[str], results: list[list[Hit]]) -> str:
     """The text a model reads: Search-R1's ``Doc i(Title: ...) text`` lines, per query."""
     blocks = []
     for query, hits in zip(queries, results, strict=True):
@@ -136,8 +136,7 @@ def render(queries: list[str], results: list[list[Hit]], max_chars: int) -> str:
         if not hits:
             lines.append("No passage matches.")
         for i, hit in enumerate(hits, 1):
-            text = hit.text if len(hit.text) <= max_chars else hit.text[:max_chars] + " ..."
-            lines.append(f"Doc {i}(Title: {hit.title}) {text}")
+            lines.append(f"Doc {i}(Title: {hit.title}) {hit.text}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
@@ -161,11 +160,21 @@ class SearchTool(Tool[SearchArgs]):
 
     async def call(self, args: SearchArgs, ctx: CallContext) -> ToolResult:
         queries = check_queries(args.texts(), self.config)
-        k = check_top_k(args.top_k, self.config)
+        k = check_top_k(args.top_k, self.config, len(queries))
         results = await self.indexes.search(queries, k, args.index, args.retriever)
-        data = {"results": [[h.model_dump() for h in hits] for hits in results]}
+        limit = self.config.max_passage_chars
+        cut_count = 0
+        for hits in results:
+            for hit in hits:
+                hit.title, title_cut = cut(hit.title, MAX_TITLE_CHARS)
+                hit.text, text_cut = cut(hit.text, limit)
+                cut_count += title_cut or text_cut
+        text = render(queries, results)
+        if cut_count:
+            text += "\n\n" + cut_note(cut_count, limit)
         return ToolResult(
-            content=[TextPart(text=render(queries, results, self.config.max_passage_chars))],
-            data=data,
+            content=[TextPart(text=text)],
+            data={"results": [[h.model_dump() for h in hits] for hits in results]},
+            truncated=bool(cut_count),
             cost=self.config.cost_per_query * len(queries),
         )

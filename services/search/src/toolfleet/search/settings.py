@@ -30,7 +30,16 @@ class SearchSettings(ServiceSettings):
     max_queries: int = Field(default=256, ge=1, description="Queries in one call at most.")
     max_query_chars: int = Field(default=2000, ge=1, description="Longest query accepted.")
     max_passage_chars: int = Field(
-        default=4000, ge=100, description="Passage text longer than this is cut in the rendering."
+        default=4000,
+        ge=100,
+        description="Passage text (web: snippet) longer than this is cut, in the text and the "
+        "data of a response, and the response says so.",
+    )
+    max_passages_per_call: int = Field(
+        default=2048,
+        ge=1,
+        description="Queries x top_k one call may ask for (bounds a response's size with "
+        "max_passage_chars).",
     )
     cost_per_query: float = Field(default=1.0, ge=0, description="Usage cost of one query.")
     threads: int = Field(default=2, ge=1, description="Searches running at once (CPU bound).")

@@ -16,8 +16,15 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import BaseModel, Field
 from toolfleet.core.protocol import ErrorKind, TextPart
-from toolfleet.core.tool import CallContext, Tool, ToolError, ToolResult
-from toolfleet.search.checks import check_queries, check_top_k
+from toolfleet.core.tool import CallContext, Tool, ToolArguments, ToolError, ToolResult
+from toolfleet.search.checks import (
+    MAX_TITLE_CHARS,
+    MAX_URL_CHARS,
+    check_queries,
+    check_top_k,
+    cut,
+    cut_note,
+)
 from toolfleet.search.service import SearchService
 
 
@@ -139,7 +146,7 @@ class RateLimit:
             self._next = max(now, self._next) + self.interval
 
 
-class WebSearchArgs(BaseModel):
+class WebSearchArgs(ToolArguments):
     """Arguments of ``web_search``."""
 
     query: str | None = Field(default=None, description="What to search the web for.")
@@ -180,7 +187,7 @@ class WebSearchTool(Tool[WebSearchArgs]):
 
     async def call(self, args: WebSearchArgs, ctx: CallContext) -> ToolResult:
         queries = check_queries(args.texts(), self.config)
-        k = check_top_k(args.top_k, self.config)
+        k = check_top_k(args.top_k, self.config, len(queries))
         results, paid = [], 0
         for query in queries:
             key = (query, k)
@@ -190,17 +197,36 @@ class WebSearchTool(Tool[WebSearchArgs]):
                 self.cache.put(key, found)
                 paid += 1
             results.append(found)
+        results, cut_count = self._bounded(results)
         lines = []
         for query, found in zip(queries, results, strict=True):
             if len(queries) > 1:
                 lines.append(f"Query: {query}")
             lines += [f"{i}. {r.title} ({r.url})\n{r.snippet}" for i, r in enumerate(found, 1)]
             lines.append("" if found else "No result.")
+        if cut_count:
+            lines.append(cut_note(cut_count, self.config.max_passage_chars))
         return ToolResult(
             content=[TextPart(text="\n".join(lines).strip())],
             data={"results": [[r.model_dump() for r in found] for found in results], "paid": paid},
+            truncated=bool(cut_count),
             cost=self.config.web_cost_per_query * paid,  # cached answers cost nothing
         )
+
+    def _bounded(self, results: list[list[WebResult]]) -> tuple[list[list[WebResult]], int]:
+        """The results with their fields cut to size (a provider's are not trusted to be),
+        and how many were cut."""
+        limit, count, bounded = self.config.max_passage_chars, 0, []
+        for found in results:
+            kept = []
+            for r in found:
+                title, a = cut(r.title, MAX_TITLE_CHARS)
+                url, b = cut(r.url, MAX_URL_CHARS)
+                snippet, c = cut(r.snippet, limit)
+                count += a or b or c
+                kept.append(WebResult(title=title, url=url, snippet=snippet))
+            bounded.append(kept)
+        return bounded, count
 
     async def _ask(self, query: str, k: int) -> list[WebResult]:
         assert self.http is not None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # nothing at import time: the SQLite workers import this package
     from toolfleet.core.tool import Tool
     from toolfleet.sql.settings import SqlSettings
 

@@ -22,6 +22,7 @@ from toolfleet.sql.postgres import PostgresDatabase
 from toolfleet.sql.server import ServerDatabase, make_url
 from toolfleet.sql.settings import SqlSettings
 from toolfleet.sql.sqlite import SqliteDatabase
+from toolfleet.sql.sqlite_pool import SqlitePool
 
 #: What a db_id may look like (it becomes part of a file path).
 DB_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
@@ -62,8 +63,9 @@ def server_database(db_id: str, url: str, settings: SqlSettings) -> ServerDataba
 class Catalog:
     """The databases configured in settings, opened on demand."""
 
-    def __init__(self, settings: SqlSettings) -> None:
+    def __init__(self, settings: SqlSettings, sqlite_pool: SqlitePool) -> None:
         self.settings = settings
+        self.sqlite_pool = sqlite_pool
         self.servers: dict[str, ServerDatabase] = {
             db_id: server_database(db_id, url, settings) for db_id, url in settings.urls.items()
         }
@@ -89,8 +91,8 @@ class Catalog:
                 db = SqliteDatabase(
                     db_id,
                     path,
+                    pool=self.sqlite_pool,
                     max_value_bytes=self.settings.max_value_bytes,
-                    max_idle=self.settings.threads,
                     untrusted=False,
                 )
                 self._open[db_id] = db

@@ -48,16 +48,10 @@ class Interrupt:
                 self._stop()
 
 
-class OverBudget(Exception):
-    """A query stopped at its budget (a first, short attempt): run it again without one."""
-
-
 class Database(abc.ABC):
     """One database the sql tools can query, read-only."""
 
     engine: ClassVar[str]  # sqlite, postgresql or mariadb
-    #: True when :meth:`execute` honours ``budget`` (queries that run in this process).
-    budgeted: ClassVar[bool] = False
 
     def __init__(self, db_id: str) -> None:
         self.db_id = db_id
@@ -72,11 +66,9 @@ class Database(abc.ABC):
         limits: Limits,
         deadline: float,
         interrupt: Interrupt,
-        budget: float | None = None,
     ) -> QueryResult:
         """Run ``query`` read-only until ``deadline`` (time.monotonic()); raises
-        :class:`QueryError` (without schema hints: see :meth:`explain`), or
-        :class:`OverBudget` when a ``budget`` (an earlier time) is honoured and passed."""
+        :class:`QueryError` (without schema hints: see :meth:`explain`)."""
 
     @abc.abstractmethod
     def load_schema(self, deadline: float) -> list[TableInfo]:

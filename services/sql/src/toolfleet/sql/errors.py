@@ -115,6 +115,18 @@ def read_only(what: str, engine_message: str | None = None) -> QueryError:
     )
 
 
+def refused_function(what: str, why: str, engine_message: str | None = None) -> QueryError:
+    """The failure of a query using a function or table that reaches past SQL (loads code,
+    touches the process's memory, reads files)."""
+    return QueryError(
+        ErrorKind.permission_denied,
+        f"refused: {what} is not allowed here ({why})",
+        engine_message=engine_message,
+        hint="Use SQL's ordinary functions; nothing outside the database can be reached "
+        "from a query.",
+    )
+
+
 def one_statement(engine_message: str | None = None) -> QueryError:
     """The failure of a call holding several statements."""
     return QueryError(

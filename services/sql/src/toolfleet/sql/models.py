@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, Field
+from toolfleet.core.tool import ToolArguments
 from toolfleet.sql.schema import TableInfo
 from toolfleet.sql.settings import TextFormat
 
@@ -16,7 +17,7 @@ DB_ID = Field(
 )
 
 
-class SqlArgs(BaseModel):
+class SqlArgs(ToolArguments):
     """Arguments of the sql tool."""
 
     db_id: str = DB_ID
@@ -72,7 +73,7 @@ class SqlOutput(BaseModel):
     )
 
 
-class SchemaArgs(BaseModel):
+class SchemaArgs(ToolArguments):
     """Arguments of the sql_schema tool."""
 
     db_id: str = DB_ID
@@ -92,7 +93,7 @@ class SchemaOutput(BaseModel):
     tables: list[TableInfo] = Field(description="Tables and views, with keys and samples.")
 
 
-class DatabaseArgs(BaseModel):
+class DatabaseArgs(ToolArguments):
     """Arguments of the hidden sql_database tool (a session's own SQLite databases)."""
 
     action: Literal["put", "delete", "list"] = Field(description="What to do.")

@@ -12,6 +12,7 @@ from toolfleet.sql.errors import QueryError
 from toolfleet.sql.models import ErrorPosition, SqlArgs, SqlOutput
 from toolfleet.sql.results import Limits, QueryResult
 from toolfleet.sql.service import SqlTool
+from toolfleet.sql.sqlite import SqliteDatabase
 
 
 class QueryTool(SqlTool[SqlArgs]):
@@ -39,9 +40,15 @@ class QueryTool(SqlTool[SqlArgs]):
         interrupt = Interrupt()
         fmt = args.format or s.text_format
         try:
-            result = await self.sql.run(
-                db, _query, db, args.query, limits, deadline, interrupt, interrupt=interrupt
-            )
+            if isinstance(db, SqliteDatabase):  # a worker process; no thread needed
+                try:
+                    result = await db.execute_async(args.query, limits, deadline)
+                except QueryError as exc:
+                    raise await self.sql.blocking(db.explain, exc, args.query, deadline) from None
+            else:
+                result = await self.sql.blocking(
+                    _query, db, args.query, limits, deadline, interrupt, interrupt=interrupt
+                )
         except QueryError as exc:
             return self._failure(exc, db, args, fmt)
         output = SqlOutput(
@@ -99,10 +106,9 @@ def _query(
     limits: Limits,
     deadline: float,
     interrupt: Interrupt,
-    budget: float | None,
 ) -> QueryResult:
     """Run the query (in a service thread); failures get did-you-mean hints."""
     try:
-        return db.execute(query, limits, deadline, interrupt, budget)
+        return db.execute(query, limits, deadline, interrupt)
     except QueryError as exc:
         raise db.explain(exc, query, deadline) from None

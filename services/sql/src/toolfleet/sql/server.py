@@ -85,7 +85,6 @@ class ServerDatabase(Database):
         limits: Limits,
         deadline: float,
         interrupt: Interrupt,
-        budget: float | None = None,
     ) -> QueryResult:
         if time.monotonic() >= deadline:
             raise errors.timeout(0.0)

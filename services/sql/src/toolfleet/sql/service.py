@@ -1,5 +1,5 @@
 """What the sql tools share: the catalog of databases, the threads blocking drivers run in,
-the session's uploaded databases, and each call's time limit."""
+the SQLite worker processes, the session's uploaded databases, and each call's time limit."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from toolfleet.core.protocol import ErrorKind
 from toolfleet.core.service import Service
 from toolfleet.core.tool import ArgsT, CallContext, Tool, ToolError
 from toolfleet.sql.catalog import Catalog
-from toolfleet.sql.database import Database, Interrupt, OverBudget
+from toolfleet.sql.database import Database, Interrupt
 from toolfleet.sql.session_databases import STATE_KEY, SessionDatabases
 from toolfleet.sql.settings import SqlSettings
+from toolfleet.sql.sqlite_pool import SqlitePool
 from toolfleet.sql.suggestions import close
 
 T = TypeVar("T")
@@ -29,12 +30,11 @@ class SqlService(Service[SqlSettings]):
 
     def __init__(self, settings: SqlSettings | None = None) -> None:
         super().__init__(settings)
-        self.catalog = Catalog(self.settings)
+        self.sqlite_pool = SqlitePool(
+            self.settings.sqlite_workers, self.settings.sqlite_worker_memory_mb
+        )
+        self.catalog = Catalog(self.settings, self.sqlite_pool)
         self._threads: ThreadPoolExecutor | None = None
-        self._fast: ThreadPoolExecutor | None = None
-        self._fast_free: asyncio.Semaphore | None = None
-        self.fast_runs = 0  # queries done within the fast budget
-        self.slow_runs = 0  # queries run in the other threads (first attempt over budget)
 
     def tools(self) -> list[Tool]:
         """sql, sql_schema and the hidden sql_database (session uploads)."""
@@ -45,40 +45,28 @@ class SqlService(Service[SqlSettings]):
         return [QueryTool(self), SchemaTool(self), DatabaseTool(self)]
 
     async def start(self) -> None:
-        """Start the threads."""
+        """Start the threads and the SQLite workers."""
         self._threads = ThreadPoolExecutor(
             self.settings.threads, thread_name_prefix="toolfleet-sql"
         )
-        if self.settings.fast_threads:
-            self._fast = ThreadPoolExecutor(
-                self.settings.fast_threads, thread_name_prefix="toolfleet-sql-fast"
-            )
-            self._fast_free = asyncio.Semaphore(self.settings.fast_threads)
+        await asyncio.get_running_loop().run_in_executor(self._threads, self.sqlite_pool.start)
 
     async def stop(self) -> None:
-        """Close every database and the threads."""
+        """Close every database, the workers and the threads."""
         if self._threads is not None:
             threads, self._threads = self._threads, None
             await asyncio.get_running_loop().run_in_executor(threads, self.catalog.close)
+            self.sqlite_pool.close()
             threads.shutdown(wait=False, cancel_futures=True)
-            if self._fast is not None:
-                self._fast.shutdown(wait=False, cancel_futures=True)
-                self._fast = None
 
     async def blocking(
-        self,
-        fn: Callable[..., T],
-        *args: Any,
-        interrupt: Interrupt | None = None,
-        fast: bool = False,
+        self, fn: Callable[..., T], *args: Any, interrupt: Interrupt | None = None
     ) -> T:
-        """Run ``fn`` in one of the service's threads (the fast ones if ``fast``); if the
-        call is abandoned meanwhile, ``interrupt`` stops the query (the thread then returns
-        its connection)."""
-        threads = self._fast if fast and self._fast is not None else self._threads
-        if threads is None:
+        """Run ``fn`` in one of the service's threads; if the call is abandoned meanwhile,
+        ``interrupt`` stops the query (a server's cancel; a SQLite worker is killed)."""
+        if self._threads is None:
             raise ToolError(ErrorKind.unavailable, "the sql service is not started", retryable=True)
-        future = asyncio.get_running_loop().run_in_executor(threads, fn, *args)
+        future = asyncio.get_running_loop().run_in_executor(self._threads, fn, *args)
         try:
             return await future
         except asyncio.CancelledError:
@@ -86,31 +74,12 @@ class SqlService(Service[SqlSettings]):
                 interrupt()
             raise
 
-    async def run(self, db: Database, fn: Callable[..., T], *args: Any, interrupt: Interrupt) -> T:
-        """Run a query job ``fn(*args, budget)``: for a database that honours budgets, first
-        in the fast threads with a short budget, then (past it) again in the others."""
-        if db.budgeted and self._fast_free is not None:
-            # Jobs go to a fast thread only when one is free: a thread that takes job after
-            # job from a queue holds the GIL so often that the event loop starves.
-            async with self._fast_free:
-                budget = time.monotonic() + self.settings.fast_budget_ms / 1000
-                try:
-                    found = await self.blocking(fn, *args, budget, interrupt=interrupt, fast=True)
-                    self.fast_runs += 1
-                    return found
-                except OverBudget:
-                    pass
-        self.slow_runs += 1
-        return await self.blocking(fn, *args, None, interrupt=interrupt)
-
     def status(self) -> dict[str, Any]:
-        """What operators see in /readyz: the databases, the threads, how queries ran."""
+        """What operators see in /readyz: the databases, the threads, the SQLite workers."""
         return {
             **self.catalog.status(),
             "threads": self.settings.threads,
-            "fast_threads": self.settings.fast_threads,
-            "fast_runs": self.fast_runs,
-            "slow_runs": self.slow_runs,
+            **self.sqlite_pool.status(),
         }
 
     def deadline(self, ctx: CallContext) -> float:

@@ -62,7 +62,8 @@ class SqlSettings(ServiceSettings):
     max_value_bytes: int = Field(
         default=16 << 20,
         gt=0,
-        description="SQLite: largest string or blob a query may build (zeroblob, printf ...).",
+        description="SQLite: largest string or blob a query may build (SQLITE_LIMIT_LENGTH: "
+        "zeroblob, printf, replace, group_concat ...).",
     )
     text_format: TextFormat = Field(
         default="markdown",
@@ -88,15 +89,17 @@ class SqlSettings(ServiceSettings):
         description="Queries running at once (blocking drivers run in this many threads; "
         "it is also each server database's connection pool size).",
     )
-    fast_threads: int = Field(
-        default=2,
-        ge=0,
-        description="SQLite: threads for a first attempt of each query, stopped after "
-        "fast_budget_ms and run again in the other threads if not done (fewer threads "
-        "holding the GIL: fast queries stay fast under load); 0 turns it off.",
+    sqlite_workers: int = Field(
+        default=8,
+        gt=0,
+        description="SQLite: worker processes the queries run in (one query each at a "
+        "time); one that overruns its deadline is killed and replaced.",
     )
-    fast_budget_ms: float = Field(
-        default=5.0, gt=0, description="SQLite: how long a first attempt may run."
+    sqlite_worker_memory_mb: int = Field(
+        default=1024,
+        ge=0,
+        description="SQLite: address space of each worker process (RLIMIT_AS), temporary "
+        "b-trees of sorts, DISTINCT and recursive CTEs included; 0: no limit.",
     )
     max_open_databases: int = Field(
         default=64, gt=0, description="SQLite databases kept open (least recently used closed)."

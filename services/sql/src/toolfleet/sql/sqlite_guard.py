@@ -1,4 +1,5 @@
-"""What makes a SQLite connection read-only and time-limited, enforced by SQLite itself.
+"""What makes a SQLite connection read-only, harmless and time-limited, enforced by SQLite
+itself. It runs in the SQLite worker processes (:mod:`sqlite_worker`): standard library only.
 
 Layers, each sufficient for writes to the file:
 1. the file is opened with ``mode=ro`` (the OS-level open is read-only);
@@ -6,8 +7,12 @@ Layers, each sufficient for writes to the file:
 3. an authorizer refuses, at compile time, every action that writes or changes the
    connection: DML, DDL (temporary objects too, which query_only allows), ATTACH/DETACH
    (also ``SQLITE_LIMIT_ATTACHED`` = 0), VACUUM (INTO), REINDEX, ANALYZE, virtual tables,
-   ``load_extension``, and every PRAGMA but the informational ones;
-4. a progress handler stops a statement past its deadline, or when the event loop asks.
+   and every PRAGMA but the informational ones; and every function or table-valued function
+   that loads code, touches memory behind SQL's back or reads files (:data:`REFUSED_FUNCTIONS`,
+   :data:`REFUSED_TABLES`: ``load_extension``, ``fts3_tokenizer`` ...);
+4. a progress handler stops a statement past its deadline. One VM step that never returns
+   (``printf('%.*c', 2147483647, 'x')`` loops in C for seconds) is beyond it: the worker
+   process is then killed by the service and replaced.
 """
 
 from __future__ import annotations
@@ -15,8 +20,6 @@ from __future__ import annotations
 import sqlite3
 import time
 from typing import Any
-
-from toolfleet.sql.database import Interrupt
 
 # Authorizer action codes (sqlite3.h), with what a refusal says.
 WRITES = {
@@ -45,7 +48,7 @@ WRITES = {
     30: "DROP VIRTUAL TABLE",
 }
 DML = {9: "DELETE", 18: "INSERT", 23: "UPDATE"}
-PRAGMA, FUNCTION = 19, 31
+PRAGMA, READ, FUNCTION = 19, 20, 31
 SCHEMA_TABLES = {"sqlite_master", "sqlite_temp_master", "sqlite_schema", "sqlite_temp_schema"}
 
 #: PRAGMAs that only describe the database; any other is refused (they set things).
@@ -65,7 +68,29 @@ INFORMATIONAL_PRAGMAS = {
 }
 #: PRAGMAs that may be read (without an argument) but not set.
 READABLE_PRAGMAS = {"encoding", "user_version", "application_id", "schema_version", "page_size"}
-REFUSED_FUNCTIONS = {"load_extension"}
+#: Functions refused, with why (the diagnostic says it). SQLite's own list for this build is
+#: reviewed by a test (tests/test_sql_hostile.py): a new function fails it until it is judged.
+REFUSED_FUNCTIONS = {
+    "load_extension": "it loads native code into the process",
+    "fts3_tokenizer": "it reads and overwrites tokenizer pointers in the process's memory",
+    "fts5": "it hands out a pointer to the FTS5 API",
+    "rtreenode": "it is a debugging function that parses raw r-tree node blobs",
+    "rtreedepth": "it is a debugging function that parses raw r-tree node blobs",
+    "rtreecheck": "it is a debugging function that reads r-tree shadow tables",
+    "readfile": "it reads files",
+    "writefile": "it writes files",
+    "edit": "it starts an editor",
+    "lsmode": "it belongs to the file-system functions",
+}
+#: Table-valued functions (eponymous virtual tables) refused, with why.
+REFUSED_TABLES = {
+    "dbstat": "it parses raw database pages",
+    "sqlite_dbpage": "it reads raw database pages",
+    "sqlite_dbdata": "it parses raw database pages",
+    "sqlite_dbptr": "it parses raw database pages",
+    "fsdir": "it lists and reads files",
+    "zipfile": "it reads files",
+}
 PROGRESS_STEPS = 10_000  # VM instructions between deadline checks (well under a millisecond)
 
 
@@ -74,26 +99,19 @@ class Guard:
 
     def __init__(self) -> None:
         self.deadline = float("inf")
-        self.budget = float("inf")
-        self.over_budget = False  # the progress handler stopped the statement at its budget
-        self.interrupt: Interrupt | None = None
-        self.refused: str | None = None  # what the authorizer refused in the last statement
+        #: what the authorizer refused in the last statement, and why (None: it writes)
+        self.refused: tuple[str, str | None] | None = None
         self.stopped_late = False  # the progress handler stopped the statement at its deadline
 
-    def arm(self, deadline: float, interrupt: Interrupt, budget: float | None = None) -> None:
-        """Limit the next statements to ``deadline`` (and to ``budget``, an earlier time, for
-        a first attempt); ``interrupt`` may stop them earlier."""
+    def arm(self, deadline: float) -> None:
+        """Limit the next statements to ``deadline`` (time.monotonic())."""
         self.deadline = deadline
-        self.budget = float("inf") if budget is None else budget
-        self.over_budget = False
-        self.interrupt = interrupt
         self.refused = None
         self.stopped_late = False
 
     def disarm(self) -> None:
         """Back to idle (no deadline) between calls."""
-        self.deadline = self.budget = float("inf")
-        self.interrupt = None
+        self.deadline = float("inf")
 
     def install(self, conn: sqlite3.Connection) -> None:
         """Attach the authorizer and progress handler to ``conn``."""
@@ -103,8 +121,10 @@ class Guard:
     def authorize(
         self, action: int, arg1: str | None, arg2: str | None, db: str | None, trigger: Any
     ) -> int:
-        """sqlite3 authorizer callback: refuse what writes or changes the connection."""
+        """sqlite3 authorizer callback: refuse what writes or changes the connection, and
+        the functions and tables that reach past SQL."""
         what = WRITES.get(action)
+        why: str | None = None
         if what is None and action == PRAGMA:
             name = (arg1 or "").lower()
             if name in INFORMATIONAL_PRAGMAS or (name in READABLE_PRAGMAS and arg2 is None):
@@ -116,20 +136,18 @@ class Guard:
         # action code) or of table-valued PRAGMA functions; written directly, SQLite refuses
         # it ("may not be modified", and query_only, mode=ro).
         elif what is None and action == FUNCTION and (arg2 or "").lower() in REFUSED_FUNCTIONS:
-            what = f"{arg2}()"
+            what, why = f"{arg2}()", REFUSED_FUNCTIONS[(arg2 or "").lower()]
+        elif what is None and action == READ and (arg1 or "").lower() in REFUSED_TABLES:
+            what, why = arg1, REFUSED_TABLES[(arg1 or "").lower()]
         if what is None:
             return sqlite3.SQLITE_OK
         if self.refused is None:
-            self.refused = what
+            self.refused = (what, why)
         return sqlite3.SQLITE_DENY
 
     def progress(self) -> int:
         """sqlite3 progress handler: non-zero stops the running statement."""
-        now = time.monotonic()
-        if now >= self.deadline:
+        if time.monotonic() >= self.deadline:
             self.stopped_late = True
             return 1
-        if now >= self.budget:
-            self.over_budget = True
-            return 1
-        return 1 if self.interrupt is not None and self.interrupt.requested else 0
+        return 0

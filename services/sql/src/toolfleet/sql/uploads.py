@@ -76,8 +76,8 @@ class DatabaseTool(SqlTool[DatabaseArgs]):
         db = SqliteDatabase(
             args.db_id or "",
             path,
+            pool=self.sql.sqlite_pool,
             max_value_bytes=s.max_value_bytes,
-            max_idle=2,
             untrusted=True,
         )
         upload = UploadedDatabase(db=db, path=path, size=len(data))
@@ -88,6 +88,17 @@ class DatabaseTool(SqlTool[DatabaseArgs]):
             raise ToolError(
                 ErrorKind.invalid_arguments, f"the file is not a usable SQLite database: {exc}"
             ) from None
+        if db.virtual_tables:
+            # FTS and r-tree modules parse their shadow tables' bytes: crafted ones have
+            # corrupted memory in past SQLite releases. An uploaded file is not trusted.
+            upload.release()
+            raise ToolError(
+                ErrorKind.invalid_arguments,
+                "the database holds virtual tables ("
+                + ", ".join(db.virtual_tables[:5])
+                + "), which uploaded databases may not",
+                hint="Upload a copy with plain tables (CREATE TABLE ... AS SELECT ...).",
+            )
         held.put(args.db_id or "", upload)
 
     async def _list(self, held: SessionDatabases | None) -> list[UploadInfo]:
@@ -100,12 +111,6 @@ class DatabaseTool(SqlTool[DatabaseArgs]):
                 UploadInfo(db_id=db_id, bytes=upload.size, tables=[t.name for t in tables.tables])
             )
         return found
-
-
-def _too_large(size: int, limit: int) -> ToolError:
-    return ToolError(
-        ErrorKind.output_limit, f"the database is {size} bytes, over the limit of {limit}"
-    )
 
 
 def _too_large(size: int, limit: int) -> ToolError:

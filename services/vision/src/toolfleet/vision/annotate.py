@@ -4,9 +4,9 @@ artefacts)."""
 from __future__ import annotations
 
 from PIL import Image, ImageDraw, ImageFont
-from pydantic import BaseModel, Field
+from pydantic import Field
 from toolfleet.core.protocol import ErrorKind
-from toolfleet.core.tool import ToolError
+from toolfleet.core.tool import ToolArguments, ToolError
 from toolfleet.vision.arguments import (
     BBox,
     CoordsArg,
@@ -23,7 +23,7 @@ from toolfleet.vision.records import MediaInfo
 PALETTE = ("#ff0000", "#00c000", "#0060ff", "#ff9900", "#cc00cc", "#00b0b0", "#e0e000")
 
 
-class BoxToDraw(BaseModel):
+class BoxToDraw(ToolArguments):
     """One box to draw."""
 
     bbox_2d: BBox
@@ -33,7 +33,7 @@ class BoxToDraw(BaseModel):
     )
 
 
-class DrawBoxesArgs(BaseModel):
+class DrawBoxesArgs(ToolArguments):
     """Arguments of image_draw_boxes."""
 
     image: ImageArg = 1

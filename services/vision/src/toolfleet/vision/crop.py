@@ -3,7 +3,8 @@ use (see :mod:`toolfleet.vision.geometry`)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+from toolfleet.core.tool import ToolArguments
 from toolfleet.vision.arguments import (
     BBox,
     CoordsArg,
@@ -18,7 +19,7 @@ from toolfleet.vision.image_tool import ImageTool, Plan, fmt_box, resize_frame
 from toolfleet.vision.records import MediaInfo
 
 
-class CropArgs(BaseModel):
+class CropArgs(ToolArguments):
     """Arguments of image_crop."""
 
     image: ImageArg = 1

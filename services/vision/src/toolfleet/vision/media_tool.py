@@ -12,16 +12,16 @@ import base64
 import binascii
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 from toolfleet.core.protocol import ErrorKind
-from toolfleet.core.tool import CallContext, ToolError, ToolResult
+from toolfleet.core.tool import CallContext, ToolArguments, ToolError, ToolResult
 from toolfleet.vision.service import VisionTool, b64
 from toolfleet.vision.sources import fetch_url, read_path
 
 INLINE_B64 = 1 << 20  # base64 text shorter than this is decoded on the event loop
 
 
-class MediaArgs(BaseModel):
+class MediaArgs(ToolArguments):
     """A media operation on a session (used by the REST media API)."""
 
     action: Literal["add", "list", "get"] = Field(description="What to do.")

@@ -68,6 +68,12 @@ class VisionSettings(ServiceSettings):
         gt=0,
         description="Largest returned image; larger results are scaled down to fit.",
     )
+    max_response_bytes: int = Field(
+        default=32 * MiB,
+        gt=0,
+        description="Encoded image bytes one call returns at most (video_frames leaves out "
+        "the frames past it, and says so; one image is bounded by max_output_pixels).",
+    )
 
     # ------------------------------------------------------------------ crop rules
     min_side: int = Field(

@@ -6,9 +6,9 @@ import math
 from typing import Literal
 
 from PIL import Image
-from pydantic import BaseModel, Field
+from pydantic import Field
 from toolfleet.core.protocol import ErrorKind
-from toolfleet.core.tool import ToolError
+from toolfleet.core.tool import ToolArguments, ToolError
 from toolfleet.vision.arguments import FormatArg, ImageArg, MaxPixelsArg, QualityArg
 from toolfleet.vision.geometry import fit_pixels
 from toolfleet.vision.image_tool import ImageTool, Plan, parse_colour
@@ -17,7 +17,7 @@ from toolfleet.vision.records import MediaInfo
 # ---------------------------------------------------------------------- image_rotate
 
 
-class RotateArgs(BaseModel):
+class RotateArgs(ToolArguments):
     """Arguments of image_rotate."""
 
     image: ImageArg = 1
@@ -93,7 +93,7 @@ class ImageRotate(ImageTool[RotateArgs]):
 # ---------------------------------------------------------------------- image_resize
 
 
-class ResizeArgs(BaseModel):
+class ResizeArgs(ToolArguments):
     """Arguments of image_resize."""
 
     image: ImageArg = 1
@@ -158,7 +158,7 @@ class ImageResize(ImageTool[ResizeArgs]):
 # ---------------------------------------------------------------------- image_flip
 
 
-class FlipArgs(BaseModel):
+class FlipArgs(ToolArguments):
     """Arguments of image_flip."""
 
     image: ImageArg = 1

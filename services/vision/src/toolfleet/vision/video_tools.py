@@ -7,9 +7,9 @@ import time
 from typing import Annotated
 
 from PIL import Image
-from pydantic import BaseModel, Field
+from pydantic import Field
 from toolfleet.core.protocol import ContentPart, ErrorKind, TextPart
-from toolfleet.core.tool import CallContext, ToolError, ToolResult
+from toolfleet.core.tool import CallContext, ToolArguments, ToolError, ToolResult
 from toolfleet.vision.arguments import FormatArg, MaxPixelsArg, QualityArg
 from toolfleet.vision.encoding import Encoded, choose_format, encode
 from toolfleet.vision.frames import (
@@ -44,7 +44,7 @@ def clock(seconds: float) -> str:
     return f"{minutes}:{secs:05.2f}"
 
 
-class VideoInfoArgs(BaseModel):
+class VideoInfoArgs(ToolArguments):
     """Arguments of video_info."""
 
     video: VideoArg = 1
@@ -73,7 +73,7 @@ class VideoInfo(VisionTool[VideoInfoArgs]):
         return ToolResult.text(text, data=info.model_dump())
 
 
-class FramesArgs(BaseModel):
+class FramesArgs(ToolArguments):
     """Arguments of video_frames."""
 
     video: VideoArg = 1
@@ -165,8 +165,12 @@ class VideoFrames(VisionTool[FramesArgs]):
         source = blob.info.model_copy(update={"index": index})
         frames: list[FrameRef] = []
         parts: list[ContentPart] = []
+        sent = 0
         for requested, pts in zip(times, wanted, strict=True):
             image, encoded, data = decoded[pts]
+            if frames and sent + len(encoded.data) > s.max_response_bytes:
+                break  # the rest would make the response too large: said below
+            sent += len(encoded.data)
             ref = vision.add_result(media, encoded, image)
             at = frame_time(video, pts)
             frames.append(FrameRef(**ref.model_dump(), time_s=round(at, 6), requested_s=requested))
@@ -181,7 +185,18 @@ class VideoFrames(VisionTool[FramesArgs]):
             f"({source.duration_s:.2f} s, {source.fps:.2f} fps, {source.width}x{source.height})"
             f", added as images {frames[0].index} to {frames[-1].index}."
         )
+        left_out = len(times) - len(frames)
+        if left_out:
+            parts.append(
+                TextPart(
+                    text=f"{left_out} of the {len(times)} frames asked for were left out (from "
+                    f"{times[len(frames)]:.2f} s on): the images would pass the "
+                    f"{s.max_response_bytes // (1 << 20)} MiB one response may hold. Ask for "
+                    "fewer frames, a smaller max_pixels, or format jpeg."
+                )
+            )
         return ToolResult(
             content=[TextPart(text=head), *parts],
             data=FramesOutput(video=source, frames=frames).model_dump(),
+            truncated=bool(left_out),
         )

@@ -10,7 +10,8 @@ import base64
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from toolfleet.core.protocol import Observation
+from toolfleet.core.protocol import Observation, TextPart
+from toolfleet.core.surrogates import NOTE_PREFIX as NOTE
 from toolfleet.gateway.auth import Tenant
 from toolfleet.gateway.tool_routes import call_tool
 
@@ -34,9 +35,13 @@ async def _workspace(
 
 @router.get("", summary="List a session's files")
 async def list_files(session_id: str, request: Request, tenant: Tenant) -> Any:
-    """Every file in the session's working directory, with its size."""
+    """Every file in the session's working directory, with its size. A name that is not
+    valid UTF-8 is shown with U+FFFD in place of its bad bytes, and ``notes`` says so."""
     obs = await _workspace(request, tenant, session_id, action="list")
-    return obs if isinstance(obs, Response) else obs.data
+    if isinstance(obs, Response):
+        return obs
+    notes = [p.text for p in obs.content if isinstance(p, TextPart) and p.text.startswith(NOTE)]
+    return {**(obs.data or {}), "notes": notes} if notes else obs.data
 
 
 @router.put("/{path:path}", summary="Upload a file into a session")

@@ -14,10 +14,10 @@ import base64
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from toolfleet.core.protocol import Observation
 from toolfleet.gateway.auth import Tenant
+from toolfleet.gateway.responses import SafeJSONResponse
 from toolfleet.gateway.tool_routes import call_tool
 
 router = APIRouter(prefix="/v1/sessions/{session_id}/media", tags=["sessions"])
@@ -55,7 +55,7 @@ async def _media(
 def _answer(obs: Observation | Response, status: int = 200) -> Any:
     if isinstance(obs, Response):
         return obs
-    return JSONResponse(obs.data or {}, status_code=status)
+    return SafeJSONResponse(obs.data or {}, status_code=status)
 
 
 @router.put("", status_code=201, summary="Upload an image or a video into a session")
