@@ -37,11 +37,14 @@ def enter(
     memory_bytes: int = 0,
     warm: bool = True,
 ) -> None:
-    """Become a confined process of the family: a session of its own, ``stdio`` as 0/1/2,
+    """Become a confined process of the family: a process group of its own, ``stdio`` as 0/1/2,
     only ``keep`` besides, ``cwd`` and ``env``, the family's uid and limits, seccomp.
     ``memory_bytes`` overrides the per-process memory limit; ``warm``: the process keeps the
     template's libraries mapped (the limit counts on top of them), else it will exec."""
-    os.setsid()
+    # A process group of its own, in the supervisor's session: never an orphaned group, so
+    # the kernel never sends it SIGHUP and SIGCONT (which would wake a frozen kernel) when a
+    # member exits while it is stopped; and, as a group leader, it cannot leave the session.
+    os.setpgid(0, 0)
     jail.prctl(jail.PR_SET_PDEATHSIG, signal.SIGKILL)
     for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_DFL)

@@ -34,7 +34,7 @@ def text_stream(fd: int) -> io.TextIOWrapper:
     """stdout/stderr over a pipe to the supervisor: line-buffered like a terminal; lone
     surrogates pass as bytes (the supervisor turns invalid UTF-8 into U+FFFD and says so)
     rather than failing the model's ``print``."""
-    return open(  # noqa: SIM115 - lives as long as the kernel
+    return open(
         fd, "w", buffering=1, encoding="utf-8", errors="surrogatepass", closefd=False
     )
 

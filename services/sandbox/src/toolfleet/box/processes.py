@@ -7,15 +7,29 @@ import os
 import signal
 from collections.abc import Container
 
+_CHILDREN_FILES = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
+
 
 def children(pid: int) -> list[int]:
-    """Direct children of ``pid`` (from /proc/<pid>/task/*/children)."""
+    """Direct children of ``pid``: from /proc/<pid>/task/*/children, or where the kernel has
+    no such file (gVisor) from every process's parent."""
+    if not _CHILDREN_FILES:
+        return [p for p in _all_pids() if parent_of(p) == pid]
     found: list[int] = []
     with contextlib.suppress(OSError):
         for tid in os.listdir(f"/proc/{pid}/task"):
             with open(f"/proc/{pid}/task/{tid}/children") as f:
                 found.extend(int(c) for c in f.read().split())
     return found
+
+
+def _all_pids() -> list[int]:
+    """Every process (not thread) this namespace shows."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and status_field(int(entry), "Tgid") == int(entry):
+            pids.append(int(entry))
+    return pids
 
 
 def descendants(pid: int, spare: Container[int] = ()) -> list[int]:
@@ -62,6 +76,16 @@ def parent_of(pid: int) -> int | None:
             return int(f.read().rsplit(")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def owned_by(uid: int) -> list[int]:
+    """Every process of ``uid`` this namespace shows."""
+    found = []
+    for pid in _all_pids():  # not threads: gVisor lists them in /proc too
+        with contextlib.suppress(OSError):
+            if os.stat(f"/proc/{pid}").st_uid == uid:
+                found.append(pid)
+    return found
 
 
 def status_field(pid: int, name: str) -> int | None:

@@ -107,6 +107,7 @@ class Supervisor:
         env: dict[str, str],
         cgroups: FamilyCgroups | None,
         private_tmp: bool,
+        subreaper: bool = True,
     ) -> None:
         self.chan = chan
         self.fid = fid
@@ -115,6 +116,7 @@ class Supervisor:
         self.env = env
         self.cgroups = cgroups
         self.private_tmp = private_tmp
+        self.subreaper = subreaper
         self.kernels: dict[int, KernelState] = {}
         self.procs: dict[int, Job] = {}  # pid -> the bash or program job it runs
         self.statuses: dict[int, tuple[int, Any]] = {}  # reaped pid -> (status, rusage)
@@ -277,7 +279,8 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             if said and isinstance(exc, Exception):
-                raise ConnectionError(f"{exc!r}; it said: {said.decode(errors='replace')}")
+                said_text = said.decode(errors="replace")
+                raise ConnectionError(f"{exc!r}; it said: {said_text}") from exc
             raise
         chan.settimeout(KERNEL_IO_TIMEOUT_S)
         for fd in (out, err):
@@ -897,10 +900,9 @@ class Supervisor:
             for root in roots:
                 seen.update(processes.descendants(root, spare=kernels))
             if orphans:
-                for child in processes.children(os.getpid()):
-                    if child not in spare:
-                        seen.add(child)
-                        seen.update(processes.descendants(child, spare=kernels))
+                for child in self._orphans(spare):
+                    seen.add(child)
+                    seen.update(processes.descendants(child, spare=kernels))
             new = seen - found
             if not new:
                 break
@@ -910,6 +912,23 @@ class Supervisor:
         for pid in found:
             _signal(pid, signal.SIGKILL)
         return len(found)
+
+    def _orphans(self, spare: set[int]) -> list[int]:
+        """Processes of the family that left their parent: our children (we are their
+        subreaper), or — where we cannot be one — the family uid's processes that descend
+        from no kernel and no job."""
+        if self.subreaper:
+            return [p for p in processes.children(os.getpid()) if p not in spare]
+        found = []
+        for pid in processes.owned_by(self.conf.uid):
+            if pid in spare:
+                continue
+            ancestor = processes.parent_of(pid)
+            while ancestor not in (None, 0, 1) and ancestor not in spare:
+                ancestor = processes.parent_of(ancestor)
+            if ancestor not in spare:
+                found.append(pid)
+        return found
 
     def _freeze_idle(self) -> None:
         """Stop every kernel with no call: between calls nothing of the family runs."""

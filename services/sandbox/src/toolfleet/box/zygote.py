@@ -25,6 +25,7 @@ import signal
 import socket
 import sys
 import time
+import traceback
 from typing import Any
 
 from toolfleet.box import children, jail, kernel, processes, wire
@@ -148,8 +149,10 @@ class Zygote:
         if pid == 0:
             try:
                 self._become_supervisor(fid, confinement, fd)
-            except BaseException as exc:
-                print(f"zygote: family {fid} failed: {exc!r}", file=sys.stderr, flush=True)
+            except BaseException:
+                print(f"zygote: family {fid} failed:", file=sys.stderr)
+                traceback.print_exc()
+                sys.stderr.flush()
             finally:
                 os._exit(1)
         _close(fd)
@@ -160,6 +163,7 @@ class Zygote:
     def _become_supervisor(self, fid: int, confinement: children.Confinement, fd: int) -> None:
         self.control.close()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.setsid()  # the family's session: its processes' groups live in it (children.py)
         jail.prctl(jail.PR_SET_PDEATHSIG, signal.SIGKILL)
         if self.cgroups is not None:
             self.cgroups.join(fid, os.getpid())
@@ -168,13 +172,17 @@ class Zygote:
             root = jail.isolate_family(uid, confinement.limits)
         else:
             root = jail.family_directory(self.box_root, fid, uid)
-        jail.prctl(jail.PR_SET_CHILD_SUBREAPER, 1)
+        try:
+            jail.prctl(jail.PR_SET_CHILD_SUBREAPER, 1)
+            subreaper = True
+        except OSError:  # gVisor: orphans go to the zygote; the supervisor finds them by uid
+            subreaper = False
         jail.prctl(jail.PR_SET_DUMPABLE, 0)  # not even its own uid may read its memory
         jail.set_oom_score(-1000)
         chan = socket.socket(fileno=fd)
         chan.setblocking(True)
         Supervisor(
-            chan, fid, root, confinement, kernel_env(), self.cgroups, self.private_tmp
+            chan, fid, root, confinement, kernel_env(), self.cgroups, self.private_tmp, subreaper
         ).serve()
 
     def end_family(self, fid: int) -> dict[str, Any]:

@@ -630,7 +630,10 @@ def _process_error(
         )
     signum = reply.get("signal")
     if isinstance(signum, int):
-        name = signal.Signals(signum).name if signum in signal.Signals else str(signum)
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = "unknown"
         return _diagnose(ErrorKind.runtime_error, f"killed by signal {signum} ({name})")
     code = reply.get("exit_code")
     if isinstance(code, int) and code != 0:
