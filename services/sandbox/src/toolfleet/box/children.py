@@ -36,11 +36,14 @@ def enter(
     env: dict[str, str],
     memory_bytes: int = 0,
     warm: bool = True,
+    traced: bool = False,
 ) -> None:
     """Become a confined process of the family: a process group of its own, ``stdio`` as 0/1/2,
     only ``keep`` besides, ``cwd`` and ``env``, the family's uid and limits, seccomp.
     ``memory_bytes`` overrides the per-process memory limit; ``warm``: the process keeps the
-    template's libraries mapped (the limit counts on top of them), else it will exec."""
+    template's libraries mapped (the limit counts on top of them), else it will exec.
+    ``traced``: the supervisor traces this process (before seccomp forbids ptrace), so that
+    it hears of the exit before the process's children can (see ``Supervisor._traced``)."""
     # A process group of its own, in the supervisor's session: never an orphaned group, so
     # the kernel never sends it SIGHUP and SIGCONT (which would wake a frozen kernel) when a
     # member exits while it is stopped; and, as a group leader, it cannot leave the session.
@@ -65,6 +68,10 @@ def enter(
     if memory_bytes:
         limits = dataclasses.replace(limits, memory_bytes=memory_bytes)
     base = confinement.base_vm_bytes if warm else 0
+    if traced:
+        jail.prctl(jail.PR_SET_DUMPABLE, 1)  # the supervisor is not: gVisor checks the tracee
+        jail.ptrace(jail.PTRACE_TRACEME, 0)
+        os.kill(os.getpid(), signal.SIGSTOP)  # the supervisor sets its options here
     jail.drop_privileges(confinement.uid, limits, base, confinement.uid_limits)
     if confinement.seccomp is not None:
         jail.load_seccomp(confinement.seccomp)

@@ -91,6 +91,25 @@ def prctl(option: int, value: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
+PTRACE_TRACEME = 0
+PTRACE_CONT = 7
+PTRACE_SETOPTIONS = 0x4200
+PTRACE_O_TRACEEXEC = 0x10
+PTRACE_O_TRACEEXIT = 0x40
+PTRACE_O_EXITKILL = 0x100000
+PTRACE_EVENT_EXEC = 4
+PTRACE_EVENT_EXIT = 6
+_libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+_libc.ptrace.restype = ctypes.c_long
+
+
+def ptrace(request: int, pid: int, data: int = 0) -> None:
+    """ptrace(2) with an integer ``data``; raises OSError."""
+    if _libc.ptrace(request, pid, None, ctypes.c_void_p(data)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"ptrace: {os.strerror(err)}")
+
+
 def unshare(flags: int) -> None:
     """unshare(2); raises OSError."""
     if _libc.unshare(flags) != 0:

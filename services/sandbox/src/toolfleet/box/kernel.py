@@ -34,9 +34,7 @@ def text_stream(fd: int) -> io.TextIOWrapper:
     """stdout/stderr over a pipe to the supervisor: line-buffered like a terminal; lone
     surrogates pass as bytes (the supervisor turns invalid UTF-8 into U+FFFD and says so)
     rather than failing the model's ``print``."""
-    return open(
-        fd, "w", buffering=1, encoding="utf-8", errors="surrogatepass", closefd=False
-    )
+    return open(fd, "w", buffering=1, encoding="utf-8", errors="surrogatepass", closefd=False)
 
 
 class Kernel:

@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from toolfleet.box import children, files, processes, wire
+from toolfleet.box import children, files, jail, processes, wire
 from toolfleet.box.capture import Output, check_png
 from toolfleet.box.cgroups import FamilyCgroups
 from toolfleet.box.jail import new_workspace
@@ -566,7 +566,9 @@ class Supervisor:
             if pid == 0:
                 return
             job = self.procs.get(pid)
-            if job is not None:
+            if job is not None and os.WIFSTOPPED(status):
+                self._traced(job, pid, status)
+            elif job is not None:
                 job.status, job.usage = status, usage
                 self._kill_below(pid)
                 self._kill_orphans()
@@ -575,6 +577,25 @@ class Supervisor:
                 for kernel in self.kernels.values():
                     if kernel.pid == pid:
                         kernel.exit_status = status
+
+    def _traced(self, job: Job, pid: int, status: int) -> None:
+        """A stop of a traced process (bash, programs). At its exit event — before the
+        kernel hands its children to a new parent and before we hear of its death — every
+        other process of the job is stopped and killed: nothing the process left behind can
+        write, print or run once it has ended, however fast it is."""
+        event, sig = status >> 16, os.WSTOPSIG(status)
+        inject = 0
+        if event == jail.PTRACE_EVENT_EXIT:
+            self._sweep([pid], orphans=True)
+        elif event == 0 and not job.extra.get("traced"):
+            job.extra["traced"] = True  # the first stop, raised by the child itself
+            options = jail.PTRACE_O_TRACEEXIT | jail.PTRACE_O_TRACEEXEC | jail.PTRACE_O_EXITKILL
+            with contextlib.suppress(OSError):
+                jail.ptrace(jail.PTRACE_SETOPTIONS, pid, options)
+        elif event == 0:
+            inject = sig  # a signal on its way to the process: deliver it
+        with contextlib.suppress(OSError):
+            jail.ptrace(jail.PTRACE_CONT, pid, inject)
 
     def _maybe_finish(self, job: Job) -> None:
         """A process job is done once it has exited; its pipes are drained then (what is
@@ -614,7 +635,9 @@ class Supervisor:
         pid = os.fork()
         if pid == 0:
             try:
-                children.enter(self.conf, (stdin, out_w, err_w), (), cwd, env, memory_bytes, warm)
+                children.enter(
+                    self.conf, (stdin, out_w, err_w), (), cwd, env, memory_bytes, warm, traced=True
+                )
                 target()
             except BaseException as exc:
                 with contextlib.suppress(OSError):
