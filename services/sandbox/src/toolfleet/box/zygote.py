@@ -227,12 +227,20 @@ class Zygote:
                     del self.supervisors[fid]
 
     def _sweep(self) -> None:
-        """Kill processes reparented to PID 1 that are no supervisor (their supervisor
-        died): nothing may run outside a family."""
+        """Kill processes reparented to PID 1 that belong to no live family (their
+        supervisor died). A live family's own processes are its supervisor's to judge: where
+        it cannot be their subreaper (gVisor) its forked kernels land here too."""
         self.last_sweep = time.monotonic()
         supervisors = set(self.supervisors.values())
+        live = set(self.uids.values())
         for pid in processes.children(os.getpid()):
-            if pid not in supervisors:
+            if pid in supervisors:
+                continue
+            try:
+                owner = os.stat(f"/proc/{pid}").st_uid
+            except OSError:
+                continue
+            if owner not in live:
                 processes.kill_tree(pid)
 
 
