@@ -455,7 +455,8 @@ async def test_runsc(engine: Any, tmp_path: Any) -> None:
         attrs = engine.api.inspect_container(container.id)
         assert attrs["HostConfig"]["Runtime"] == "runsc"
         await b.states.close("g")
-        assert stdout(await b.python("print(y)", session="g2")) == "forked\n"
+        after = await b.python("print(y)", session="g2")
+        assert stdout(after) == "forked\n", after
         await b.states.close("g2")
         assert gone(engine, container.id)
     finally:

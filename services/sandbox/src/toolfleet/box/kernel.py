@@ -55,6 +55,10 @@ class Kernel:
     def serve(self) -> None:
         """Answer requests until the channel closes."""
         signal.signal(signal.SIGINT, self._on_interrupt)
+        # Where the supervisor cannot adopt orphans (gVisor), a forked session's kernel whose
+        # parent kernel ends is in an orphaned process group and gets SIGHUP: not an end. A
+        # handler, not SIG_IGN, so that programs the model runs get the default back at exec.
+        signal.signal(signal.SIGHUP, lambda *_: None)
         pid = os.getpid()
         wire.send(self.chan, {"op": "hello", "pid": pid})
         while True:

@@ -80,12 +80,13 @@ def parent_of(pid: int) -> int | None:
 
 def owned_by(uid: int) -> list[int]:
     """Every process of ``uid`` this namespace shows."""
-    found = []
-    for pid in _all_pids():  # not threads: gVisor lists them in /proc too
-        with contextlib.suppress(OSError):
-            if os.stat(f"/proc/{pid}").st_uid == uid:
-                found.append(pid)
-    return found
+    return [pid for pid in _all_pids() if uid_of(pid) == uid]  # not threads: gVisor lists them
+
+
+def uid_of(pid: int) -> int | None:
+    """The real uid of ``pid`` (from its status: /proc/<pid> itself is root's for a process
+    that is not dumpable)."""
+    return status_field(pid, "Uid")
 
 
 def status_field(pid: int, name: str) -> int | None:

@@ -307,6 +307,21 @@ class Supervisor:
     def _kill_kernel(self, kernel: KernelState) -> None:
         self._kill_below(kernel.pid)
         _signal(kernel.pid, signal.SIGKILL)
+        self._await_exit(kernel.pid)
+        self._freeze_idle()
+
+    def _await_exit(self, pid: int, within_s: float = 1.0) -> None:
+        """Wait until ``pid`` has exited (a zombie or gone): its exit may continue other
+        kernels (an orphaned process group gets SIGCONT), so they are stopped after it."""
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                        return
+            except (OSError, IndexError):
+                return
+            time.sleep(0.001)
 
     def _drop_kernel(self, kernel: KernelState) -> None:
         self.kernels.pop(kernel.kid, None)
@@ -468,6 +483,7 @@ class Supervisor:
         job = kernel.job
         self._kill_below(kernel.pid)
         _signal(kernel.pid, signal.SIGKILL)
+        self._await_exit(kernel.pid)
         if job is not None:
             self._drain(job, kernel.out, "stdout")
             self._drain(job, kernel.err, "stderr")

@@ -210,14 +210,10 @@ class Zygote:
     def _kill_uid(self, uid: int) -> int:
         """SIGKILL every process of ``uid`` in this namespace; how many there were."""
         found = 0
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    if os.stat(f"/proc/{entry}").st_uid == uid:
-                        os.kill(int(entry), signal.SIGKILL)
-                        found += 1
-                except (OSError, ProcessLookupError):
-                    continue
+        for pid in processes.owned_by(uid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                found += 1
         return found
 
     def _reap(self) -> None:
@@ -236,11 +232,8 @@ class Zygote:
         for pid in processes.children(os.getpid()):
             if pid in supervisors:
                 continue
-            try:
-                owner = os.stat(f"/proc/{pid}").st_uid
-            except OSError:
-                continue
-            if owner not in live:
+            owner = processes.uid_of(pid)
+            if owner is not None and owner not in live:
                 processes.kill_tree(pid)
 
 
