@@ -6,7 +6,7 @@ SHELL := /bin/bash
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --frozen
 
-.PHONY: help sync run test lint format bench sandbox-images compose-images redis sql-databases k8s-tools
+.PHONY: help sync runtime run test lint format bench sandbox-images compose-images redis sql-databases k8s-tools
 
 help:
 	@echo "make run    serve the gateway with embedded defaults on 127.0.0.1:8000"
@@ -20,7 +20,12 @@ $(CURDIR)/.tools/bin/uv:
 sync: $(UV)
 	$(UV) sync --frozen --all-packages
 
-run: sync
+# The Python environment the model's code runs in (a virtualenv of its own, never the
+# service's): /opt/toolfleet/runtime-<hash> as root, else ~/.local/share/toolfleet/.
+runtime: sync
+	UV=$(UV) $(RUN) python -m toolfleet.sandbox.runtime build
+
+run: sync runtime
 	$(RUN) toolfleet serve
 
 lint: sync
@@ -53,7 +58,7 @@ sql-databases: sync
 k8s-tools:
 	bash deploy/k8s/install-kubectl.sh >/dev/null
 
-test: lint compose-images redis sql-databases k8s-tools
+test: lint runtime compose-images redis sql-databases k8s-tools
 	$(RUN) pytest
 
 bench: sync

@@ -32,7 +32,13 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 IMAGE = SandboxSettings().docker_image  # TOOLFLEET_SANDBOX_DOCKER_IMAGE overrides it
 SETTINGS: dict[str, Any] = dict(
-    backend="docker", pool_size=1, docker_pool_size=1, memory_mb=256, disk_mb=64, processes=32
+    backend="docker",
+    pool_size=1,
+    docker_pool_size=1,
+    memory_mb=256,
+    disk_mb=64,
+    processes=32,
+    family_memory_mb=256,
 )
 
 
@@ -180,11 +186,15 @@ async def test_print_stateful_and_state_persists(box: Box) -> None:
 
 
 async def test_kernel_runs_as_the_container_user_in_its_workspace(box: Box) -> None:
-    result = await box.python("import os\nprint(os.getuid(), os.getcwd(), os.getppid())")
-    uid, cwd, ppid = stdout(result).split()
+    result = await box.python(
+        "import os\nppid = os.getppid()\n"
+        "print(os.getuid(), os.getcwd(), ppid, os.stat(f'/proc/{ppid}').st_uid)"
+    )
+    uid, cwd, ppid, parent_uid = stdout(result).split()
     assert int(uid) == box.backend.uid != 0
     assert cwd.startswith("/box/")
-    assert ppid == "1"  # forked by the zygote, PID 1 of the container
+    # forked by the family's supervisor (root), which the zygote (PID 1) forked
+    assert ppid != "1" and parent_uid == "0"
 
 
 async def test_fork_copies_globals_in_the_same_container(box: Box) -> None:
@@ -253,12 +263,14 @@ async def test_container_options(box: Box, engine: Any) -> None:
     s = box.backend.settings
     assert host["ReadonlyRootfs"] is True
     assert host["CapDrop"] == ["ALL"]
+    assert sorted(host["CapAdd"]) == sorted(docker_backend.CAPABILITIES)
     assert "no-new-privileges" in host["SecurityOpt"]
-    assert host["Memory"] == (s.memory_mb + docker_backend.ZYGOTE_HEADROOM_MB) << 20
+    assert host["Memory"] == (s.family_memory_mb + docker_backend.ZYGOTE_HEADROOM_MB) << 20
     assert host["PidsLimit"] == box.backend.pids_limit() == s.processes + 16
     assert host["NanoCpus"] == int(box.backend.cpus * 1e9)
-    assert set(host["Tmpfs"]) == {"/box", "/tmp"}
-    assert attrs["Config"]["User"] == f"{box.backend.uid}:{box.backend.uid}"
+    assert set(host["Tmpfs"]) == {"/box", "/tmp", "/mnt"}
+    # the zygote and supervisor are the container's root; model code runs as box.backend.uid
+    assert attrs["Config"]["User"] == "0:0"
     assert attrs["Config"]["Labels"][docker_backend.LABEL] == box.backend.instance
     await box.states.close("s-opts")
 
@@ -418,7 +430,8 @@ async def test_runsc(engine: Any, tmp_path: Any) -> None:
         assert stdout(await b.python("print(1+1)", session="g")) == "2\n"
         await b.python("y = 'forked'", session="g")
         await b.states.fork("g", "g2")
-        assert stdout(await b.python("print(y)", session="g2")) == "forked\n"
+        forked = await b.python("print(y)", session="g2")
+        assert stdout(forked) == "forked\n", forked
         # gVisor's own kernel answers, not the host's
         release = stdout(await b.python("import os\nprint(os.uname().release)", session="g"))
         assert release.strip() != os.uname().release
@@ -441,7 +454,8 @@ async def test_runsc(engine: Any, tmp_path: Any) -> None:
         attrs = engine.api.inspect_container(container.id)
         assert attrs["HostConfig"]["Runtime"] == "runsc"
         await b.states.close("g")
-        assert stdout(await b.python("print(y)", session="g2")) == "forked\n"
+        after = await b.python("print(y)", session="g2")
+        assert stdout(after) == "forked\n", after
         await b.states.close("g2")
         assert gone(engine, container.id)
     finally:

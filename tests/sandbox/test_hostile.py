@@ -122,7 +122,14 @@ async def test_cannot_read_host_secrets_or_the_service(client):
     readme = str(ROOT / "README.md")
     assert Path(readme).exists()  # on the host
     obs = await run(client, f"import os\nos.path.exists({readme!r}), os.path.exists('/root')")
-    assert obs["data"]["result"] == "(False, True)"  # the project tree is not visible
+    assert obs["data"]["result"] == "(False, False)"  # the project tree is not visible
+    obs = await run(client, "import sys\nsys.prefix, sys.executable")
+    assert (
+        obs["data"]["result"] == "('/opt/toolfleet/runtime', '/opt/toolfleet/runtime/bin/python')"
+    )
+    for module in ("toolfleet.core", "redis", "fastapi", "pyseccomp"):  # the service's own
+        obs = await run(client, f"import {module}")
+        assert "ModuleNotFoundError" in obs["error"]["message"], module
     obs = await run(client, "import os\nsorted(os.environ)")
     names = eval(obs["data"]["result"])
     assert not [n for n in names if n.startswith("TOOLFLEET") or "KEY" in n or "TOKEN" in n]
@@ -135,22 +142,24 @@ async def test_cannot_read_host_secrets_or_the_service(client):
 async def test_cannot_read_or_write_another_sessions_files(client, victim):
     # Families on the same zygote see each other's directory but may not enter it; families
     # on another zygote (another mount namespace) do not see it at all.
-    for _ in range(3):  # new sessions go to the zygotes in turn: meet both cases
+    # Every family has a mount namespace of its own: the victim's path names, at most, a file
+    # of the attacker's own family (the victim fixture checks the victim's file is intact).
+    for _ in range(3):  # new sessions go to the zygotes in turn
         sid = await new_session(client)
         obs = await run(client, f"open({victim['path']!r}).read()", session_id=sid)
-        assert obs["error"]["message"].split(":")[0] in ("PermissionError", "FileNotFoundError")
+        assert "v-secret" not in str(obs)
         obs = await run(client, f"open({victim['path']!r}, 'w').write('x')", session_id=sid)
-        assert obs["error"]["message"].split(":")[0] in ("PermissionError", "FileNotFoundError")
         obs = await bash(
-            client, f"cat {victim['path']}; ls {Path(victim['path']).parent}", session_id=sid
+            client,
+            f"cat {victim['path']}; ls -a /box {Path(victim['path']).parent}",
+            session_id=sid,
         )
-        assert obs["data"]["stdout"] == ""
-        assert (
-            "Permission denied" in obs["data"]["stderr"] or "No such file" in obs["data"]["stderr"]
-        )
+        assert "v-secret" not in obs["data"]["stdout"]
 
 
-@pytest.mark.parametrize("path", ["/usr/evil", "/etc/evil", "/tmp/evil", "/evil", "/box/evil"])
+@pytest.mark.parametrize(
+    "path", ["/usr/evil", "/etc/evil", "/evil", "/opt/toolfleet/runtime/evil", "/dev/evil"]
+)
 async def test_cannot_write_outside_the_workspace(client, path):
     obs = await run(client, f"open({path!r}, 'w').write('x')")
     assert obs["ok"] is False
@@ -245,7 +254,7 @@ async def test_busy_children_do_not_outlive_the_call(client):
     uid = int(obs["data"]["result"])
     await bash(client, "nohup sleep 1002 > /dev/null 2>&1 &", session_id=sid)
     left = await settle(uid, 1)
-    assert len(left) == 1 and "toolfleet.sandbox.zygote" in left[0][2]  # only the kernel
+    assert len(left) == 1 and "toolfleet.box.zygote" in left[0][2]  # only the kernel
 
 
 async def test_ended_sessions_leave_no_process(client):

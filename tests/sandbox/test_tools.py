@@ -59,7 +59,7 @@ async def test_readyz_shows_the_isolation_in_force(client):
 
 async def test_tools_listed_with_schemas_workspace_hidden(client):
     names = {t["name"]: t for t in (await client.get("/v1/tools")).json()["tools"]}
-    assert set(names) == {"python", "bash"}
+    assert set(names) == {"python", "bash", "run_program"}
     assert names["python"]["input_schema"]["required"] == ["code"]
     assert "stdout" in names["python"]["output_schema"]["properties"]
 
@@ -268,6 +268,7 @@ async def test_bash_exit_status_and_stderr(client):
         "stderr": "err\n",
         "exit_code": 3,
         "cwd": None,
+        "notes": [],
     }
     assert text(obs).endswith("[exit status 3]")
 

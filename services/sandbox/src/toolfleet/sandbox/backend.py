@@ -1,30 +1,37 @@
-"""Where kernels run: the backend interface, and the service's side of a zygote.
+"""Where kernels run: the backend interface, and the service's side of zygotes and families.
 
-A backend (local namespaces, docker containers) provides *families*: a uid (or container) a
-session and its forks share. A family spawns kernels through a zygote it talks to over a
-Unix socket; the kernel's own channel is a socket pair whose far end travels with the
-request (SCM_RIGHTS), so the service talks to each kernel directly.
+A backend (local namespaces, docker containers) provides *families*: a session and its
+forks, which share a uid (or a container), a disk, a cgroup and namespaces of their own, and
+nothing with any other family. A family is served by a supervisor (``toolfleet.box``) that
+the service talks to over one channel, multiplexed by request id: it runs cells in the
+family's kernels, bash commands and programs, forks sessions and does the files API, and
+everything it answers is produced outside the processes that run model code.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import base64
+import contextlib
+import itertools
 import os
 import shutil
-import signal
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from toolfleet.sandbox import wire
-from toolfleet.sandbox.jail import Limits
+from toolfleet.box import wire
+from toolfleet.box.jail import Limits
+
+MAX_REPLY_BYTES = 512 << 20
+ANSWER_MARGIN_S = 10.0  # how long past a request's own deadline a supervisor may take
 
 
 class SandboxUnavailableError(RuntimeError):
-    """The backend cannot run kernels (zygote or container gone)."""
+    """The backend cannot run kernels (zygote, supervisor or container gone)."""
 
 
 class ZygoteClient:
@@ -36,9 +43,10 @@ class ZygoteClient:
         self.info: dict[str, Any] = {}
         self._lock = asyncio.Lock()
 
-    async def handshake(self, timeout_s: float) -> dict[str, Any]:
-        """Wait for the zygote's ready message (it imports its libraries first)."""
+    async def handshake(self, init: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        """Send ``init`` and wait until the zygote is ready (it imports its libraries)."""
         async with asyncio.timeout(timeout_s):
+            await wire.asend(self.sock, {"op": "init", **init})
             self.info = await wire.arecv(self.sock)
         if self.info.get("op") != "ready":
             raise SandboxUnavailableError(f"unexpected zygote greeting: {self.info}")
@@ -57,8 +65,64 @@ class ZygoteClient:
         self.sock.close()
 
 
+class FamilyChannel:
+    """The service's end of a family supervisor's channel: requests carry an id, and one
+    reader task hands each reply to the request that waits for it."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.closed = False
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._send_lock = asyncio.Lock()
+        self._reader = asyncio.get_running_loop().create_task(self._read(), name="family")
+
+    async def request(self, msg: dict[str, Any], answer_within_s: float) -> dict[str, Any]:
+        """Send one request; its reply. The supervisor enforces the request's own deadline:
+        no answer within ``answer_within_s`` means the family is broken (it is closed)."""
+        if self.closed:
+            raise SandboxUnavailableError("the session's sandbox is gone")
+        rid = next(self._ids)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[rid] = future
+        try:
+            async with self._send_lock:
+                await wire.asend(self.sock, {**msg, "id": rid})
+            return await asyncio.wait_for(future, answer_within_s)
+        except TimeoutError:
+            self.close()
+            raise SandboxUnavailableError("the sandbox did not answer in time") from None
+        except (OSError, wire.ChannelClosedError) as exc:
+            self.close()
+            raise SandboxUnavailableError(f"the session's sandbox is gone: {exc}") from exc
+        finally:
+            self._waiting.pop(rid, None)
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                reply = await wire.arecv(self.sock, MAX_REPLY_BYTES)
+                future = self._waiting.get(int(reply.get("id", -1)))
+                if future is not None and not future.done():
+                    future.set_result(reply)
+        except (OSError, wire.ChannelClosedError, ValueError):
+            pass
+        finally:
+            self.closed = True
+            for future in self._waiting.values():
+                if not future.done():
+                    future.set_exception(SandboxUnavailableError("the session's sandbox is gone"))
+
+    def close(self) -> None:
+        """Close the channel: the supervisor ends every process of the family."""
+        self.closed = True
+        self._reader.cancel()
+        self.sock.close()
+
+
 class Family(abc.ABC):
-    """Kernels that share a uid (or a container): one session and its forks."""
+    """One family's supervisor, through its channel."""
 
     def __init__(
         self,
@@ -70,47 +134,70 @@ class Family(abc.ABC):
     ) -> None:
         self.zygote = zygote
         self.uid = uid
-        self.fid = uid if fid is None else fid  # the family's directory under /box
+        self.fid = uid if fid is None else fid
         self.limits = limits
         self.on_close = on_close
+        self.channel: FamilyChannel | None = None
         self.members = 0
         self.closed = False
 
-    async def spawn(self) -> tuple[socket.socket, int]:
-        """A new kernel in this family: its channel (hello already read) and pid."""
-        limits = asdict(self.limits)
-        sock, pid = await open_channel(
-            lambda fd: self.zygote.request(
-                {"op": "spawn", "uid": self.uid, "family": self.fid, "limits": limits}, [fd]
-            ),
-            "spawn",
-        )
-        self.members += 1
-        return sock, pid
-
-    async def adopt(self, pid: int) -> None:
-        """Count a forked kernel as a member (the zygote will not sweep it)."""
-        self.members += 1
-        await self.zygote.request({"op": "register", "pid": pid, "uid": self.uid})
-
-    async def signal(self, pid: int, sig: int = signal.SIGINT) -> None:
-        """Signal a member kernel."""
-        await self.zygote.request({"op": "signal", "pid": pid, "uid": self.uid, "sig": sig})
-
-    async def kill(self, pid: int) -> None:
-        """Kill a member kernel and what it runs; the last one ends the family."""
+    async def open(self) -> None:
+        """Have the zygote fork the family's supervisor, with its channel."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            await self.zygote.request({"op": "kill", "pid": pid, "uid": self.uid})
+            try:
+                msg = {
+                    "op": "family",
+                    "fid": self.fid,
+                    "uid": self.uid,
+                    "limits": asdict(self.limits),
+                }
+                reply = await self.zygote.request(msg, [theirs.fileno()])
+            finally:
+                theirs.close()
+            if not reply.get("ok"):
+                raise SandboxUnavailableError(f"a new family failed: {reply.get('error')}")
+        except BaseException:
+            ours.close()
+            raise
+        self.channel = FamilyChannel(ours)
+
+    async def request(self, msg: dict[str, Any], answer_within_s: float) -> dict[str, Any]:
+        """One request to the supervisor (see ``toolfleet.box.messages``)."""
+        if self.channel is None:
+            raise SandboxUnavailableError("the family is not open")
+        return await self.channel.request(msg, answer_within_s)
+
+    async def spawn(self) -> dict[str, Any]:
+        """A new kernel in this family: its id, pid and workspace."""
+        reply = await self.request({"op": "spawn"}, ANSWER_MARGIN_S * 3)
+        if not reply.get("ok"):
+            raise SandboxUnavailableError(f"spawn failed: {reply.get('error')}")
+        self.members += 1
+        return reply
+
+    def adopt(self) -> None:
+        """Count a forked kernel as a member."""
+        self.members += 1
+
+    async def end_kernel(self, kernel: int) -> None:
+        """End a member kernel; the last one ends the family."""
+        try:
+            if self.channel is not None and not self.channel.closed:
+                with contextlib.suppress(SandboxUnavailableError):
+                    await self.request({"op": "end_kernel", "kernel": kernel}, ANSWER_MARGIN_S)
         finally:
             self.members -= 1
             if self.members <= 0:
                 await self.close()
 
     async def close(self) -> None:
-        """End every process of the family and delete its files."""
+        """End every process of the family and release what it holds."""
         if self.closed:
             return
         self.closed = True
+        if self.channel is not None:
+            self.channel.close()
         try:
             await self._close()
         finally:
@@ -119,15 +206,7 @@ class Family(abc.ABC):
 
     @abc.abstractmethod
     async def _close(self) -> None:
-        """Release what the backend holds for the family."""
-
-
-async def _hello(sock: socket.socket, timeout_s: float = 10.0) -> dict[str, Any]:
-    async with asyncio.timeout(timeout_s):
-        hello = await wire.arecv(sock, max_frame=4096)
-    if hello.get("op") != "hello" or not isinstance(hello.get("pid"), int):
-        raise SandboxUnavailableError(f"unexpected kernel greeting: {hello}")
-    return hello
+        """Release what the backend holds for the family (answers once nothing is left)."""
 
 
 class Backend(abc.ABC):
@@ -145,12 +224,12 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def new_family(self, light: bool = False) -> Family:
-        """A fresh family, isolated from every other. ``light``: from a template with fewer
-        libraries preloaded, which forks faster (the backend may ignore it)."""
+        """A fresh, open family, isolated from every other. ``light``: from a template with
+        fewer libraries preloaded, which forks faster (the backend may ignore it)."""
 
     @property
     def parallelism(self) -> int:
-        """How many kernels the backend can spawn at once."""
+        """How many families the backend can start at once."""
         return 1
 
     #: True when ``new_family(light=True)`` really forks from a lighter template.
@@ -161,24 +240,13 @@ class Backend(abc.ABC):
         """What isolation is in force (for /readyz and logs)."""
 
 
-async def open_channel(
-    ask: Callable[[int], Awaitable[dict[str, Any]]], what: str
-) -> tuple[socket.socket, int]:
-    """A new kernel's channel: ``ask`` sends the far end of a socket pair (to the zygote, or
-    to a kernel that forks); the new kernel greets on it with its pid."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        try:
-            reply = await ask(theirs.fileno())
-        finally:
-            theirs.close()
-        if not reply.get("ok"):
-            raise SandboxUnavailableError(f"{what} failed: {reply.get('error')}")
-        ours.setblocking(False)
-        return ours, int((await _hello(ours))["pid"])
-    except BaseException:
-        ours.close()
-        raise
+def zygote_init(preload: list[str], seccomp: bytes | None, **extra: Any) -> dict[str, Any]:
+    """The ``init`` message a zygote gets (see ``toolfleet.box.messages.InitRequest``)."""
+    return {
+        "preload": preload,
+        "seccomp": base64.b64encode(seccomp).decode() if seccomp else None,
+        **extra,
+    }
 
 
 def remove_stale_state(state_dir: Path, prefix: str) -> None:

@@ -1,11 +1,14 @@
 """The docker backend: one container per family of kernels, taken from a warm pool.
 
-Each container runs the zygote as its PID 1 (the container is the jail: no network, a
-read-only root, tmpfs workspaces, memory, pid and CPU limits, no capabilities, an
-unprivileged user, optionally gVisor). The zygote listens on a Unix socket in a host
+Each container runs the zygote as its PID 1 on the image's sandbox runtime (the container is
+the jail: no network, a read-only root, tmpfs /box, /tmp and /mnt, its own IPC namespace and
+/dev/shm, memory, pid and CPU limits, optionally gVisor). The zygote and the family's
+supervisor run as the container's root with only the capabilities they need to confine and
+watch the family (setuid/setgid, kill, file ownership); the processes that run model code
+drop to uid 65532 with no capability at all. The zygote listens on a Unix socket in a host
 directory bind-mounted at /run/toolfleet; the service connects to it from the host and from
-then on speaks the same protocol as with the local backend (``spawn`` carries the kernel's
-channel with SCM_RIGHTS).
+then on speaks the same protocol as with the local backend (``family`` carries the
+supervisor's channel with SCM_RIGHTS).
 
 Containers are started ahead of need (``docker_pool_size``) so that a new family costs no
 container start. Every container carries the labels of the service instance that made it:
@@ -29,18 +32,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from toolfleet.box.jail import LIB, RUNTIME
+from toolfleet.box.launch import BOOT
 from toolfleet.sandbox.backend import (
     Backend,
     Family,
     SandboxUnavailableError,
     ZygoteClient,
     remove_stale_state,
+    zygote_init,
 )
+from toolfleet.sandbox.seccomp import compile_filter
 from toolfleet.sandbox.settings import SandboxSettings
 
 log = logging.getLogger(__name__)
 
-CONTAINER_UID = 65532  # the image's `sandbox` user
+CONTAINER_UID = 65532  # the image's `sandbox` user: the uid of every process of model code
+# What the container's root (zygote, supervisor) keeps: dropping to the sandbox uid, signalling
+# and reaping its processes, the files API on its files. Everything else is dropped.
+CAPABILITIES = ["SETUID", "SETGID", "KILL", "CHOWN", "FOWNER", "DAC_OVERRIDE"]
 SOCKET_DIR = "/run/toolfleet"
 SOCKET_NAME = "zygote.sock"
 BOX_ROOT = "/box"
@@ -84,7 +94,7 @@ class DockerFamily(Family):
     """A container of its own: its zygote, its tmpfs, its limits."""
 
     def __init__(self, backend: DockerBackend, container: Container) -> None:
-        super().__init__(container.zygote, container.uid, backend.limits)
+        super().__init__(container.zygote, container.uid, backend.limits, fid=1)
         self.backend = backend
         self.container = container
 
@@ -102,7 +112,8 @@ class DockerBackend(Backend):
         self.limits = settings.limits()
         self.cpus = settings.docker_cpus
         self.instance = secrets.token_hex(4)
-        self.uid = CONTAINER_UID if os.geteuid() == 0 else os.geteuid()
+        self.uid = CONTAINER_UID
+        self.seccomp: bytes | None = None
         self.client: Any = None  # docker.DockerClient
         self.info: dict[str, Any] = {}
         self._dir = settings.state_dir / f"docker-{os.getpid()}"
@@ -125,6 +136,7 @@ class DockerBackend(Backend):
         log.info("sandbox: docker backend ready: %s", self.describe())
 
     async def _start(self) -> None:
+        self.seccomp = compile_filter()
         self.client = await self._blocking(_connect)
         await self._blocking(self._check_image_and_runtime)
         removed = await self._blocking(self._remove_stale_containers)
@@ -176,7 +188,13 @@ class DockerBackend(Backend):
         self._wakeup.set()
         if container is None:
             container = await self._start_container()
-        return DockerFamily(self, container)
+        family = DockerFamily(self, container)
+        try:
+            await family.open()
+        except BaseException:
+            await family.close()
+            raise
+        return family
 
     def pids_limit(self) -> int:
         """The containers' pids limit: the family's processes, and the runtime's threads."""
@@ -235,9 +253,7 @@ class DockerBackend(Backend):
         self._serial += 1
         name = f"toolfleet-sbx-{self.instance}-{self._serial}"
         directory = self._dir / name
-        directory.mkdir(mode=0o700)
-        if os.geteuid() == 0:
-            os.chown(directory, self.uid, self.uid)
+        directory.mkdir(mode=0o755)  # root's: the container's root binds the socket in it
         deadline = time.monotonic() + START_TIMEOUT_S
         create = self._blocking(self._create_container, name, directory, auto_remove)
         try:
@@ -253,8 +269,11 @@ class DockerBackend(Backend):
         try:
             sock = await self._connect(container_id, directory / SOCKET_NAME, deadline)
             zygote = ZygoteClient(sock)
+            init = zygote_init(
+                self.settings.preload, self.seccomp, huge_pages=False, uid_limits=False
+            )
             try:
-                info = await zygote.handshake(max(0.1, deadline - time.monotonic()))
+                info = await zygote.handshake(init, max(0.1, deadline - time.monotonic()))
             except BaseException:
                 zygote.close()
                 raise
@@ -268,15 +287,7 @@ class DockerBackend(Backend):
                     f"{logs or '(none)'}"
                 ) from exc
             raise
-        self._seal(directory)
         return Container(name, container_id, directory, zygote, self.uid, info)
-
-    def _seal(self, directory: Path) -> None:
-        """Take the socket directory back from the container user once the zygote is
-        connected: kernels (same uid) must not store files on the host's disk there."""
-        if os.geteuid() == 0:
-            os.chown(directory, 0, 0)
-            os.chmod(directory, 0o755)
 
     def _remove_orphan(self, create: asyncio.Future[Any]) -> None:
         if not create.cancelled() and create.exception() is None:
@@ -317,13 +328,13 @@ class DockerBackend(Backend):
     def _create_container(self, name: str, directory: Path, auto_remove: bool = True) -> str:
         s = self.settings
         api = self.client.api
-        memory = f"{s.memory_mb + ZYGOTE_HEADROOM_MB}m"
+        memory = f"{(self.limits.family_memory_bytes >> 20) + ZYGOTE_HEADROOM_MB}m"
         host_config = api.create_host_config(
             binds={str(directory): {"bind": SOCKET_DIR, "mode": "rw"}},
             tmpfs={
-                BOX_ROOT: f"rw,nosuid,nodev,size={s.disk_mb}m,mode=0755,"
-                f"uid={self.uid},gid={self.uid}",
+                BOX_ROOT: f"rw,nosuid,nodev,size={s.disk_mb}m,mode=0755",
                 "/tmp": f"rw,nosuid,nodev,size={TMP_SIZE},mode=1777",
+                "/mnt": f"rw,nosuid,nodev,size={TMP_SIZE},mode=1777",
             },
             network_mode="none",
             read_only=True,
@@ -332,6 +343,7 @@ class DockerBackend(Backend):
             pids_limit=self.pids_limit(),
             nano_cpus=int(self.cpus * 1e9),
             cap_drop=["ALL"],
+            cap_add=CAPABILITIES,
             security_opt=["no-new-privileges"],
             auto_remove=auto_remove,
             runtime=s.docker_runtime or None,
@@ -339,9 +351,9 @@ class DockerBackend(Backend):
         )
         created = api.create_container(
             s.docker_image,
-            command=_zygote_command(s.preload),
+            command=_zygote_command(),
             name=name,
-            user=f"{self.uid}:{self.uid}",
+            user="0:0",
             hostname="sandbox",
             working_dir=BOX_ROOT,
             labels={
@@ -466,12 +478,12 @@ def _connect_unix(sock: socket.socket, path: Path) -> None:
         os.close(directory)
 
 
-def _zygote_command(preload: list[str]) -> list[str]:
+def _zygote_command() -> list[str]:
     return [
-        "python", "-m", "toolfleet.sandbox.zygote",
+        f"{RUNTIME}/bin/python", "-I", "-c", BOOT.format(lib=LIB),
         "--listen", f"{SOCKET_DIR}/{SOCKET_NAME}",
         "--box-root", BOX_ROOT,
-        "--preload", ",".join(preload),
+        "--private-tmp",
     ]  # fmt: skip
 
 

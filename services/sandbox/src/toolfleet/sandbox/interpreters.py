@@ -1,5 +1,11 @@
-"""The sandbox's tools: ``python``, ``bash``, and the workspace file operations behind the
-REST files API."""
+"""The sandbox's tools: ``python``, ``bash``, ``run_program``, and the workspace file
+operations behind the REST files API.
+
+Every answer is built from what a family's supervisor reports: output it read from the
+kernel's pipes, exit statuses from ``wait4``, times it measured, files it read itself. What
+the interpreter says of a cell (the trailing value, images, the exception) is the model's own
+process's report; it is checked and bounded by the supervisor and used only for those fields.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import ast
 import asyncio
 import base64
 import binascii
+import signal
 import time
 from typing import Any, ClassVar, Literal
 
@@ -14,6 +21,7 @@ from pydantic import BaseModel, Field
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, ImagePart, TextPart
 from toolfleet.core.service import Service
 from toolfleet.core.tool import ArgsT, CallContext, Tool, ToolArguments, ToolError, ToolResult
+from toolfleet.sandbox import runtime
 from toolfleet.sandbox.backend import Backend, SandboxUnavailableError
 from toolfleet.sandbox.kernels import KernelDiedError, KernelHandle, KernelPool
 from toolfleet.sandbox.settings import SandboxSettings
@@ -47,18 +55,17 @@ class Sandbox(Service[SandboxSettings]):
 
             backend = make_backend(settings)
         self.backend = backend
-        grace = settings.interrupt_grace_s
-        self.pool = KernelPool(backend, settings.pool_size, grace)
+        self.pool = KernelPool(backend, settings.pool_size)
         # Stateless calls that import none of the heavy libraries fork from a lighter template.
         light_size = settings.light_pool_size if backend.light_templates else 0
-        self.light_pool = KernelPool(backend, light_size, grace, light=True)
+        self.light_pool = KernelPool(backend, light_size, light=True)
         self.heavy_modules = {m.split(".")[0] for m in settings.preload} - {
             m.split(".")[0] for m in settings.light_preload
         }
 
     def tools(self) -> list[Tool]:
-        """python, bash and workspace (the files API), over this one pool."""
-        return [PythonTool(self), BashTool(self), WorkspaceTool(self)]
+        """python, bash, run_program and workspace (the files API), over this one pool."""
+        return [PythonTool(self), BashTool(self), RunProgramTool(self), WorkspaceTool(self)]
 
     async def start(self) -> None:
         await self.backend.start()
@@ -78,6 +85,7 @@ class Sandbox(Service[SandboxSettings]):
             "pool_size": self.pool.size,
             "light_pool_ready": self.light_pool.ready,
             "light_pool_size": self.light_pool.size,
+            "packages": runtime.packages() if self.settings.runtime_dir is None else None,
         }
 
     def needs_full(self, code: str) -> bool:
@@ -116,54 +124,47 @@ class Sandbox(Service[SandboxSettings]):
                 ErrorKind.unavailable, f"the sandbox cannot start a kernel: {exc}", retryable=True
             ) from exc
 
-    def interrupt_at(self, ctx: CallContext) -> float:
-        """When to interrupt a late call: early enough that, if the kernel ignores the
-        interrupt, it is killed and the call answered before the call's own deadline."""
-        return ctx.deadline - self.settings.interrupt_grace_s - 0.1
+    def time_left(self, ctx: CallContext) -> float:
+        """The time the supervisor may give the request: it stops the code early enough that,
+        if the code ignores the interrupt, it is killed and the call answered before the
+        call's own deadline."""
+        late = ctx.deadline - self.settings.interrupt_grace_s - 0.1
+        return max(0.05, late - time.monotonic())
 
-    async def run(
-        self, ctx: CallContext, msg: dict[str, Any], light: bool = False
+    async def request(
+        self, ctx: CallContext, op: str, light: bool = False, **fields: Any
     ) -> tuple[dict[str, Any], bool]:
-        """Run one request in the session's kernel (or a throw-away one without a session,
-        from the light template when ``light``). Returns the reply and whether the kernel was
-        restarted before it."""
+        """One request about the session's kernel (or a throw-away one without a session,
+        from the light template when ``light``). Returns the supervisor's reply and whether
+        the kernel was restarted before it."""
         stateless = ctx.session_id is None
         kernel = await self._take(light) if stateless else await self.session_kernel(ctx)
         restarted, kernel.restarted = kernel.restarted, False
         try:
-            reply = await kernel.request(msg, self.interrupt_at(ctx))
-        except TimeoutError as exc:
-            raise ToolError(
-                ErrorKind.timeout,
-                f"the call did not finish within its {ctx.timeout_s:g} s timeout; the "
-                "interpreter was stopped" + ("" if stateless else " and restarted (state lost)"),
-                hint=HINTS[ErrorKind.timeout],
-            ) from exc
+            reply = await kernel.request(
+                op, self.time_left(ctx), grace_s=self.settings.interrupt_grace_s, **fields
+            )
         except KernelDiedError as exc:
             raise ToolError(
-                ErrorKind.memory_limit,
-                "the interpreter was killed (memory or CPU limit, or it crashed)"
+                ErrorKind.unavailable,
+                "the sandbox that held this session went away"
                 + ("" if stateless else "; the session's state is lost"),
                 detail=str(exc),
-                hint=HINTS[ErrorKind.memory_limit],
+                retryable=True,
             ) from exc
         finally:
             if stateless:
                 _later(kernel.close())
-        error = reply.get("error")
         if (
             not stateless
-            and isinstance(error, dict)
-            and error.get("kind") == "timeout"
-            and isinstance(reply.get("threads"), int)
-            and reply["threads"] > 1
+            and reply.get("ended") == "timeout"
+            and reply.get("kernel_alive")
+            and int(reply.get("threads") or 1) > 1
         ):
-            # Threads of the interrupted code may still be running: stop them for good.
+            # Threads of the interrupted code would go on at the next call: end them.
             await kernel.kill()
-            error["message"] = (
-                f"{error.get('message')}; threads it started were still "
-                "running, so the interpreter was restarted (state lost)"
-            )
+            reply["kernel_alive"] = False
+            reply["threads_restart"] = True
         return reply, restarted
 
 
@@ -177,6 +178,9 @@ class SandboxTool(Tool[ArgsT]):
         self.sandbox = sandbox
 
 
+# ---------------------------------------------------------------------- python
+
+
 class PythonArgs(ToolArguments):
     """Arguments of the python tool."""
 
@@ -185,13 +189,21 @@ class PythonArgs(ToolArguments):
 
 
 class PythonOutput(BaseModel):
-    """Structured output of the python tool."""
+    """Structured output of the python tool. ``stdout`` and ``stderr`` are what the
+    interpreter's process wrote, captured outside it; ``result`` and the images are what the
+    interpreter reported (produced by the model's code)."""
 
-    stdout: str = Field(description="What the code printed.")
+    stdout: str = Field(description="What the code printed (captured by the supervisor).")
     stderr: str = Field(description="What the code wrote to stderr (warnings, logs).")
-    result: str | None = Field(description="repr of the trailing expression, as Jupyter shows.")
+    result: str | None = Field(
+        description="repr of the trailing expression, as Jupyter shows, as the interpreter "
+        "reported it."
+    )
     images: int = Field(description="Number of image parts (figures, displayed PIL images).")
     restarted: bool = Field(description="True when the session's interpreter was restarted.")
+    notes: list[str] = Field(
+        default_factory=list, description="What was cut, dropped or changed, and why."
+    )
 
 
 class PythonTool(SandboxTool[PythonArgs]):
@@ -201,9 +213,9 @@ class PythonTool(SandboxTool[PythonArgs]):
     description = (
         "Run Python code. With a session or trajectory, state persists between calls like a "
         "Jupyter notebook (variables, imports, files in the working directory); without one, "
-        "each call starts clean. numpy, pandas, sympy, matplotlib and PIL are available; the "
-        "value of a trailing expression is shown, and matplotlib figures and displayed PIL "
-        "images come back as images. No network."
+        "each call starts clean. numpy, scipy, pandas, sympy, matplotlib, PIL, networkx and "
+        "scikit-learn are available; the value of a trailing expression is shown, and "
+        "matplotlib figures and displayed PIL images come back as images. No network."
     )
     Arguments = PythonArgs
     Output = PythonOutput
@@ -211,33 +223,93 @@ class PythonTool(SandboxTool[PythonArgs]):
 
     async def call(self, args: PythonArgs, ctx: CallContext) -> ToolResult:
         s = self.sandbox.settings
-        reply, restarted = await self.sandbox.run(
+        reply, restarted = await self.sandbox.request(
             ctx,
-            {
-                "op": "python",
-                "code": args.code,
-                "stdin": args.stdin,
-                "max_output": s.max_output_chars,
-                "max_images": s.max_images,
-                "max_image_bytes": s.max_image_bytes,
-            },
+            "python",
             light=ctx.session_id is None and not self.sandbox.needs_full(args.code),
+            code=args.code,
+            stdin=args.stdin,
+            max_output=s.max_output_chars,
+            max_images=s.max_images,
+            max_image_bytes=s.max_image_bytes,
+            max_result=20_000,
         )
         stdout, stderr = _text(reply, "stdout"), _text(reply, "stderr")
         result = reply.get("result") if isinstance(reply.get("result"), str) else None
-        error = _diagnostic(reply.get("error"))
+        error = self._diagnostic(reply, ctx)
         images = [_image(i) for i in reply.get("images") or [] if isinstance(i, dict)]
         images = [i for i in images if i is not None][: s.max_images]
-        text = _render(restarted, stdout, stderr, result, error)
-        content: list[Any] = [TextPart(text=text)] if text else []
+        notes = _strings(reply.get("notes")) + _strings(reply.get("images_dropped"))
+        text = _render(restarted, stdout, stderr, result, error, notes)
         return ToolResult(
-            content=[*content, *images],
+            content=[TextPart(text=text), *images] if text else list(images),
             data=PythonOutput(
-                stdout=stdout, stderr=stderr, result=result, images=len(images), restarted=restarted
+                stdout=stdout,
+                stderr=stderr,
+                result=result,
+                images=len(images),
+                restarted=restarted,
+                notes=notes,
             ).model_dump(),
             error=error,
-            truncated=bool(reply.get("truncated")),
+            truncated=bool(reply.get("truncated")) or bool(reply.get("images_dropped")),
         )
+
+    def _diagnostic(self, reply: dict[str, Any], ctx: CallContext) -> ErrorDiagnostic | None:
+        """The supervisor's account of how the cell ended, else the interpreter's report."""
+        s = self.sandbox.settings
+        ended = reply.get("ended")
+        alive = bool(reply.get("kernel_alive"))
+        lost = (
+            ""
+            if ctx.session_id is None
+            else "; its interpreter is restarted at the next call (the session's state is lost)"
+        )
+        if ended == "timeout":
+            if reply.get("threads_restart"):
+                how = (
+                    "it was interrupted, but threads it started were still running, so the "
+                    f"interpreter was restarted{lost}"
+                )
+            elif alive:
+                how = "it was interrupted (the session's state is kept)"
+            else:
+                how = f"it did not stop when interrupted and was killed{lost}"
+            return _diagnose(
+                ErrorKind.timeout,
+                f"the call ran out of time (its limit is {ctx.timeout_s:g} s): {how}",
+            )
+        if ended == "output_limit":
+            return _diagnose(
+                ErrorKind.output_limit,
+                f"the output passed the limit of {s.max_output_chars} bytes per call, so the "
+                "code was stopped" + ("" if alive else f" and the interpreter killed{lost}"),
+            )
+        if ended == "memory_limit":
+            return _diagnose(
+                ErrorKind.memory_limit,
+                "the interpreter was killed for using more memory than the session's limit "
+                f"({self.sandbox.settings.limits().family_memory_bytes >> 20} MiB, files in "
+                f"the working directory included){lost}",
+            )
+        if ended == "killed":
+            return _diagnose(
+                ErrorKind.memory_limit,
+                "the interpreter was killed (memory or CPU time limit, or it crashed)" + lost,
+            )
+        raw = reply.get("error")
+        if not isinstance(raw, dict):
+            return None
+        diagnostic = _diagnostic(raw)
+        if diagnostic is not None and diagnostic.kind is ErrorKind.memory_limit:
+            diagnostic.message = (
+                f"MemoryError: the code ran out of memory (the limit is {s.memory_mb} MiB "
+                "per interpreter)"
+            )
+        return diagnostic
+
+
+# ---------------------------------------------------------------------- bash
 
 
 class BashArgs(ToolArguments):
@@ -247,12 +319,13 @@ class BashArgs(ToolArguments):
 
 
 class BashOutput(BaseModel):
-    """Structured output of the bash tool."""
+    """Structured output of the bash tool (captured by the supervisor)."""
 
     stdout: str = Field(description="Standard output.")
     stderr: str = Field(description="Standard error.")
-    exit_code: int | None = Field(description="Exit status of the command.")
+    exit_code: int | None = Field(description="Exit status of the command (None: a signal).")
     cwd: str | None = Field(description="Working directory after the command.")
+    notes: list[str] = Field(default_factory=list, description="What was cut or changed, and why.")
 
 
 class BashTool(SandboxTool[BashArgs]):
@@ -261,7 +334,8 @@ class BashTool(SandboxTool[BashArgs]):
     name = "bash"
     description = (
         "Run a bash command in the session's workspace. The working directory and exported "
-        "environment variables persist between calls of a session. No network."
+        "environment variables persist between calls of a session. `python` is the "
+        "sandbox's Python with its packages. No network."
     )
     Arguments = BashArgs
     Output = BashOutput
@@ -269,25 +343,20 @@ class BashTool(SandboxTool[BashArgs]):
 
     async def call(self, args: BashArgs, ctx: CallContext) -> ToolResult:
         s = self.sandbox.settings
-        remaining = max(0.05, self.sandbox.interrupt_at(ctx) - time.monotonic())
-        reply, restarted = await self.sandbox.run(
-            ctx,
-            {
-                "op": "bash",
-                "command": args.command,
-                "max_output": s.max_output_chars,
-                "timeout_s": remaining,
-            },
-            light=True,  # bash needs no preloaded Python library
+        reply, restarted = await self.sandbox.request(
+            ctx, "bash", light=True, command=args.command, max_output=s.max_output_chars
         )
         stdout, stderr = _text(reply, "stdout"), _text(reply, "stderr")
-        error = _diagnostic(reply.get("error"))
         exit_code = reply.get("exit_code") if isinstance(reply.get("exit_code"), int) else None
+        notes = _strings(reply.get("notes"))
+        error = _process_error(reply, ctx, s.max_output_chars)
         if error is not None and error.kind is ErrorKind.runtime_error:
             error.hint = "The command failed; read stderr, fix the command and run again."
-        text = _render(restarted, stdout, stderr, None, None)
+        text = _render(restarted, stdout, stderr, None, None, notes)
         if exit_code:
             text += f"\n[exit status {exit_code}]" if text else f"[exit status {exit_code}]"
+        elif error is not None:
+            text += f"\n{error.message}" if text else error.message
         return ToolResult(
             content=[TextPart(text=text)] if text else [],
             data=BashOutput(
@@ -295,10 +364,14 @@ class BashTool(SandboxTool[BashArgs]):
                 stderr=stderr,
                 exit_code=exit_code,
                 cwd=reply.get("cwd") if isinstance(reply.get("cwd"), str) else None,
+                notes=notes,
             ).model_dump(),
             error=error,
             truncated=bool(reply.get("truncated")),
         )
+
+
+# ---------------------------------------------------------------------- files
 
 
 class FileArgs(ToolArguments):
@@ -314,7 +387,9 @@ FILE_OPS = {"write": "write_file", "read": "read_file", "list": "list_files"}
 
 class WorkspaceTool(SandboxTool[FileArgs]):
     """Session workspace files. Hidden from the model's tool list; the
-    ``/v1/sessions/{id}/files`` routes (:mod:`toolfleet.sandbox.routes.files`) call it."""
+    ``/v1/sessions/{id}/files`` routes (:mod:`toolfleet.sandbox.routes.files`) call it. Done
+    by the supervisor, never by the interpreter: what it reads is what is on the session's
+    disk."""
 
     name = "workspace"
     description = "Read, write and list files in a session's working directory."
@@ -325,7 +400,7 @@ class WorkspaceTool(SandboxTool[FileArgs]):
         if ctx.session_id is None:
             raise ToolError(ErrorKind.invalid_arguments, "workspace files need a session")
         limit = self.sandbox.settings.max_file_bytes
-        msg: dict[str, Any] = {"op": FILE_OPS[args.action], "path": args.path}
+        fields: dict[str, Any] = {"path": args.path}
         if args.action == "write":
             try:
                 data = base64.b64decode(args.data or "", validate=True)
@@ -336,15 +411,165 @@ class WorkspaceTool(SandboxTool[FileArgs]):
                     ErrorKind.output_limit,
                     f"the file is {len(data)} bytes, over the limit of {limit}",
                 )
-            msg["data"] = args.data or ""
+            fields["data"] = args.data or ""
         elif args.action == "read":
-            msg["max_bytes"] = limit
-        reply, _ = await self.sandbox.run(ctx, msg)
-        error = _diagnostic(reply.get("error"))
-        if error is not None:
+            fields["max_bytes"] = limit
+        reply, _ = await self.sandbox.request(ctx, FILE_OPS[args.action], **fields)
+        if not reply.get("ok"):
+            error = _diagnostic(reply.get("error")) or _diagnose(ErrorKind.internal, "failed")
             raise ToolError(error.kind, error.message)
-        reply.pop("ok", None)
-        return ToolResult(data=reply)
+        data = {k: v for k, v in reply.items() if k not in ("id", "ok")}
+        return ToolResult(data=data)
+
+
+# ---------------------------------------------------------------------- programs
+
+PROGRAMS = {"python": ("main.py", None), "bash": ("main.sh", ["bash", "main.sh"])}
+
+
+class ProgramArgs(ToolArguments):
+    """Arguments of the run_program tool."""
+
+    language: Literal["python", "bash"] = Field(description="The program's language.")
+    code: str = Field(max_length=8_000_000, description="The program's source.")
+    stdin: str | None = Field(
+        default=None, max_length=64 << 20, description="Standard input of the program."
+    )
+    args: list[str] = Field(default_factory=list, description="Command-line arguments.")
+    files: dict[str, str] = Field(
+        default_factory=dict,
+        description="Files to create first: path (relative to the working directory, or "
+        "under /tmp or /mnt) -> content.",
+    )
+    files_encoding: Literal["utf-8", "base64"] = Field(
+        default="utf-8", description="How the contents in `files` are given."
+    )
+    fetch_files: list[str] = Field(
+        default_factory=list,
+        description="Files to return after the run (base64 in data.files).",
+    )
+    time_limit_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Run time limit of the program (default and ceiling: the call's timeout).",
+    )
+    memory_limit_mb: int | None = Field(
+        default=None, gt=0, description="Memory limit of the program (at most the sandbox's)."
+    )
+
+
+class ProgramOutput(BaseModel):
+    """How a program ended, from the supervisor's records (never from the program)."""
+
+    status: Literal["finished", "time_limit", "output_limit", "memory_limit"] = Field(
+        description="finished: it exited (any status) or was killed by a signal."
+    )
+    exit_code: int | None = Field(description="Its exit status (None if killed by a signal).")
+    signal: int | None = Field(description="The signal that killed it, if one did.")
+    stdout: str = Field(description="Standard output (capped).")
+    stderr: str = Field(description="Standard error (capped).")
+    time_s: float = Field(description="Wall-clock time from start to exit.")
+    cpu_s: float = Field(description="CPU time it used.")
+    memory_mb: float = Field(description="Peak memory of its main process (RSS).")
+    files: dict[str, str] = Field(default_factory=dict, description="Fetched files, base64.")
+    missing_files: list[str] = Field(default_factory=list, description="Files not fetched.")
+    notes: list[str] = Field(default_factory=list, description="What was cut, and why.")
+
+
+class RunProgramTool(SandboxTool[ProgramArgs]):
+    """Run a program from source, once, in a fresh sandbox: its verdict, output, time and
+    memory as the supervisor saw them."""
+
+    name = "run_program"
+    description = (
+        "Run a program (python or bash) once, in a fresh sandbox, with optional stdin, "
+        "arguments and files; returns its exit status, output, time and memory. Stateless."
+    )
+    Arguments = ProgramArgs
+    Output = ProgramOutput
+    stateful = False
+    cost = 1.0
+
+    async def call(self, args: ProgramArgs, ctx: CallContext) -> ToolResult:
+        s = self.sandbox.settings
+        files: dict[str, str | None] = {}
+        for path, content in args.files.items():
+            files[path] = (
+                content
+                if args.files_encoding == "base64"
+                else base64.b64encode(content.encode()).decode()
+            )
+        script, argv = PROGRAMS[args.language]
+        files[script] = base64.b64encode(args.code.encode()).decode()
+        limit = self.sandbox.time_left(ctx)
+        if args.time_limit_s is not None:
+            limit = min(limit, args.time_limit_s)
+        fields: dict[str, Any] = {
+            "files": files,
+            "stdin": args.stdin or "",
+            "max_output": s.max_program_output_bytes,
+            "fetch": args.fetch_files,
+            "memory_bytes": min(args.memory_limit_mb or s.memory_mb, s.memory_mb) << 20,
+        }
+        if argv is None:
+            fields.update(python=args.code, script=script, args=args.args)
+        else:
+            fields["argv"] = [*argv, *args.args]
+        light = args.language != "python" or not self.sandbox.needs_full(args.code)
+        kernel = await self.sandbox._take(light)
+        try:
+            reply = await kernel.family.request(
+                {"op": "run", "timeout_s": limit, **fields}, limit + 10.0
+            )
+        except SandboxUnavailableError as exc:
+            raise ToolError(
+                ErrorKind.unavailable, f"the sandbox went away: {exc}", retryable=True
+            ) from exc
+        finally:
+            _later(kernel.close())
+        return program_result(reply, limit, s.max_program_output_bytes)
+
+
+def program_result(reply: dict[str, Any], limit_s: float, max_output: int) -> ToolResult:
+    """A program's outcome as an observation (shared by run_program and the judge)."""
+    if reply.get("error") and reply.get("exit_code") is None and reply.get("signal") is None:
+        error = _diagnostic(reply["error"]) or _diagnose(ErrorKind.internal, "run failed")
+        raise ToolError(error.kind, error.message, retryable=error.kind is ErrorKind.internal)
+    stdout, stderr = _text(reply, "stdout"), _text(reply, "stderr")
+    notes = _strings(reply.get("notes")) + _strings(reply.get("missing"))
+    if reply.get("timed_out"):
+        status = "time_limit"
+    elif reply.get("memory_limit"):
+        status = "memory_limit"
+    elif reply.get("output_limit"):
+        status = "output_limit"
+    else:
+        status = "finished"
+    exit_code = reply.get("exit_code") if isinstance(reply.get("exit_code"), int) else None
+    signum = reply.get("signal") if isinstance(reply.get("signal"), int) else None
+    output = ProgramOutput(
+        status=status,
+        exit_code=exit_code,
+        signal=signum,
+        stdout=stdout,
+        stderr=stderr,
+        time_s=round(float(reply.get("elapsed_ms") or 0) / 1000, 6),
+        cpu_s=round(float(reply.get("cpu_ms") or 0) / 1000, 6),
+        memory_mb=round(int(reply.get("max_rss_bytes") or 0) / (1 << 20), 2),
+        files=reply.get("files") if isinstance(reply.get("files"), dict) else {},
+        missing_files=_strings(reply.get("missing")),
+        notes=notes,
+    )
+    error = _process_error(reply, None, max_output, limit_s)
+    text = _render(False, stdout, stderr, None, None, notes)
+    if error is not None:
+        text = f"{text}\n{error.message}" if text else error.message
+    return ToolResult(
+        content=[TextPart(text=text)] if text else [],
+        data=output.model_dump(),
+        error=error,
+        truncated=bool(reply.get("truncated")),
+    )
 
 
 def tools_for(settings: SandboxSettings) -> list[Tool]:
@@ -360,8 +585,16 @@ def _text(reply: dict[str, Any], key: str) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _strings(value: Any) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _diagnose(kind: ErrorKind, message: str) -> ErrorDiagnostic:
+    return ErrorDiagnostic(kind=kind, message=message, hint=HINTS.get(kind))
+
+
 def _diagnostic(raw: Any) -> ErrorDiagnostic | None:
-    """The kernel's error (untrusted) as a diagnostic."""
+    """A reported error as a diagnostic."""
     if not isinstance(raw, dict):
         return None
     try:
@@ -378,6 +611,37 @@ def _diagnostic(raw: Any) -> ErrorDiagnostic | None:
     )
 
 
+def _process_error(
+    reply: dict[str, Any],
+    ctx: CallContext | None,
+    max_output: int,
+    limit_s: float | None = None,
+) -> ErrorDiagnostic | None:
+    """How a process the supervisor ran failed, in its words (bash, programs)."""
+    limit = limit_s if limit_s is not None else (ctx.timeout_s if ctx else 0.0)
+    if reply.get("timed_out"):
+        return _diagnose(
+            ErrorKind.timeout, f"the command ran out of time (its limit is {limit:g} s)"
+        )
+    if reply.get("memory_limit"):
+        return _diagnose(ErrorKind.memory_limit, "it was killed for using too much memory")
+    if reply.get("output_limit") and ctx is not None:  # a program's output is cut, not stopped
+        return _diagnose(
+            ErrorKind.output_limit, f"the output passed the limit of {max_output} bytes"
+        )
+    signum = reply.get("signal")
+    if isinstance(signum, int):
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = "unknown"
+        return _diagnose(ErrorKind.runtime_error, f"killed by signal {signum} ({name})")
+    code = reply.get("exit_code")
+    if isinstance(code, int) and code != 0:
+        return _diagnose(ErrorKind.runtime_error, f"exit status {code}")
+    return None
+
+
 def _image(raw: dict[str, Any]) -> ImagePart | None:
     try:
         return ImagePart(
@@ -391,9 +655,15 @@ def _image(raw: dict[str, Any]) -> ImagePart | None:
 
 
 def _render(
-    restarted: bool, stdout: str, stderr: str, result: str | None, error: ErrorDiagnostic | None
+    restarted: bool,
+    stdout: str,
+    stderr: str,
+    result: str | None,
+    error: ErrorDiagnostic | None,
+    notes: list[str] | None = None,
 ) -> str:
-    """The text the model reads: output, then the trailing value, then the error."""
+    """The text the model reads: output, then the trailing value, then the error, then what
+    was cut or dropped."""
     parts = [RESTARTED_NOTE.rstrip()] if restarted else []
     parts += [p.rstrip("\n") for p in (stdout, stderr) if p]
     if result is not None:
@@ -404,6 +674,7 @@ def _render(
             if error.kind is ErrorKind.runtime_error and error.detail
             else error.message + (f"\n{error.detail}" if error.detail else "")
         )
+    parts += [f"[{note}]" for note in notes or []]
     return "\n".join(parts)
 
 

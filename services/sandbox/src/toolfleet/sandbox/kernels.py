@@ -1,9 +1,10 @@
 """The service's handle on a kernel, and the pool of ready kernels.
 
-A :class:`KernelHandle` is a session's state (it has ``fork`` and ``close``): requests go over
-its channel one at a time, a request past its deadline is interrupted (SIGINT) and, if the
-kernel does not answer within a grace period, killed. A dead kernel is replaced by a fresh one
-on the next call; the observation then says the state was lost.
+A :class:`KernelHandle` is a session's state (it has ``fork`` and ``close``): one kernel of a
+family, reached through the family's supervisor. Requests go one at a time; the supervisor
+enforces each request's deadline (interrupt, then kill) and answers; a kernel that died is
+replaced by a fresh one on the session's next call, and the observation says the state was
+lost.
 """
 
 from __future__ import annotations
@@ -11,120 +12,112 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
-import socket
-import time
 from typing import Any
 
-from toolfleet.sandbox import wire
-from toolfleet.sandbox.backend import Backend, Family, SandboxUnavailableError, open_channel
+from toolfleet.sandbox.backend import (
+    ANSWER_MARGIN_S,
+    Backend,
+    Family,
+    SandboxUnavailableError,
+)
 
 log = logging.getLogger(__name__)
 
-MAX_REPLY_BYTES = 256 << 20
 TAKE_TIMEOUT_S = 60.0
+FORK_WAIT_S = 90.0
 
 
 class KernelDiedError(RuntimeError):
-    """The kernel went away during a request (killed: memory, CPU limit, or by us)."""
+    """The kernel is gone (killed: memory or CPU limit, a crash, or ended)."""
 
 
 class KernelHandle:
-    """One live kernel process and its channel."""
+    """One kernel of a family."""
 
-    def __init__(self, family: Family, sock: socket.socket, pid: int, grace_s: float) -> None:
+    def __init__(self, family: Family, kid: int, pid: int, workspace: str) -> None:
         self.family = family
-        self.sock = sock
+        self.kid = kid
         self.pid = pid
-        self.grace_s = grace_s
+        self.workspace = workspace
         self.alive = True
         self.restarted = False  # set on a replacement kernel: the session lost its state
+        self._closed = False
         self._lock = asyncio.Lock()
 
-    async def request(
-        self, msg: dict[str, Any], deadline: float, fds: list[int] | None = None
-    ) -> dict[str, Any]:
-        """Send one request; past ``deadline`` (monotonic) interrupt, then kill. Returns the
-        kernel's reply, or raises KernelDiedError / TimeoutError (kernel killed)."""
+    async def request(self, op: str, timeout_s: float, **fields: Any) -> dict[str, Any]:
+        """One request about this kernel (``python``, ``bash``, files...); the supervisor's
+        reply. ``timeout_s`` is the request's own deadline, which the supervisor enforces."""
         async with self._lock:
             if not self.alive:
                 raise KernelDiedError("the kernel is not running")
+            msg = {"op": op, "kernel": self.kid, "timeout_s": timeout_s, **fields}
             try:
-                await wire.asend(self.sock, msg, fds)
-                return await self._reply(deadline)
-            except asyncio.CancelledError:
-                # The caller gave up (its own timeout): the kernel may still be busy.
-                self._kill_soon()
-                raise
-            except TimeoutError:  # killed after ignoring the interrupt (an OSError subclass)
-                raise
-            except (OSError, wire.ChannelClosedError) as exc:
-                self._mark_dead()
+                reply = await self.family.request(msg, timeout_s + ANSWER_MARGIN_S)
+            except SandboxUnavailableError as exc:
+                self.alive = False
                 raise KernelDiedError(str(exc)) from exc
-
-    async def _reply(self, deadline: float) -> dict[str, Any]:
-        recv = asyncio.ensure_future(wire.arecv(self.sock, MAX_REPLY_BYTES))
-        try:
-            done, _ = await asyncio.wait({recv}, timeout=max(0.0, deadline - time.monotonic()))
-            if done:
-                return recv.result()
-            await self.family.signal(self.pid, signal.SIGINT)
-            done, _ = await asyncio.wait({recv}, timeout=self.grace_s)
-            if done:
-                return recv.result()
-            await self.kill()
-            raise TimeoutError("the kernel did not stop when interrupted and was killed")
-        finally:
-            if not recv.done():
-                recv.cancel()
-                with contextlib.suppress(BaseException):
-                    await recv
+            except asyncio.CancelledError:
+                # The caller gave up first: the kernel may be mid-call; end it.
+                self.alive = False
+                _later(self.close())
+                raise
+            if reply.get("kernel_alive") is False or _gone(reply):
+                self.alive = False
+                _later(self.close())
+            return reply
 
     async def fork(self) -> KernelHandle:
         """A copy of this kernel (its globals and files) in the same family."""
-        ours, pid = await open_channel(
-            lambda fd: self.request({"op": "fork"}, time.monotonic() + 60, fds=[fd]), "fork"
+        reply = await self.request("fork", FORK_WAIT_S)
+        if not reply.get("ok"):
+            raise SandboxUnavailableError(
+                f"fork failed: {(reply.get('error') or {}).get('message')}"
+            )
+        self.family.adopt()
+        return KernelHandle(
+            self.family, int(reply["kernel"]), int(reply["pid"]), reply["workspace"]
         )
-        try:
-            await self.family.adopt(pid)
-        except BaseException:
-            ours.close()
-            raise
-        return KernelHandle(self.family, ours, pid, self.grace_s)
 
     async def close(self) -> None:
         """End the kernel (and its family with its last member)."""
-        await self.kill()
+        if self._closed:
+            return
+        self._closed = True
+        self.alive = False
+        with contextlib.suppress(SandboxUnavailableError):
+            await self.family.end_kernel(self.kid)
 
     async def kill(self) -> None:
-        if not self.alive:
-            return
-        self._mark_dead()
-        with contextlib.suppress(SandboxUnavailableError):
-            await self.family.kill(self.pid)
+        """End the kernel now (its session's state is lost)."""
+        await self.close()
 
-    def _mark_dead(self) -> None:
-        self.alive = False
-        self.sock.close()
 
-    def _kill_soon(self) -> None:
-        task = asyncio.get_running_loop().create_task(self.kill())
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+def _gone(reply: dict[str, Any]) -> bool:
+    error = reply.get("error") or {}
+    return (
+        not reply.get("ok")
+        and error.get("kind") == "not_found"
+        and "gone" in str(error.get("message"))
+    )
 
 
 _background: set[asyncio.Task[Any]] = set()
+
+
+def _later(coro: Any) -> None:
+    task = asyncio.get_running_loop().create_task(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 
 class KernelPool:
     """Fresh kernels, each in a family of its own, kept ready so a new session or a
     stateless call does not wait for a fork."""
 
-    def __init__(self, backend: Backend, size: int, grace_s: float, light: bool = False) -> None:
+    def __init__(self, backend: Backend, size: int, light: bool = False) -> None:
         self.backend = backend
         self.light = light
         self.size = size
-        self.grace_s = grace_s
         self._ready: asyncio.Queue[KernelHandle] = asyncio.Queue()
         self._refills: list[asyncio.Task[None]] = []
         self._wakeup = asyncio.Event()
@@ -169,11 +162,11 @@ class KernelPool:
         """A fresh kernel in a new family."""
         family = await self.backend.new_family(light=self.light)
         try:
-            sock, pid = await family.spawn()
+            info = await family.spawn()
         except BaseException:
             await family.close()
             raise
-        return KernelHandle(family, sock, pid, self.grace_s)
+        return KernelHandle(family, int(info["kernel"]), int(info["pid"]), info["workspace"])
 
     async def _keep_filled(self) -> None:
         while True:

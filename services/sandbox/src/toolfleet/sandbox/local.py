@@ -1,10 +1,14 @@
 """The local backend: zygotes on this host in their own namespaces; families are uids.
 
-With root (or user namespaces) the zygote runs under ``unshare`` as PID 1 of new pid, mount,
-net, ipc and uts namespaces, chrooted into a minimal read-only root; every family gets its own
-uid and a size-limited tmpfs. Without them (``isolation = "none"`` or ``auto`` falling back)
-kernels still get resource limits, seccomp and a private directory, but share the host's
-namespaces: use the docker backend there.
+With root (or user namespaces) each zygote is started by ``toolfleet.box.launch`` under
+``unshare`` as PID 1 of new pid, mount, net, ipc and uts namespaces, chrooted into a minimal
+read-only root that shows the sandbox's own Python runtime and nothing of the service. Every
+family gets a uid of the instance's slot (``instance.py``), namespaces of its own (IPC, net,
+mount: its own ``/box``, ``/tmp``, ``/dev/shm``, ``/mnt``) and, where the host's cgroups are
+writable (root), a cgroup under the instance's memory ceiling. Without namespaces
+(``isolation = "none"`` or ``auto`` falling back) processes still get resource limits,
+seccomp, a private directory and a supervisor, but share the host's namespaces: use the
+docker backend there.
 """
 
 from __future__ import annotations
@@ -17,15 +21,21 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections import deque
+from pathlib import Path
 from typing import Any
 
+from toolfleet.box import cgroups
+from toolfleet.sandbox import instance, runtime
 from toolfleet.sandbox.backend import (
     Backend,
     Family,
     SandboxUnavailableError,
     ZygoteClient,
     remove_stale_state,
+    zygote_init,
 )
+from toolfleet.sandbox.seccomp import compile_filter
 from toolfleet.sandbox.settings import SandboxSettings
 
 log = logging.getLogger(__name__)
@@ -34,11 +44,13 @@ UNSHARE = ["unshare", "--mount", "--net", "--ipc", "--uts", "--pid", "--fork", "
 
 
 class LocalFamily(Family):
-    """A uid of its own and a tmpfs under /box, served by the shared zygote."""
+    """A uid of the instance's slot, served by a supervisor the zygote forks."""
 
     async def _close(self) -> None:
+        # The zygote answers once no process of the family is left: only then is the uid
+        # free to be given to another family.
         with contextlib.suppress(SandboxUnavailableError):
-            await self.zygote.request({"op": "remove_family", "family": self.fid, "uid": self.uid})
+            await self.zygote.request({"op": "end_family", "fid": self.fid})
 
 
 class LocalBackend(Backend):
@@ -54,13 +66,25 @@ class LocalBackend(Backend):
         self.zygotes: list[ZygoteClient] = []
         self.light: list[ZygoteClient] = []  # preload settings.light_preload only
         self.jailed = False
+        self.slot: instance.Slot | None = None
+        self.cgroup_dirs: dict[str, str] = {}
+        self.cgroup_version: str | None = None
+        self.runtime_dir: Path | None = None
         self._turn = 0
-        self._free_uids: list[int] = []
-        self._next_uid = settings.uid_base
+        self._free_uids: deque[int] = deque()
+        self._next_uid = 0
         self._families = 0
         self._state_dir = settings.state_dir / f"local-{os.getpid()}"
 
     async def start(self) -> None:
+        self.runtime_dir = self.settings.runtime_dir or runtime.default_dir()
+        why = runtime.problem(self.runtime_dir)
+        if why is not None:
+            raise SandboxUnavailableError(
+                f"the sandbox's Python runtime is missing ({why}): build it with "
+                "`make runtime` (python -m toolfleet.sandbox.runtime build), or set "
+                "TOOLFLEET_SANDBOX_RUNTIME_DIR to a virtualenv"
+            )
         remove_stale_state(self.settings.state_dir, "local")
         self._state_dir.mkdir(parents=True, exist_ok=True)
         mode = self.settings.isolation
@@ -68,9 +92,9 @@ class LocalBackend(Backend):
             try:
                 await self._start_zygotes(jail=True)
                 return
-            except SandboxUnavailableError as exc:
-                if mode == "jail":
-                    raise
+            except (SandboxUnavailableError, instance.SlotTakenError) as exc:
+                if mode == "jail" or isinstance(exc, instance.SlotTakenError):
+                    raise SandboxUnavailableError(str(exc)) from exc
                 log.warning(
                     "sandbox: namespaces unavailable (%s); kernels run with limits "
                     "only. Use the docker backend for isolation.",
@@ -83,57 +107,78 @@ class LocalBackend(Backend):
         return max(1, len(self.zygotes))
 
     async def _start_zygotes(self, jail: bool) -> None:
-        """Start ``settings.zygotes`` zygotes at once (they fork kernels in parallel)."""
-        starts = [self._start_zygote(jail, i) for i in range(self.settings.zygotes)]
+        """Claim a slot, make its cgroups, start ``settings.zygotes`` zygotes per template."""
+        if self.slot is None and (jail or os.geteuid() == 0):
+            s = self.settings
+            self.slot = instance.claim(s.uid_count, s.uid_base, start=s.worker_ordinal())
+            self._next_uid = self.slot.uid_base
+        if jail and self.slot is not None:
+            prepared = cgroups.prepare_instance(self.slot.name, self._total_memory())
+            if prepared is not None:
+                self.cgroup_version, self.cgroup_dirs = prepared
+        seccomp = compile_filter()
+        if seccomp is None:
+            log.warning("sandbox: libseccomp is missing: kernels run WITHOUT a seccomp filter")
+        starts = [self._start_zygote(jail, i, seccomp) for i in range(self.settings.zygotes)]
         if self.light_templates:
-            starts += [
-                self._start_zygote(jail, self.settings.zygotes + i, light=True)
-                for i in range(self.settings.zygotes)
-            ]
+            n = self.settings.zygotes
+            starts += [self._start_zygote(jail, n + i, seccomp, light=True) for i in range(n)]
         results = await asyncio.gather(*starts, return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
             await self.stop(keep_state=True)
             raise failed[0]
 
-    async def _start_zygote(self, jail: bool, index: int, light: bool = False) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        cmd = [
-            sys.executable,
-            "-m",
-            "toolfleet.sandbox.zygote",
-            "--fd",
-            str(theirs.fileno()),
-            "--preload",
-            ",".join(self.settings.light_preload if light else self.settings.preload),
-        ]
+    def _total_memory(self) -> int:
+        if self.settings.total_memory_mb:
+            return self.settings.total_memory_mb << 20
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.8)
+
+    def _command(self, jail: bool, index: int, fd: int) -> list[str]:
+        assert self.runtime_dir is not None
+        cmd = [sys.executable, "-m", "toolfleet.box.launch", "--fd", str(fd),
+               "--runtime", str(self.runtime_dir)]  # fmt: skip
         if not jail:
-            cmd += ["--box-root", str(self._state_dir / "box")]
-        if self.settings.huge_pages:
-            cmd.append("--huge-pages")
-        if jail:
-            root = self._state_dir / f"root-{index}"
-            root.mkdir(exist_ok=True)
-            prefix = list(UNSHARE) if os.geteuid() == 0 else [*UNSHARE, "--user", "--map-root-user"]
-            cmd = [*prefix, *cmd, "--jail-root", str(root)]
-            config = os.environ.get("TOOLFLEET_CONFIG")
-            if config:  # the service's settings may hold secrets
-                cmd += ["--hide", os.path.join(os.getcwd(), config)]
+            return [*cmd, "--box-root", str(self._state_dir / "box")]
+        root = self._state_dir / f"root-{index}"
+        root.mkdir(exist_ok=True)
+        cmd += ["--root", str(root), "--cgroup-version", self.cgroup_version or "v1"]
+        for name, path in self.cgroup_dirs.items():
+            cmd += ["--cgroup", f"{name}={path}"]
+        base = runtime.base_prefix(self.runtime_dir)
+        if base is not None:
+            cmd += ["--show", str(base)]
+        config = os.environ.get("TOOLFLEET_CONFIG")
+        if config:  # the service's settings may hold secrets
+            cmd += ["--hide", os.path.join(os.getcwd(), config)]
+        prefix = list(UNSHARE) if os.geteuid() == 0 else [*UNSHARE, "--user", "--map-root-user"]
+        return [*prefix, *cmd]
+
+    async def _start_zygote(
+        self, jail: bool, index: int, seccomp: bytes | None, light: bool = False
+    ) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         log_path = self._state_dir / f"zygote-{index}{'' if jail else '-unjailed'}.log"
         with log_path.open("ab") as zygote_log:  # what the zygote says, for operators
             process = subprocess.Popen(  # noqa: ASYNC220 - returns at once
-                cmd,
+                self._command(jail, index, theirs.fileno()),
                 pass_fds=[theirs.fileno()],
-                env=_zygote_env(),
+                env=_launcher_env(),
                 stdin=subprocess.DEVNULL,
-                cwd="/",  # with -m, the working directory joins sys.path and would be exposed
+                cwd="/",  # with -m, the working directory joins sys.path
                 stdout=zygote_log,
                 stderr=zygote_log,
             )
         theirs.close()
         zygote = ZygoteClient(ours)
+        init = zygote_init(
+            self.settings.light_preload if light else self.settings.preload,
+            seccomp,
+            huge_pages=self.settings.huge_pages,
+            uid_limits=jail,
+        )
         try:
-            info = await zygote.handshake(timeout_s=120)
+            info = await zygote.handshake(init, timeout_s=180)
         except (TimeoutError, SandboxUnavailableError, OSError, ValueError) as exc:
             zygote.close()
             if process.poll() is None:
@@ -142,14 +187,9 @@ class LocalBackend(Backend):
             said = log_path.read_text(errors="replace")[-2000:]
             raise SandboxUnavailableError(f"zygote did not start ({exc!r}): {said}") from exc
         self.processes.append(process)
-        if light:
-            self.light.append(zygote)
-        else:
-            self.zygotes.append(zygote)
+        (self.light if light else self.zygotes).append(zygote)
         self.jailed = bool(info.get("jailed"))
         log.info("sandbox: local zygote ready: %s", info)
-        if not info.get("seccomp"):
-            log.warning("sandbox: kernels run without a seccomp filter (libseccomp missing)")
 
     async def stop(self, keep_state: bool = False) -> None:
         for zygote in [*self.zygotes, *self.light]:
@@ -161,6 +201,12 @@ class LocalBackend(Backend):
                 process.kill()
                 await asyncio.to_thread(process.wait)
         self.zygotes, self.processes, self.light = [], [], []
+        if self.cgroup_dirs:
+            await asyncio.to_thread(cgroups.remove_instance, self.cgroup_dirs)
+            self.cgroup_dirs = {}
+        if self.slot is not None and not keep_state:
+            self.slot.release()
+            self.slot = None
         if not keep_state:
             shutil.rmtree(self._state_dir, ignore_errors=True)
 
@@ -171,24 +217,31 @@ class LocalBackend(Backend):
         templates = self.light if light and self.light else self.zygotes
         zygote = templates[self._turn % len(templates)]
         uid = self._take_uid()
-        release = self._free_uids.append if self.jailed else None
         self._families += 1
-        return LocalFamily(
+        family = LocalFamily(
             zygote,
             uid,
             self.limits,
-            on_close=release,
-            fid=uid if self.jailed else self._families,
+            on_close=self._free_uids.append if self.jailed else None,
+            fid=self._families,
         )
+        try:
+            await family.open()
+        except BaseException:
+            await family.close()
+            raise
+        return family
 
     def _take_uid(self) -> int:
         if not self.jailed:
-            # Without namespaces one uid serves every family (an unprivileged one if we are
+            # Without namespaces one uid serves every family (the slot's first if we are
             # root): the limits hold, the isolation between families does not.
-            return self.settings.uid_base if os.geteuid() == 0 else os.geteuid()
+            return self.slot.uid_base if self.slot is not None else os.geteuid()
+        # Oldest released first: a uid comes back only once its family has no process left.
         if self._free_uids:
-            return self._free_uids.pop(0)
-        if self._next_uid >= self.settings.uid_base + self.settings.uid_count:
+            return self._free_uids.popleft()
+        assert self.slot is not None
+        if self._next_uid >= self.slot.uid_base + self.slot.uid_count:
             raise SandboxUnavailableError("no free sandbox uid (too many live sessions)")
         self._next_uid += 1
         return self._next_uid - 1
@@ -196,10 +249,20 @@ class LocalBackend(Backend):
     def describe(self) -> dict[str, Any]:
         info = dict(self.zygotes[0].info) if self.zygotes else {}
         info.pop("op", None)
-        return {"backend": self.name, "zygotes": len(self.zygotes), **info}
+        return {
+            "backend": self.name,
+            "zygotes": len(self.zygotes),
+            "runtime": str(self.runtime_dir),
+            "uids": (
+                f"{self.slot.uid_base}-{self.slot.uid_base + self.slot.uid_count - 1}"
+                if self.slot
+                else None
+            ),
+            **info,
+        }
 
 
-def _zygote_env() -> dict[str, str]:
-    """A clean environment: nothing of the service's settings or secrets reaches kernels."""
+def _launcher_env() -> dict[str, str]:
+    """A clean environment: nothing of the service's settings or secrets reaches the sandbox."""
     keep = ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV")
     return {k: v for k, v in os.environ.items() if k in keep}

@@ -7,13 +7,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+from toolfleet.box.jail import Limits
 from toolfleet.core.settings import WORKER_ORDINAL_ENV, ServiceSettings
-from toolfleet.sandbox.jail import Limits
-
-UID_BASE = 200_000
-UID_MAX = 2**31 - 1
 
 
 class SandboxSettings(ServiceSettings):
@@ -61,17 +58,42 @@ class SandboxSettings(ServiceSettings):
     open_files: int = Field(default=256, gt=0, description="Open files per process.")
     cpu_seconds: int = Field(default=3600, gt=0, description="CPU seconds per kernel lifetime.")
     max_output_chars: int = Field(default=100_000, gt=0, description="stdout+stderr per call.")
+    max_program_output_bytes: int = Field(
+        default=16 << 20,
+        gt=0,
+        description="stdout+stderr kept per program run (run_program, /run_code, the judge); "
+        "a program's output past it is cut (and said), the program is not stopped.",
+    )
     max_images: int = Field(default=16, ge=0, description="Images returned per call.")
     max_image_bytes: int = Field(default=8 << 20, gt=0, description="Largest image returned.")
     max_file_bytes: int = Field(default=32 << 20, gt=0, description="Largest upload/download.")
-    uid_base: int = Field(
-        default=UID_BASE,
+    uid_base: int | None = Field(
+        default=None,
         gt=0,
-        description="First uid given to a family. Unset in a worker of a distributed "
-        "deployment: a range of its own, from the worker's ordinal (so workers on one host, or "
-        "in containers sharing its uids, never share a uid and its process limit).",
+        description="First uid given to a family. Unset: the instance claims a free range of "
+        "its own on this host (a distributed worker starts looking at its ordinal), so that "
+        "two services on one host never share a uid and its process limit; set: exactly this "
+        "range, or the service refuses to start while another instance holds it.",
     )
     uid_count: int = Field(default=60_000, gt=0, description="Uids available to families.")
+    family_memory_mb: int = Field(
+        default=0,
+        ge=0,
+        description="Memory of a family (a session and its forks) in its cgroup, its tmpfs "
+        "files included; 0: 2 x memory_mb + disk_mb. Where cgroups are not available, only "
+        "the per-process and disk limits hold.",
+    )
+    total_memory_mb: int = Field(
+        default=0,
+        ge=0,
+        description="Ceiling on the memory of every family of this instance together "
+        "(cgroup); 0: 80% of the host's memory.",
+    )
+    runtime_dir: Path | None = Field(
+        default=None,
+        description="The Python environment the model's code runs in (a virtualenv). Unset: "
+        "the runtime built from toolfleet's own requirements (make runtime).",
+    )
     state_dir: Path = Field(
         default=Path("/tmp/toolfleet-sandbox"), description="Where the service keeps its sockets."
     )
@@ -83,13 +105,10 @@ class SandboxSettings(ServiceSettings):
     docker_pool_size: int = Field(default=2, ge=0, description="Warm containers kept ready.")
     docker_cpus: float = Field(default=1.0, gt=0, description="CPUs per container.")
 
-    @model_validator(mode="after")
-    def _worker_range(self) -> SandboxSettings:
-        ordinal = os.environ.get(WORKER_ORDINAL_ENV)
-        if "uid_base" not in self.model_fields_set and ordinal and ordinal.isdigit():
-            slots = (UID_MAX - UID_BASE) // self.uid_count
-            self.uid_base = UID_BASE + (int(ordinal) % slots) * self.uid_count
-        return self
+    def worker_ordinal(self) -> int:
+        """This process's ordinal among a deployment's workers (0 outside one)."""
+        ordinal = os.environ.get(WORKER_ORDINAL_ENV, "")
+        return int(ordinal) if ordinal.isdigit() else 0
 
     def limits(self) -> Limits:
         """The per-family and per-kernel limits these settings give."""
@@ -100,4 +119,5 @@ class SandboxSettings(ServiceSettings):
             processes=self.processes,
             open_files=self.open_files,
             cpu_seconds=self.cpu_seconds,
+            family_memory_bytes=(self.family_memory_mb or 2 * self.memory_mb + self.disk_mb) << 20,
         )

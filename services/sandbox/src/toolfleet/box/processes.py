@@ -7,15 +7,29 @@ import os
 import signal
 from collections.abc import Container
 
+_CHILDREN_FILES = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
+
 
 def children(pid: int) -> list[int]:
-    """Direct children of ``pid`` (from /proc/<pid>/task/*/children)."""
+    """Direct children of ``pid``: from /proc/<pid>/task/*/children, or where the kernel has
+    no such file (gVisor) from every process's parent."""
+    if not _CHILDREN_FILES:
+        return [p for p in _all_pids() if parent_of(p) == pid]
     found: list[int] = []
     with contextlib.suppress(OSError):
         for tid in os.listdir(f"/proc/{pid}/task"):
             with open(f"/proc/{pid}/task/{tid}/children") as f:
                 found.extend(int(c) for c in f.read().split())
     return found
+
+
+def _all_pids() -> list[int]:
+    """Every process (not thread) this namespace shows."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and status_field(int(entry), "Tgid") == int(entry):
+            pids.append(int(entry))
+    return pids
 
 
 def descendants(pid: int, spare: Container[int] = ()) -> list[int]:
@@ -62,3 +76,39 @@ def parent_of(pid: int) -> int | None:
             return int(f.read().rsplit(")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def owned_by(uid: int) -> list[int]:
+    """Every process of ``uid`` this namespace shows."""
+    return [pid for pid in _all_pids() if uid_of(pid) == uid]  # not threads: gVisor lists them
+
+
+def uid_of(pid: int) -> int | None:
+    """The real uid of ``pid`` (from its status: /proc/<pid> itself is root's for a process
+    that is not dumpable)."""
+    return status_field(pid, "Uid")
+
+
+def status_field(pid: int, name: str) -> int | None:
+    """An integer field of /proc/<pid>/status (``Threads``, ``VmRSS`` in kB ...)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(name + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ms(pid: int) -> float:
+    """CPU time (user + system) ``pid`` has used, in milliseconds; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * 1000.0 / CLOCK_TICKS
+    except (OSError, ValueError, IndexError):
+        return 0.0

@@ -1,15 +1,18 @@
 """Framed JSON messages over Unix sockets, with file descriptors passed alongside.
 
-Used on both sides of the sandbox boundary: the service (asyncio) and the zygote and kernels
-(blocking). A frame is a 4-byte big-endian length and a UTF-8 JSON object. What comes from a
-kernel is untrusted: frames are bounded and only ever decoded as JSON.
+Used on both sides of the sandbox boundary: the service (asyncio) and the zygote, the
+supervisors and the kernels (blocking). A frame is a 4-byte big-endian length and a UTF-8
+JSON object. What comes from a kernel is untrusted: frames are bounded and only ever decoded
+as JSON.
 """
 
 from __future__ import annotations
 
 import array
 import asyncio
+import contextlib
 import json
+import os
 import socket
 import struct
 from typing import Any
@@ -60,13 +63,29 @@ def _recv_exact(sock: socket.socket, size: int, fds: list[int]) -> bytes:
     return b"".join(chunks)
 
 
-def recv(sock: socket.socket) -> tuple[dict[str, Any], list[int]]:
-    """Receive one frame and any descriptors sent with it."""
+def recv(sock: socket.socket, max_frame: int = MAX_FRAME) -> tuple[dict[str, Any], list[int]]:
+    """Receive one frame (a JSON object of at most ``max_frame`` bytes) and any descriptors
+    sent with it."""
     fds: list[int] = []
-    (size,) = HEADER.unpack(_recv_exact(sock, HEADER.size, fds))
-    if size > MAX_FRAME:
-        raise ChannelClosedError(f"frame of {size} bytes is over the limit")
-    return json.loads(_recv_exact(sock, size, fds)), fds
+    try:
+        (size,) = HEADER.unpack(_recv_exact(sock, HEADER.size, fds))
+        if size > max_frame:
+            raise ChannelClosedError(f"frame of {size} bytes is over the limit of {max_frame}")
+        obj = json.loads(_recv_exact(sock, size, fds))
+    except BaseException:
+        for fd in fds:
+            _close(fd)
+        raise
+    if not isinstance(obj, dict):
+        for fd in fds:
+            _close(fd)
+        raise ChannelClosedError("frame is not a JSON object")
+    return obj, fds
+
+
+def _close(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
 
 
 # --------------------------------------------------------------------------- asyncio side

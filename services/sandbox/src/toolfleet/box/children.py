@@ -1,0 +1,153 @@
+"""What a supervisor's child does between ``fork`` and running model code: leave the
+supervisor's world (session, descriptors, signals, privileges), then exec a program, run a
+Python program in the warm interpreter, or serve as a kernel."""
+
+from __future__ import annotations
+
+import atexit
+import builtins
+import dataclasses
+import io
+import os
+import signal
+import sys
+import traceback
+import types
+
+from toolfleet.box import jail
+
+
+@dataclasses.dataclass
+class Confinement:
+    """How a family's processes that run model code are confined."""
+
+    uid: int
+    limits: jail.Limits
+    base_vm_bytes: int  # the template's address space (the memory limit comes on top)
+    seccomp: bytes | None
+    uid_limits: bool  # RLIMIT_NPROC per uid (the family's own uid)
+
+
+def enter(
+    confinement: Confinement,
+    stdio: tuple[int, int, int],
+    keep: tuple[int, ...],
+    cwd: str,
+    env: dict[str, str],
+    memory_bytes: int = 0,
+    warm: bool = True,
+    traced: bool = False,
+) -> None:
+    """Become a confined process of the family: a process group of its own, ``stdio`` as 0/1/2,
+    only ``keep`` besides, ``cwd`` and ``env``, the family's uid and limits, seccomp.
+    ``memory_bytes`` overrides the per-process memory limit; ``warm``: the process keeps the
+    template's libraries mapped (the limit counts on top of them), else it will exec.
+    ``traced``: the supervisor traces this process (before seccomp forbids ptrace), so that
+    it hears of the exit before the process's children can (see ``Supervisor._traced``)."""
+    # A process group of its own, in the supervisor's session: never an orphaned group, so
+    # the kernel never sends it SIGHUP and SIGCONT (which would wake a frozen kernel) when a
+    # member exits while it is stopped; and, as a group leader, it cannot leave the session.
+    os.setpgid(0, 0)
+    jail.prctl(jail.PR_SET_PDEATHSIG, signal.SIGKILL)
+    for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.set_wakeup_fd(-1)
+    jail.set_oom_score(0)
+    for target, fd in enumerate(stdio):
+        if fd != target:
+            os.dup2(fd, target)
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 16)
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    limits = confinement.limits
+    if memory_bytes:
+        limits = dataclasses.replace(limits, memory_bytes=memory_bytes)
+    base = confinement.base_vm_bytes if warm else 0
+    if traced:
+        jail.prctl(jail.PR_SET_DUMPABLE, 1)  # the supervisor is not: gVisor checks the tracee
+        jail.ptrace(jail.PTRACE_TRACEME, 0)
+        os.kill(os.getpid(), signal.SIGSTOP)  # the supervisor sets its options here
+    jail.drop_privileges(confinement.uid, limits, base, confinement.uid_limits)
+    # The family's own process (not the supervisor's non-dumpable state it was forked with):
+    # /proc shows it as the family's, which is how stragglers are found by uid.
+    jail.prctl(jail.PR_SET_DUMPABLE, 1)
+    if confinement.seccomp is not None:
+        jail.load_seccomp(confinement.seccomp)
+
+
+def exec_program(argv: list[str], env: dict[str, str]) -> None:
+    """Replace this process with ``argv`` (looked up on PATH); 127 if it cannot run."""
+    try:
+        os.execvpe(argv[0], argv, env)
+    except OSError as exc:
+        os.write(2, f"{argv[0]}: {exc.strerror}\n".encode(errors="replace"))
+    os._exit(127)
+
+
+def run_python_main(path: str, source: str, args: list[str]) -> None:
+    """Run ``source`` as the program ``python path args...`` would, in this already-warm
+    interpreter: ``__name__ == "__main__"``, ``sys.argv``, stdin, the exit status of
+    ``SystemExit``, an uncaught exception's traceback on stderr and status 1, atexit
+    handlers, non-daemon threads waited for. Never returns."""
+    sys.argv = [path, *args]
+    sys.path[0:0] = [os.path.dirname(os.path.abspath(path))]
+    main = types.ModuleType("__main__")
+    main.__file__ = path
+    main.__builtins__ = builtins  # type: ignore[attr-defined]
+    sys.modules["__main__"] = main
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8")
+    sys.stderr = io.TextIOWrapper(
+        io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace"
+    )
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    status = 0
+    try:
+        code = compile(source, path, "exec")
+        exec(code, main.__dict__)
+    except SystemExit as exc:
+        status = _exit_status(exc)
+    except BaseException as exc:
+        tb = exc.__traceback__
+        if tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+            tb = tb.tb_next  # this function's own frame: `python main.py` shows none
+        try:
+            sys.excepthook(type(exc), exc, tb)
+        except BaseException:
+            traceback.print_exception(type(exc), exc, tb)
+        status = 1
+    status = _finish(status)
+    os._exit(status)
+
+
+def _exit_status(exc: SystemExit) -> int:
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code & 0xFF
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def _finish(status: int) -> int:
+    """What the interpreter does at exit: wait for threads, run atexit, flush."""
+    try:
+        threading = sys.modules.get("threading")
+        if threading is not None:
+            threading._shutdown()  # type: ignore[attr-defined]
+        atexit._run_exitfuncs()
+    except SystemExit as exc:
+        status = _exit_status(exc)
+    except BaseException:
+        traceback.print_exc()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            status = status or 120  # as Python does when flushing stdout fails at exit
+    return status

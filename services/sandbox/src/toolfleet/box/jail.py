@@ -1,0 +1,323 @@
+"""Isolation of a sandbox's processes, done inside the sandbox (never in the service).
+
+The launcher (``launch.py``) runs as PID 1 of fresh pid, mount, net, ipc and uts namespaces
+(made by ``unshare``) and builds a minimal root there: read-only bind mounts of the system
+directories, the sandbox's Python runtime at ``/opt/toolfleet/runtime``, this package at
+``/opt/toolfleet/lib``, a private ``/proc``, ``/dev`` with a few device nodes, an empty
+read-only ``/tmp``, ``/dev/shm`` and ``/mnt``, and ``/box``. Each family's supervisor then
+takes namespaces of its own (IPC: SysV and POSIX queues; net: abstract Unix sockets; mount:
+its own ``/box`` tmpfs with ``/tmp``, ``/dev/shm`` and ``/mnt`` inside it), and each process
+that runs model code drops to the family's uid with resource limits and a seccomp filter.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import resource
+from dataclasses import dataclass
+from pathlib import Path
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_SECCOMP = 22
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+SECCOMP_MODE_FILTER = 2
+MNT_DETACH = 2
+CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWNET = 0x40000000
+
+BOX_ROOT = "/box"
+RUNTIME = "/opt/toolfleet/runtime"  # the sandbox's Python runtime, in the jail
+LIB = "/opt/toolfleet/lib"  # where this package is, in the jail
+DEVICES = ("null", "zero", "full", "random", "urandom")
+SYSTEM_PATHS = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32", "/etc"]
+# A family's private directories, inside its /box tmpfs (one size limit for all of them)
+FAMILY_DIRS = {"/tmp": ".tmp", "/dev/shm": ".shm", "/mnt": ".mnt"}
+
+
+@dataclass
+class Limits:
+    """Per-family and per-process limits (bytes, seconds, counts)."""
+
+    memory_bytes: int = 512 * 1024 * 1024  # address space of one process, over the template
+    disk_bytes: int = 256 * 1024 * 1024  # the family's tmpfs: workspaces, /tmp, /dev/shm, /mnt
+    file_bytes: int = 64 * 1024 * 1024
+    processes: int = 64
+    open_files: int = 256
+    cpu_seconds: int = 3600
+    family_memory_bytes: int = 0  # the family's cgroup (RAM incl. its tmpfs); 0: none
+
+
+def mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+    """mount(2); raises OSError."""
+    rc = _libc.mount(
+        source.encode(),
+        target.encode(),
+        fstype.encode() if fstype else None,
+        flags,
+        data.encode() if data else None,
+    )
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {source} on {target}: {os.strerror(err)}")
+
+
+def umount(target: str) -> None:
+    """umount2(2) with MNT_DETACH; missing mounts are ignored."""
+    if _libc.umount2(target.encode(), MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOENT):
+            raise OSError(err, f"umount {target}: {os.strerror(err)}")
+
+
+def prctl(option: int, value: int) -> None:
+    """prctl(2) with one argument."""
+    if _libc.prctl(option, value, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+PTRACE_TRACEME = 0
+PTRACE_CONT = 7
+PTRACE_SETOPTIONS = 0x4200
+PTRACE_O_TRACEEXEC = 0x10
+PTRACE_O_TRACEEXIT = 0x40
+PTRACE_O_EXITKILL = 0x100000
+PTRACE_EVENT_EXEC = 4
+PTRACE_EVENT_EXIT = 6
+_libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+_libc.ptrace.restype = ctypes.c_long
+
+
+def ptrace(request: int, pid: int, data: int = 0) -> None:
+    """ptrace(2) with an integer ``data``; raises OSError."""
+    if _libc.ptrace(request, pid, None, ctypes.c_void_p(data)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"ptrace: {os.strerror(err)}")
+
+
+def unshare(flags: int) -> None:
+    """unshare(2); raises OSError."""
+    if _libc.unshare(flags) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"unshare: {os.strerror(err)}")
+
+
+def bind_readonly(path: str, root: str, target: str | None = None) -> None:
+    """Make ``path`` visible, read-only, under ``root`` at ``target`` (default: its own path)."""
+    where = root + (target or path)
+    if os.path.islink(path) and target is None:
+        if not os.path.lexists(where):
+            os.makedirs(os.path.dirname(where), exist_ok=True)
+            os.symlink(os.readlink(path), where)
+        return
+    if os.path.isdir(path):
+        os.makedirs(where, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(where), exist_ok=True)
+        Path(where).touch()
+    mount(path, where, None, MS_BIND | MS_REC, None)
+    mount("none", where, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
+
+
+def build_root(
+    root: str,
+    system: list[str],
+    binds: dict[str, str],
+    hide: list[str] = (),
+) -> None:
+    """Build the jail's root under ``root`` and chroot into it (as root in the namespaces).
+
+    ``system`` are directories shown read-only at their own path; ``binds`` maps jail paths
+    to the host directories shown there (the runtime, this package); ``hide`` are files or
+    directories under them to cover (the service's config file).
+    """
+    mount("none", "/", None, MS_REC | MS_PRIVATE, None)
+    os.makedirs(root, exist_ok=True)
+    mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=16m")
+    # /tmp first: exposed paths may lie under it (a checkout in /tmp); it turns read-only after
+    os.makedirs(root + "/tmp", exist_ok=True)
+    mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
+    for path in sorted(set(system), key=len):
+        # a path under an earlier one is visible already
+        if os.path.lexists(path) and not os.path.lexists(root + path):
+            bind_readonly(path, root)
+    for target, source in sorted(binds.items()):
+        bind_readonly(source, root, target)
+    for path in hide:
+        target = root + os.path.realpath(path)
+        if os.path.isdir(target):
+            mount("tmpfs", target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k")
+        elif os.path.exists(target):
+            mount("/dev/null", target, None, MS_BIND, None)
+    os.makedirs(root + "/proc", exist_ok=True)
+    # hidepid=2: a process sees only its own uid's processes (its family's)
+    mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2")
+    os.makedirs(root + "/dev", exist_ok=True)
+    mount("tmpfs", root + "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k")
+    for name in DEVICES:
+        Path(root + "/dev/" + name).touch()
+        mount("/dev/" + name, root + "/dev/" + name, None, MS_BIND, None)
+    for link, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
+        os.symlink(target, f"{root}/dev/{link}")
+    # Empty and read-only outside a family: each family mounts its own over them.
+    os.makedirs(root + "/dev/shm")
+    os.makedirs(root + "/mnt")
+    os.chmod(root + "/dev", 0o755)
+    mount("none", root + "/dev", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, None)
+    mount("none", root + "/tmp", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
+    os.makedirs(root + BOX_ROOT, exist_ok=True)
+    mount("tmpfs", root + BOX_ROOT, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0711,size=1m")
+    mount("none", root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
+    os.chroot(root)
+    os.chdir("/")
+
+
+def isolate_family(uid: int, limits: Limits) -> str:
+    """In a new family's supervisor: namespaces of its own (IPC, net, mount) and its own
+    ``/box`` tmpfs of ``disk_bytes``, with the family's ``/tmp``, ``/dev/shm`` and ``/mnt``
+    inside it. Returns the family's root directory (``/box``)."""
+    unshare(CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWNS)
+    mount("none", "/", None, MS_REC | MS_PRIVATE, None)
+    mount(
+        "tmpfs",
+        BOX_ROOT,
+        "tmpfs",
+        MS_NOSUID | MS_NODEV,
+        f"mode=0755,uid={uid},gid={uid},size={limits.disk_bytes}",
+    )
+    for target, name in FAMILY_DIRS.items():
+        path = f"{BOX_ROOT}/{name}"
+        os.mkdir(path)
+        os.chown(path, uid, uid)
+        os.chmod(path, 0o1777)
+        mount(path, target, None, MS_BIND, None)
+    return BOX_ROOT
+
+
+def family_directory(box_root: str, fid: int, uid: int) -> str:
+    """A family's root where it cannot have namespaces of its own (a container, or no
+    privileges): a directory owned by its uid."""
+    path = f"{box_root}/f{fid}"
+    os.makedirs(path, exist_ok=True)
+    os.chmod(path, 0o700)
+    if os.getuid() == 0:
+        os.chown(path, uid, uid)
+    return path
+
+
+def new_workspace(family_root: str, owner: int | None = None) -> str:
+    """A new, empty working directory ``w<n>`` (mode 0700) in a family's root."""
+    n = 1
+    while True:
+        path = os.path.join(family_root, f"w{n}")
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            n += 1
+            continue
+        if owner is not None and os.getuid() == 0:
+            os.chown(path, owner, owner)
+        return path
+
+
+def drop_privileges(uid: int, limits: Limits, base_vm_bytes: int, uid_limits: bool) -> None:
+    """In a process about to run model code: resource limits, then the family's uid, then no
+    new privileges. ``uid_limits``: also cap processes per uid (where the uid is the
+    family's own; in a container sharing one uid, the container's pids limit does it)."""
+    # The address space already holds the template's preloaded libraries; the memory limit
+    # is counted on top of them.
+    for kind, value in (
+        (resource.RLIMIT_AS, base_vm_bytes + limits.memory_bytes),
+        (resource.RLIMIT_FSIZE, limits.file_bytes),
+        (resource.RLIMIT_NOFILE, limits.open_files),
+        (resource.RLIMIT_CORE, 0),
+        (resource.RLIMIT_CPU, limits.cpu_seconds),
+    ):
+        resource.setrlimit(kind, (value, value))
+    if os.getuid() == 0 and uid != 0:
+        if uid_limits:
+            resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def load_seccomp(program: bytes) -> None:
+    """Install a BPF program (compiled by the service) on this process (needs no_new_privs
+    first)."""
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.addressof(buf))
+    if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"seccomp: {os.strerror(err)}")
+
+
+MADV_HUGEPAGE = 14
+MADV_COLLAPSE = 25
+HUGE_PAGE = 2 << 20
+
+
+def collapse_huge_pages() -> int:
+    """Back the template's anonymous memory with 2 MiB pages where the kernel can (best
+    effort, MADV_COLLAPSE needs Linux 6.1+): fork(2) then copies one page-table entry per
+    2 MiB instead of 512. Returns the bytes collapsed."""
+    _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    collapsed = 0
+    with open("/proc/self/maps") as maps:
+        regions = [line.split() for line in maps]
+    for fields in regions:
+        path = fields[5] if len(fields) > 5 else ""
+        if "rw" not in fields[1] or (path and path != "[heap]"):
+            continue
+        low, high = (int(x, 16) for x in fields[0].split("-"))
+        low = (low + HUGE_PAGE - 1) // HUGE_PAGE * HUGE_PAGE
+        high = high // HUGE_PAGE * HUGE_PAGE
+        if high <= low:
+            continue
+        _libc.madvise(low, high - low, MADV_HUGEPAGE)
+        if _libc.madvise(low, high - low, MADV_COLLAPSE) == 0:
+            collapsed += high - low
+    return collapsed
+
+
+def set_oom_score(value: int) -> None:
+    """Tell the OOM killer how to rank this process (-1000: never; the supervisor)."""
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(value))
+    except OSError:
+        pass  # not permitted here (unprivileged): the family's cgroup still bounds it
+
+
+def vm_size() -> int:
+    """This process's virtual memory size in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0

@@ -1,0 +1,1027 @@
+"""A family's supervisor: the trusted side of every call that runs model code.
+
+One supervisor per family (a session and its forks), forked from the zygote, root in the
+family's own namespaces, in the family's cgroup but never chosen by the OOM killer, and a
+child subreaper: every process of the family stays below it, wherever it was reparented.
+It serves the family channel (requests multiplexed by id) and, for each request:
+
+- **cells** (``python``): continues the kernel, hands it the cell, reads the kernel's stdout
+  and stderr pipes under the output cap, interrupts it at the deadline or past the cap and
+  kills it if it does not stop, and when the kernel reports back, stops it again (SIGSTOP),
+  kills whatever the cell left running, drains the pipes, checks the kernel's report
+  (value, images, exception) and answers;
+- **bash** and **programs** (``bash``, ``run``): forks the process itself, confined, so its
+  exit status, signals, time and memory come from ``wait4``, never from the process;
+- **forks** of a session, and the **files API**, which it does itself (``files.py``).
+
+Between calls no process of the family runs: kernels are stopped, everything else is killed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from toolfleet.box import children, files, jail, processes, wire
+from toolfleet.box.capture import Output, check_png
+from toolfleet.box.cgroups import FamilyCgroups
+from toolfleet.box.jail import new_workspace
+from toolfleet.box.kernel import Kernel
+
+BASH = "/bin/bash"
+STATE_TRAP = (
+    'trap \'__tf_s=$?; pwd > "$__TF_STATE/cwd"; env -0 > "$__TF_STATE/env"; exit $__tf_s\' EXIT\n'
+)
+MAX_STATE_BYTES = 1 << 20
+HELLO_TIMEOUT_S = 10.0
+KERNEL_IO_TIMEOUT_S = 5.0  # a kernel that stalls in the middle of a frame is broken
+FORK_TIMEOUT_S = 60.0
+ERROR_KINDS = {
+    "syntax_error",
+    "runtime_error",
+    "timeout",
+    "memory_limit",
+    "output_limit",
+    "not_found",
+    "permission_denied",
+    "internal",
+}
+
+
+@dataclass
+class Job:
+    """One request being served: a cell, a fork, a bash command or a program."""
+
+    id: int
+    kind: str
+    output: Output
+    deadline: float
+    grace_s: float
+    started: float = field(default_factory=time.monotonic)
+    interrupted: str | None = None  # "timeout" / "output_limit": why we stopped it
+    kill_at: float | None = None
+    pid: int | None = None  # the process of a bash command or program
+    status: int | None = None  # its wait status
+    usage: Any = None  # its resource usage (wait4)
+    pipes: dict[int, str] = field(default_factory=dict)  # open read ends -> stream
+    oom_before: int = 0
+    cpu_before: float = 0.0
+    request: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class KernelState:
+    """A kernel of the family: its channel, its output pipes, its session's bash state."""
+
+    kid: int
+    pid: int
+    chan: socket.socket
+    out: int
+    err: int
+    workspace: str
+    bash_cwd: str
+    bash_env: dict[str, str]
+    job: Job | None = None
+    exit_status: int | None = None
+
+
+class Supervisor:
+    """Serves one family channel until it closes, then ends the family."""
+
+    def __init__(
+        self,
+        chan: socket.socket,
+        fid: int,
+        root: str,
+        confinement: children.Confinement,
+        env: dict[str, str],
+        cgroups: FamilyCgroups | None,
+        private_tmp: bool,
+        subreaper: bool = True,
+    ) -> None:
+        self.chan = chan
+        self.fid = fid
+        self.root = root
+        self.conf = confinement
+        self.env = env
+        self.cgroups = cgroups
+        self.private_tmp = private_tmp
+        self.subreaper = subreaper
+        self.kernels: dict[int, KernelState] = {}
+        self.procs: dict[int, Job] = {}  # pid -> the bash or program job it runs
+        self.statuses: dict[int, tuple[int, Any]] = {}  # reaped pid -> (status, rusage)
+        self.next_kid = 1
+        self.sel = selectors.DefaultSelector()
+        self.devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        self.base_rss = (processes.status_field(os.getpid(), "VmRSS") or 0) * 1024
+
+    # ------------------------------------------------------------------ loop
+
+    def serve(self) -> None:
+        """The event loop: requests, kernels' reports, output pipes, exits, deadlines."""
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.sel.register(self.chan, selectors.EVENT_READ, ("family", None))
+        self.sel.register(wake_r, selectors.EVENT_READ, ("wakeup", None))
+        while True:
+            for key, _ in self.sel.select(self._next_timer()):
+                what, owner = key.data
+                if what == "family":
+                    self._on_family()
+                elif what == "wakeup":
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(wake_r, 4096)
+                    self._reap()
+                elif what == "kernel":
+                    self._on_kernel(owner)
+                else:
+                    self._on_output(key.fd, what, owner)
+            self._timers()
+
+    def _next_timer(self) -> float | None:
+        moments = [m for j in self._jobs() for m in (j.deadline, j.kill_at) if m is not None]
+        if not moments:
+            return None
+        return max(0.0, min(moments) - time.monotonic())
+
+    def _jobs(self) -> list[Job]:
+        jobs = [k.job for k in self.kernels.values() if k.job is not None]
+        return jobs + list(self.procs.values())
+
+    def _reply(self, msg: dict[str, Any]) -> None:
+        try:
+            wire.send(self.chan, msg)
+        except OSError:
+            self._end()
+
+    def _fail(self, rid: int, kind: str, message: str) -> None:
+        self._reply({"id": rid, "ok": False, "error": {"kind": kind, "message": message}})
+
+    # ------------------------------------------------------------------ requests
+
+    def _on_family(self) -> None:
+        try:
+            msg, fds = wire.recv(self.chan)
+        except (wire.ChannelClosedError, OSError):
+            self._end()
+        for fd in fds:
+            os.close(fd)
+        rid = int(msg.get("id", 0))
+        op = msg.get("op")
+        handler = {
+            "spawn": self._spawn,
+            "python": self._python,
+            "bash": self._bash,
+            "run": self._run,
+            "fork": self._fork,
+            "read_file": self._files,
+            "write_file": self._files,
+            "list_files": self._files,
+            "end_kernel": self._end_kernel,
+            "ping": lambda m: self._reply({"id": rid, "ok": True, "kernels": len(self.kernels)}),
+        }.get(op)
+        if handler is None:
+            self._fail(rid, "internal", f"unknown op {op!r}")
+            return
+        try:
+            handler(msg)
+        except Exception as exc:
+            self._fail(rid, "internal", f"{op} failed in the supervisor: {exc!r}")
+
+    def _kernel(self, msg: dict[str, Any], idle: bool = True) -> KernelState | None:
+        kernel = self.kernels.get(int(msg.get("kernel", 0)))
+        if kernel is None:
+            self._fail(int(msg["id"]), "not_found", "the session's interpreter is gone")
+        elif idle and kernel.job is not None:
+            self._fail(int(msg["id"]), "internal", "the interpreter is busy with another call")
+            return None
+        return kernel
+
+    # ------------------------------------------------------------------ kernels
+
+    def _spawn(self, msg: dict[str, Any]) -> None:
+        kernel = self._new_kernel()
+        self._reply(
+            {
+                "id": msg["id"],
+                "ok": True,
+                "kernel": kernel.kid,
+                "pid": kernel.pid,
+                "workspace": kernel.workspace,
+            }
+        )
+
+    def _env(self, workspace: str) -> dict[str, str]:
+        tmp = "/tmp" if self.private_tmp else workspace
+        return {**self.env, "HOME": workspace, "TMPDIR": tmp, "MPLCONFIGDIR": workspace}
+
+    def _new_kernel(self) -> KernelState:
+        workspace = new_workspace(self.root, self.conf.uid)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        env = self._env(workspace)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                ours.close()
+                children.enter(
+                    self.conf, (self.devnull, out_w, err_w), (theirs.fileno(),), workspace, env
+                )
+                Kernel(theirs, workspace).serve()
+            except BaseException as exc:
+                with contextlib.suppress(OSError):
+                    os.write(2, f"the kernel could not start: {exc!r}\n".encode())
+            finally:
+                os._exit(1)
+        theirs.close()
+        os.close(out_w)
+        os.close(err_w)
+        return self._adopt(ours, out_r, err_r, pid, workspace, workspace, env)
+
+    def _adopt(
+        self,
+        chan: socket.socket,
+        out: int,
+        err: int,
+        pid: int,
+        workspace: str,
+        bash_cwd: str,
+        bash_env: dict[str, str],
+    ) -> KernelState:
+        """Take a new kernel (spawned or forked) in once it has said hello; stop it."""
+        try:
+            chan.settimeout(HELLO_TIMEOUT_S)
+            hello, fds = wire.recv(chan, max_frame=4096)
+            for fd in fds:
+                os.close(fd)
+            if hello.get("op") != "hello":
+                raise ConnectionError(f"unexpected greeting {hello!r}")
+        except BaseException as exc:
+            said = b""
+            with contextlib.suppress(OSError):
+                os.set_blocking(err, False)
+                said = os.read(err, 4000)
+            for fd in (out, err):
+                os.close(fd)
+            chan.close()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            if said and isinstance(exc, Exception):
+                said_text = said.decode(errors="replace")
+                raise ConnectionError(f"{exc!r}; it said: {said_text}") from exc
+            raise
+        chan.settimeout(KERNEL_IO_TIMEOUT_S)
+        for fd in (out, err):
+            os.set_blocking(fd, False)
+        kernel = KernelState(self.next_kid, pid, chan, out, err, workspace, bash_cwd, bash_env)
+        self.next_kid += 1
+        self.kernels[kernel.kid] = kernel
+        self.sel.register(chan, selectors.EVENT_READ, ("kernel", kernel))
+        self.sel.register(out, selectors.EVENT_READ, ("stdout", kernel))
+        self.sel.register(err, selectors.EVENT_READ, ("stderr", kernel))
+        os.makedirs(self._bash_state(kernel), mode=0o700, exist_ok=True)
+        if os.getuid() == 0:
+            os.chown(self._bash_state(kernel), self.conf.uid, self.conf.uid)
+        _signal(pid, signal.SIGSTOP)
+        return kernel
+
+    def _end_kernel(self, msg: dict[str, Any]) -> None:
+        kernel = self.kernels.get(int(msg.get("kernel", 0)))
+        if kernel is not None:
+            self._kill_kernel(kernel)
+            self._drop_kernel(kernel)
+        self._reply({"id": msg["id"], "ok": True})
+
+    def _kill_kernel(self, kernel: KernelState) -> None:
+        self._kill_below(kernel.pid)
+        _signal(kernel.pid, signal.SIGKILL)
+        self._await_exit(kernel.pid)
+        self._freeze_idle()
+
+    def _await_exit(self, pid: int, within_s: float = 1.0) -> None:
+        """Wait until ``pid`` has exited (a zombie or gone): its exit may continue other
+        kernels (an orphaned process group gets SIGCONT), so they are stopped after it."""
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                        return
+            except (OSError, IndexError):
+                return
+            time.sleep(0.001)
+
+    def _drop_kernel(self, kernel: KernelState) -> None:
+        self.kernels.pop(kernel.kid, None)
+        for fd in (kernel.out, kernel.err):
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(kernel.chan)
+        kernel.chan.close()
+
+    # ------------------------------------------------------------------ cells
+
+    def _python(self, msg: dict[str, Any]) -> None:
+        kernel = self._kernel(msg)
+        if kernel is None:
+            return
+        self._discard_stray(kernel)
+        job = self._job(msg, "python")
+        job.cpu_before = processes.cpu_ms(kernel.pid)
+        kernel.job = job
+        _signal(kernel.pid, signal.SIGCONT)
+        cell = {
+            "op": "python",
+            "code": msg["code"],
+            "stdin": msg.get("stdin"),
+            "max_images": int(msg["max_images"]),
+            "max_image_bytes": int(msg["max_image_bytes"]),
+            "max_result": int(msg["max_result"]),
+        }
+        try:
+            wire.send(kernel.chan, cell)
+        except OSError:
+            self._kernel_gone(kernel)
+
+    def _job(self, msg: dict[str, Any], kind: str) -> Job:
+        now = time.monotonic()
+        job = Job(
+            id=int(msg["id"]),
+            kind=kind,
+            output=Output(int(msg.get("max_output", 100_000))),
+            deadline=now + float(msg.get("timeout_s", 30.0)),
+            grace_s=float(msg.get("grace_s", 0.5)),
+            request=msg,
+        )
+        job.oom_before = self.cgroups.oom_kills(self.fid) if self.cgroups else 0
+        return job
+
+    def _on_kernel(self, kernel: KernelState) -> None:
+        job = kernel.job
+        limit = 8 << 20
+        if job is not None and job.kind == "python":
+            r = job.request
+            limit += (int(r["max_images"]) + 1) * int(r["max_image_bytes"]) * 4 // 3
+            limit += int(r["max_result"]) * 4
+        try:
+            report, fds = wire.recv(kernel.chan, max_frame=limit)
+        except (wire.ChannelClosedError, OSError, ValueError):
+            self._kill_kernel(kernel)
+            self._kernel_gone(kernel)
+            return
+        for fd in fds:
+            os.close(fd)
+        if job is None:
+            return  # a kernel speaking out of turn (continued by a sibling): not listened to
+        if job.kind == "fork":
+            self._forked(kernel, job, report)
+        else:
+            self._cell_done(kernel, job, report)
+
+    def _cell_done(self, kernel: KernelState, job: Job, report: dict[str, Any]) -> None:
+        threads = processes.status_field(kernel.pid, "Threads") or 1
+        kernels = {k.pid for k in self.kernels.values()}
+        direct = [c for c in processes.children(kernel.pid) if c not in kernels]
+        if self._kill_below(kernel.pid) and direct:
+            self._reap_for(kernel, direct)
+        _signal(kernel.pid, signal.SIGSTOP)
+        cpu = processes.cpu_ms(kernel.pid) - job.cpu_before
+        self._kill_orphans()
+        self._drain(job, kernel.out, "stdout")
+        self._drain(job, kernel.err, "stderr")
+        kernel.job = None
+        reply = self._cell_reply(job, report, threads, cpu, alive=True)
+        self._freeze_idle()
+        self._reply(reply)
+
+    def _cell_reply(
+        self, job: Job, report: dict[str, Any], threads: int, cpu: float, alive: bool
+    ) -> dict[str, Any]:
+        notes = job.output.notes()
+        stdout, bad_out = job.output.text("stdout")
+        stderr, bad_err = job.output.text("stderr")
+        for name, bad in (("stdout", bad_out), ("stderr", bad_err)):
+            if bad:
+                notes.append(f"{name} was not valid UTF-8: the invalid bytes show as U+FFFD")
+        r = job.request
+        images, dropped = [], []
+        reported = report.get("images")
+        for image in reported if isinstance(reported, list) else []:
+            if len(images) >= int(r["max_images"]):
+                break
+            checked, why = check_png(image, int(r["max_image_bytes"]))
+            if checked is None:
+                dropped.append(f"an image was dropped: {why}")
+                continue
+            if isinstance(image.get("downscaled_from"), list):
+                w, h = image["downscaled_from"][:2]
+                notes.append(
+                    f"image {len(images) + 1} was downscaled from {w}x{h} to "
+                    f"{checked['width']}x{checked['height']} to fit the limit of "
+                    f"{r['max_image_bytes']} bytes"
+                )
+            images.append(checked)
+        shown = report.get("shown")
+        if isinstance(shown, int) and shown > len(images) + len(dropped):
+            extra = shown - len(images) - len(dropped)
+            dropped.append(
+                f"{extra} image(s) were dropped: at most {r['max_images']} are returned per call"
+            )
+        result = report.get("result")
+        max_result = int(r["max_result"]) + 32
+        result = result[:max_result] if isinstance(result, str) else None
+        error = _checked_error(report.get("error"))
+        ended = job.interrupted
+        if not alive and ended is None:
+            oom = self.cgroups is not None and self.cgroups.oom_kills(self.fid) > job.oom_before
+            ended = "memory_limit" if oom else "killed"
+        return {
+            "id": job.id,
+            "ok": error is None and ended is None,
+            "stdout": stdout,
+            "stderr": stderr,
+            "output_bytes": sum(job.output.total.values()),
+            "truncated": job.output.exceeded,
+            "result": result,
+            "images": images,
+            "images_dropped": dropped,
+            "error": error,
+            "ended": ended,
+            "kernel_alive": alive,
+            "threads": threads,
+            "elapsed_ms": (time.monotonic() - job.started) * 1000,
+            "cpu_ms": cpu,
+            "notes": notes,
+        }
+
+    def _reap_for(self, kernel: KernelState, pids: list[int]) -> None:
+        """Have the kernel collect the children we just killed (only a parent can; their
+        zombies would count against the family's process limit)."""
+        try:
+            wire.send(kernel.chan, {"op": "reap", "pids": pids})
+            wire.recv(kernel.chan, max_frame=4096)
+        except (wire.ChannelClosedError, OSError, ValueError):
+            pass  # a kernel that does not reap keeps its zombies: its family's problem
+
+    def _kernel_gone(self, kernel: KernelState) -> None:
+        """The kernel's channel closed: it died (killed by us, a limit, or itself)."""
+        job = kernel.job
+        self._kill_below(kernel.pid)
+        _signal(kernel.pid, signal.SIGKILL)
+        self._await_exit(kernel.pid)
+        if job is not None:
+            self._drain(job, kernel.out, "stdout")
+            self._drain(job, kernel.err, "stderr")
+        self._drop_kernel(kernel)
+        self._kill_orphans()
+        if job is None:
+            return
+        kernel.job = None
+        if job.kind == "fork":
+            self._fail(job.id, "internal", "the interpreter died while forking")
+            return
+        reply = self._cell_reply(job, {}, 0, 0.0, alive=False)
+        self._freeze_idle()
+        self._reply(reply)
+
+    def _discard_stray(self, kernel: KernelState) -> None:
+        """Output written while no call of this kernel ran (it was continued by a sibling):
+        it belongs to no call."""
+        for fd in (kernel.out, kernel.err):
+            with contextlib.suppress(BlockingIOError, OSError):
+                while os.read(fd, 1 << 16):
+                    pass
+
+    # ------------------------------------------------------------------ output
+
+    def _on_output(self, fd: int, stream: str, owner: KernelState | Job) -> None:
+        try:
+            data = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        job = owner.job if isinstance(owner, KernelState) else owner
+        if not data:
+            if isinstance(owner, Job):
+                self._close_pipe(owner, fd)
+                self._maybe_finish(owner)
+            else:
+                with contextlib.suppress(KeyError, ValueError):
+                    self.sel.unregister(fd)
+            return
+        if job is None:
+            return  # stray output of a stopped kernel continued by a sibling
+        job.output.add(stream, data)
+        if job.output.exceeded and job.interrupted is None and job.kind in ("python", "bash"):
+            self._interrupt(job, "output_limit", owner)
+
+    def _drain(self, job: Job, fd: int, stream: str) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            while True:
+                data = os.read(fd, 1 << 16)
+                if not data:
+                    return
+                job.output.add(stream, data)
+
+    # ------------------------------------------------------------------ deadlines
+
+    def _timers(self) -> None:
+        now = time.monotonic()
+        for kernel in list(self.kernels.values()):
+            job = kernel.job
+            if job is None:
+                continue
+            if job.kill_at is not None and now >= job.kill_at:
+                self._kill_kernel(kernel)  # its channel closes: _kernel_gone answers
+                job.kill_at = None
+            elif job.interrupted is None and now >= job.deadline:
+                self._interrupt(job, "timeout", kernel)
+        for job in list(self.procs.values()):
+            if job.interrupted is None and now >= job.deadline:
+                self._interrupt(job, "timeout", job)
+
+    def _interrupt(self, job: Job, why: str, owner: KernelState | Job) -> None:
+        """Stop a job that ran out of time or output: a cell is interrupted (it keeps its
+        state if it stops within the grace period, else the kernel is killed); a process
+        is killed with everything it started."""
+        job.interrupted = why
+        if isinstance(owner, KernelState):
+            if job.kind == "fork":
+                job.kill_at = time.monotonic()
+                return
+            _signal(owner.pid, signal.SIGINT)
+            job.kill_at = time.monotonic() + job.grace_s
+        elif job.pid is not None and (why == "timeout" or job.kind == "bash"):
+            self._kill_below(job.pid)
+            _signal(job.pid, signal.SIGKILL)
+
+    # ------------------------------------------------------------------ processes
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            job = self.procs.get(pid)
+            if job is not None and os.WIFSTOPPED(status):
+                self._traced(job, pid, status)
+            elif job is not None:
+                job.status, job.usage = status, usage
+                self._kill_below(pid)
+                self._kill_orphans()
+                self._maybe_finish(job)
+            else:
+                for kernel in self.kernels.values():
+                    if kernel.pid == pid:
+                        kernel.exit_status = status
+
+    def _traced(self, job: Job, pid: int, status: int) -> None:
+        """A stop of a traced process (bash, programs). At its exit event — before the
+        kernel hands its children to a new parent and before we hear of its death — every
+        other process of the job is stopped and killed: nothing the process left behind can
+        write, print or run once it has ended, however fast it is."""
+        event, sig = status >> 16, os.WSTOPSIG(status)
+        inject = 0
+        if event == jail.PTRACE_EVENT_EXIT:
+            self._sweep([pid], orphans=True)
+        elif event == 0 and not job.extra.get("traced"):
+            job.extra["traced"] = True  # the first stop, raised by the child itself
+            options = jail.PTRACE_O_TRACEEXIT | jail.PTRACE_O_TRACEEXEC | jail.PTRACE_O_EXITKILL
+            with contextlib.suppress(OSError):
+                jail.ptrace(jail.PTRACE_SETOPTIONS, pid, options)
+        elif event == 0:
+            inject = sig  # a signal on its way to the process: deliver it
+        with contextlib.suppress(OSError):
+            jail.ptrace(jail.PTRACE_CONT, pid, inject)
+
+    def _maybe_finish(self, job: Job) -> None:
+        """A process job is done once it has exited; its pipes are drained then (what is
+        still open is held by processes just killed)."""
+        if job.status is None or job.pid not in self.procs:
+            return
+        for fd, stream in list(job.pipes.items()):
+            self._drain(job, fd, stream)
+            self._close_pipe(job, fd)
+        del self.procs[job.pid]
+        if job.kind == "bash":
+            self._bash_done(job)
+        else:
+            self._run_done(job)
+        self._freeze_idle()
+
+    def _close_pipe(self, job: Job, fd: int) -> None:
+        if job.pipes.pop(fd, None) is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(fd)
+            os.close(fd)
+
+    def _start_process(
+        self,
+        job: Job,
+        stdin: int,
+        cwd: str,
+        env: dict[str, str],
+        target: Any,
+        memory_bytes: int = 0,
+        warm: bool = False,
+    ) -> None:
+        """Fork a confined child that runs ``target()``; its pipes are the job's."""
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        job.oom_before = self.cgroups.oom_kills(self.fid) if self.cgroups else 0
+        pid = os.fork()
+        if pid == 0:
+            try:
+                children.enter(
+                    self.conf, (stdin, out_w, err_w), (), cwd, env, memory_bytes, warm, traced=True
+                )
+                target()
+            except BaseException as exc:
+                with contextlib.suppress(OSError):
+                    os.write(2, f"the sandbox could not start the process: {exc!r}\n".encode())
+            finally:
+                os._exit(126)
+        for fd in (out_w, err_w):
+            os.close(fd)
+        job.pid = pid
+        job.started = time.monotonic()
+        job.pipes = {out_r: "stdout", err_r: "stderr"}
+        self.procs[pid] = job
+        for fd, stream in job.pipes.items():
+            os.set_blocking(fd, False)
+            self.sel.register(fd, selectors.EVENT_READ, (stream, job))
+
+    def _outcome(self, job: Job) -> dict[str, Any]:
+        """How a process job ended, from the supervisor's own records."""
+        status = job.status or 0
+        signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+        usage = job.usage
+        cpu = (usage.ru_utime + usage.ru_stime) * 1000 if usage else 0.0
+        rss = usage.ru_maxrss * 1024 if usage else 0
+        if job.extra.get("warm"):
+            rss = max(0, rss - self.base_rss)  # the template's pages are not the program's
+        oom = self.cgroups is not None and self.cgroups.oom_kills(self.fid) > job.oom_before
+        notes = job.output.notes()
+        stdout, bad_out = job.output.text("stdout")
+        stderr, bad_err = job.output.text("stderr")
+        for name, bad in (("stdout", bad_out), ("stderr", bad_err)):
+            if bad:
+                notes.append(f"{name} was not valid UTF-8: the invalid bytes show as U+FFFD")
+        return {
+            "exit_code": code,
+            "signal": signum,
+            "timed_out": job.interrupted == "timeout",
+            "output_limit": job.output.exceeded,
+            "memory_limit": oom and signum == signal.SIGKILL,
+            "elapsed_ms": (time.monotonic() - job.started) * 1000,
+            "cpu_ms": cpu,
+            "max_rss_bytes": rss,
+            "stdout": stdout,
+            "stderr": stderr,
+            "stdout_bytes": job.output.total["stdout"],
+            "stderr_bytes": job.output.total["stderr"],
+            "truncated": job.output.exceeded,
+            "notes": notes,
+        }
+
+    # ------------------------------------------------------------------ bash
+
+    def _bash_state(self, kernel: KernelState) -> str:
+        return os.path.join(self.root, f".bash-{kernel.kid}")
+
+    def _bash(self, msg: dict[str, Any]) -> None:
+        kernel = self._kernel(msg)
+        if kernel is None:
+            return
+        job = self._job(msg, "bash")
+        job.extra["kernel"] = kernel
+        state = self._bash_state(kernel)
+        for name in ("cwd", "env"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(state, name))
+        cwd = kernel.bash_cwd if os.path.isdir(kernel.bash_cwd) else kernel.workspace
+        env = {**kernel.bash_env, "__TF_STATE": state}
+        script = STATE_TRAP + str(msg["command"])
+        self._start_process(
+            job, self.devnull, cwd, env, lambda: children.exec_program([BASH, "-c", script], env)
+        )
+
+    def _bash_done(self, job: Job) -> None:
+        kernel: KernelState = job.extra["kernel"]
+        state = self._bash_state(kernel)
+        try:
+            cwd = files.read_file(state, "cwd", 8192).decode(errors="replace").strip()
+            raw = files.read_file(state, "env", MAX_STATE_BYTES)
+        except files.FileRefused:
+            pass  # the command replaced the shell (exec) or removed the state: keep the old
+        else:
+            kernel.bash_cwd = cwd or kernel.bash_cwd
+            pairs = [p.split(b"=", 1) for p in raw.split(b"\0") if b"=" in p]
+            env = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+            for name in ("__TF_STATE", "SHLVL", "_", "OLDPWD", "PWD"):
+                env.pop(name, None)
+            kernel.bash_env = env
+        outcome = self._outcome(job)
+        self._reply({"id": job.id, "ok": outcome["exit_code"] == 0, "cwd": kernel.bash_cwd,
+                     **outcome})  # fmt: skip
+
+    # ------------------------------------------------------------------ programs
+
+    def _run(self, msg: dict[str, Any]) -> None:
+        job = self._job(msg, "run")
+        cwd = str(msg.get("cwd") or new_workspace(self.root, self.conf.uid))
+        skipped = []
+        for path, data in (msg.get("files") or {}).items():
+            if data is None:
+                continue
+            where = self._writable(cwd, path)
+            if where is None:
+                skipped.append(f"{path} was not written: only the working directory, /tmp and "
+                               "/mnt are writable")  # fmt: skip
+                continue
+            try:
+                files.write_file(where[0], where[1], base64.b64decode(data), self.conf.uid)
+            except (files.FileRefused, binascii.Error, ValueError) as exc:
+                skipped.append(f"{path} was not written: {exc}")
+        job.extra.update(cwd=cwd, skipped=skipped)
+        stdin = self._stdin(msg.get("stdin") or "")
+        env = {**self._env(cwd), **(msg.get("env") or {})}
+        memory = int(msg.get("memory_bytes") or 0)
+        if "python" in msg:
+            script = str(msg.get("script") or "main.py")
+            files.write_file(cwd, script, str(msg["python"]).encode(), self.conf.uid)
+            source, args = str(msg["python"]), [str(a) for a in msg.get("args") or []]
+            job.extra["warm"] = True
+            target = lambda: children.run_python_main(script, source, args)  # noqa: E731
+        else:
+            argv = [str(a) for a in msg["argv"]]
+            target = lambda: children.exec_program(argv, env)  # noqa: E731
+        try:
+            self._start_process(job, stdin, cwd, env, target, memory, warm="python" in msg)
+        finally:
+            os.close(stdin)
+
+    def _stdin(self, text: str) -> int:
+        """A descriptor reading ``text``: an unlinked file in the family's tmpfs (no pipe to
+        keep fed, any size the family's disk holds)."""
+        if not text:
+            return os.dup(self.devnull)
+        path = os.path.join(self.root, f".stdin-{time.monotonic_ns()}")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.unlink(path)
+            view = memoryview(text.encode(errors="surrogatepass"))
+            while view:
+                view = view[os.write(fd, view) :]
+            os.lseek(fd, 0, os.SEEK_SET)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _writable(self, cwd: str, path: str) -> tuple[str, str] | None:
+        """Where a program's file may go: (directory, path under it), or None."""
+        if not path.startswith("/"):
+            return cwd, path
+        norm = os.path.normpath(path)
+        roots = [self.root, cwd] + (["/tmp", "/mnt"] if self.private_tmp else [])
+        for root in roots:
+            if norm.startswith(root.rstrip("/") + "/"):
+                return root, norm[len(root.rstrip("/")) + 1 :]
+        return None
+
+    def _run_done(self, job: Job) -> None:
+        outcome = self._outcome(job)
+        cwd = job.extra["cwd"]
+        fetched, missing = {}, []
+        for path in job.request.get("fetch") or []:
+            where = self._writable(cwd, str(path))
+            try:
+                if where is None:
+                    raise files.FileRefused("permission_denied", "not in the run's directories")
+                data = files.read_file(where[0], where[1], self.conf.limits.file_bytes)
+                fetched[str(path)] = base64.b64encode(data).decode()
+            except files.FileRefused as exc:
+                missing.append(f"{path}: {exc}")
+        outcome["notes"] = job.extra["skipped"] + outcome["notes"]
+        self._reply(
+            {
+                "id": job.id,
+                "ok": outcome["exit_code"] == 0 and not outcome["timed_out"],
+                "cwd": cwd,
+                "files": fetched,
+                "missing": missing,
+                **outcome,
+            }
+        )
+
+    # ------------------------------------------------------------------ forks
+
+    def _fork(self, msg: dict[str, Any]) -> None:
+        kernel = self._kernel(msg)
+        if kernel is None:
+            return
+        job = self._job({**msg, "timeout_s": FORK_TIMEOUT_S}, "fork")
+        workspace = new_workspace(self.root, self.conf.uid)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        job.extra.update(chan=ours, out=out_r, err=err_r, workspace=workspace)
+        kernel.job = job
+        _signal(kernel.pid, signal.SIGCONT)
+        try:
+            wire.send(kernel.chan, {"op": "fork", "workspace": workspace},
+                      [theirs.fileno(), out_w, err_w])  # fmt: skip
+        except OSError:
+            self._kernel_gone(kernel)
+        finally:
+            theirs.close()
+            os.close(out_w)
+            os.close(err_w)
+
+    def _forked(self, kernel: KernelState, job: Job, report: dict[str, Any]) -> None:
+        _signal(kernel.pid, signal.SIGSTOP)
+        kernel.job = None
+        x = job.extra
+        pid = report.get("pid")
+        try:
+            if not isinstance(pid, int) or pid <= 0:
+                raise ConnectionError(f"the interpreter could not fork: {report.get('error')}")
+            old = kernel.workspace
+
+            def moved(value: str) -> str:
+                return x["workspace"] + value[len(old) :] if value.startswith(old) else value
+
+            env = {k: moved(v) for k, v in kernel.bash_env.items()}
+            child = self._adopt(
+                x["chan"], x["out"], x["err"], pid, x["workspace"], moved(kernel.bash_cwd), env
+            )
+        except (OSError, ConnectionError, ValueError) as exc:
+            x["chan"].close()
+            for fd in (x["out"], x["err"]):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._fail(job.id, "internal", f"fork failed: {exc}")
+            return
+        self._freeze_idle()
+        self._reply({"id": job.id, "ok": True, "kernel": child.kid, "pid": child.pid,
+                     "workspace": child.workspace})  # fmt: skip
+
+    # ------------------------------------------------------------------ files
+
+    def _files(self, msg: dict[str, Any]) -> None:
+        kernel = self._kernel(msg, idle=False)
+        if kernel is None:
+            return
+        rid, op = msg["id"], msg["op"]
+        try:
+            if op == "list_files":
+                listed, cut = files.list_files(kernel.workspace)
+                bad = _scrub_paths(listed)
+                reply: dict[str, Any] = {"files": listed, "truncated": cut}
+                if bad:
+                    reply["notes"] = [
+                        f"{bad} file name(s) are not valid UTF-8: the invalid bytes show as "
+                        "U+FFFD (such a file cannot be downloaded by that name)"
+                    ]
+            elif op == "read_file":
+                data = files.read_file(kernel.workspace, str(msg["path"]), int(msg["max_bytes"]))
+                reply = {"size": len(data), "data": base64.b64encode(data).decode()}
+            else:
+                raw = base64.b64decode(str(msg.get("data") or ""))
+                path = files.write_file(kernel.workspace, str(msg["path"]), raw, self.conf.uid)
+                reply = {"path": path, "size": len(raw)}
+        except files.FileRefused as exc:
+            self._fail(rid, exc.kind, str(exc))
+            return
+        self._reply({"id": rid, "ok": True, **reply})
+
+    # ------------------------------------------------------------------ the family
+
+    def _kill_below(self, pid: int) -> int:
+        """Kill everything ``pid`` started, but other kernels (forked sessions)."""
+        return self._sweep([pid], orphans=False)
+
+    def _kill_orphans(self) -> int:
+        """Kill processes that left their parent (reparented to us) and are no kernel and no
+        running job: daemons, which would otherwise run between calls."""
+        return self._sweep([], orphans=True)
+
+    def _sweep(self, roots: list[int], orphans: bool) -> int:
+        """Stop (SIGSTOP) every process below ``roots`` — and orphans — until no new one
+        appears, so that a fork loop cannot outrun us, then kill them all. Kernels and the
+        processes of running jobs (and their trees) are spared. Returns how many died."""
+        kernels = {k.pid for k in self.kernels.values()}
+        spare = kernels | set(self.procs)
+        found: set[int] = set()
+        for _ in range(200):
+            seen: set[int] = set()
+            for root in roots:
+                seen.update(processes.descendants(root, spare=kernels))
+            if orphans:
+                for child in self._orphans(spare):
+                    seen.add(child)
+                    seen.update(processes.descendants(child, spare=kernels))
+            new = seen - found
+            if not new:
+                break
+            for pid in new:
+                _signal(pid, signal.SIGSTOP)
+            found |= new
+        for pid in found:
+            _signal(pid, signal.SIGKILL)
+        return len(found)
+
+    def _orphans(self, spare: set[int]) -> list[int]:
+        """Processes of the family that left their parent: our children (we are their
+        subreaper), or — where we cannot be one — the family uid's processes that descend
+        from no kernel and no job."""
+        if self.subreaper:
+            return [p for p in processes.children(os.getpid()) if p not in spare]
+        found = []
+        for pid in processes.owned_by(self.conf.uid):
+            if pid in spare:
+                continue
+            ancestor = processes.parent_of(pid)
+            while ancestor not in (None, 0, 1) and ancestor not in spare:
+                ancestor = processes.parent_of(ancestor)
+            if ancestor not in spare:
+                found.append(pid)
+        return found
+
+    def _freeze_idle(self) -> None:
+        """Stop every kernel with no call: between calls nothing of the family runs."""
+        for kernel in self.kernels.values():
+            if kernel.job is None:
+                _signal(kernel.pid, signal.SIGSTOP)
+
+    def _end(self) -> None:
+        """The service closed the channel: end every process of the family, and exit."""
+        for kernel in list(self.kernels.values()):
+            self._kill_kernel(kernel)
+        for pid in list(self.procs):
+            self._kill_below(pid)
+            _signal(pid, signal.SIGKILL)
+        self._kill_orphans()
+        if self.cgroups is not None:
+            for pid in self.cgroups.procs(self.fid):
+                if pid != os.getpid():
+                    _signal(pid, signal.SIGKILL)
+        sys.stdout.flush()
+        os._exit(0)
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+def _checked_error(raw: Any) -> dict[str, Any] | None:
+    """A kernel's exception report, bounded and typed (it is the model's own account)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        return {"kind": "runtime_error", "message": "the code failed"}
+    kind = raw.get("kind") if raw.get("kind") in ERROR_KINDS else "runtime_error"
+    error: dict[str, Any] = {"kind": kind, "message": str(raw.get("message", "the code failed"))}
+    error["message"] = error["message"][:2000]
+    for key, cap in (("detail", 10_000), ("type", 200)):
+        if isinstance(raw.get(key), str):
+            error[key] = raw[key][:cap]
+    for key in ("line", "column"):
+        if isinstance(raw.get(key), int):
+            error[key] = raw[key]
+    return error
+
+
+def _scrub_paths(listed: list[dict[str, object]]) -> int:
+    """Make listed file names valid UTF-8 (names are bytes; invalid ones were decoded with
+    surrogate escapes); the number of names changed."""
+    bad = 0
+    for entry in listed:
+        path = str(entry["path"])
+        clean = path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        if clean != path:
+            entry["path"] = clean
+            bad += 1
+    return bad

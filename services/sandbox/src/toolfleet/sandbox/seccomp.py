@@ -1,0 +1,75 @@
+"""The seccomp filter of every process that runs model code, compiled by the service.
+
+libseccomp (``pyseccomp``) is a dependency of the service, not of the sandbox's runtime: the
+service compiles the filter to a BPF program once and sends it to each zygote, which installs
+it in every process it confines (``toolfleet.box.jail.load_seccomp``).
+"""
+
+from __future__ import annotations
+
+import errno
+import tempfile
+
+REFUSED = (
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "unshare",
+    "setns",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "bpf",
+    "perf_event_open",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "acct",
+    "userfaultfd",
+    "syslog",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "quotactl",
+    "fanotify_init",
+    "settimeofday",
+    "clock_settime",
+    "adjtimex",
+    "sethostname",
+    "setdomainname",
+    "lookup_dcookie",
+    "vhangup",
+    "iopl",
+    "ioperm",
+)
+SOCKET_FAMILIES = (2, 10, 17, 16)  # AF_INET, AF_INET6, AF_PACKET, AF_NETLINK
+
+
+def compile_filter() -> bytes | None:
+    """The filter as a BPF program: the system calls a sandboxed process never needs fail
+    with EPERM, IP, packet and netlink sockets with EAFNOSUPPORT. None when libseccomp is
+    not available."""
+    try:
+        import pyseccomp as sc
+    except (ImportError, OSError):
+        return None
+    flt = sc.SyscallFilter(defaction=sc.ALLOW)
+    for name in REFUSED:
+        try:
+            flt.add_rule(sc.ERRNO(errno.EPERM), name)
+        except (RuntimeError, ValueError, OSError):
+            continue  # not a syscall on this architecture
+    for family in SOCKET_FAMILIES:
+        flt.add_rule(sc.ERRNO(errno.EAFNOSUPPORT), "socket", sc.Arg(0, sc.EQ, family))
+    with tempfile.TemporaryFile() as f:
+        flt.export_bpf(f)
+        f.seek(0)
+        return f.read()

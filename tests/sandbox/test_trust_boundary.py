@@ -1,0 +1,452 @@
+"""The trust boundary, attacked: whatever the trainer trusts is produced outside the process
+that runs model code, and a family shares nothing with another family.
+
+Each attack runs on the local backend, the docker backend and gVisor (where it applies),
+and each test asserts both that the attack fails and that a benign session keeps working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from toolfleet.core.registry import ToolRegistry
+from toolfleet.sandbox.interpreters import tools_for
+from toolfleet.sandbox.settings import SandboxSettings
+
+from tests.helpers import gateway, new_session
+from tests.helpers.sandbox import bash, run
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+COMMON: dict[str, Any] = dict(
+    pool_size=1, light_pool_size=1, memory_mb=256, disk_mb=64, processes=48,
+    max_output_chars=20_000,
+)  # fmt: skip
+BACKENDS = {
+    "local": dict(backend="local", zygotes=1),
+    "docker": dict(backend="docker", docker_pool_size=2),
+    "gvisor": dict(backend="docker", docker_pool_size=2, docker_runtime="runsc"),
+}
+
+
+@asynccontextmanager
+async def sandbox_gateway(**settings: Any) -> AsyncIterator[Any]:
+    registry = ToolRegistry(tools_for(SandboxSettings(**{**COMMON, **settings})))
+    async with gateway(registry) as client:
+        yield client
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=list(BACKENDS))
+async def client(request):
+    async with sandbox_gateway(**BACKENDS[request.param]) as c:
+        c.backend = request.param
+        yield c
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def bystander(client):
+    """A benign session holding state; after each attack it must be intact and answering."""
+    sid = await new_session(client)
+    obs = await run(client, "kept = 41\nopen('kept.txt', 'w').write('mine')", session_id=sid)
+    assert obs["ok"], obs
+    yield sid
+    obs = await run(client, "print(kept + 1, open('kept.txt').read())", session_id=sid)
+    assert obs["data"]["stdout"] == "42 mine\n", obs
+    assert (await client.get("/healthz")).status_code == 200
+
+
+async def run_code(client, code: str, **extra: Any) -> dict[str, Any]:
+    r = await client.post("/run_code", json={"code": code, "language": "python", **extra})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+FORGER = """
+import os, sys, time
+if os.fork() == 0:
+    # the left-behind child: outlives the program, tries to rewrite what the grader reads
+    os.setsid()
+    program = os.getppid()
+    while os.getppid() == program:  # until the program has failed and exited
+        time.sleep(0.001)
+    for _ in range(200):
+        for path in ('result.txt', '.toolfleet-run.json', '/tmp/result.txt'):
+            try:
+                open(path, 'w').write('PASSED')
+            except OSError:
+                pass
+        try:
+            os.write(1, b'all tests passed\\n')
+        except OSError:
+            pass
+        time.sleep(0.01)
+    os._exit(0)
+open('result.txt', 'w').write('FAILED')
+assert 1 + 1 == 3, 'wrong answer'
+"""
+
+
+async def test_a_left_behind_child_cannot_forge_a_run_code_verdict(client, bystander):
+    for _ in range(5):  # it used to win 2-5 times in 5
+        out = await run_code(client, FORGER, fetch_files=["result.txt"], run_timeout=5)
+        assert out["status"] == "Failed", out
+        assert out["run_result"]["status"] == "Finished"
+        assert out["run_result"]["return_code"] == 1
+        assert "AssertionError: wrong answer" in out["run_result"]["stderr"]
+        assert "all tests passed" not in out["run_result"]["stdout"]
+        assert base64.b64decode(out["files"]["result.txt"]) == b"FAILED"
+
+
+async def test_exit_status_comes_from_the_process_not_from_what_it_prints(client, bystander):
+    code = 'print(\'{"status": "Success", "return_code": 0}\')\nimport os\nos._exit(7)'
+    out = await run_code(client, code)
+    assert out["status"] == "Failed" and out["run_result"]["return_code"] == 7
+    obs = await client.post(
+        "/v1/tools/run_program/call",
+        json={"arguments": {"language": "python", "code": "import os\nos.kill(os.getpid(), 9)"}},
+    )
+    data = obs.json()["data"]
+    assert data["exit_code"] is None and data["signal"] == 9
+
+
+# --------------------------------------------------------------------------- self-patching
+
+PATCH_KERNEL = """
+import sys, os
+import toolfleet.box.kernel as k
+def forged(self, msg):
+    return {"op": "done", "result": "'forged'", "stdout": "FORGED STDOUT", "error": None,
+            "images": [], "shown": 0}
+k.Kernel.run_cell = forged
+"""
+
+
+async def test_a_patched_kernel_cannot_forge_output_or_files(client, bystander):
+    sid = await new_session(client)
+    obs = await run(client, PATCH_KERNEL, session_id=sid)
+    assert obs["ok"], obs
+    # From now on the kernel answers whatever it likes: only its own report is forged.
+    obs = await run(client, "print('real')", session_id=sid)
+    assert obs["data"]["stdout"] == ""  # nothing was printed: the supervisor read the pipe
+    assert "FORGED STDOUT" not in json.dumps(obs)
+    assert obs["data"]["result"] == "'forged'"  # the kernel's report, labelled as such
+    # The files API is the supervisor's: what is on disk, whatever the kernel says.
+    await client.put(f"/v1/sessions/{sid}/files/f.txt", content=b"uploaded")
+    got = await client.get(f"/v1/sessions/{sid}/files/f.txt")
+    assert got.content == b"uploaded"
+    listed = (await client.get(f"/v1/sessions/{sid}/files")).json()
+    assert [f["path"] for f in listed["files"]] == ["f.txt"]
+
+
+async def test_the_output_cap_holds_against_raw_writes_and_patched_streams(client, bystander):
+    sid = await new_session(client)
+    flood = (
+        "import os, sys\n"
+        "sys.stdout.write = lambda s: 0\n"  # patching the stream changes nothing
+        "chunk = b'x' * 65536\n"
+        "for _ in range(2000):\n"  # 125 MB straight to the descriptor
+        "    os.write(1, chunk)\n"
+    )
+    started = time.monotonic()
+    r = await client.post(
+        "/v1/tools/python/call",
+        json={"arguments": {"code": flood}, "session_id": sid, "timeout_s": 20},
+    )
+    assert len(r.content) < 200_000, len(r.content)  # bounded whatever the code wrote
+    obs = r.json()
+    assert obs["error"]["kind"] == "output_limit", obs["error"]
+    assert obs["truncated"] is True
+    assert len(obs["data"]["stdout"]) <= COMMON["max_output_chars"]
+    assert any("stdout was cut" in n for n in obs["data"]["notes"])
+    assert time.monotonic() - started < 15
+    obs = await run(client, "os.write(1, b'after\\n')", session_id=sid)
+    assert obs["data"]["stdout"] == "after\n"
+
+
+async def stamps_in(client, sid: str, name: str, low: float, high: float) -> list[float]:
+    """Timestamps (one per line, seconds) a session wrote to ``name`` between low and high,
+    read through the files API (the supervisor's, not the kernel's)."""
+    r = await client.get(f"/v1/sessions/{sid}/files/{name}")
+    if r.status_code == 404:
+        return []
+    assert r.status_code == 200, r.text
+    stamps = [float(x) for x in r.text.split()]
+    return [s for s in stamps if low < s < high]
+
+
+async def test_a_forged_report_on_the_channel_does_not_outlive_the_call(client, bystander):
+    """The cell writes a fake 'done' frame on the kernel's own channel and keeps running: the
+    call is answered early, but the rest of the cell stays frozen until a call pays for it."""
+    sid = await new_session(client)
+    fake = (
+        "import json, os, struct, time\n"
+        "frame = json.dumps({'op': 'done', 'result': \"'early'\", 'images': [], 'shown': 0,"
+        " 'error': None}).encode()\n"
+        "def link(fd):\n"
+        "    try:\n"
+        "        return os.readlink(f'/proc/self/fd/{fd}')\n"
+        "    except OSError:\n"
+        "        return ''\n"
+        "fds = os.listdir('/proc/self/fd')\n"
+        "chan = [int(fd) for fd in fds if link(fd).startswith('socket:')][0]\n"
+        "os.write(chan, struct.pack('!I', len(frame)) + frame)\n"
+        "with open('stamps.txt', 'a') as f:\n"
+        "    for _ in range(300):\n"
+        "        f.write(f'{time.time()}\\n')\n"
+        "        f.flush()\n"
+        "        time.sleep(0.01)\n"
+    )
+    obs = await run(client, fake, session_id=sid, timeout_s=10)
+    answered = time.time()
+    assert obs["data"]["result"] == "'early'"
+    await asyncio.sleep(1.5)
+    assert await stamps_in(client, sid, "stamps.txt", answered + 0.2, answered + 1.4) == []
+
+
+TICKER = """
+import threading, time, os, subprocess
+def tick():
+    with open('thread.txt', 'a') as f:
+        while True:
+            f.write(f'{time.time()}\\n')
+            f.flush()
+            time.sleep(0.005)
+threading.Thread(target=tick, daemon=True).start()
+loop = 'while true; do echo $(date +%s.%N) >> {}; sleep 0.01; done'
+subprocess.Popen(['sh', '-c', loop.format('child.txt')])
+os.system(f"(setsid sh -c '{loop.format('daemon.txt')}' &)")
+time.sleep(0.3)
+"""
+
+
+async def test_nothing_of_a_session_runs_between_its_calls(client, bystander):
+    sid = await new_session(client)
+    obs = await run(client, TICKER, session_id=sid, timeout_s=10)
+    assert obs["ok"], obs
+    gap_start = time.time()
+    await asyncio.sleep(1.5)
+    for name in ("thread.txt", "child.txt", "daemon.txt"):
+        assert await stamps_in(client, sid, name, gap_start + 0.2, time.time()) == [], name
+    assert await stamps_in(client, sid, "thread.txt", 0, gap_start)  # it did run in its call
+
+
+# --------------------------------------------------------------------------- families apart
+
+
+SHARE = """
+import os, socket, ctypes, mmap
+libc = ctypes.CDLL(None, use_errno=True)
+open('/dev/shm/secret', 'w').write('family-a')
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind('\\0tf-abstract')
+s.listen(1)
+shmid = libc.shmget(0x7f11, 4096, 0o1666)
+print(shmid >= 0)
+"""
+
+PROBE = """
+import os, socket, ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+found = []
+if os.path.exists('/dev/shm/secret'):
+    found.append('shm file')
+try:
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.connect('\\0tf-abstract')
+    found.append('abstract socket')
+except OSError:
+    pass
+if libc.shmget(0x7f11, 0, 0) >= 0:
+    found.append('sysv segment')
+found
+"""
+
+
+async def test_sessions_share_no_ipc_shm_or_abstract_sockets(client, bystander):
+    a = await new_session(client)
+    obs = await run(client, SHARE, session_id=a)
+    assert obs["data"]["stdout"] == "True\n", obs
+    for _ in range(3):  # others, on every zygote / in other containers
+        b = await new_session(client)
+        obs = await run(client, PROBE, session_id=b)
+        assert obs["data"]["result"] == "[]", obs
+    # the owner still has them (they are real, just not shared)
+    obs = await run(client, PROBE, session_id=a)
+    assert obs["data"]["result"] == "['shm file', 'abstract socket', 'sysv segment']"
+
+
+async def test_filling_dev_shm_breaks_no_other_session(client, bystander):
+    a = await new_session(client)
+    obs = await run(
+        client,
+        "n = 0\ntry:\n    while True:\n        open(f'/dev/shm/f{n}', 'wb').write(b'x' * (1 << 20))"
+        "\n        n += 1\nexcept OSError as e:\n    print(e.strerror)",
+        session_id=a,
+        timeout_s=30,
+    )
+    assert "No space left" in obs["data"]["stdout"], obs
+    b = await new_session(client)
+    obs = await run(
+        client,
+        "import multiprocessing as mp\nwith mp.Pool(2) as p:\n    print(sum(p.map(abs, [-1, -2])))",
+        session_id=b,
+        timeout_s=30,
+    )
+    assert obs["data"]["stdout"] == "3\n", obs
+
+
+async def test_a_reused_uid_finds_nothing_of_its_previous_family():
+    """A few uids only, so the next families get the uids of ended ones; across tenants."""
+    keys = {"key-a": "tenant-a", "key-b": "tenant-b"}
+    settings = {**COMMON, **BACKENDS["local"], "uid_count": 3, "pool_size": 0}
+    registry = ToolRegistry(tools_for(SandboxSettings(**settings)))
+    async with gateway(registry, api_keys=keys) as client:
+        a = {"authorization": "Bearer key-a"}
+        b = {"authorization": "Bearer key-b"}
+        uids = set()
+        for _ in range(4):
+            sid = (await client.post("/v1/sessions", headers=a)).json()["session_id"]
+            obs = (
+                await client.post(
+                    "/v1/tools/python/call",
+                    headers=a,
+                    json={"session_id": sid, "arguments": {"code": SHARE + "print(os.getuid())"}},
+                )
+            ).json()
+            uids.add(int(obs["data"]["stdout"].split()[-1]))
+            assert (await client.delete(f"/v1/sessions/{sid}", headers=a)).status_code == 200
+            await asyncio.sleep(0.3)  # the family ends in the background
+            sid = (await client.post("/v1/sessions", headers=b)).json()["session_id"]
+            obs = (
+                await client.post(
+                    "/v1/tools/python/call",
+                    headers=b,
+                    json={"session_id": sid, "arguments": {"code": PROBE + "\nfound, os.getuid()"}},
+                )
+            ).json()
+            found, uid = eval(obs["data"]["result"])
+            assert found == [], (found, uid)
+            uids.add(uid)
+            await client.delete(f"/v1/sessions/{sid}", headers=b)
+        assert len(uids) <= 3  # uids were reused, and nothing was left to find
+
+
+# --------------------------------------------------------------------------- memory counted
+
+
+async def test_workspace_files_count_as_the_familys_memory():
+    """tmpfs pages are RAM: with a family limit below its disk, writing files ends in the
+    memory limit, stated, and the service and other sessions are fine."""
+    settings = {**COMMON, **BACKENDS["local"], "disk_mb": 512, "family_memory_mb": 160}
+    async with sandbox_gateway(**settings) as client:
+        if (await client.get("/readyz")).json()["services"]["sandbox"].get("cgroups") is None:
+            pytest.fail("cgroups are not writable here: this host must allow them (root)")
+        sid = await new_session(client)
+        obs = await run(
+            client,
+            "for i in range(40):\n    open(f'f{i}', 'wb').write(b'x' * (8 << 20))",
+            session_id=sid,
+            timeout_s=30,
+        )
+        assert obs["error"]["kind"] == "memory_limit", obs["error"]
+        assert "MiB" in obs["error"]["message"]
+        other = await new_session(client)
+        assert (await run(client, "print(1)", session_id=other))["data"]["stdout"] == "1\n"
+
+
+async def test_the_instance_ceiling_bounds_all_families_together():
+    settings = {**COMMON, **BACKENDS["local"], "disk_mb": 256, "total_memory_mb": 300}
+    async with sandbox_gateway(**settings) as client:
+        results = []
+        for _ in range(3):
+            sid = await new_session(client)
+            obs = await run(
+                client,
+                "for i in range(16):\n    open(f'f{i}', 'wb').write(b'x' * (8 << 20))\nprint('ok')",
+                session_id=sid,
+                timeout_s=30,
+            )
+            results.append(obs["data"]["stdout"] == "ok\n" or obs["error"]["kind"])
+        assert results[:1] == [True] and "memory_limit" in results, results
+
+
+# --------------------------------------------------------------------------- utf-8
+
+
+async def test_invalid_utf8_output_and_file_names_are_stated_not_fatal(client, bystander):
+    sid = await new_session(client)
+    obs = await run(client, "print('a\\ud800b')\nimport os\nos.write(1, b'c\\xff\\xfed\\n')",
+                    session_id=sid)  # fmt: skip
+    assert obs["data"]["stdout"] == "a\ufffd\ufffd\ufffdb\nc\ufffd\ufffdd\n", obs
+    assert any("not valid UTF-8" in n for n in obs["data"]["notes"])
+    obs = await run(client, "open(b'bad\\xff\\xfe.txt', 'w').write('x')", session_id=sid)
+    listed = await client.get(f"/v1/sessions/{sid}/files")
+    assert listed.status_code == 200, listed.text
+    assert [f["path"] for f in listed.json()["files"]] == ["bad\ufffd\ufffd.txt"]
+    assert "not valid UTF-8" in listed.text
+
+
+# --------------------------------------------------------------------------- host view
+
+
+async def test_the_model_sees_its_runtime_not_the_service(client, bystander):
+    obs = await run(client, "import sys, numpy, scipy, sklearn\nsys.prefix")
+    assert obs["data"]["result"] == "'/opt/toolfleet/runtime'", obs
+    obs = await run(client, "import toolfleet.core")
+    assert "ModuleNotFoundError" in obs["error"]["message"]
+    obs = await run(client, "1/0")
+    assert "/work" not in json.dumps(obs) and ".venv" not in json.dumps(obs)
+    obs = await bash(
+        client,
+        "cat /proc/self/cmdline | tr '\\0' ' '; echo; which python; python -c 'import numpy'",
+    )
+    assert obs["ok"], obs
+    assert "/opt/toolfleet/runtime/bin/python" in obs["data"]["stdout"]
+    obs = await run(client, "open('/proc/1/mem', 'rb').read(1)")
+    assert obs["ok"] is False  # the zygote's (root's) memory is out of reach
+    if client.backend == "local":  # hidepid: root's processes are not even listed
+        obs = await run(client, "import os\nos.path.exists('/proc/1')")
+        assert obs["data"]["result"] == "False"
+
+
+# --------------------------------------------------------------------------- two instances
+
+
+async def test_two_default_instances_on_one_host_do_not_collide():
+    """Default settings twice: each claims its own uids and cgroup; one's processes do not
+    eat the other's process limit."""
+    settings = {**COMMON, **BACKENDS["local"], "processes": 24}
+    async with sandbox_gateway(**settings) as one, sandbox_gateway(**settings) as two:
+        info = [(await c.get("/readyz")).json()["services"]["sandbox"] for c in (one, two)]
+        assert info[0]["uids"] != info[1]["uids"], info
+        hog = await new_session(one)
+        task = asyncio.create_task(
+            run(
+                one,
+                "import subprocess, time\n"
+                "ps = [subprocess.Popen(['sleep', '5']) for _ in range(20)]\n"
+                "time.sleep(3)\nlen(ps)",
+                session_id=hog,
+                timeout_s=20,
+            )
+        )
+        await asyncio.sleep(1.5)
+        victim = await new_session(two)
+        obs = await run(
+            two,
+            "import subprocess\n[subprocess.run(['true']).returncode for _ in range(15)]",
+            session_id=victim,
+        )
+        assert obs["ok"], obs
+        assert (await task)["data"]["result"] == "20"
