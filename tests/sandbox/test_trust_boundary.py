@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from toolfleet.core.registry import ToolRegistry
+from toolfleet.core.surrogates import REPLACED_NOTE
 from toolfleet.sandbox.interpreters import tools_for
 from toolfleet.sandbox.settings import SandboxSettings
 
-from tests.helpers import gateway, new_session
+from tests.helpers import gateway, new_session, text
 from tests.helpers.sandbox import bash, run
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -386,15 +387,16 @@ async def test_the_instance_ceiling_bounds_all_families_together():
 
 async def test_invalid_utf8_output_and_file_names_are_stated_not_fatal(client, bystander):
     sid = await new_session(client)
-    obs = await run(client, "print('a\\ud800b')\nimport os\nos.write(1, b'c\\xff\\xfed\\n')",
-                    session_id=sid)  # fmt: skip
-    assert obs["data"]["stdout"] == "a\ufffd\ufffd\ufffdb\nc\ufffd\ufffdd\n", obs
-    assert any("not valid UTF-8" in n for n in obs["data"]["notes"])
+    obs = await run(
+        client, "print('a\\ud800b')\nimport os\nos.write(1, b'c\\xff\\xfed\\n')", session_id=sid
+    )
+    assert obs["data"]["stdout"] == "a\ufffdb\nc\ufffd\ufffdd\n", obs
+    assert REPLACED_NOTE in text(obs)
     obs = await run(client, "open(b'bad\\xff\\xfe.txt', 'w').write('x')", session_id=sid)
     listed = await client.get(f"/v1/sessions/{sid}/files")
     assert listed.status_code == 200, listed.text
     assert [f["path"] for f in listed.json()["files"]] == ["bad\ufffd\ufffd.txt"]
-    assert "not valid UTF-8" in listed.text
+    assert listed.json()["notes"] == [REPLACED_NOTE]
 
 
 # --------------------------------------------------------------------------- host view

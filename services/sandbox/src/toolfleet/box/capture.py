@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import struct
 from typing import Any
 
@@ -36,16 +37,15 @@ class Output:
         if room > 0:
             self.kept[stream] += data[:room]
 
-    def text(self, stream: str) -> tuple[str, bool]:
-        """The kept bytes as text, and whether they were not valid UTF-8 (the invalid bytes
-        become U+FFFD). A character cut in two by the cap is dropped, not replaced."""
+    def text(self, stream: str) -> str:
+        """The kept bytes as text. Bytes that are not UTF-8 come through as lone surrogates
+        (an encoded surrogate, as Python's ``print('\\ud800')`` writes it, as one), which the
+        service turns into U+FFFD with a note, like any text that is not valid Unicode. A
+        character cut in two by the cap is dropped, not replaced."""
         data = bytes(self.kept[stream])
         if self.total[stream] > len(data):
             data = _trim_partial_character(data)
-        try:
-            return data.decode(), False
-        except UnicodeDecodeError:
-            return data.decode(errors="replace"), True
+        return data.decode("utf-8", "toolfleet-lenient")
 
     def notes(self) -> list[str]:
         """What the observation must say about this output."""
@@ -58,6 +58,21 @@ class Output:
                     f"{self.limit} bytes per call)"
                 )
         return notes
+
+
+def _lenient(exc: UnicodeError) -> tuple[str, int]:
+    """Decode error handler: an encoded surrogate (ED A0..BF 80..BF) becomes that one
+    surrogate, any other byte that is not UTF-8 its surrogate escape."""
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    data, i = exc.object, exc.start
+    head = data[i : i + 3]
+    if len(head) == 3 and head[0] == 0xED and 0xA0 <= head[1] <= 0xBF and 0x80 <= head[2] <= 0xBF:
+        return chr(0xD000 | ((head[1] & 0x3F) << 6) | (head[2] & 0x3F)), i + 3
+    return chr(0xDC00 + data[i]), i + 1
+
+
+codecs.register_error("toolfleet-lenient", _lenient)
 
 
 def _trim_partial_character(data: bytes) -> bytes:

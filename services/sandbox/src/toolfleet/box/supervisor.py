@@ -413,11 +413,7 @@ class Supervisor:
         self, job: Job, report: dict[str, Any], threads: int, cpu: float, alive: bool
     ) -> dict[str, Any]:
         notes = job.output.notes()
-        stdout, bad_out = job.output.text("stdout")
-        stderr, bad_err = job.output.text("stderr")
-        for name, bad in (("stdout", bad_out), ("stderr", bad_err)):
-            if bad:
-                notes.append(f"{name} was not valid UTF-8: the invalid bytes show as U+FFFD")
+        stdout, stderr = job.output.text("stdout"), job.output.text("stderr")
         r = job.request
         images, dropped = [], []
         reported = report.get("images")
@@ -682,11 +678,7 @@ class Supervisor:
             rss = max(0, rss - self.base_rss)  # the template's pages are not the program's
         oom = self.cgroups is not None and self.cgroups.oom_kills(self.fid) > job.oom_before
         notes = job.output.notes()
-        stdout, bad_out = job.output.text("stdout")
-        stderr, bad_err = job.output.text("stderr")
-        for name, bad in (("stdout", bad_out), ("stderr", bad_err)):
-            if bad:
-                notes.append(f"{name} was not valid UTF-8: the invalid bytes show as U+FFFD")
+        stdout, stderr = job.output.text("stdout"), job.output.text("stderr")
         return {
             "exit_code": code,
             "signal": signum,
@@ -896,14 +888,9 @@ class Supervisor:
         rid, op = msg["id"], msg["op"]
         try:
             if op == "list_files":
+                # names that are not UTF-8 come as surrogate escapes: the service says so
                 listed, cut = files.list_files(kernel.workspace)
-                bad = _scrub_paths(listed)
                 reply: dict[str, Any] = {"files": listed, "truncated": cut}
-                if bad:
-                    reply["notes"] = [
-                        f"{bad} file name(s) are not valid UTF-8: the invalid bytes show as "
-                        "U+FFFD (such a file cannot be downloaded by that name)"
-                    ]
             elif op == "read_file":
                 data = files.read_file(kernel.workspace, str(msg["path"]), int(msg["max_bytes"]))
                 reply = {"size": len(data), "data": base64.b64encode(data).decode()}
@@ -1012,16 +999,3 @@ def _checked_error(raw: Any) -> dict[str, Any] | None:
         if isinstance(raw.get(key), int):
             error[key] = raw[key]
     return error
-
-
-def _scrub_paths(listed: list[dict[str, object]]) -> int:
-    """Make listed file names valid UTF-8 (names are bytes; invalid ones were decoded with
-    surrogate escapes); the number of names changed."""
-    bad = 0
-    for entry in listed:
-        path = str(entry["path"])
-        clean = path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        if clean != path:
-            entry["path"] = clean
-            bad += 1
-    return bad
