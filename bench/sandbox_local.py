@@ -5,8 +5,14 @@ Starts ``toolfleet serve`` (real settings, sandbox tools only), then prints:
 - stateless ``print(1+1)`` and ``import numpy as np; print(np.arange(10).sum())``: p50/p99 (wrk);
 - new session + first call, SandboxFusion's ``/run_code`` of ``print(1+1)``, and fork of a
   session holding a 10 MB numpy array: p50/p99 (sequential Python client, bounded counts);
-- unique memory (USS) of idle sessions, and N concurrent idle sessions.
-Asserts nothing. Usage: uv run python bench/sandbox_local.py [--duration 10] [--idle 500]
+- N concurrent idle sessions, and the unique memory (USS) they add (every process the
+  service started for them: kernels, and since the trust boundary their supervisors).
+
+``--compare REF`` also runs the same measurements against the code at git REF (a worktree
+made and synced under /tmp, its own virtualenv), one tree after the other in this run, and
+prints both side by side. Asserts nothing.
+
+    uv run python bench/sandbox_local.py [--duration 10] [--idle 500] [--compare ff33a1b]
 """
 
 from __future__ import annotations
@@ -25,10 +31,11 @@ from pathlib import Path
 import httpx
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from gateway_overhead import free_port, run_wrk  # noqa: E402
 
-UID_BASE = 400_000
+OLD_UID_BASE = 1_500_000  # the old code has no slots: a range no default instance uses
 
 
 def lua_post(bodies: list[dict]) -> str:
@@ -62,67 +69,62 @@ def timed(fn, count: int) -> list[float]:
 
 def uss_kb(pid: int) -> int:
     total = 0
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            if line.startswith(("Private_Clean:", "Private_Dirty:")):
-                total += int(line.split()[1])
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                    total += int(line.split()[1])
+    except OSError:
+        return 0
     return total
 
 
-def kernel_pids() -> list[int]:
-    pids = []
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (from each process's parent)."""
+    parents: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if os.stat(f"/proc/{entry}").st_uid >= UID_BASE:
-                    pids.append(int(entry))
-            except OSError:
-                pass
-    return pids
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=int, default=10)
-    parser.add_argument("--idle", type=int, default=500, help="idle sessions to hold at once")
-    args = parser.parse_args()
-
+def serve(python: str, cwd: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """``toolfleet serve`` of the tree at ``cwd``, ready; its process and URL."""
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "TOOLFLEET_SERVICES": '["sandbox"]',
-        "TOOLFLEET_MAX_SESSIONS": "2000",
-        "TOOLFLEET_SANDBOX_UID_BASE": str(UID_BASE),
-        "TOOLFLEET_SANDBOX_POOL_SIZE": "8",
-    }
     server = subprocess.Popen(
-        [sys.executable, "-m", "toolfleet.client.cli", "serve", "--port", str(port)],
+        [python, "-m", "toolfleet.client.cli", "serve", "--port", str(port)],
         env=env,
+        cwd=cwd,
         stderr=subprocess.DEVNULL,
     )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
+                return server, base
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            server.kill()
+            raise RuntimeError("server did not start")
+        time.sleep(0.2)
+
+
+def measure(base: str, server_pid: int, duration: int, idle: int) -> dict[str, dict]:
+    """Every figure of one server; rows by label."""
+    rows: dict[str, dict] = {}
     http = httpx.Client(base_url=base, timeout=60)
+    call = f"{base}/v1/tools/python/call"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if http.get("/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.2)
-        call = f"{base}/v1/tools/python/call"
-        print(f"code interpreter, local backend; wrk -t1, {args.duration} s per row")
-        print(f"{'what':<44}{'conc':>5}{'p50 ms':>9}{'p99 ms':>9}{'calls/s':>10}{'non-2xx':>9}")
-
-        def row(label, conc, r):
-            print(
-                f"{label:<44}{conc:>5}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
-                f"{r.get('rps', 0):>10.0f}{r.get('non_2xx', 0):>9}"
-            )
-
         sessions = [http.post("/v1/sessions").json()["session_id"] for _ in range(16)]
         for sid in sessions:
             http.post("/v1/tools/python/call", json={"arguments": {"code": "1"}, "session_id": sid})
@@ -139,20 +141,18 @@ def main() -> int:
                 f.write(lua_post(bodies))
             scripts[name] = f.name
         run_wrk(call, 4, 2, scripts["stateful16"])  # warm-up
-        row(
-            "stateful print(1+1), warm session",
-            1,
-            run_wrk(call, 1, args.duration, scripts["stateful1"]),
+        rows["stateful print(1+1), warm session"] = run_wrk(
+            call, 1, duration, scripts["stateful1"]
         )
-        row(
-            "stateful print(1+1), 16 warm sessions",
-            16,
-            run_wrk(call, 16, args.duration, scripts["stateful16"]),
+        rows["stateful print(1+1), 16 sessions, c=16"] = run_wrk(
+            call, 16, duration, scripts["stateful16"]
         )
-        row("stateless print(1+1)", 1, run_wrk(call, 1, args.duration, scripts["stateless"]))
-        row("stateless numpy arange sum", 1, run_wrk(call, 1, args.duration, scripts["numpy"]))
+        rows["stateless print(1+1)"] = run_wrk(call, 1, duration, scripts["stateless"])
+        rows["stateless numpy arange sum"] = run_wrk(call, 1, duration, scripts["numpy"])
         for path in scripts.values():
             os.unlink(path)
+
+        made: list[str] = []
 
         def new_session_first_call():
             sid = http.post("/v1/sessions").json()["session_id"]
@@ -161,28 +161,18 @@ def main() -> int:
                 json={"arguments": {"code": "print(1+1)"}, "session_id": sid},
             )
             assert r.json()["ok"], r.text
-            new_session_first_call.made.append(sid)
+            made.append(sid)
 
-        new_session_first_call.made = []
         times = timed(new_session_first_call, 100)
-        row(
-            "new session + first call (sequential)",
-            1,
-            {"p50_ms": statistics.median(times), "p99_ms": pct(times, 0.99)},
-        )
-        for sid in new_session_first_call.made:
+        rows["new session + first call (seq.)"] = _summary(times)
+        for sid in made:
             http.delete(f"/v1/sessions/{sid}")
 
-        def run_code():  # SandboxFusion's route: a program in a fresh session
+        def run_code():  # SandboxFusion's route
             r = http.post("/run_code", json={"code": "print(1+1)", "language": "python"})
             assert r.json()["run_result"]["stdout"] == "2\n", r.text
 
-        times = timed(run_code, 50)
-        row(
-            "SandboxFusion /run_code print(1+1) (seq.)",
-            1,
-            {"p50_ms": statistics.median(times), "p99_ms": pct(times, 0.99)},
-        )
+        rows["SandboxFusion /run_code print(1+1) (seq.)"] = _summary(timed(run_code, 50))
 
         parent = http.post("/v1/sessions").json()["session_id"]
         r = http.post(
@@ -196,32 +186,26 @@ def main() -> int:
             },
         )
         assert r.json()["data"]["result"] == "10485760", r.text
-        forks = []
+        forks: list[str] = []
 
         def fork():
             forks.append(http.post(f"/v1/sessions/{parent}/fork").json()["session_id"])
 
-        times = timed(fork, 30)
-        ok = (
-            http.post(
-                "/v1/tools/python/call",
-                json={"session_id": forks[-1], "arguments": {"code": "big.nbytes"}},
-            ).json()["data"]["result"]
-            == "10485760"
+        rows["fork of a session with 10 MB numpy (seq.)"] = _summary(timed(fork, 30))
+        r = http.post(
+            "/v1/tools/python/call",
+            json={"session_id": forks[-1], "arguments": {"code": "big.nbytes"}},
         )
-        row(
-            f"fork of a session with 10 MB numpy ({'ok' if ok else 'BROKEN'})",
-            1,
-            {"p50_ms": statistics.median(times), "p99_ms": pct(times, 0.99)},
-        )
+        assert r.json()["data"]["result"] == "10485760", r.text
         for sid in [*forks, parent, *sessions]:
             http.delete(f"/v1/sessions/{sid}")
 
         # idle sessions: each has run one call; hold them all at once
-        before = set(kernel_pids())
-        idle = []
+        time.sleep(2)
+        before = descendants(server_pid)
+        opened: list[str] = []
         t0 = time.perf_counter()
-        for _ in range(args.idle):
+        for _ in range(idle):
             sid = http.post("/v1/sessions").json()["session_id"]
             r = http.post(
                 "/v1/tools/python/call", json={"arguments": {"code": "x = 1"}, "session_id": sid}
@@ -229,33 +213,98 @@ def main() -> int:
             if not r.json()["ok"]:
                 print("idle session failed:", r.text[:300])
                 break
-            idle.append(sid)
+            opened.append(sid)
         elapsed = time.perf_counter() - t0
-        time.sleep(1)
-        pids = [p for p in kernel_pids() if p not in before]
-        usses = [uss_kb(p) for p in pids]
+        time.sleep(2)
+        added = descendants(server_pid) - before
+        uss = sum(uss_kb(p) for p in added)
         alive = sum(
             http.post(
                 "/v1/tools/python/call", json={"arguments": {"code": "x"}, "session_id": sid}
             ).json()["ok"]
-            for sid in idle
+            for sid in opened
         )
-        print(
-            f"\nidle sessions: {len(idle)} opened in {elapsed:.1f} s, {alive} answer afterwards;"
-            f" {len(pids)} kernel processes"
-        )
-        if usses:
-            print(
-                "unique memory (USS) per idle session: "
-                f"median {statistics.median(usses) / 1024:.1f} MiB, "
-                f"p99 {pct(usses, 0.99) / 1024:.1f} MiB, total {sum(usses) / 1024:.0f} MiB"
-            )
-        for sid in idle:
+        rows["idle sessions"] = {
+            "opened": len(opened),
+            "answer": alive,
+            "seconds": elapsed,
+            "processes": len(added),
+            "uss_mib_per_session": uss / 1024 / max(1, len(opened)),
+            "uss_mib_total": uss / 1024,
+        }
+        for sid in opened:
             http.delete(f"/v1/sessions/{sid}")
     finally:
         http.close()
+    return rows
+
+
+def _summary(times: list[float]) -> dict[str, float]:
+    return {"p50_ms": statistics.median(times), "p99_ms": pct(times, 0.99)}
+
+
+def run_tree(root: Path, python: str, env: dict[str, str], args: argparse.Namespace) -> dict:
+    server, base = serve(python, root, env)
+    try:
+        return measure(base, server.pid, args.duration, args.idle)
+    finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
+
+
+def old_tree(ref: str) -> Path:
+    """A worktree of ``ref`` with its virtualenv synced (reused between runs)."""
+    path = Path(tempfile.gettempdir()) / f"toolfleet-bench-{ref}"
+    if not path.exists():
+        subprocess.run(["git", "worktree", "add", "--detach", str(path), ref], cwd=ROOT,
+                       check=True, capture_output=True)  # fmt: skip
+    uv = os.environ.get("UV") or str(ROOT / ".tools/bin/uv")
+    subprocess.run([uv, "sync", "--frozen", "--all-packages", "--quiet"], cwd=path, check=True)
+    return path
+
+
+def print_rows(columns: dict[str, dict]) -> None:
+    names = list(columns)
+    labels = [k for k in next(iter(columns.values())) if k != "idle sessions"]
+    head = "".join(f"{n + ' p50':>12}{n + ' p99':>12}{n + ' /s':>10}" for n in names)
+    print(f"{'what':<44}{head}")
+    for label in labels:
+        cells = ""
+        for n in names:
+            r = columns[n][label]
+            cells += f"{r['p50_ms']:>12.2f}{r['p99_ms']:>12.2f}{r.get('rps', 0):>10.0f}"
+        print(f"{label:<44}{cells}")
+    for n in names:
+        i = columns[n]["idle sessions"]
+        print(
+            f"{n}: {i['opened']} idle sessions opened in {i['seconds']:.1f} s, {i['answer']} "
+            f"answer afterwards; {i['processes']} processes, USS "
+            f"{i['uss_mib_per_session']:.2f} MiB per session ({i['uss_mib_total']:.0f} MiB)"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--idle", type=int, default=500, help="idle sessions to hold at once")
+    parser.add_argument("--compare", metavar="REF", help="also measure the code at git REF")
+    args = parser.parse_args()
+    env = {
+        **os.environ,
+        "TOOLFLEET_SERVICES": '["sandbox"]',
+        "TOOLFLEET_MAX_SESSIONS": "2000",
+        "TOOLFLEET_SANDBOX_POOL_SIZE": "8",
+    }
+    columns: dict[str, dict] = {}
+    if args.compare:
+        old = old_tree(args.compare)
+        old_env = {**env, "TOOLFLEET_SANDBOX_UID_BASE": str(OLD_UID_BASE)}
+        print(f"measuring {args.compare} ...", flush=True)
+        columns[args.compare] = run_tree(old, str(old / ".venv/bin/python"), old_env, args)
+    print("measuring this tree ...", flush=True)
+    columns["now"] = run_tree(ROOT, sys.executable, env, args)
+    print(f"\ncode interpreter, local backend; wrk -t1, {args.duration} s per wrk row")
+    print_rows(columns)
     return 0
 
 
