@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.compat import CORPUS_SIZE, SerperStandIn, search_r1_corpus
 from tests.helpers import SHARED_DATA, free_port, serve_app, serving
+from tests.helpers.compat import CORPUS_SIZE, SerperStandIn, search_r1_corpus
 from tests.helpers.sql import DATA as SQL_DATA
 
 
