@@ -168,14 +168,15 @@ class ToolfleetEnvironment:
 
     ``reset`` (TRL calls it before each rollout) releases the previous rollout's trajectory
     (its sessions and state) and starts a new one; every tool method calls its tool in it, so
-    state persists within a rollout and never leaks into the next. ``close`` releases the
+    state persists within a rollout and never leaks into the next. ``_release`` releases the
     last one (TRL keeps environments for the whole run and does not close them: the
-    gateway's session TTL frees an environment's last trajectory if ``close`` is not called).
+    gateway's session TTL frees an environment's last trajectory otherwise). Every public
+    function of the class but ``reset`` is a tool to TRL, hence the underscores.
     """
 
     client: ToolfleetClient
-    render: Render = staticmethod(observation_text)  # type: ignore[assignment]
-    prefix: str = "trl"
+    _render: Render = staticmethod(observation_text)  # type: ignore[assignment]
+    _prefix: str = "trl"
 
     def __init__(self) -> None:
         self.trajectory_id: str | None = None
@@ -183,11 +184,11 @@ class ToolfleetEnvironment:
 
     def reset(self, **example: Any) -> str | None:
         """Start the next rollout: a fresh trajectory. Nothing is added to the prompt."""
-        self.close()
-        self.trajectory_id = f"{self.prefix}-{uuid.uuid4().hex}"
+        self._release()
+        self.trajectory_id = f"{self._prefix}-{uuid.uuid4().hex}"
         return None
 
-    def close(self) -> None:
+    def _release(self) -> None:
         """Release the current trajectory, if it called any tool."""
         if self.trajectory_id is not None and self.calls:
             self.client.release(self.trajectory_id)
@@ -197,7 +198,7 @@ class ToolfleetEnvironment:
         if self.trajectory_id is None:
             self.reset()
         self.calls += 1
-        return type(self).render(
+        return type(self)._render(
             self.client.call(tool, arguments, trajectory_id=self.trajectory_id)
         )
 
@@ -211,7 +212,7 @@ def environment_class(
 ) -> type[ToolfleetEnvironment]:
     """A :class:`ToolfleetEnvironment` subclass with one typed method per tool, for TRL's
     ``environment_factory`` (the class itself is the factory)."""
-    methods: dict[str, Any] = {"client": client, "render": staticmethod(render)}
+    methods: dict[str, Any] = {"client": client, "_render": staticmethod(render)}
     for spec in _specs(client, names):
         methods[spec.name] = _bound_method(spec)
     return type(class_name, (ToolfleetEnvironment,), methods)
