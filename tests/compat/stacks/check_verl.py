@@ -58,6 +58,7 @@ def test_function_tools_through_the_agent_loop() -> None:
         call("python", code="print('a' * 20 + 'b' * 20)") == "(truncated)..." + "a" * 10 + "b" * 20
     )
     assert call("search", query="oil crisis embargo").startswith("(truncated)...")
+    loop.max_tool_response_length = 4096
     assert "NameError" in call("python", code="print(undefined_name)")
 
 
