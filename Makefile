@@ -6,11 +6,12 @@ SHELL := /bin/bash
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --frozen
 
-.PHONY: help sync runtime run test lint format bench sandbox-images compose-images redis sql-databases k8s-tools
+.PHONY: help sync runtime run test lint format bench sandbox-images compose-images redis sql-databases k8s-tools compat-venv
 
 help:
 	@echo "make run    serve the gateway with embedded defaults on 127.0.0.1:8000"
 	@echo "make test   lint, set up Docker, compose images and Redis, run the whole test suite"
+	@echo "make compat-venv  the trainer stacks (verl, trl, skyrl-gym) for tests/compat, CPU torch"
 	@echo "make bench  print the gateway and sandbox figures (needs wrk; docker: sandbox-images)"
 
 $(CURDIR)/.tools/bin/uv:
@@ -58,7 +59,22 @@ sql-databases: sync
 k8s-tools:
 	bash deploy/k8s/install-kubectl.sh >/dev/null
 
-test: lint runtime compose-images redis sql-databases k8s-tools
+# The trainer stacks (verl, trl, skyrl-gym) the compat tests drive with their own code, in a
+# virtualenv of their own made with pip (the only installer that takes this machine's CPU
+# torch wheel; the project's uv lock stays free of torch). Rebuilt when its lists change.
+COMPAT_VENV := $(CURDIR)/.venv-compat
+COMPAT_REQS := tests/compat/stacks/requirements.txt tests/compat/stacks/no-deps.txt
+$(COMPAT_VENV)/.installed: $(COMPAT_REQS)
+	rm -rf $(COMPAT_VENV)
+	python3 -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/pip install --quiet --disable-pip-version-check 'torch==2.13.0'
+	$(COMPAT_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/compat/stacks/requirements.txt
+	$(COMPAT_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -r tests/compat/stacks/no-deps.txt
+	touch $@
+
+compat-venv: $(COMPAT_VENV)/.installed
+
+test: lint runtime compose-images redis sql-databases k8s-tools compat-venv
 	$(RUN) pytest
 
 bench: sync

@@ -471,7 +471,7 @@ def test_verl_tool_output_tag_and_left_truncation():
     )
     cap = truncation.verl_tool(WordTokenizer(), max_obs_length=3)  # side left: keep the end
     rendered = VerlToolRenderer(truncation=cap).render(text_obs("a b c d e"), "<python>")
-    assert rendered == "c d e\n</result>\n"  # the last 3 "words" of the whole text
+    assert rendered == "c d e\n</result>\n...(truncated)"  # the last 3 "words", as verl-tool
 
 
 def test_skyrl_observation_and_reminder():
@@ -565,10 +565,13 @@ def test_truncation_options():
         "01[cut]89",
         True,
     )
-    # verl's tool agent loop: max_tool_response_length characters, by truncate side
+    # verl's tool agent loop: max_tool_response_length characters, by truncate side (0.8 on:
+    # left keeps the end; before, the start)
     text = "x" * 3 + "y" * 10 + "z" * 3
-    assert truncation.verl(6, "left").apply(text) == ("xxxyyy...(truncated)", True)
-    assert truncation.verl(6, "right").apply(text) == ("(truncated)...yyyzzz", True)
+    assert truncation.verl(6, "left").apply(text) == ("(truncated)...yyyzzz", True)
+    assert truncation.verl(6, "right").apply(text) == ("xxxyyy...(truncated)", True)
+    old = truncation.verl(6, "left", since_0_8=False)
+    assert old.apply(text) == ("xxxyyy...(truncated)", True)
     assert truncation.verl(6).apply(text) == ("xxx...(truncated)...zzz", True)
     assert truncation.verl(16).apply(text) == (text, False)
     assert Truncation(max_chars=4, prefix="(cut) ").apply("abcdefgh") == ("(cut) abcd", True)

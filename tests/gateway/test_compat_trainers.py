@@ -3,9 +3,9 @@ those projects' own clients send them, against the real sandbox:
 
 - SandboxFusion ``POST /run_code`` (as verl's sandbox_fusion utilities and the
   ``sandbox_fusion`` SDK send it: code, language, compile/run timeouts, memory_limit_MB,
-  stdin, files as base64, fetch_files);
-- verl-tool ``POST /get_observation`` (as verl-tool's agent loop sends it: trajectory_ids,
-  actions, finish, is_last_step, and extra_fields)."""
+  stdin, files as base64, fetch_files).
+
+verl-tool's ``POST /get_observation`` is tested in tests/compat/test_verl_tool.py."""
 
 from __future__ import annotations
 
@@ -114,77 +114,3 @@ async def test_run_code_failures_in_sandbox_fusion_terms(client) -> None:
         await client.post("/run_code", json=sandbox_fusion_request("x", language="cpp"))
     ).json()
     assert other["status"] == "SandboxError" and "cpp" in other["message"]
-
-
-def verl_tool_request(actions: list[str], ids: list[str], finish: list[bool] | None = None) -> dict:
-    """The body verl-tool's agent loop posts to its tool server."""
-    return {
-        "trajectory_ids": ids,
-        "actions": actions,
-        "finish": finish or [False] * len(actions),
-        "is_last_step": [False] * len(actions),
-        "extra_fields": [{} for _ in actions],
-    }
-
-
-async def test_get_observation_runs_python_per_trajectory_and_frames_it(client) -> None:
-    first = await client.post(
-        "/get_observation",
-        json=verl_tool_request(
-            [
-                "Let me compute.\n<python>x = 6 * 7\nprint(x)</python>",
-                "Then:\n```python\nprint(sum(range(4)))\n```",
-                "I think the answer is 42.",
-            ],
-            ["traj-a", "traj-b", "traj-c"],
-        ),
-    )
-    assert first.status_code == 200, first.text
-    body = first.json()
-    assert set(body) == {"observations", "dones", "valids"}
-    assert body["observations"][0] == "\n<output>\n42\n</output>\n"
-    assert body["observations"][1] == "\n```output\n6\n```\n"
-    assert body["observations"][2] == {
-        "obs": "",
-        "invalid_reason": "no valid tool found for action",
-    }
-    assert body["valids"] == [True, True, False]
-    assert body["dones"] == [False, False, False]
-
-    # traj-a's variables persist into its next turn; an error comes back as its traceback
-    second = (
-        await client.post(
-            "/get_observation",
-            json=verl_tool_request(["<python>print(x + 1)\n1/0</python>"], ["traj-a"]),
-        )
-    ).json()
-    assert second["observations"][0].startswith("\n<output>\n43\n")
-    assert "ZeroDivisionError" in second["observations"][0]
-
-    # finish releases the trajectory: its state is gone afterwards
-    done = (
-        await client.post(
-            "/get_observation", json=verl_tool_request(["", ""], ["traj-a", "never"], [True, True])
-        )
-    ).json()
-    assert done == {"observations": ["", ""], "dones": [True, True], "valids": [True, True]}
-    assert (await client.get("/v1/trajectories/traj-a/usage")).status_code == 404
-    again = (
-        await client.post(
-            "/get_observation", json=verl_tool_request(["<python>print(x)</python>"], ["traj-a"])
-        )
-    ).json()
-    assert "NameError" in again["observations"][0]
-
-
-async def test_get_observation_stdin_and_bad_requests(client) -> None:
-    body = verl_tool_request(["<python>print(input()[::-1])</python>"], ["t-in"])
-    body["extra_fields"] = [{"stdin": "abc"}]
-    obs = (await client.post("/get_observation", json=body)).json()
-    assert obs["observations"][0] == "\n<output>\ncba\n</output>\n"
-    mismatch = await client.post(
-        "/get_observation", json={"trajectory_ids": ["a", "b"], "actions": ["x"]}
-    )
-    assert mismatch.status_code == 400
-    empty = await client.post("/get_observation", json={"trajectory_ids": [], "actions": []})
-    assert empty.status_code == 400

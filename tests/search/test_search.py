@@ -176,7 +176,7 @@ async def test_flashrag_search_routes(
     docs, scores = (
         await client.post("/search", json={"query": q["question"], "return_score": True})
     ).json()
-    assert len(docs) == len(scores) == 3 and scores[0] >= scores[-1]
+    assert len(docs) == len(scores) == 10 and scores[0] >= scores[-1]
     batch = (
         await client.post(
             "/batch_search", json={"query": [q["question"], "Super Bowl 50"], "top_n": 4}

@@ -30,8 +30,15 @@ class Passage(BaseModel):
 
     @property
     def contents(self) -> str:
-        """Search-R1's ``contents``: the title, a newline, the text."""
-        return f"{self.title}\n{self.text}"
+        """Search-R1's ``contents``: the title, a newline, the text (a corpus line's own
+        ``contents``, byte for byte; one without a newline is all title)."""
+        return contents(self.title, self.text)
+
+
+def contents(title: str, text: str) -> str:
+    """``title\ntext`` as Search-R1 stores it; a passage with a title and no text is its title
+    alone (the split of a ``contents`` without a newline, given back as it was)."""
+    return f"{title}\n{text}" if text or not title else title
 
 
 class CorpusError(ValueError):
@@ -49,8 +56,10 @@ def parse_passage(line: str, number: int) -> Passage:
     if "text" in raw:
         return Passage(id=str(raw["id"]), title=str(raw.get("title") or ""), text=str(raw["text"]))
     if "contents" in raw:
+        # verbatim: Search-R1's wiki-18 titles keep their quotes ("1973 oil crisis"), as its
+        # retrieval server gives them and its prompt shows them (Doc 1(Title: "...") ...)
         title, _, text = str(raw["contents"]).partition("\n")
-        return Passage(id=str(raw["id"]), title=title.strip('"'), text=text)
+        return Passage(id=str(raw["id"]), title=title, text=text)
     raise CorpusError(f"line {number}: a passage needs 'text' (and 'title') or 'contents'")
 
 

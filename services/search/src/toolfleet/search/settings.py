@@ -26,7 +26,12 @@ class SearchSettings(ServiceSettings):
         default=None, description="Index used when a call names none (default: the first)."
     )
     default_top_k: int = Field(default=3, ge=1, description="Passages per query if unset.")
-    max_top_k: int = Field(default=50, ge=1, description="Largest top_k a call may ask for.")
+    max_top_k: int = Field(
+        default=1000,
+        ge=1,
+        description="Largest top_k a call may ask for (Search-R1 and FlashRAG setups ask for "
+        "up to hundreds; max_passages_per_call bounds a response).",
+    )
     max_queries: int = Field(default=256, ge=1, description="Queries in one call at most.")
     max_query_chars: int = Field(default=2000, ge=1, description="Longest query accepted.")
     max_passage_chars: int = Field(

@@ -157,10 +157,15 @@ class HermesParser:
     allow_unclosed: bool = True
     lenient: bool = True
     known_tools: Collection[str] | None = None
+    skip_reasoning: bool = True
+    """Calls quoted in the model's reasoning (``<think>…</think>``, Qwen3 and the like) are
+    not calls, as TRL's response parsers read them."""
 
     def parse(self, text: str) -> ParseResult:
         """The calls of ``text``."""
         result = ParseResult()
+        if self.skip_reasoning:
+            text = blank_reasoning(text)
         blocks = find_blocks(text, self.open_tag, self.close_tag)
         chosen = select_blocks(blocks, self.select)
         for block in chosen:
@@ -232,6 +237,23 @@ class HermesParser:
                     block.end,
                 )
             )
+
+
+def blank_reasoning(text: str, open_tag: str = "<think>", close_tag: str = "</think>") -> str:
+    """``text`` with its reasoning blanked out (spaces, so positions stay): every closed
+    ``<think>…</think>``, the text before a ``</think>`` that has no opener (templates that
+    open the turn with ``<think>`` themselves), and an unclosed ``<think>`` to the end (the
+    model was still reasoning)."""
+    spans = []
+    first_close = text.find(close_tag)
+    first_open = text.find(open_tag)
+    if first_close >= 0 and (first_open < 0 or first_close < first_open):
+        spans.append((0, first_close + len(close_tag)))
+    for block in find_blocks(text, open_tag, close_tag):
+        spans.append((block.start, block.end))
+    for start, end in spans:
+        text = text[:start] + " " * (end - start) + text[end:]
+    return text
 
 
 def _arguments(raw: Any, lenient: bool) -> tuple[dict[str, Any], str | None]:

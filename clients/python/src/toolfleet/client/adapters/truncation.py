@@ -35,7 +35,8 @@ class Truncation:
     - ``keep``: ``head`` (cut the end; Search-R1), ``tail`` (cut the start; verl-tool's
       ``truncate_obs_side='left'``), or ``both`` (cut the middle, keeping half the cap, rounded
       down, from each end);
-    - ``marker`` goes where text was cut, ``prefix`` before a cut text;
+    - ``marker`` goes where text was cut, ``prefix`` before a cut text, ``suffix`` after it
+      (verl-tool appends ``...(truncated)`` after the end it kept);
     - ``max_lines``: instead of cutting characters, keep the first lines (SkyRL-SQL's
       "first 50 rows" — header plus 50 lines);
     - ``scope``: ``body`` cuts what the tool said, keeping the renderer's tags intact;
@@ -48,6 +49,7 @@ class Truncation:
     keep: Literal["head", "tail", "both"] = "head"
     marker: str = ""
     prefix: str = ""
+    suffix: str = ""
     max_lines: int | None = None
     scope: Literal["body", "whole"] = "body"
 
@@ -76,9 +78,10 @@ class Truncation:
         if self.max_tokens is not None and self.tokenizer is not None:
             ids = _encode(self.tokenizer, text)
             cut = self._cut(ids, self.max_tokens)
-            return self.prefix + self._join([self.tokenizer.decode(part) for part in cut]), True
+            joined = self._join([self.tokenizer.decode(part) for part in cut])
+            return self.prefix + joined + self.suffix, True
         assert self.max_chars is not None
-        return self.prefix + self._join(self._cut(text, self.max_chars)), True
+        return self.prefix + self._join(self._cut(text, self.max_chars)) + self.suffix, True
 
     def _cut(self, seq: Any, n: int) -> list[Any]:
         if self.keep == "head":
@@ -103,27 +106,45 @@ def search_r1(tokenizer: Tokenizer, max_obs_length: int = 500) -> Truncation:
 
 
 def verl_tool(
-    tokenizer: Tokenizer, max_obs_length: int, side: Literal["left", "right"] = "left"
+    tokenizer: Tokenizer,
+    max_obs_length: int,
+    side: Literal["left", "right", "middle"] = "left",
 ) -> Truncation:
-    """verl-tool: ``max_obs_length`` tokens of the whole observation; ``truncate_obs_side``
-    ``left`` (its default) cuts the start and keeps the end, ``right`` keeps the start."""
-    keep: Literal["head", "tail"] = "tail" if side == "left" else "head"
-    return Truncation(max_tokens=max_obs_length, tokenizer=tokenizer, keep=keep, scope="whole")
+    """verl-tool's agent loop: ``max_obs_length`` tokens of the whole observation;
+    ``truncate_obs_side`` ``left`` (its default) keeps the last tokens and appends
+    ``...(truncated)``, ``right`` keeps the first and appends ``(truncated)...``, ``middle``
+    keeps half from each end around ``...(truncated)...``."""
+    n = max_obs_length
+    if side == "left":
+        return Truncation(
+            max_tokens=n, tokenizer=tokenizer, keep="tail", suffix="...(truncated)", scope="whole"
+        )
+    if side == "right":
+        return Truncation(
+            max_tokens=n, tokenizer=tokenizer, keep="head", marker="(truncated)...", scope="whole"
+        )
+    return Truncation(
+        max_tokens=n, tokenizer=tokenizer, keep="both", marker="...(truncated)...", scope="whole"
+    )
 
 
 def verl(
-    max_tool_response_length: int, side: Literal["left", "right", "middle"] = "middle"
+    max_tool_response_length: int,
+    side: Literal["left", "right", "middle"] = "middle",
+    since_0_8: bool = True,
 ) -> Truncation:
     """verl's tool agent loop (``multi_turn.max_tool_response_length`` characters,
-    ``tool_response_truncate_side``): ``left`` keeps the start and appends
-    ``...(truncated)``, ``right`` keeps the end after ``(truncated)...``, ``middle`` keeps
-    both ends around ``...(truncated)...``."""
+    ``tool_response_truncate_side``). verl 0.8 and later (checked on 0.8.0 and 0.9.1):
+    ``left`` keeps the end after ``(truncated)...``, ``right`` keeps the start and appends
+    ``...(truncated)``, ``middle`` keeps both ends around ``...(truncated)...``. Before 0.8
+    (``since_0_8=False``) ``left`` and ``right`` were the other way round."""
     n = max_tool_response_length
-    if side == "left":
-        return Truncation(max_chars=n, keep="head", marker="...(truncated)")
-    if side == "right":
+    keep_end = (side == "left") == since_0_8
+    if side == "middle":
+        return Truncation(max_chars=n, keep="both", marker="...(truncated)...")
+    if keep_end:
         return Truncation(max_chars=n, keep="tail", marker="(truncated)...")
-    return Truncation(max_chars=n, keep="both", marker="...(truncated)...")
+    return Truncation(max_chars=n, keep="head", marker="...(truncated)")
 
 
 #: SkyRL-SQL: a result text over 9,000 characters becomes its first 50 rows (header + 50

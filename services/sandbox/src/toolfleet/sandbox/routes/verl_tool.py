@@ -1,42 +1,93 @@
 """verl-tool's tool server, drop-in: ``POST /get_observation``.
 
-The request is verl-tool's: ``trajectory_ids`` and ``actions`` (the model's raw turns), plus
-per-trajectory lists (``finish``, ``is_last_step`` …) or an ``extra_fields`` list of objects.
-The answer is verl-tool's: ``{"observations", "dones", "valids"}``. Each action goes to the
-first tool that recognises it, as verl-tool's tools do:
+The request is what verl-tool's agent loop posts: ``trajectory_ids`` and ``actions`` (the
+model's raw turns, each cut after its stop token), ``finish`` and ``is_last_step`` per
+trajectory, and ``extra_fields`` (the sample's ``extra_info``: ``db_id``, ``stdin``,
+``images`` …). The answer is its server's: ``{"observations", "dones", "valids"}``.
 
-- ``python``: code in ``<python>…</python>`` or fenced python blocks (all blocks, joined),
-  stdin from ``extra_fields[i].stdin`` or a fenced ``input`` block; it runs in the
-  trajectory's session, so variables persist across turns (like verl-tool's ipython tool);
-  the observation is wrapped by how the action ended, as verl-tool's python tool does;
-- ``search``: ``<search>query</search>`` → Search-R1's ``<information>Doc i(Title: …) …``;
-- nothing recognised: observation ``{"obs": "", "invalid_reason": …}``, valid false.
+verl-tool's server is started with ``--tool_type a,b``; here the URL's query says the same
+(``/get_observation?tool_type=python_code,search_retrieval``), or, without it, every tool type
+whose toolfleet tools this gateway serves (:data:`~.verl_tool_tools.DEFAULT_TYPES`). Each
+action goes to the first tool type that recognises it (:mod:`.verl_tool_tools`); one that
+none recognises answers ``{"obs": "", "invalid_reason": "No valid tool found for action",
+"available_tools": …}``, not valid. ``finish: true`` ends the trajectory: its session is
+released (state freed) and the answer is an empty observation, done.
 
-``finish: true`` ends the trajectory: its sessions are released (state freed) and the answer
-is an empty observation, done.
+Other options of the query: ``framing=output`` (python_code's framing before 2025-08),
+``pre_import_lib=true`` (verl-tool's imports before python code), ``topk=N`` (passages per
+search), ``done_if_invalid=true``.
+
+The request is checked as verl-tool's server checks it (a pydantic model): a malformed one is
+422 naming the field (``actions.1``: not a string, ``trajectory_ids``: a string instead of a
+list, ``extra_fields.0``: not an object, lengths that differ), never a 500; top-level keys it
+does not know are ignored as verl-tool ignores them, and named in the
+``X-Toolfleet-Ignored-Keys`` header.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
+import logging
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
-from pydantic import BaseModel
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from toolfleet.core.errors import TrajectoryNotFoundError
-from toolfleet.core.protocol import CallRequest, Observation
 from toolfleet.core.runtime import Runtime
 from toolfleet.gateway.auth import Tenant
 from toolfleet.gateway.routes.tools import runtime
+from toolfleet.sandbox.routes.verl_tool_tools import (
+    BY_TYPE,
+    DEFAULT_TYPES,
+    ObsValue,
+    Options,
+    ToolSet,
+    Turn,
+)
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["compatibility"])
 
-PYTHON_TAG = re.compile(r"<python>(.*?)</python>", re.DOTALL)
-PYTHON_FENCE = re.compile(r"```\n?python(.*?)```", re.DOTALL)
-INPUT_FENCE = re.compile(r"```input\n(.*?)\n```", re.DOTALL)
-SEARCH_TAG = re.compile(r"<search>(.*?)</search>", re.DOTALL)
+IGNORED_HEADER = "X-Toolfleet-Ignored-Keys"
+
+
+class ActionRequest(BaseModel):
+    """verl-tool's request (its server's ``ActionRequest``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    trajectory_ids: list[str] = Field(min_length=1, description="One id per trajectory.")
+    actions: list[str] = Field(min_length=1, description="The model's turn, per trajectory.")
+    extra_fields: list[dict[str, Any]] | None = Field(
+        default=None, description="Per trajectory: the sample's extra_info."
+    )
+    finish: list[bool] | None = Field(default=None, description="True: end the trajectory.")
+    is_last_step: list[bool] | None = Field(default=None, description="The rollout's last turn.")
+
+    @model_validator(mode="after")
+    def _lengths(self) -> ActionRequest:
+        count = len(self.trajectory_ids)
+        for name in ("actions", "extra_fields", "finish", "is_last_step"):
+            value = getattr(self, name)
+            if value is not None and len(value) != count:
+                raise ValueError(
+                    f"{name} has {len(value)} items for {count} trajectory_ids (one each)"
+                )
+        return self
+
+    def fields(self) -> list[dict[str, Any]]:
+        """Per trajectory, its ``extra_fields`` with ``finish`` and ``is_last_step`` added
+        (unless the extra fields give them), as verl-tool's server merges them."""
+        fields = [dict(f) for f in self.extra_fields or [{} for _ in self.trajectory_ids]]
+        for key in ("finish", "is_last_step"):
+            values = getattr(self, key)
+            if values is not None and key not in fields[0]:
+                for f, v in zip(fields, values, strict=True):
+                    f[key] = v
+        return fields
 
 
 class AgentResponse(BaseModel):
@@ -47,125 +98,83 @@ class AgentResponse(BaseModel):
     valids: list[bool]
 
 
-def _extra_fields(data: dict[str, Any], count: int) -> list[dict[str, Any]]:
-    """verl-tool's rule: per-trajectory values of every other top-level key, merged into
-    ``extra_fields`` when it is given."""
-    others = [k for k in data if k not in ("trajectory_ids", "actions", "extra_fields")]
-    for key in others:
-        if not isinstance(data[key], list) or len(data[key]) != count:
-            raise HTTPException(400, f"Length mismatch for {key}")
-    base = data.get("extra_fields")
-    if base is not None and (not isinstance(base, list) or len(base) != count):
-        raise HTTPException(400, "Length mismatch for extra_fields")
-    fields = [dict(f or {}) for f in base] if base is not None else [{} for _ in range(count)]
-    for key in others:
-        for i in range(count):
-            fields[i][key] = data[key][i]
-    return fields
+def tool_set(rt: Runtime, tool_type: str | None) -> ToolSet:
+    """The tool types asked for (all served ones by default), or a 400 naming what is
+    unknown or not served."""
+    if tool_type is None:
+        names = [t for t in DEFAULT_TYPES if all(rt.has_tool(n) for n in BY_TYPE[t].needs)]
+    else:
+        names = [n.strip() for n in tool_type.split(",") if n.strip() and n.strip() != "finish"]
+        unknown = [n for n in names if n not in BY_TYPE]
+        if unknown:
+            raise HTTPException(
+                400,
+                f"tool_type: unknown verl-tool tool type(s) {', '.join(unknown)}; served: "
+                f"{', '.join(BY_TYPE)}",
+            )
+        for name in names:
+            missing = [n for n in BY_TYPE[name].needs if not rt.has_tool(n)]
+            if missing:
+                raise HTTPException(
+                    400,
+                    f"tool_type: {name} runs on toolfleet's {', '.join(missing)} tool, which "
+                    "this gateway does not serve",
+                )
+    return ToolSet([BY_TYPE[n]() for n in names])
 
 
-@router.post("/get_observation", summary="verl-tool tool server (drop-in)")
-async def get_observation(request: Request, tenant: Tenant) -> AgentResponse:
+@router.post(
+    "/get_observation", summary="verl-tool tool server (drop-in)", response_model=AgentResponse
+)
+async def get_observation(
+    body: ActionRequest,
+    request: Request,
+    tenant: Tenant,
+    tool_type: str | None = Query(
+        default=None, description="verl-tool's --tool_type: comma-separated tool types."
+    ),
+    framing: str = Query(default="result", pattern="^(result|output)$"),
+    pre_import_lib: bool = Query(default=False),
+    topk: int | None = Query(default=None, ge=1),
+    done_if_invalid: bool = Query(default=False),
+) -> JSONResponse:
     """Observations for a batch of trajectories' actions."""
-    try:
-        data = await request.json()
-    except ValueError as exc:
-        raise HTTPException(400, "the body is not JSON") from exc
-    if not isinstance(data, dict):
-        raise HTTPException(400, "the body must be a JSON object")
-    trajectory_ids = [str(t) for t in data.get("trajectory_ids") or []]
-    actions = data.get("actions") or []
-    if not trajectory_ids or not actions:
-        raise HTTPException(400, "Missing trajectory_ids or actions")
-    if len(trajectory_ids) != len(actions) or not all(isinstance(a, str) for a in actions):
-        raise HTTPException(400, "trajectory_ids and actions length mismatch")
-    fields = _extra_fields(data, len(actions))
     rt = runtime(request)
-    rt.admit(len(actions))
+    tools = tool_set(rt, tool_type)
+    options = Options(framing, pre_import_lib, topk, done_if_invalid)  # type: ignore[arg-type]
+    fields = body.fields()
+    rt.admit(len(body.actions))
     results = await asyncio.gather(
         *(
-            _one(rt, tenant, t, a, f)
-            for t, a, f in zip(trajectory_ids, actions, fields, strict=True)
+            _one(tools, Turn(rt, tenant, t, a, f, options))
+            for t, a, f in zip(body.trajectory_ids, body.actions, fields, strict=True)
         )
     )
-    return AgentResponse(
+    answer = AgentResponse(
         observations=[r[0] for r in results],
         dones=[r[1] for r in results],
         valids=[r[2] for r in results],
     )
+    headers = {}
+    ignored = sorted(body.model_extra or {})
+    if ignored:
+        log.info("get_observation ignored keys: %s", ", ".join(ignored))
+        headers[IGNORED_HEADER] = ", ".join(ignored).encode("ascii", "replace").decode()[:1000]
+    return JSONResponse(answer.model_dump(), headers=headers)
 
 
-async def _one(
-    rt: Runtime, tenant: str, trajectory_id: str, action: str, field: dict[str, Any]
-) -> tuple[str | dict[str, Any], bool, bool]:
-    if field.get("finish"):
+async def _one(tools: ToolSet, turn: Turn) -> tuple[ObsValue, bool, bool]:
+    if turn.extra.get("finish"):
         with contextlib.suppress(TrajectoryNotFoundError):  # it never called a tool
-            await rt.release_trajectory(tenant, trajectory_id)
+            await turn.rt.release_trajectory(turn.tenant, turn.trajectory_id)
         return "", True, True
-    code = PYTHON_TAG.findall(action) or PYTHON_FENCE.findall(action)
-    if code and rt.has_tool("python"):
-        return await _python(rt, tenant, trajectory_id, action, field, code), False, True
-    query = SEARCH_TAG.findall(action)
-    if query and rt.has_tool("search"):
-        return await _search(rt, tenant, trajectory_id, query[-1].strip()), False, True
-    return {"obs": "", "invalid_reason": "no valid tool found for action"}, False, False
-
-
-async def _python(
-    rt: Runtime,
-    tenant: str,
-    trajectory_id: str,
-    action: str,
-    field: dict[str, Any],
-    blocks: list[str],
-) -> str:
-    stdin = field.get("stdin") or None
-    given = INPUT_FENCE.findall(action)
-    if given:
-        stdin = given[0].strip()
-    arguments: dict[str, Any] = {"code": "\n".join(b.strip() for b in blocks)}
-    if stdin:
-        arguments["stdin"] = stdin
-    obs = await rt.call(
-        tenant, "python", CallRequest(arguments=arguments, trajectory_id=trajectory_id)
-    )
-    return _wrap(action, _execution_result(obs))
-
-
-def _execution_result(obs: Observation) -> str:
-    data = obs.data or {}
-    text = f"{data.get('stdout', '')}\n{data.get('stderr', '')}"
-    if data.get("result") is not None:
-        text = f"{data.get('stdout', '')}{data['result']}\n{data.get('stderr', '')}"
-    if obs.error is not None:
-        text += f"\n{obs.error.detail or obs.error.message}"
-    return text.strip(" \n")
-
-
-def _wrap(action: str, result: str) -> str:
-    """How verl-tool's python tool frames the output, from how the action ended."""
-    stripped = action.strip(" \n")
-    if action.endswith("```output"):
-        return f"\n{result}\n```\n"
-    if action.endswith("</tool_call>"):
-        return f"\n```output\n{result}\n```\n"
-    if action.endswith("<output>"):
-        return f"\n{result}\n</output>\n"
-    if "</python>" in action:
-        return f"\n<output>\n{result}\n</output>\n"
-    if stripped.endswith("```") or "```python" in action:
-        if action.count("```") % 2 == 0:
-            return f"\n```output\n{result}\n```\n"
-        return f"output\n{result}\n```\n"
-    return f"\n{result}\n"
-
-
-async def _search(rt: Runtime, tenant: str, trajectory_id: str, query: str) -> str:
-    obs = await rt.call(
-        tenant, "search", CallRequest(arguments={"query": query}, trajectory_id=trajectory_id)
-    )
-    if not obs.ok:
-        text = obs.error.message if obs.error else "search failed"
-    else:
-        text = obs.content[0].text if obs.content else ""  # type: ignore[union-attr]
-    return f"\n\n<information>{text}</information>\n\n"
+    found = tools.identify(turn.action)
+    if found is None:
+        invalid = {
+            "obs": "",
+            "invalid_reason": "No valid tool found for action",
+            "available_tools": tools.usage(),
+        }
+        return invalid, turn.options.done_if_invalid, False
+    tool, parsed = found
+    return await tool.run(turn, parsed)
