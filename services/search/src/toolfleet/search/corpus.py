@@ -27,11 +27,15 @@ class Passage(BaseModel):
     id: str = Field(description="The passage's id in its corpus.")
     title: str = Field(default="", description="Title of the document it comes from.")
     text: str = Field(description="The passage's text.")
+    contents: str | None = Field(
+        default=None,
+        description="The corpus's own Search-R1 ``contents``, kept when title and text do not "
+        "rebuild it exactly (wiki-18 quotes its titles), so it is served unchanged.",
+    )
 
-    @property
-    def contents(self) -> str:
-        """Search-R1's ``contents``: the title, a newline, the text."""
-        return f"{self.title}\n{self.text}"
+    def search_r1_contents(self) -> str:
+        """Search-R1's ``contents``: as the corpus had it, else the title, a newline, the text."""
+        return self.contents if self.contents is not None else f"{self.title}\n{self.text}"
 
 
 class CorpusError(ValueError):
@@ -49,8 +53,11 @@ def parse_passage(line: str, number: int) -> Passage:
     if "text" in raw:
         return Passage(id=str(raw["id"]), title=str(raw.get("title") or ""), text=str(raw["text"]))
     if "contents" in raw:
-        title, _, text = str(raw["contents"]).partition("\n")
-        return Passage(id=str(raw["id"]), title=title.strip('"'), text=text)
+        contents = str(raw["contents"])
+        title, _, text = contents.partition("\n")
+        title = title.strip('"')
+        kept = None if f"{title}\n{text}" == contents else contents
+        return Passage(id=str(raw["id"]), title=title, text=text, contents=kept)
     raise CorpusError(f"line {number}: a passage needs 'text' (and 'title') or 'contents'")
 
 
@@ -72,7 +79,7 @@ class PassageWriter:
 
     def add(self, passage: Passage) -> None:
         self._offsets.append(self._file.tell())
-        self._file.write(passage.model_dump_json().encode() + b"\n")
+        self._file.write(passage.model_dump_json(exclude_none=True).encode() + b"\n")
 
     def tee(self, passages: Iterable[Passage]) -> Iterator[Passage]:
         """Store each passage as it goes by."""
@@ -88,13 +95,35 @@ class PassageWriter:
         return len(self._offsets) - 1
 
 
+def scan_offsets(corpus: Path, directory: Path, check: int = 1000) -> int:
+    """Write ``offsets.npy`` for a corpus kept where it is (one passage per non-blank line,
+    in order, as Search-R1 numbers them); the first ``check`` passages are parsed, so a
+    file that is not a corpus is refused now. The number of passages."""
+    offsets = []
+    with corpus.open("rb") as f:
+        position = 0
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                if len(offsets) < check:
+                    parse_passage(line.decode("utf-8"), number)
+                offsets.append(position)
+            position += len(line)
+        offsets.append(position)
+    # a blank line between passages is skipped: each passage ends where its line does
+    ends = np.asarray(offsets, dtype=np.int64)
+    np.save(directory / OFFSETS, ends)
+    return len(ends) - 1
+
+
 class PassageStore:
     """Random access to the passages of a store, by row number (memory-mapped; safe to read
-    from several threads)."""
+    from several threads). ``corpus``: a JSON Lines corpus read in place (an imported
+    index), instead of the store's own ``passages.jsonl``."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, corpus: Path | None = None) -> None:
         self.offsets = np.load(directory / OFFSETS, mmap_mode="r")
-        with (directory / PASSAGES).open("rb") as f:
+        self.foreign = corpus is not None
+        with (corpus or directory / PASSAGES).open("rb") as f:
             self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if len(self) else None
 
     def __len__(self) -> int:
@@ -104,6 +133,9 @@ class PassageStore:
         """The passage stored at ``row``."""
         assert self._map is not None
         start, end = int(self.offsets[row]), int(self.offsets[row + 1])
+        if self.foreign:
+            line = self._map[start:end].decode("utf-8")
+            return parse_passage(line.strip() or "{}", row + 1)
         return Passage.model_validate_json(self._map[start:end])
 
     def close(self) -> None:

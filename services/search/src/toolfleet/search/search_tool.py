@@ -11,6 +11,7 @@ from toolfleet.core.protocol import ErrorKind, TextPart
 from toolfleet.core.tool import CallContext, Tool, ToolError, ToolResult
 from toolfleet.search.checks import check_queries, check_top_k
 from toolfleet.search.corpus import Passage
+from toolfleet.search.encoders import TextEncoder
 from toolfleet.search.index import IndexError_, SearchIndex
 from toolfleet.search.parallel import SearchPool
 from toolfleet.search.settings import SearchSettings
@@ -49,6 +50,9 @@ class Hit(BaseModel):
     title: str
     text: str
     score: float
+    contents: str | None = Field(
+        default=None, description="Search-R1's contents, where title and text do not rebuild it."
+    )
 
 
 class Indexes:
@@ -58,18 +62,17 @@ class Indexes:
         self.settings = settings
         self.loaded: dict[str, SearchIndex] = {}
         self._slots = asyncio.Semaphore(settings.threads)
-        self.pool = SearchPool(settings.indexes, settings.processes)
+        # on a GPU one process batches best: no worker processes
+        self.pool = SearchPool(settings.indexes, 0 if settings.gpu else settings.processes)
         self.users = 0
 
     async def start(self) -> None:
         self.users += 1
         if self.users > 1 or self.loaded:
             return
-        encoder = None
+        encoders: dict[str, TextEncoder] = {}  # one model per encoder spec, for every index
         for name, path in self.settings.indexes.items():
-            index = await asyncio.to_thread(SearchIndex, name, path, encoder)
-            if "dense" in index.retrievers:
-                encoder = index.retrievers["dense"].encoder  # one model for every index
+            index = await asyncio.to_thread(SearchIndex, name, path, encoders, 0, self.settings.gpu)
             self.loaded[name] = index
             log.info(
                 "search index %s: %d passages (%s)", name, len(index), ", ".join(index.retrievers)
@@ -126,7 +129,9 @@ def _search(
         rows = []
         for row, score in hits:
             p: Passage = index.passage(row)
-            rows.append(Hit(id=p.id, title=p.title, text=p.text, score=round(score, 6)))
+            rows.append(
+                Hit(id=p.id, title=p.title, text=p.text, score=round(score, 6), contents=p.contents)
+            )
         out.append(rows)
     return out
 
@@ -179,7 +184,7 @@ class SearchTool(Tool[SearchArgs]):
         queries = check_queries(args.texts(), self.config)
         k = check_top_k(args.top_k, self.config)
         results = await self.indexes.search(queries, k, args.index, args.retriever)
-        data = {"results": [[h.model_dump() for h in hits] for hits in results]}
+        data = {"results": [[h.model_dump(exclude_none=True) for h in hits] for hits in results]}
         return ToolResult(
             content=[TextPart(text=render(queries, results, self.config.max_passage_chars))],
             data=data,

@@ -68,7 +68,10 @@ async def _search(
 
 
 def _document(hit: dict[str, Any]) -> dict[str, Any]:
-    return {"id": hit["id"], "contents": f"{hit['title']}\n{hit['text']}"}
+    # the corpus's own contents where title and text do not rebuild them (wiki-18's quoted
+    # titles), so a Search-R1 corpus is served unchanged
+    contents = hit.get("contents") or f"{hit['title']}\n{hit['text']}"
+    return {"id": hit["id"], "contents": contents}
 
 
 @router.post("/retrieve", summary="Search-R1 retrieval (drop-in)", response_model=None)
