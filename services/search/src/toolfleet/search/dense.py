@@ -85,9 +85,9 @@ def build_ann(directory: Path, params: AnnParams, chunk: int = 65536) -> dict[st
             raise ValueError(f"pq_m {pq_m} does not divide the dimension {dimension}")
         if count < nlist:
             raise ValueError(f"ivf-pq needs at least nlist ({nlist}) passages; there are {count}")
-        index = faiss.index_factory(dimension, f"IVF{nlist},PQ{pq_m}", faiss.METRIC_INNER_PRODUCT)
-        # FAISS wants ~39+ training points per cell; 64 per cell (at most 256k) is plenty
-        sample = np.linspace(0, count - 1, min(count, max(64 * nlist, 10_000), 262_144))
+        index = faiss.index_factory(dimension, f"IVF{nlist},PQ{pq_m}np", faiss.METRIC_INNER_PRODUCT)
+        # FAISS wants 39+ training points per cell; 40 per cell (at most 256k) is plenty
+        sample = np.linspace(0, count - 1, min(count, max(40 * nlist, 10_000), 262_144))
         index.train(np.ascontiguousarray(vectors[sample.astype(np.int64)]))
         faiss.extract_index_ivf(index).nprobe = params.nprobe
         made.update(nlist=nlist, pq_m=pq_m, train_s=round(time.perf_counter() - started, 3))

@@ -11,7 +11,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Literal
 
 import numpy as np
-from toolfleet.search.encoders import EncoderSpec, TextEncoder
+from toolfleet.search.encoders import EncoderSpec, TextEncoder, onnx_path
 
 _WORKER: dict[str, TextEncoder] = {}  # the encoder of a worker process
 
@@ -46,6 +46,7 @@ class EncoderPool:
         self._local: TextEncoder | None = None
 
     def __enter__(self) -> EncoderPool:
+        onnx_path(self.spec)  # a bad spec fails here, and the graph is exported once
         if self.processes > 1:
             self._pool = ProcessPoolExecutor(
                 self.processes,

@@ -101,9 +101,20 @@ class EncoderSpec(BaseModel):
 
 
 def cache_dir() -> Path:
-    """Where exported and quantised ONNX graphs are kept."""
+    """Where exported ONNX graphs are kept: ``TOOLFLEET_SEARCH_ENCODER_CACHE``, else
+    ``~/.cache/toolfleet/encoders``, else (no writable home, as in the service's image) the
+    temporary directory."""
     configured = os.environ.get("TOOLFLEET_SEARCH_ENCODER_CACHE")
-    return Path(configured) if configured else Path.home() / ".cache/toolfleet/encoders"
+    if configured:
+        return Path(configured)
+    home = Path.home() / ".cache/toolfleet/encoders"
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        if os.access(home, os.W_OK):
+            return home
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir()) / "toolfleet-encoders"
 
 
 def _own_onnx(directory: Path) -> Path | None:

@@ -26,7 +26,7 @@ from toolfleet.search.corpus import (
 )
 from toolfleet.search.dense import EMBEDDINGS, AnnParams, DenseSearcher, build_ann, read_index
 from toolfleet.search.encode_pool import EncoderPool
-from toolfleet.search.encoders import PACKAGED, EncoderSpec, TextEncoder
+from toolfleet.search.encoders import PACKAGED, EncoderSpec, TextEncoder, onnx_path
 from toolfleet.search.retrievers import (
     BM25Retriever,
     DenseRetriever,
@@ -59,6 +59,8 @@ def build_index(
 ) -> dict[str, Any]:
     """Index the corpus into ``out`` (BM25, and dense embeddings and an ANN index when
     ``dense``); the index's description (also written to ``meta.json``)."""
+    if dense:
+        onnx_path(encoder or EncoderSpec())  # a bad encoder fails now, not after BM25
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     writer = PassageWriter(out)
@@ -180,6 +182,7 @@ def import_faiss(
     meta: dict[str, Any] = {
         "passages": count,
         "retrievers": ["dense"],
+        "default_retriever": "dense",  # what Search-R1's server answers, even beside BM25
         "source": str(corpus),
         "corpus": {"path": str(corpus), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns},
         "dense": {
@@ -297,6 +300,8 @@ class SearchIndex:
 
     @property
     def default_retriever(self) -> str:
+        if self.meta.get("default_retriever") in self.retrievers:
+            return self.meta["default_retriever"]
         if "hybrid" in self.retrievers:
             return "hybrid"
         return "bm25" if "bm25" in self.retrievers else "dense"
