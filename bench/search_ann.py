@@ -81,8 +81,10 @@ def child(work: Path, index_type: str, reuse: bool) -> None:
         meta_path.write_text(json.dumps(made))
         print(json.dumps({"built": index_type, **made}), flush=True)
         # serve from a fresh process, so the build's memory does not count
-        subprocess.run([sys.executable, __file__, "--work", str(work), "--child", index_type,
-                        "--reuse"], check=True)
+        subprocess.run(
+            [sys.executable, __file__, "--work", str(work), "--child", index_type, "--reuse"],
+            check=True,
+        )
         return
     before = memory()
     searcher = DenseSearcher(
@@ -164,10 +166,14 @@ def main() -> int:
         lines = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
         figures[index_type] = next(x for x in lines if "index_type" in x and "built" not in x)
     exact = np.load(args.work / "found-flat.npy")
-    print(f"\n{args.passages:,} passages x {DIM}-d, {QUERIES} queries, top-10, "
-          f"{resource.getpagesize()}-byte pages")
-    print(f"{'index':<8}{'build s':>9}{'build peak':>12}{'disk':>9}{'RAM anon':>10}"
-          f"{'mmapped':>9}{'p50 1q ms':>11}{'p99 1q ms':>11}{'p50 64q ms':>12}{'recall@10':>11}")
+    print(
+        f"\n{args.passages:,} passages x {DIM}-d, {QUERIES} queries, top-10, "
+        f"{resource.getpagesize()}-byte pages"
+    )
+    print(
+        f"{'index':<8}{'build s':>9}{'build peak':>12}{'disk':>9}{'RAM anon':>10}"
+        f"{'mmapped':>9}{'p50 1q ms':>11}{'p99 1q ms':>11}{'p50 64q ms':>12}{'recall@10':>11}"
+    )
     measured = 100  # flat answered 100 single queries, plus the batches
     for index_type, f in figures.items():
         found = np.load(args.work / f"found-{index_type}.npy")

@@ -46,20 +46,24 @@ sys.path.insert(0, str(HERE))
 from distributed import processes, serve, wait_for  # noqa: E402
 from gateway_overhead import free_port  # noqa: E402
 
-PREAMBLE = '''
+PREAMBLE = """
 import os, runpy, sys
 import torch, transformers, uvicorn
 torch.nn.Module.cuda = lambda self, *a, **k: self
 torch.nn.Module.half = lambda self, *a, **k: self
 torch.Tensor.cuda = lambda self, *a, **k: self
 _to = transformers.BatchEncoding.to
-transformers.BatchEncoding.to = lambda self, device, **k: self if device == "cuda" else _to(self, device, **k)
+transformers.BatchEncoding.to = (
+    lambda self, device, **k: self if device == "cuda" else _to(self, device, **k)
+)
 _run = uvicorn.run
-uvicorn.run = lambda app, **k: _run(app, host="127.0.0.1", port=int(os.environ["SR1_PORT"]), log_level="warning")
+uvicorn.run = lambda app, **k: _run(
+    app, host="127.0.0.1", port=int(os.environ["SR1_PORT"]), log_level="warning"
+)
 script = sys.argv.pop(1)
 sys.path.insert(0, os.path.dirname(script))
 runpy.run_path(script, run_name="__main__")
-'''
+"""
 
 
 def write_corpus(path: Path) -> int:
@@ -127,29 +131,66 @@ def main() -> int:
         started = time.perf_counter()
         builder = args.search_r1 / "search_r1/search/index_builder.py"
         subprocess.run(
-            [args.python, str(preamble), str(builder), "--retrieval_method", "e5",
-             "--model_path", str(model), "--corpus_path", str(corpus), "--save_dir",
-             str(work / "sr1"), "--max_length", "256", "--batch_size", "64",
-             "--pooling_method", "mean", "--faiss_type", "Flat"],
-            check=True, capture_output=True,
+            [
+                args.python,
+                str(preamble),
+                str(builder),
+                "--retrieval_method",
+                "e5",
+                "--model_path",
+                str(model),
+                "--corpus_path",
+                str(corpus),
+                "--save_dir",
+                str(work / "sr1"),
+                "--max_length",
+                "256",
+                "--batch_size",
+                "64",
+                "--pooling_method",
+                "mean",
+                "--faiss_type",
+                "Flat",
+            ],
+            check=True,
+            capture_output=True,
         )
-        print(f"Search-R1 index_builder.py: {count} passages in "
-              f"{time.perf_counter() - started:.0f} s (torch, CPU, fp32)")
-    questions = [json.loads(line)["question"] for line in
-                 (DATA / "squad_v1.1_dev_questions.jsonl").open()]
-    singles = [{"queries": [q], "topk": 10, "return_scores": True}
-               for q in questions[: args.singles]]
-    batches = [{"queries": questions[i : i + 64], "topk": 10, "return_scores": True}
-               for i in range(0, 64 * args.batches, 64)]
+        print(
+            f"Search-R1 index_builder.py: {count} passages in "
+            f"{time.perf_counter() - started:.0f} s (torch, CPU, fp32)"
+        )
+    questions = [
+        json.loads(line)["question"] for line in (DATA / "squad_v1.1_dev_questions.jsonl").open()
+    ]
+    singles = [
+        {"queries": [q], "topk": 10, "return_scores": True} for q in questions[: args.singles]
+    ]
+    batches = [
+        {"queries": questions[i : i + 64], "topk": 10, "return_scores": True}
+        for i in range(0, 64 * args.batches, 64)
+    ]
 
     sr1_port = free_port()
     server = args.search_r1 / "search_r1/search/retrieval_server.py"
     sr1 = subprocess.Popen(
-        [args.python, str(preamble), str(server), "--index_path", str(index_file),
-         "--corpus_path", str(corpus), "--topk", "3", "--retriever_name", "e5",
-         "--retriever_model", str(model)],
+        [
+            args.python,
+            str(preamble),
+            str(server),
+            "--index_path",
+            str(index_file),
+            "--corpus_path",
+            str(corpus),
+            "--topk",
+            "3",
+            "--retriever_name",
+            "e5",
+            "--retriever_model",
+            str(model),
+        ],
         env={**os.environ, "SR1_PORT": str(sr1_port)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     figures: dict[str, dict] = {}
     try:
@@ -171,15 +212,34 @@ def main() -> int:
     for precision in ("fp32", "bf16"):
         out = work / f"toolfleet-{precision}"
         subprocess.run(
-            [sys.executable, "-m", "toolfleet.search.cli", "import", "--corpus", str(corpus),
-             "--faiss-index", str(index_file), "--encoder", str(model), "--retriever-name",
-             "e5", "--precision", precision, "--out", str(out), "--quiet"],
-            check=True, capture_output=True,
+            [
+                sys.executable,
+                "-m",
+                "toolfleet.search.cli",
+                "import",
+                "--corpus",
+                str(corpus),
+                "--faiss-index",
+                str(index_file),
+                "--encoder",
+                str(model),
+                "--retriever-name",
+                "e5",
+                "--precision",
+                precision,
+                "--out",
+                str(out),
+                "--quiet",
+            ],
+            check=True,
+            capture_output=True,
         )
         port = free_port()
-        env = {"TOOLFLEET_SERVICES": '["search"]',
-               "TOOLFLEET_SEARCH_INDEXES": json.dumps({"wiki": str(out)}),
-               "TOOLFLEET_SEARCH_MAX_TOP_K": "50"}
+        env = {
+            "TOOLFLEET_SERVICES": '["search"]',
+            "TOOLFLEET_SEARCH_INDEXES": json.dumps({"wiki": str(out)}),
+            "TOOLFLEET_SEARCH_MAX_TOP_K": "50",
+        }
         with processes(serve(port, env)):
             wait_for(f"http://127.0.0.1:{port}", "search", timeout_s=600)
             figures[f"toolfleet /retrieve (OpenVINO {precision})"] = run(
@@ -187,14 +247,20 @@ def main() -> int:
             )
 
     reference = figures["Search-R1 retrieval_server.py (torch fp32)"]
-    print(f"\n{count} passages (FAISS Flat, Search-R1's file), top-10, "
-          f"{len(singles)} single queries, {len(batches)} batches of 64, one call at a time")
-    print(f"{'server':<44}{'1q p50':>8}{'1q p99':>8}{'64q p50':>9}{'64q p99':>9}"
-          f"{'q/s @64':>9}  same top-10 as Search-R1")
+    print(
+        f"\n{count} passages (FAISS Flat, Search-R1's file), top-10, "
+        f"{len(singles)} single queries, {len(batches)} batches of 64, one call at a time"
+    )
+    print(
+        f"{'server':<44}{'1q p50':>8}{'1q p99':>8}{'64q p50':>9}{'64q p99':>9}"
+        f"{'q/s @64':>9}  same top-10 as Search-R1"
+    )
     for name, f in figures.items():
         same, total, worst = same_top_k(f["answers"], reference["answers"])
-        print(f"{name:<44}{f['single_p50']:>8.1f}{f['single_p99']:>8.1f}{f['batch_p50']:>9.1f}"
-              f"{f['batch_p99']:>9.1f}{f['qps']:>9.0f}  {same}/{total} (score diff <= {worst:.1e})")
+        print(
+            f"{name:<44}{f['single_p50']:>8.1f}{f['single_p99']:>8.1f}{f['batch_p50']:>9.1f}"
+            f"{f['batch_p99']:>9.1f}{f['qps']:>9.0f}  {same}/{total} (score diff <= {worst:.1e})"
+        )
     return 0
 
 
