@@ -62,11 +62,12 @@ def make_vectors(work: Path, count: int) -> None:
     q = np.asarray(out[np.sort(rows)]) + 0.5 * rng.standard_normal((QUERIES, DIM), np.float32) / (
         np.sqrt(DIM)
     )
-    np.save(work / "queries.npy", q / np.linalg.norm(q, axis=1, keepdims=True))
+    q = (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+    np.save(work / "queries.npy", q)
     out.flush()
 
 
-def child(work: Path, index_type: str, reuse: bool) -> None:
+def child(work: Path, index_type: str, reuse: bool, tuning: dict[str, int]) -> None:
     """Build (unless reused) and serve one index type; print one JSON line of figures and
     save the top-10 rows found for the parent's recall."""
     from toolfleet.search.dense import FILES, AnnParams, DenseSearcher, build_ann
@@ -91,6 +92,7 @@ def child(work: Path, index_type: str, reuse: bool) -> None:
         work / "dense.npy" if index_type in ("flat", "ivf-pq") else None,
         work / FILES[index_type] if index_type != "flat" else None,
         rerank=params.rerank if index_type == "ivf-pq" else 0,
+        tuning=tuning,
     )
     loaded = memory()
     queries = np.load(work / "queries.npy")
@@ -110,7 +112,8 @@ def child(work: Path, index_type: str, reuse: bool) -> None:
         batches.append((time.perf_counter() - started) * 1000)
         if index_type == "flat" or start >= count:
             found[start : start + 64] = rows
-    np.save(work / f"found-{index_type}.npy", found)
+    label = index_type + "".join(f" {k}={v}" for k, v in tuning.items())
+    np.save(work / f"found-{label}.npy", found)
     served = memory()
     disk = sum(
         (work / f).stat().st_size
@@ -120,7 +123,7 @@ def child(work: Path, index_type: str, reuse: bool) -> None:
     print(
         json.dumps(
             {
-                "index_type": index_type,
+                "index_type": label,
                 "build_s": made.get("seconds"),
                 "build_peak_rss_mib": made.get("peak_rss_mib"),
                 "params": {k: made[k] for k in ("nlist", "pq_m") if k in made},
@@ -145,11 +148,16 @@ def main() -> int:
         "--work", type=Path, default=Path(tempfile.gettempdir()) / "toolfleet-ann-bench"
     )
     parser.add_argument("--reuse", action="store_true")
-    parser.add_argument("--types", default="flat,hnsw,ivf-pq")
+    parser.add_argument(
+        "--types",
+        default="flat,hnsw,ivf-pq,hnsw:efSearch=256,ivf-pq:nprobe=128",
+        help="index types, each with FAISS search parameters after a colon (no rebuild)",
+    )
+    parser.add_argument("--tune", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.work, args.child, args.reuse)
+        child(args.work, args.child, args.reuse, json.loads(args.tune))
         return 0
     args.work.mkdir(parents=True, exist_ok=True)
     if not (args.reuse and (args.work / "queries.npy").exists()):
@@ -157,14 +165,19 @@ def main() -> int:
         make_vectors(args.work, args.passages)
         print(f"vectors: {args.passages:,} x {DIM} in {time.perf_counter() - started:.0f} s")
     figures = {}
-    for index_type in args.types.split(","):
+    for item in args.types.split(","):
+        index_type, _, tune = item.partition(":")
+        tuning = {k: int(v) for k, v in (p.split("=") for p in tune.split(";") if p)}
         cmd = [sys.executable, __file__, "--work", str(args.work), "--child", index_type]
-        done = subprocess.run(cmd + ["--reuse"] * args.reuse, capture_output=True, text=True)
+        cmd += ["--tune", json.dumps(tuning)]
+        reuse = args.reuse or (args.work / f"build-{index_type}.json").exists()
+        done = subprocess.run(cmd + ["--reuse"] * reuse, capture_output=True, text=True)
         if done.returncode:
             print(done.stderr[-2000:], file=sys.stderr)
             return 1
         lines = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
-        figures[index_type] = next(x for x in lines if "index_type" in x and "built" not in x)
+        figure = next(x for x in lines if "index_type" in x and "built" not in x)
+        figures[figure["index_type"]] = figure
     exact = np.load(args.work / "found-flat.npy")
     print(
         f"\n{args.passages:,} passages x {DIM}-d, {QUERIES} queries, top-10, "

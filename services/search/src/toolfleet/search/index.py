@@ -286,10 +286,14 @@ class SearchIndex:
         embeddings = config.get("embeddings")
         index_file = config.get("index_file")
         ann = AnnParams.model_validate(config.get("ann") or {})
+        # an index built here is searched with its meta.json's parameters (edit them there);
+        # an imported one with those stored in its FAISS file, as Search-R1 searches it
+        tuning = {"hnsw": {"efSearch": ann.ef_search}, "ivf-pq": {"nprobe": ann.nprobe}}
         searcher = DenseSearcher(
             self.directory / embeddings if embeddings else None,
             self.directory / index_file if index_file else None,  # absolute paths stay so
             rerank=ann.rerank if ann.index_type == "ivf-pq" else 0,
+            tuning=tuning.get(ann.index_type) if "ann" in config else None,
         )
         if gpu:
             searcher.to_gpu()
