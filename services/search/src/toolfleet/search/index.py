@@ -55,7 +55,7 @@ def build_index(
     limit: int | None = None,
     encoder: EncoderSpec | None = None,
     ann: AnnParams | None = None,
-    processes: int = 2,
+    processes: int = 1,
 ) -> dict[str, Any]:
     """Index the corpus into ``out`` (BM25, and dense embeddings and an ANN index when
     ``dense``); the index's description (also written to ``meta.json``)."""
