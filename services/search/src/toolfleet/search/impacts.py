@@ -12,10 +12,11 @@ whose size is the corpus's (84 MB at wiki-18's 21M passages):
   (:mod:`toolfleet.search.topk`): a selection over the block maxima (20k floats at 21M)
   and a scan of k blocks, never a pass over every passage;
 - after the query, the same postings are replayed to zero the scores and maxima they
-  touched, instead of clearing the buffer.
+  touched, unless they number over a quarter of the passages: then filling the buffer
+  with zeros (sequential) is the cheaper of the two.
 
-So a query costs its postings (twice) plus a fixed ~0.1 ms at 21M passages, where clearing
-and scanning the buffer cost ~9 ms. Rows and scores equal bm25s's ``get_scores`` followed
+So a query costs its postings (at most twice) plus a fixed ~0.2 ms at 21M passages, where
+clearing and scanning the buffer cost ~9 ms. Rows and scores equal bm25s's ``get_scores`` followed
 by a top-k, up to float rounding (the same float32 impacts, summed in another order).
 """
 
@@ -29,6 +30,7 @@ import numpy as np
 from toolfleet.search.topk import BLOCK, Hits, top_k
 
 SHIFT = BLOCK.bit_length() - 1  # row >> SHIFT is the row's block
+REPLAY_RATIO = 4  # postings x this below the passage count: clear by replaying them
 assert 1 << SHIFT == BLOCK
 
 
@@ -109,5 +111,11 @@ class ImpactScorer:
             )
             return [hit for hit in top_k(scores, k, maxima) if hit[1] > 0]
         finally:
-            _clear(self.indices, starts, ends, scores, maxima)
+            # replay the postings, or clear the whole buffer where that is cheaper (a
+            # sequential fill of 4 bytes a passage vs a random write a posting)
+            if int((ends - starts).sum()) * REPLAY_RATIO < self.num_docs:
+                _clear(self.indices, starts, ends, scores, maxima)
+            else:
+                scores.fill(0)
+                maxima.fill(0)
             self._free.put((scores, maxima))
