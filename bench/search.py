@@ -11,8 +11,9 @@ Prints:
 - with ``--synthetic N`` (default 1,000,000; 0 to skip): a corpus of N passages drawn from
   the real vocabulary (bench/search_synth.py): BM25 build time, index size on disk, memory of
   the serving process, query p50 single and batch of 64; then, in process, the BM25 scorer
-  against bm25s's numpy scoring per query, and the fixed cost of the score buffer's passes at
-  1M and 21M passages (``--synthetic-only`` runs this part alone).
+  against bm25s's numpy scoring per query, and what a query costs beyond its postings at 1M
+  and 21M passages, now and with the old buffer passes (``--synthetic-only`` runs this part
+  alone).
 Asserts nothing. Usage: uv run python bench/search.py [--duration 10] [--synthetic 1000000]
 [--reuse] (--reuse keeps the indexes an earlier run left in --work: the figures then come
 from the current code against them, the build figures from that earlier run)
@@ -246,7 +247,7 @@ def synthetic_corpus(args: argparse.Namespace, work: Path, questions: list[dict]
         proc.terminate()
         proc.wait(timeout=60)
     scorers(work / "synth", questions)
-    buffer_passes()
+    fixed_cost(work, questions)
 
 
 def scorers(index: Path, questions: list[dict], count: int = 300) -> None:
@@ -273,25 +274,51 @@ def scorers(index: Path, questions: list[dict], count: int = 300) -> None:
         print(f"    {name:<30}{statistics.median(spent):.3f}")
 
 
-def buffer_passes(sizes: tuple[int, ...] = (1_000_000, 21_000_000), repeats: int = 20) -> None:
-    """What every BM25 query pays whatever its words, by corpus size: the top-k's pass over
-    the score buffer (one float per passage) and its zeroing for the next call."""
+def fixed_cost(work: Path, questions: list[dict], repeats: int = 20) -> None:
+    """What a BM25 query pays beyond its postings, by corpus size. The real SQuAD index's
+    impacts are spread over 1M and 21M rows (passage ``r`` at row ``r * spread``): the
+    postings stay the same few thousand a question, the score buffer grows to the corpus's
+    size. The service's scorer (block maxima kept while adding, the buffer cleared by
+    replaying the postings) against the passes the scorer made before (a block-maxima pass
+    over the whole buffer, and zeroing it)."""
     import numpy as np
+    from toolfleet.search.impacts import ImpactScorer
+    from toolfleet.search.retrievers import BM25Retriever
     from toolfleet.search.topk import top_k
 
-    print("  score buffer passes per query (top-k + zeroing), median ms:")
-    rng = np.random.default_rng(0)
-    for size in sizes:
-        scores = np.zeros(size, np.float32)
-        scores[rng.integers(0, size, size // 3)] = rng.random(size // 3, dtype=np.float32)
-        spare = scores.copy()
+    whole = work / "full"
+    if not (whole / "meta.json").exists():
+        build(DATA / "squad_v1.1_corpus.jsonl", whole)
+    bm25 = BM25Retriever(whole)
+    queries = [ids for ids in bm25.token_ids([q["question"] for q in questions[:300]]) if ids]
+    impacts = bm25.model.scores
+    print("  BM25 per query beyond its postings, median ms (SQuAD postings spread out):")
+    print(f"    {'rows':>12}{'scorer (all)':>14}{'old buffer passes':>19}")
+    for rows in (1_000_000, 21_000_000):
+        spread = rows // bm25.size
+        scorer = ImpactScorer(
+            np.asarray(impacts["data"]),
+            np.asarray(impacts["indices"]).astype(np.int64) * spread,
+            np.asarray(impacts["indptr"]),
+            bm25.size * spread,
+        )
         spent = []
+        for ids in queries:
+            started = time.perf_counter()
+            scorer.top(ids, 10)
+            spent.append((time.perf_counter() - started) * 1000)
+        scores = np.zeros(bm25.size * spread, np.float32)
+        old = []
         for _ in range(repeats):
+            scores[np.asarray(impacts["indices"][:1000]) * spread] = 1.0
             started = time.perf_counter()
             top_k(scores, 10)
-            spare.fill(0)
-            spent.append((time.perf_counter() - started) * 1000)
-        print(f"    {size:>12,} passages{statistics.median(spent):>10.2f}")
+            scores.fill(0)
+            old.append((time.perf_counter() - started) * 1000)
+        print(
+            f"    {bm25.size * spread:>12,}{statistics.median(spent):>14.3f}"
+            f"{statistics.median(old):>19.2f}"
+        )
 
 
 if __name__ == "__main__":

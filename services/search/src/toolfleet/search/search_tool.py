@@ -11,6 +11,7 @@ from toolfleet.core.protocol import ErrorKind, TextPart
 from toolfleet.core.tool import CallContext, Tool, ToolArguments, ToolError, ToolResult
 from toolfleet.search.checks import MAX_TITLE_CHARS, check_queries, check_top_k, cut, cut_note
 from toolfleet.search.corpus import Passage
+from toolfleet.search.encoders import TextEncoder
 from toolfleet.search.index import IndexError_, SearchIndex
 from toolfleet.search.parallel import SearchPool
 from toolfleet.search.service import SearchService
@@ -59,16 +60,15 @@ class Indexes:
         self.settings = settings
         self.loaded: dict[str, SearchIndex] = {}
         self._slots = asyncio.Semaphore(settings.threads)
-        self.pool = SearchPool(settings.indexes, settings.processes)
+        # on a GPU one process batches best: no worker processes
+        self.pool = SearchPool(settings.indexes, 0 if settings.gpu else settings.processes)
 
     async def start(self) -> None:
         if self.loaded:
             return
-        encoder = None
+        encoders: dict[str, TextEncoder] = {}  # one model per encoder spec, for every index
         for name, path in self.settings.indexes.items():
-            index = await asyncio.to_thread(SearchIndex, name, path, encoder)
-            if "dense" in index.retrievers:
-                encoder = index.retrievers["dense"].encoder  # one model for every index
+            index = await asyncio.to_thread(SearchIndex, name, path, encoders, 0, self.settings.gpu)
             self.loaded[name] = index
             log.info(
                 "search index %s: %d passages (%s)", name, len(index), ", ".join(index.retrievers)

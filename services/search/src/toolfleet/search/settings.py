@@ -53,6 +53,11 @@ class SearchSettings(ServiceSettings):
         ge=0,
         description="Worker processes a batch of 8 or more queries is split over (0: none).",
     )
+    gpu: bool = Field(
+        default=False,
+        description="Embed queries on a CUDA GPU (onnxruntime-gpu) and search dense indexes "
+        "there (faiss-gpu); both must be installed in place of the CPU packages.",
+    )
 
     web_provider: Literal["serper", "brave", "tavily"] | None = Field(
         default=None, description="Web search provider; the web_search tool exists only if set."

@@ -20,15 +20,18 @@ def block_maxima(scores: np.ndarray) -> np.ndarray:
     return maxima
 
 
-def top_k(scores: np.ndarray, k: int) -> Hits:
+def top_k(scores: np.ndarray, k: int, maxima: np.ndarray | None = None) -> Hits:
     """The ``k`` best rows of ``scores``, best first (of rows tied with the k-th, which
-    ones is arbitrary but fixed for given scores)."""
-    if len(scores) <= 16 * BLOCK:
-        return best(np.arange(len(scores)), scores, k)
-    maxima = block_maxima(scores)
-    k = min(k, len(maxima))
-    if k == 0:
+    ones is arbitrary but fixed for given scores). ``maxima``: the blocks' maxima, when the
+    caller kept them (then no pass over ``scores`` is made)."""
+    if maxima is None:
+        if len(scores) <= 16 * BLOCK:
+            return best(np.arange(len(scores)), scores, k)
+        maxima = block_maxima(scores)
+    if k == 0 or len(maxima) == 0:
         return []
+    if k >= len(maxima):  # as many blocks as k or fewer: every row is a candidate
+        return best(np.arange(len(scores)), scores, k)
     blocks = np.argpartition(-maxima, k - 1)[:k]
     rows = (blocks[:, None] * BLOCK + np.arange(BLOCK)).ravel()
     rows = rows[rows < len(scores)]

@@ -1,0 +1,223 @@
+"""Encoder throughput and retrieval quality on the real SQuAD data (../shared/data/search).
+
+Prints:
+- passages/s embedding SQuAD passages (title + text, ~170 tokens on average) on this
+  machine's cores: the old numpy MiniLM path with OPENBLAS_CORETYPE unset and set
+  (``--coretype``, default Haswell: set on some of these machines, it picks slower kernels),
+  then the ONNX graph run by ONNX Runtime (fp32) and OpenVINO (fp32, bf16), in one process on
+  every core and over a pool of one-thread processes (``toolfleet search build``'s way);
+  and the same for a base-size BERT (12 layers, 768 wide: e5-base-v2's shape) whose weights
+  are seeded random numbers (throughput does not depend on their values; e5-base's weights
+  are not on this machine);
+- recall@1/@5 of the 6,529 dev questions: BM25 over the whole corpus, and BM25, dense (each
+  shipped encoder setting) and hybrid over the 2,067 dev passages (every question's gold
+  passage is there), with ``--full`` dense and hybrid over the whole corpus too (bf16).
+
+Asserts nothing. Usage: uv run python bench/search_encoders.py [--passages 512] [--full]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from toolfleet.search.index import SearchIndex
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent.parent / "shared/data/search"
+
+
+def passages(n: int) -> list[str]:
+    out = []
+    with (DATA / "squad_v1.1_corpus.jsonl").open() as f:
+        for line in f:
+            p = json.loads(line)
+            out.append(f"{p['title']}\n{p['text']}")
+            if len(out) == n:
+                break
+    return out
+
+
+def numpy_rate(n: int) -> None:
+    """Child: the old numpy encoder's passages/s, and the BLAS kernel it ran."""
+    from threadpoolctl import threadpool_info
+    from toolfleet.search.encoder import Encoder
+
+    texts = passages(n)
+    encoder = Encoder()
+    encoder.encode(texts[:8])
+    started = time.perf_counter()
+    encoder.encode(texts)
+    rate = n / (time.perf_counter() - started)
+    kernel = next(
+        (i.get("architecture") for i in threadpool_info() if "numpy" in i["filepath"]), "?"
+    )
+    print(json.dumps({"rate": rate, "kernel": kernel}))
+
+
+def base_model(directory: Path) -> Path:
+    """A BERT-base-shaped model directory (seeded random weights, MiniLM's tokenizer)."""
+    from safetensors.numpy import save_file
+    from toolfleet.search.encoders import EncoderSpec
+
+    if (directory / "model.safetensors").exists():
+        return directory
+    directory.mkdir(parents=True, exist_ok=True)
+    hidden, inner, layers, vocab = 768, 3072, 12, 30522
+    rng = np.random.default_rng(0)
+
+    def w(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(np.float32)
+
+    weights = {
+        "embeddings.word_embeddings.weight": w(vocab, hidden),
+        "embeddings.position_embeddings.weight": w(512, hidden),
+        "embeddings.token_type_embeddings.weight": w(2, hidden),
+        "embeddings.LayerNorm.weight": np.ones(hidden, np.float32),
+        "embeddings.LayerNorm.bias": np.zeros(hidden, np.float32),
+    }
+    for i in range(layers):
+        p = f"encoder.layer.{i}."
+        for name, (rows, cols) in {
+            "attention.self.query": (hidden, hidden),
+            "attention.self.key": (hidden, hidden),
+            "attention.self.value": (hidden, hidden),
+            "attention.output.dense": (hidden, hidden),
+            "intermediate.dense": (inner, hidden),
+            "output.dense": (hidden, inner),
+        }.items():
+            weights[p + name + ".weight"] = w(rows, cols)
+            weights[p + name + ".bias"] = np.zeros(rows, np.float32)
+        for norm in ("attention.output.LayerNorm", "output.LayerNorm"):
+            weights[p + norm + ".weight"] = np.ones(hidden, np.float32)
+            weights[p + norm + ".bias"] = np.zeros(hidden, np.float32)
+    save_file(weights, str(directory / "model.safetensors"))
+    minilm = EncoderSpec().directory()
+    config = json.loads((minilm / "config.json").read_text())
+    config.update(hidden_size=hidden, intermediate_size=inner, num_hidden_layers=layers)
+    (directory / "config.json").write_text(json.dumps(config))
+    (directory / "tokenizer.json").write_bytes((minilm / "tokenizer.json").read_bytes())
+    return directory
+
+
+def onnx_rates(model: str, texts: list[str], label: str) -> None:
+    from toolfleet.search.encode_pool import EncoderPool
+    from toolfleet.search.encoders import EncoderSpec
+
+    cores = os.cpu_count() or 1
+    for runtime, precision in (("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "bf16")):
+        spec = EncoderSpec(model=model, runtime=runtime, precision=precision)
+        for processes in (1, cores):
+            with EncoderPool(spec, processes) as pool:
+                pool.encode(texts[: 4 * processes], "passage")  # warm every process
+                started = time.perf_counter()
+                for _ in pool.stream(iter(texts), "passage", chunk=64):
+                    pass
+                rate = len(texts) / (time.perf_counter() - started)
+            way = "1 process, every core" if processes == 1 else f"{processes} processes x 1"
+            print(f"  {label:<10}{runtime + ' ' + precision:<18}{way:<24}{rate:>8.1f}")
+
+
+def recall(index: SearchIndex, questions: list[dict], retriever: str) -> tuple[float, float]:
+    hit1 = hit5 = 0
+    for start in range(0, len(questions), 64):
+        chunk = questions[start : start + 64]
+        found = index.search([q["question"] for q in chunk], 5, retriever)
+        for q, hits in zip(chunk, found, strict=True):
+            ids = [index.passage(row).id for row, _ in hits]
+            hit1 += bool(ids) and ids[0] == q["passage_id"]
+            hit5 += q["passage_id"] in ids
+    return hit1 / len(questions), hit5 / len(questions)
+
+
+def quality(work: Path, full: bool) -> None:
+    from toolfleet.search.encoders import EncoderSpec
+    from toolfleet.search.index import SearchIndex, build_index
+
+    questions = [json.loads(line) for line in (DATA / "squad_v1.1_dev_questions.jsonl").open()]
+    dev = work / "dev.jsonl"
+    with (DATA / "squad_v1.1_corpus.jsonl").open() as f, dev.open("w") as out:
+        out.writelines(line for line in f if '"squad-dev-' in line)
+    print(f"\nrecall of {len(questions)} SQuAD dev questions          @1      @5   embed/s")
+    rows = []
+    whole = work / "whole-bm25"
+    if not (whole / "meta.json").exists():
+        build_index(DATA / "squad_v1.1_corpus.jsonl", whole)
+    rows.append(("bm25, whole corpus (20,963)", SearchIndex("w", whole), "bm25", None))
+    settings = [("openvino", "bf16"), ("openvino", "fp32"), ("onnxruntime", "fp32")]
+    for runtime, precision in settings:
+        out = work / f"dev-{runtime}-{precision}"
+        if not (out / "meta.json").exists():
+            spec = EncoderSpec(runtime=runtime, precision=precision)
+            build_index(dev, out, dense=True, encoder=spec, processes=os.cpu_count() or 1)
+        index = SearchIndex("d", out)
+        rate = json.loads((out / "meta.json").read_text())["dense"]["passages_per_s"]
+        if runtime == "openvino" and precision == "bf16":
+            rows.append(("bm25, dev passages (2,067)", index, "bm25", None))
+        name = f"MiniLM {runtime} {precision}"
+        rows.append((f"dense {name}, dev", index, "dense", rate))
+        rows.append((f"hybrid {name}, dev", index, "hybrid", None))
+    if full:
+        out = work / "whole-bf16"
+        if not (out / "meta.json").exists():
+            spec = EncoderSpec(precision="bf16")
+            build_index(DATA / "squad_v1.1_corpus.jsonl", out, dense=True, encoder=spec,
+                        processes=os.cpu_count() or 1)  # fmt: skip
+        index = SearchIndex("f", out)
+        rate = json.loads((out / "meta.json").read_text())["dense"]["passages_per_s"]
+        rows.append(("dense MiniLM bf16, whole corpus", index, "dense", rate))
+        rows.append(("hybrid MiniLM bf16, whole corpus", index, "hybrid", None))
+    for name, index, retriever, rate in rows:
+        r1, r5 = recall(index, questions, retriever)
+        extra = f"{rate:>10.1f}" if rate else ""
+        print(f"  {name:<44}{r1:>6.3f}  {r5:>6.3f}{extra}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--passages", type=int, default=512)
+    parser.add_argument("--numpy-passages", type=int, default=64)
+    parser.add_argument("--coretype", default="Haswell")
+    parser.add_argument("--full", action="store_true")
+    parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument(
+        "--work", type=Path, default=Path(tempfile.gettempdir()) / "toolfleet-encoder-bench"
+    )
+    parser.add_argument("--numpy-child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.numpy_child:
+        numpy_rate(args.numpy_child)
+        return 0
+    args.work.mkdir(parents=True, exist_ok=True)
+    print(f"passages/s, SQuAD passages, {os.cpu_count()} cores (load {os.getloadavg()[0]:.1f})")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("OPENBLAS_CORE")}
+    base.pop("OPENBLAS_L2_SIZE", None)
+    for label, extra in (("unset", {}), (args.coretype, {"OPENBLAS_CORETYPE": args.coretype})):
+        done = subprocess.run(
+            [sys.executable, __file__, "--numpy-child", str(args.numpy_passages)],
+            env={**base, **extra}, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        r = json.loads(done.stdout.splitlines()[-1])
+        print(f"  {'MiniLM':<10}{'numpy (old)':<18}{'OPENBLAS_CORETYPE ' + label:<24}"
+              f"{r['rate']:>8.1f}  ({r['kernel']} kernels)")  # fmt: skip
+    texts = passages(args.passages)
+    onnx_rates("all-MiniLM-L6-v2", texts, "MiniLM")
+    onnx_rates(str(base_model(args.work / "bert-base-shape")), texts[: args.passages // 2],
+               "base-size")  # fmt: skip
+    if not args.skip_quality:
+        quality(args.work, args.full)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
