@@ -214,8 +214,9 @@ class FamilyCgroups:
                 return int(value)
         return 0
 
-    def remove(self, fid: int, within_s: float = 5.0) -> None:
-        """Kill every process of the family and remove its cgroups."""
+    def remove(self, fid: int, within_s: float = 5.0) -> bool:
+        """Kill every process of the family and remove its cgroups; False when some are
+        still busy after ``within_s`` (0: one attempt) — processes still exiting."""
         name = f"f{fid}"
         deadline = time.monotonic() + within_s
         for fd in self.fds.values():
@@ -229,6 +230,7 @@ class FamilyCgroups:
                 except FileNotFoundError:
                     break
                 except OSError:
-                    if time.monotonic() > deadline:
-                        raise
+                    if time.monotonic() >= deadline:
+                        return False
                     time.sleep(0.005)
+        return True

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         binds = {jail.RUNTIME: args.runtime, f"{jail.LIB}/toolfleet/box": LIB_PACKAGE}
         jail.build_root(args.root, jail.SYSTEM_PATHS + args.show, binds, args.hide)
         python, lib = f"{jail.RUNTIME}/bin/python", jail.LIB
-        zygote_args += ["--jailed", "--isolate"]
+        zygote_args += ["--jailed", "--isolate", "--jail-root", os.path.abspath(args.root)]
     else:
         python = os.path.join(args.runtime, "bin", "python")
         lib = os.path.dirname(os.path.dirname(LIB_PACKAGE))
