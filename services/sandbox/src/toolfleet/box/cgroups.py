@@ -191,6 +191,12 @@ class FamilyCgroups:
         for fd in self.fds.values():
             _write(f"f{fid}/cgroup.procs", str(pid), fd)
 
+    def tasks_file(self, fid: int) -> int:
+        """An open descriptor of the family's task count (``pids.current``: threads
+        included), to ``pread`` cheaply after every call."""
+        fd = self.fds.get("pids", self.fds.get(""))
+        return os.open(f"f{fid}/pids.current", os.O_RDONLY | os.O_CLOEXEC, dir_fd=fd)
+
     def procs(self, fid: int) -> list[int]:
         """Every process of the family."""
         fd = self.fds.get("pids", self.fds.get(""))

@@ -74,6 +74,8 @@ class Family:
     conf: children.Confinement
     root: FamilyRoot
     oom_seen: int = 0  # the cgroup's OOM kills counted so far
+    kernels: set[int] = field(default_factory=set)  # kernel ids
+    tasks: int | None = None  # descriptor of its cgroup's task count, where there is one
 
 
 @dataclass
@@ -114,6 +116,7 @@ class KernelState:
     job: Job | None = None
     exit_status: int | None = None
     cpu_ms: float = 0.0  # its CPU time when its last call ended (it is stopped between calls)
+    stat: int = -1  # descriptor of /proc/<pid>/stat, read after every call
 
 
 class Supervisor:
@@ -142,6 +145,8 @@ class Supervisor:
         self.env = env
         self.families: dict[int, Family] = {}
         self.kernels: dict[int, KernelState] = {}
+        self.kernel_pids: set[int] = set()
+        self.busy: dict[int, KernelState] = {}  # kernels running a call, by id
         self.procs: dict[int, Job] = {}  # pid -> the bash or program job it runs
         self.next_kid = 1
         self.sel = selectors.DefaultSelector()
@@ -183,7 +188,7 @@ class Supervisor:
         return max(0.0, min(moments) - time.monotonic())
 
     def _jobs(self) -> list[Job]:
-        jobs = [k.job for k in self.kernels.values() if k.job is not None]
+        jobs = [k.job for k in self.busy.values() if k.job is not None]
         return jobs + list(self.procs.values())
 
     def _reply(self, family: Family, msg: dict[str, Any]) -> None:
@@ -251,6 +256,8 @@ class Supervisor:
         chan = socket.socket(fileno=fd)
         chan.setblocking(True)
         family = Family(fid, chan, conf, root)
+        if self.cgroups is not None:
+            family.tasks = self.cgroups.tasks_file(fid)
         self.families[fid] = family
         self.sel.register(chan, selectors.EVENT_READ, ("family", family))
         return {"ok": True}
@@ -262,9 +269,9 @@ class Supervisor:
         with contextlib.suppress(KeyError, ValueError):
             self.sel.unregister(family.chan)
         family.chan.close()
-        for kernel in [k for k in self.kernels.values() if k.family is family]:
-            _signal(kernel.pid, signal.SIGKILL)
-            self._drop_kernel(kernel)
+        for kid in list(family.kernels):
+            _signal(self.kernels[kid].pid, signal.SIGKILL)
+            self._drop_kernel(self.kernels[kid])
         for pid, job in list(self.procs.items()):
             if job.family is family:
                 _signal(pid, signal.SIGKILL)
@@ -274,6 +281,8 @@ class Supervisor:
         for pid in self._members(family):
             _signal(pid, signal.SIGKILL)
         family.root.close()
+        if family.tasks is not None:
+            _close(family.tasks)
         if self.cgroups is not None:
             self.ending[family.fid] = family.conf.uid  # removed once its processes have exited
         if not family.root.namespaces:
@@ -361,6 +370,13 @@ class Supervisor:
             },
         )
 
+    def _busy(self, kernel: KernelState, job: Job | None) -> None:
+        kernel.job = job
+        if job is None:
+            self.busy.pop(kernel.kid, None)
+        else:
+            self.busy[kernel.kid] = kernel
+
     def _env(self, family: Family, workspace: str) -> dict[str, str]:
         tmp = "/tmp" if family.root.namespaces or self.private_tmp else workspace
         return {**self.env, "HOME": workspace, "TMPDIR": tmp, "MPLCONFIGDIR": workspace}
@@ -437,6 +453,8 @@ class Supervisor:
         )
         self.next_kid += 1
         self.kernels[kernel.kid] = kernel
+        self.kernel_pids.add(pid)
+        family.kernels.add(kernel.kid)
         self.sel.register(chan, selectors.EVENT_READ, ("kernel", kernel))
         self.sel.register(out, selectors.EVENT_READ, ("stdout", kernel))
         self.sel.register(err, selectors.EVENT_READ, ("stderr", kernel))
@@ -446,14 +464,20 @@ class Supervisor:
         if os.getuid() == 0:
             os.chown(state[1], family.conf.uid, family.conf.uid, dir_fd=state[0])
         _signal(pid, signal.SIGSTOP)
-        kernel.cpu_ms = processes.cpu_ms(pid)
+        with contextlib.suppress(OSError):
+            kernel.stat = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        _, kernel.cpu_ms = processes.threads_and_cpu(pid, kernel.stat)
         return kernel
 
     def _end_kernel(self, family: Family, msg: dict[str, Any]) -> None:
         kernel = self.kernels.get(int(msg.get("kernel", 0)))
         if kernel is not None and kernel.family is family:
-            self._kill_kernel(kernel)
+            self._kill_below(kernel.pid)
+            _signal(kernel.pid, signal.SIGKILL)
+            if len(family.kernels) > 1:  # its exit could continue the others
+                self._await_exit(kernel.pid)
             self._drop_kernel(kernel)
+            self._freeze_idle(family)
         self._reply(family, {"id": msg["id"], "ok": True})
 
     def _kill_kernel(self, kernel: KernelState) -> None:
@@ -477,6 +501,9 @@ class Supervisor:
 
     def _drop_kernel(self, kernel: KernelState) -> None:
         self.kernels.pop(kernel.kid, None)
+        self.busy.pop(kernel.kid, None)
+        self.kernel_pids.discard(kernel.pid)
+        kernel.family.kernels.discard(kernel.kid)
         for fd in (kernel.out, kernel.err):
             with contextlib.suppress(KeyError, ValueError):
                 self.sel.unregister(fd)
@@ -485,6 +512,9 @@ class Supervisor:
         with contextlib.suppress(KeyError, ValueError):
             self.sel.unregister(kernel.chan)
         kernel.chan.close()
+        if kernel.stat >= 0:
+            _close(kernel.stat)
+            kernel.stat = -1
 
     # ------------------------------------------------------------------ cells
 
@@ -492,10 +522,9 @@ class Supervisor:
         kernel = self._kernel(family, msg)
         if kernel is None:
             return
-        self._discard_stray(kernel)
         job = self._job(family, msg, "python")
         job.cpu_before = kernel.cpu_ms
-        kernel.job = job
+        self._busy(kernel, job)
         _signal(kernel.pid, signal.SIGCONT)
         cell = {
             "op": "python",
@@ -545,20 +574,33 @@ class Supervisor:
             self._cell_done(kernel, job, report)
 
     def _cell_done(self, kernel: KernelState, job: Job, report: dict[str, Any]) -> None:
-        kernels = {k.pid for k in self.kernels.values()}
-        direct = [c for c in processes.children(kernel.pid) if c not in kernels]
-        if direct and self._kill_below(kernel.pid):
-            self._reap_for(kernel, direct)
+        family = kernel.family
+        threads, cpu = processes.threads_and_cpu(kernel.pid, kernel.stat)
+        if not self._alone(family):
+            direct = [c for c in processes.children(kernel.pid) if c not in self.kernel_pids]
+            if direct and self._kill_below(kernel.pid):
+                self._reap_for(kernel, direct)
+            self._kill_orphans(family)
         _signal(kernel.pid, signal.SIGSTOP)
-        threads, cpu = processes.threads_and_cpu(kernel.pid)
-        self._kill_orphans(kernel.family)
         self._drain(job, kernel.out, "stdout")
         self._drain(job, kernel.err, "stderr")
-        kernel.job = None
+        self._busy(kernel, None)
         kernel.cpu_ms = cpu
         reply = self._cell_reply(job, report, threads, cpu - job.cpu_before, alive=True)
-        self._freeze_idle(kernel.family)
-        self._reply(kernel.family, reply)
+        self._freeze_idle(family, but=kernel)
+        self._reply(family, reply)
+
+    def _alone(self, family: Family) -> bool:
+        """True when the family's kernels are all there is of it (its cgroup counts no
+        other task): nothing to look for after a call. One ``pread``."""
+        if family.tasks is None or any(j.family is family for j in self.procs.values()):
+            return False
+        try:
+            count = int(os.pread(family.tasks, 32, 0))
+        except (OSError, ValueError):
+            return False
+        kernels = [self.kernels[k] for k in family.kernels]
+        return count == sum(processes.threads_and_cpu(k.pid, k.stat)[0] for k in kernels)
 
     def _cell_reply(
         self, job: Job, report: dict[str, Any], threads: int, cpu: float, alive: bool
@@ -645,21 +687,13 @@ class Supervisor:
         self._kill_orphans(family)
         if job is None:
             return
-        kernel.job = None
+        self._busy(kernel, None)
         if job.kind == "fork":
             self._fail(family, job.id, "internal", "the interpreter died while forking")
             return
         reply = self._cell_reply(job, {}, 0, 0.0, alive=False)
         self._freeze_idle(family)
         self._reply(family, reply)
-
-    def _discard_stray(self, kernel: KernelState) -> None:
-        """Output written while no call of this kernel ran (it was continued by a sibling):
-        it belongs to no call."""
-        for fd in (kernel.out, kernel.err):
-            with contextlib.suppress(BlockingIOError, OSError):
-                while os.read(fd, 1 << 16):
-                    pass
 
     # ------------------------------------------------------------------ output
 
@@ -697,7 +731,7 @@ class Supervisor:
 
     def _timers(self) -> None:
         now = time.monotonic()
-        for kernel in list(self.kernels.values()):
+        for kernel in list(self.busy.values()):
             job = kernel.job
             if job is None:
                 continue
@@ -735,7 +769,7 @@ class Supervisor:
             with contextlib.suppress(OSError):
                 if self.cgroups is None or self.cgroups.remove(fid, within_s=0):
                     del self.ending[fid]
-        known = {k.pid for k in self.kernels.values()} | set(self.procs)
+        known = self.kernel_pids | set(self.procs)
         live = {f.conf.uid for f in self.families.values()}
         for pid in processes.children(os.getpid()):
             if pid not in known and processes.uid_of(pid) not in live:
@@ -759,7 +793,7 @@ class Supervisor:
                 self._kill_below(pid)
                 self._kill_orphans(job.family)
                 self._maybe_finish(job)
-            else:
+            elif pid in self.kernel_pids:
                 for kernel in self.kernels.values():
                     if kernel.pid == pid:
                         kernel.exit_status = status
@@ -1023,7 +1057,7 @@ class Supervisor:
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         job.extra.update(chan=ours, out=out_r, err=err_r, workspace=workspace)
-        kernel.job = job
+        self._busy(kernel, job)
         _signal(kernel.pid, signal.SIGCONT)
         try:
             wire.send(kernel.chan, {"op": "fork", "workspace": workspace},
@@ -1037,7 +1071,7 @@ class Supervisor:
 
     def _forked(self, kernel: KernelState, job: Job, report: dict[str, Any]) -> None:
         _signal(kernel.pid, signal.SIGSTOP)
-        kernel.job = None
+        self._busy(kernel, None)
         family = kernel.family
         x = job.extra
         pid = report.get("pid")
@@ -1109,7 +1143,7 @@ class Supervisor:
         until no new one appears, so that a fork loop cannot outrun us, then kill them all.
         Kernels and the processes of running jobs (and their trees) are spared. Returns how
         many died."""
-        kernels = {k.pid for k in self.kernels.values()}
+        kernels = self.kernel_pids
         spare = kernels | set(self.procs)
         found: set[int] = set()
         for _ in range(200):
@@ -1145,10 +1179,12 @@ class Supervisor:
             if p not in spare and processes.uid_of(p) == uid
         ]
 
-    def _freeze_idle(self, family: Family) -> None:
-        """Stop every kernel of the family with no call: between calls nothing runs."""
-        for kernel in self.kernels.values():
-            if kernel.job is None and kernel.family is family:
+    def _freeze_idle(self, family: Family, but: KernelState | None = None) -> None:
+        """Stop every kernel of the family with no call (``but`` one stopped already):
+        between calls nothing of the family runs."""
+        for kid in family.kernels:
+            kernel = self.kernels[kid]
+            if kernel.job is None and kernel is not but:
                 _signal(kernel.pid, signal.SIGSTOP)
 
 

@@ -181,7 +181,11 @@ class Family(abc.ABC):
         self.members += 1
 
     async def end_kernel(self, kernel: int) -> None:
-        """End a member kernel; the last one ends the family."""
+        """End a member kernel; the last one ends the family (with everything in it)."""
+        if self.members <= 1:
+            self.members = 0
+            await self.close()
+            return
         try:
             if self.channel is not None and not self.channel.closed:
                 with contextlib.suppress(SandboxUnavailableError):
