@@ -17,6 +17,7 @@ import signal
 import time
 
 ROOT = "/sys/fs/cgroup"
+ZYGOTES = "zygotes"
 V1_CONTROLLERS = ("memory", "pids", "cpu")
 V2_CONTROLLERS = ("memory", "pids", "cpu")
 
@@ -90,9 +91,18 @@ def prepare_instance(name: str, total_memory_bytes: int) -> tuple[str, dict[str,
         memory = dirs.get("memory", dirs.get(""))
         limit_file = "memory.limit_in_bytes" if version == "v1" else "memory.max"
         _write(f"{memory}/{limit_file}", str(total_memory_bytes))
+        for path in dirs.values():  # a leaf for the zygotes (v2 allows no process above)
+            os.makedirs(f"{path}/{ZYGOTES}", exist_ok=True)
     except OSError:
         return None
     return version, dirs
+
+
+def join_zygotes(fds: dict[str, int]) -> None:
+    """Move this process (a zygote being launched) into the instance's zygote leaf: all it
+    forks is then under the instance's ceiling without a move of its own."""
+    for fd in fds.values():
+        _write(f"{ZYGOTES}/cgroup.procs", str(os.getpid()), fd)
 
 
 def _enable_v2(path: str) -> None:

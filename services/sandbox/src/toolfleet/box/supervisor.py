@@ -75,6 +75,7 @@ class Family:
     root: FamilyRoot
     oom_seen: int = 0  # the cgroup's OOM kills counted so far
     kernels: set[int] = field(default_factory=set)  # kernel ids
+    cgroup: bool = False  # a cgroup of its own (else its processes stay in the zygotes')
     tasks: int | None = None  # descriptor of its cgroup's task count, where there is one
 
 
@@ -218,7 +219,9 @@ class Supervisor:
     def _control(self, msg: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         op = msg.get("op")
         if op == "family":
-            return self._new_family(int(msg["fid"]), int(msg["uid"]), msg["limits"], fds[0])
+            cgroup = bool(msg.get("cgroup", True)) and self.cgroups is not None
+            fid, uid = int(msg["fid"]), int(msg["uid"])
+            return self._new_family(fid, uid, msg["limits"], fds[0], cgroup)
         if op == "end_family":
             family = self.families.get(int(msg["fid"]))
             if family is not None:
@@ -228,7 +231,9 @@ class Supervisor:
             return {"ok": True, "families": len(self.families), "kernels": len(self.kernels)}
         return {"ok": False, "error": f"unknown op {op!r}"}
 
-    def _new_family(self, fid: int, uid: int, limits: dict[str, Any], fd: int) -> dict[str, Any]:
+    def _new_family(
+        self, fid: int, uid: int, limits: dict[str, Any], fd: int, cgroup: bool
+    ) -> dict[str, Any]:
         if fid in self.families:
             _close(fd)
             return {"ok": False, "error": f"family {fid} exists"}
@@ -240,7 +245,7 @@ class Supervisor:
             uid, jail.Limits(**limits), self.base_vm, self.seccomp, self.uid_limits
         )
         self._wait_gone(uid)  # a uid is a new family's only once its last process is gone
-        if self.cgroups is not None:
+        if cgroup and self.cgroups is not None:
             self.cgroups.create(fid, conf.limits.family_memory_bytes, conf.limits.processes + 4)
         try:
             if self.namespaces is not None:
@@ -249,14 +254,14 @@ class Supervisor:
                 root = jail.family_directory(self.box_root, fid, uid, self.private_tmp)
         except BaseException:
             _close(fd)
-            if self.cgroups is not None:
+            if cgroup and self.cgroups is not None:
                 with contextlib.suppress(OSError):
                     self.cgroups.remove(fid)
             raise
         chan = socket.socket(fileno=fd)
         chan.setblocking(True)
-        family = Family(fid, chan, conf, root)
-        if self.cgroups is not None:
+        family = Family(fid, chan, conf, root, cgroup=cgroup)
+        if cgroup and self.cgroups is not None:
             family.tasks = self.cgroups.tasks_file(fid)
         self.families[fid] = family
         self.sel.register(chan, selectors.EVENT_READ, ("family", family))
@@ -283,19 +288,25 @@ class Supervisor:
         family.root.close()
         if family.tasks is not None:
             _close(family.tasks)
-        if self.cgroups is not None:
+        if family.cgroup:
             self.ending[family.fid] = family.conf.uid  # removed once its processes have exited
         if not family.root.namespaces:
             # a plain directory (no namespace of its own to take the files along)
             shutil.rmtree(family.root.view, ignore_errors=True)
 
     def _members(self, family: Family) -> list[int]:
-        """Every process of the family (its cgroup's, else its uid's)."""
-        if self.cgroups is not None:
+        """Every process of the family: its cgroup's; else (a family without one) what its
+        kernels and jobs started and its orphans; in a container (one family), its uid's."""
+        if family.cgroup and self.cgroups is not None:
             return [p for p in self.cgroups.procs(family.fid) if p != os.getpid()]
-        if self.namespaces is None and not self.private_tmp:
-            return []  # families share one uid here (no isolation): only ours are known
-        return processes.owned_by(family.conf.uid)
+        if self.namespaces is None and self.private_tmp:
+            return processes.owned_by(family.conf.uid)
+        found = [k.pid for k in (self.kernels[i] for i in family.kernels)]
+        found += [pid for pid, job in self.procs.items() if job.family is family]
+        found += self._orphans(family, self.kernel_pids | set(self.procs))
+        for pid in list(found):
+            found += processes.descendants(pid)
+        return found
 
     def _wait_gone(self, uid: int, within_s: float = 5.0) -> None:
         """Before a uid goes to a new family: its ended family's processes are all gone (its
@@ -385,7 +396,7 @@ class Supervisor:
         """In a new process of the family, still root: its namespaces and cgroup."""
         if family.root.namespaces and self.namespaces is not None:
             self.namespaces.enter(family.root)
-        if self.cgroups is not None:
+        if family.cgroup and self.cgroups is not None:
             self.cgroups.join(family.fid, os.getpid())
 
     def _new_kernel(self, family: Family) -> KernelState:
@@ -659,7 +670,7 @@ class Supervisor:
 
     def _oom_since(self, family: Family) -> bool:
         """True when the OOM killer has killed in the family since we last looked."""
-        if self.cgroups is None:
+        if not family.cgroup or self.cgroups is None:
             return False
         seen, family.oom_seen = family.oom_seen, self.cgroups.oom_kills(family.fid)
         return family.oom_seen > seen
@@ -1168,7 +1179,7 @@ class Supervisor:
         """The family's processes that are our children (orphans come back to us) but no
         kernel and no job. With cgroups, only when the family has more processes than those
         (the common case costs one read)."""
-        if self.cgroups is not None:
+        if family.cgroup and self.cgroups is not None:
             members = set(self.cgroups.procs(family.fid))
             if members <= spare:
                 return []
