@@ -143,9 +143,7 @@ def measure(base: str, server_pid: int, duration: int, idle: int) -> dict[str, d
                 f.write(lua_post(bodies))
             scripts[name] = f.name
         run_wrk(call, 4, 2, scripts["stateful16"])  # warm-up
-        rows["stateful print(1+1), warm session"] = run_wrk(
-            call, 1, duration, scripts["stateful1"]
-        )
+        rows["stateful print(1+1), warm session"] = run_wrk(call, 1, duration, scripts["stateful1"])
         rows["stateful print(1+1), 16 sessions, c=16"] = run_wrk(
             call, 16, duration, scripts["stateful16"]
         )
