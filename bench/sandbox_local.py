@@ -9,10 +9,12 @@ Starts ``toolfleet serve`` (real settings, sandbox tools only), then prints:
   service started for them: kernels, and since the trust boundary their supervisors).
 
 ``--compare REF`` also runs the same measurements against the code at git REF (a worktree
-made and synced under /tmp, its own virtualenv), one tree after the other in this run, and
-prints both side by side. Asserts nothing.
+made and synced under /tmp, its own virtualenv), the two trees in turn ``--rounds`` times in
+this run (so that a machine whose load drifts weighs on both alike), and prints the median of
+the rounds of each side by side. Asserts nothing.
 
     uv run python bench/sandbox_local.py [--duration 10] [--idle 500] [--compare ff33a1b]
+                                         [--rounds 3]
 """
 
 from __future__ import annotations
@@ -286,6 +288,7 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--idle", type=int, default=500, help="idle sessions to hold at once")
     parser.add_argument("--compare", metavar="REF", help="also measure the code at git REF")
+    parser.add_argument("--rounds", type=int, default=1, help="alternations of the trees")
     args = parser.parse_args()
     env = {
         **os.environ,
@@ -293,17 +296,36 @@ def main() -> int:
         "TOOLFLEET_MAX_SESSIONS": "2000",
         "TOOLFLEET_SANDBOX_POOL_SIZE": "8",
     }
-    columns: dict[str, dict] = {}
+    trees = [("now", ROOT, sys.executable, env)]
     if args.compare:
         old = old_tree(args.compare)
         old_env = {**env, "TOOLFLEET_SANDBOX_UID_BASE": str(OLD_UID_BASE)}
-        print(f"measuring {args.compare} ...", flush=True)
-        columns[args.compare] = run_tree(old, str(old / ".venv/bin/python"), old_env, args)
-    print("measuring this tree ...", flush=True)
-    columns["now"] = run_tree(ROOT, sys.executable, env, args)
-    print(f"\ncode interpreter, local backend; wrk -t1, {args.duration} s per wrk row")
+        trees.insert(0, (args.compare, old, str(old / ".venv/bin/python"), old_env))
+    runs: dict[str, list[dict]] = {name: [] for name, *_ in trees}
+    for round_ in range(args.rounds):
+        for name, root, python, tree_env in trees:
+            print(f"round {round_ + 1}: measuring {name} ...", flush=True)
+            runs[name].append(run_tree(root, python, tree_env, args))
+    columns = {name: median_rows(results) for name, results in runs.items()}
+    print(
+        f"\ncode interpreter, local backend; wrk -t1, {args.duration} s per wrk row; "
+        f"median of {args.rounds} round(s)"
+    )
     print_rows(columns)
     return 0
+
+
+def median_rows(results: list[dict]) -> dict:
+    """Each figure's median over rounds."""
+    merged: dict[str, dict] = {}
+    for label in results[0]:
+        keys = results[0][label]
+        merged[label] = {
+            k: statistics.median(r[label][k] for r in results)
+            for k in keys
+            if isinstance(keys[k], int | float)
+        }
+    return merged
 
 
 if __name__ == "__main__":

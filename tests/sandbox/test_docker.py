@@ -193,8 +193,8 @@ async def test_kernel_runs_as_the_container_user_in_its_workspace(box: Box) -> N
     uid, cwd, ppid, parent_uid = stdout(result).split()
     assert int(uid) == box.backend.uid != 0
     assert cwd.startswith("/box/")
-    # forked by the family's supervisor (root), which the zygote (PID 1) forked
-    assert ppid != "1" and parent_uid == "0"
+    # forked by the zygote (PID 1, root), which supervises the family
+    assert ppid == "1" and parent_uid == "0"
 
 
 async def test_fork_copies_globals_in_the_same_container(box: Box) -> None:

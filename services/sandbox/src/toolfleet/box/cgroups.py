@@ -17,6 +17,7 @@ import signal
 import time
 
 ROOT = "/sys/fs/cgroup"
+ZYGOTES = "zygotes"
 V1_CONTROLLERS = ("memory", "pids", "cpu")
 V2_CONTROLLERS = ("memory", "pids", "cpu")
 
@@ -90,9 +91,18 @@ def prepare_instance(name: str, total_memory_bytes: int) -> tuple[str, dict[str,
         memory = dirs.get("memory", dirs.get(""))
         limit_file = "memory.limit_in_bytes" if version == "v1" else "memory.max"
         _write(f"{memory}/{limit_file}", str(total_memory_bytes))
+        for path in dirs.values():  # a leaf for the zygotes (v2 allows no process above)
+            os.makedirs(f"{path}/{ZYGOTES}", exist_ok=True)
     except OSError:
         return None
     return version, dirs
+
+
+def join_zygotes(fds: dict[str, int]) -> None:
+    """Move this process (a zygote being launched) into the instance's zygote leaf: all it
+    forks is then under the instance's ceiling without a move of its own."""
+    for fd in fds.values():
+        _write(f"{ZYGOTES}/cgroup.procs", str(os.getpid()), fd)
 
 
 def _enable_v2(path: str) -> None:
@@ -191,6 +201,12 @@ class FamilyCgroups:
         for fd in self.fds.values():
             _write(f"f{fid}/cgroup.procs", str(pid), fd)
 
+    def tasks_file(self, fid: int) -> int:
+        """An open descriptor of the family's task count (``pids.current``: threads
+        included), to ``pread`` cheaply after every call."""
+        fd = self.fds.get("pids", self.fds.get(""))
+        return os.open(f"f{fid}/pids.current", os.O_RDONLY | os.O_CLOEXEC, dir_fd=fd)
+
     def procs(self, fid: int) -> list[int]:
         """Every process of the family."""
         fd = self.fds.get("pids", self.fds.get(""))
@@ -214,8 +230,9 @@ class FamilyCgroups:
                 return int(value)
         return 0
 
-    def remove(self, fid: int, within_s: float = 5.0) -> None:
-        """Kill every process of the family and remove its cgroups."""
+    def remove(self, fid: int, within_s: float = 5.0) -> bool:
+        """Kill every process of the family and remove its cgroups; False when some are
+        still busy after ``within_s`` (0: one attempt) — processes still exiting."""
         name = f"f{fid}"
         deadline = time.monotonic() + within_s
         for fd in self.fds.values():
@@ -229,6 +246,7 @@ class FamilyCgroups:
                 except FileNotFoundError:
                     break
                 except OSError:
-                    if time.monotonic() > deadline:
-                        raise
+                    if time.monotonic() >= deadline:
+                        return False
                     time.sleep(0.005)
+        return True

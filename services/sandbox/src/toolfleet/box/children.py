@@ -52,7 +52,9 @@ def enter(
     for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
-    jail.set_oom_score(0)
+    # Model code is the OOM killer's first choice, host-wide and in the instance's ceiling,
+    # before any zygote (raising a score needs no privilege; lowering one may be refused)
+    jail.set_oom_score(1000)
     for target, fd in enumerate(stdio):
         if fd != target:
             os.dup2(fd, target)

@@ -53,11 +53,17 @@ def _describe(exc: OSError, path: str) -> FileRefused:
     return FileRefused("runtime_error", f"{path}: {os.strerror(exc.errno or 0)}")
 
 
+Root = int | str  # an open directory (the family's), or a path
+
+
 @contextlib.contextmanager
-def _directory(root: str, parts: list[str], create: int | None) -> Iterator[int]:
+def _directory(root: Root, parts: list[str], create: int | None) -> Iterator[int]:
     """An open descriptor of ``root/parts...`` reached without following links; missing
     directories are made (owned by ``create``) when it is not None."""
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    if isinstance(root, int):
+        fd = os.dup(root)
+    else:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         for part in parts:
             try:
@@ -76,7 +82,17 @@ def _directory(root: str, parts: list[str], create: int | None) -> Iterator[int]
         os.close(fd)
 
 
-def read_file(root: str, path: str, max_bytes: int) -> bytes:
+@contextlib.contextmanager
+def opened_directory(root: Root, path: str) -> Iterator[int]:
+    """The directory ``root/path`` (reached without following links), open."""
+    try:
+        with _directory(root, _parts(path), None) as fd:
+            yield fd
+    except OSError as exc:
+        raise _describe(exc, path) from exc
+
+
+def read_file(root: Root, path: str, max_bytes: int) -> bytes:
     """The contents of the regular file ``path`` under ``root``, at most ``max_bytes``."""
     parts = _parts(path)
     if not parts:
@@ -108,7 +124,7 @@ def read_file(root: str, path: str, max_bytes: int) -> bytes:
         os.close(fd)
 
 
-def write_file(root: str, path: str, data: bytes, owner: int) -> str:
+def write_file(root: Root, path: str, data: bytes, owner: int, mode: int = 0o644) -> str:
     """Write ``data`` to ``path`` under ``root`` (parents made), owned by ``owner``; returns
     the normalised relative path."""
     parts = _parts(path)
@@ -119,7 +135,7 @@ def write_file(root: str, path: str, data: bytes, owner: int) -> str:
             fd = os.open(
                 parts[-1],
                 os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK,
-                0o644,
+                mode,
                 dir_fd=dfd,
             )
             try:
@@ -127,6 +143,7 @@ def write_file(root: str, path: str, data: bytes, owner: int) -> str:
                     raise FileRefused("permission_denied", f"{path} is not a regular file")
                 if os.getuid() == 0:
                     os.fchown(fd, owner, owner)
+                os.fchmod(fd, mode)
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view) :]
@@ -137,18 +154,19 @@ def write_file(root: str, path: str, data: bytes, owner: int) -> str:
     return "/".join(parts)
 
 
-def list_files(root: str) -> tuple[list[dict[str, object]], bool]:
-    """Every file under ``root`` (path and size; links are listed, not followed), sorted,
-    and whether the list was cut at MAX_FILES_LISTED."""
+def list_files(root: Root, path: str = "") -> tuple[list[dict[str, object]], bool]:
+    """Every file under ``root/path`` (path and size; links are listed, not followed),
+    sorted, and whether the list was cut at MAX_FILES_LISTED."""
     files: list[dict[str, object]] = []
-    for top, dirs, names, dfd in os.fwalk(root, follow_symlinks=False):
-        dirs.sort()
-        for name in sorted(names):
-            try:
-                size = os.stat(name, dir_fd=dfd, follow_symlinks=False).st_size
-            except OSError:
-                continue
-            files.append({"path": os.path.relpath(os.path.join(top, name), root), "size": size})
-            if len(files) >= MAX_FILES_LISTED:
-                return files, True
+    with _directory(root, _parts(path), None) as top_fd:
+        for top, dirs, names, dfd in os.fwalk(".", follow_symlinks=False, dir_fd=top_fd):
+            dirs.sort()
+            for name in sorted(names):
+                try:
+                    size = os.stat(name, dir_fd=dfd, follow_symlinks=False).st_size
+                except OSError:
+                    continue
+                files.append({"path": os.path.normpath(os.path.join(top, name)), "size": size})
+                if len(files) >= MAX_FILES_LISTED:
+                    return files, True
     return files, False

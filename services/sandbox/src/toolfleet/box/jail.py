@@ -4,14 +4,16 @@ The launcher (``launch.py``) runs as PID 1 of fresh pid, mount, net, ipc and uts
 (made by ``unshare``) and builds a minimal root there: read-only bind mounts of the system
 directories, the sandbox's Python runtime at ``/opt/toolfleet/runtime``, this package at
 ``/opt/toolfleet/lib``, a private ``/proc``, ``/dev`` with a few device nodes, an empty
-read-only ``/tmp``, ``/dev/shm`` and ``/mnt``, and ``/box``. Each family's supervisor then
-takes namespaces of its own (IPC: SysV and POSIX queues; net: abstract Unix sockets; mount:
-its own ``/box`` tmpfs with ``/tmp``, ``/dev/shm`` and ``/mnt`` inside it), and each process
-that runs model code drops to the family's uid with resource limits and a seccomp filter.
+read-only ``/tmp``, ``/dev/shm`` and ``/mnt``, and ``/box``. Each family then gets
+namespaces of its own (IPC: SysV and POSIX queues; net: abstract Unix sockets; mount: its own
+``/box`` tmpfs with ``/tmp``, ``/dev/shm`` and ``/mnt`` inside it, see ``Namespaces``), and
+each process that runs model code enters them and drops to the family's uid with resource
+limits and a seccomp filter.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -192,52 +194,141 @@ def build_root(
     os.chdir("/")
 
 
-def isolate_family(uid: int, limits: Limits) -> str:
-    """In a new family's supervisor: namespaces of its own (IPC, net, mount) and its own
-    ``/box`` tmpfs of ``disk_bytes``, with the family's ``/tmp``, ``/dev/shm`` and ``/mnt``
-    inside it. Returns the family's root directory (``/box``)."""
-    unshare(CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWNS)
-    mount("none", "/", None, MS_REC | MS_PRIVATE, None)
-    mount(
-        "tmpfs",
-        BOX_ROOT,
-        "tmpfs",
-        MS_NOSUID | MS_NODEV,
-        f"mode=0755,uid={uid},gid={uid},size={limits.disk_bytes}",
-    )
-    for target, name in FAMILY_DIRS.items():
-        path = f"{BOX_ROOT}/{name}"
-        os.mkdir(path)
-        os.chown(path, uid, uid)
-        os.chmod(path, 0o1777)
-        mount(path, target, None, MS_BIND, None)
-    return BOX_ROOT
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 
 
-def family_directory(box_root: str, fid: int, uid: int) -> str:
+def setns(fd: int, nstype: int = 0) -> None:
+    """setns(2); raises OSError."""
+    if _libc.setns(fd, nstype) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+@dataclass
+class FamilyRoot:
+    """Where a family's files are, and the namespaces a process enters to be in the family
+    (none where the family has the sandbox to itself, as in a container).
+
+    ``places`` maps each writable place of the family's view (its root, and its own ``/tmp``
+    and ``/mnt`` where it has them) to an open directory and a path under it, so that the
+    supervisor reaches them without entering the family."""
+
+    box: int  # descriptor of the family's root directory
+    view: str  # its path as the family's processes see it
+    namespaces: dict[str, int]  # "ipc", "net", "mnt" -> descriptor, or empty
+    places: dict[str, tuple[int, str]]  # view path -> (directory descriptor, path under it)
+
+    def close(self) -> None:
+        """Let go of the family's namespaces and files (they end with their last user)."""
+        fds = {self.box, *self.namespaces.values(), *(fd for fd, _ in self.places.values())}
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.namespaces, self.places = {}, {}
+
+    def where(self, path: str) -> tuple[int, str] | None:
+        """A path of the family's view as (directory descriptor, relative path); None
+        outside the family's writable places."""
+        norm = os.path.normpath(path)
+        for prefix, (fd, under) in sorted(self.places.items(), key=lambda p: -len(p[0])):
+            if norm == prefix or norm.startswith(prefix.rstrip("/") + "/"):
+                rest = norm[len(prefix.rstrip("/")) + 1 :]
+                return fd, "/".join(p for p in (under, rest) if p)
+        return None
+
+
+class Namespaces:
+    """Makes and enters the families' namespaces, from the zygote (root in the sandbox).
+
+    A family's namespaces are made by the zygote itself, without a process of their own: it
+    unshares IPC, net and mount namespaces, mounts the family's ``/box`` tmpfs there (with its
+    ``/tmp``, ``/dev/shm`` and ``/mnt`` inside), keeps descriptors of the new namespaces and
+    of ``/box``, and returns to its own namespaces and jail. The descriptors keep the
+    namespaces and files alive until the family ends; every process of the family enters them
+    (``enter``) before it drops its privileges."""
+
+    KINDS = (("ipc", CLONE_NEWIPC), ("net", CLONE_NEWNET), ("mnt", CLONE_NEWNS))
+
+    def __init__(self, jail_root: str) -> None:
+        self.jail_root = jail_root  # the jail's root in the zygote's mount namespace
+        self.home = {
+            name: os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+            for name, _ in self.KINDS
+        }
+
+    def create(self, uid: int, disk_bytes: int) -> FamilyRoot:
+        """A family's namespaces and root (as root in the jail)."""
+        unshare(CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWNS)
+        try:
+            mount("none", "/", None, MS_REC | MS_PRIVATE, None)
+            mount(
+                "tmpfs",
+                BOX_ROOT,
+                "tmpfs",
+                MS_NOSUID | MS_NODEV,
+                f"mode=0755,uid={uid},gid={uid},size={disk_bytes}",
+            )
+            for target, name in FAMILY_DIRS.items():
+                path = f"{BOX_ROOT}/{name}"
+                os.mkdir(path)
+                os.chown(path, uid, uid)
+                os.chmod(path, 0o1777)
+                mount(path, target, None, MS_BIND, None)
+            found = {
+                name: os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+                for name, _ in self.KINDS
+            }
+            box = os.open(BOX_ROOT, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        finally:
+            self._home()
+        places = {BOX_ROOT: (box, "")} | {t: (box, n) for t, n in FAMILY_DIRS.items()}
+        return FamilyRoot(box, BOX_ROOT, found, places)
+
+    def _home(self) -> None:
+        for name, kind in self.KINDS:
+            setns(self.home[name], kind)
+        os.chroot(self.jail_root)  # entering a mount namespace leaves the jail: back in
+        os.chdir("/")
+
+    def enter(self, family: FamilyRoot) -> None:
+        """In a new process of the family: its namespaces, in the jail."""
+        for name, kind in self.KINDS:
+            setns(family.namespaces[name], kind)
+        os.chroot(self.jail_root)
+        os.chdir("/")
+
+
+def family_directory(box_root: str, fid: int, uid: int, private_tmp: bool) -> FamilyRoot:
     """A family's root where it cannot have namespaces of its own (a container, or no
-    privileges): a directory owned by its uid."""
+    privileges): a directory owned by its uid. ``private_tmp``: the sandbox's /tmp and /mnt
+    are the family's alone (a container per family)."""
     path = f"{box_root}/f{fid}"
     os.makedirs(path, exist_ok=True)
     os.chmod(path, 0o700)
     if os.getuid() == 0:
         os.chown(path, uid, uid)
-    return path
+    box = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    places = {path: (box, "")}
+    for shared in ("/tmp", "/mnt") if private_tmp else ():
+        if os.path.isdir(shared):
+            places[shared] = (os.open(shared, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), "")
+    return FamilyRoot(box, path, {}, places)
 
 
-def new_workspace(family_root: str, owner: int | None = None) -> str:
-    """A new, empty working directory ``w<n>`` (mode 0700) in a family's root."""
+def new_workspace(family: FamilyRoot, owner: int) -> str:
+    """A new, empty working directory ``w<n>`` (mode 0700) in a family's root; its path in
+    the family's view."""
     n = 1
     while True:
-        path = os.path.join(family_root, f"w{n}")
+        name = f"w{n}"
         try:
-            os.mkdir(path, 0o700)
+            os.mkdir(name, 0o700, dir_fd=family.box)
         except FileExistsError:
             n += 1
             continue
-        if owner is not None and os.getuid() == 0:
-            os.chown(path, owner, owner)
-        return path
+        if os.getuid() == 0:
+            os.chown(name, owner, owner, dir_fd=family.box, follow_symlinks=False)
+        return f"{family.view.rstrip('/')}/{name}"
 
 
 def drop_privileges(uid: int, limits: Limits, base_vm_bytes: int, uid_limits: bool) -> None:
@@ -306,12 +397,15 @@ def collapse_huge_pages() -> int:
 
 
 def set_oom_score(value: int) -> None:
-    """Tell the OOM killer how to rank this process (-1000: never; the supervisor)."""
+    """Tell the OOM killer how to rank this process (1000: first; -1000: never)."""
     try:
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write(str(value))
+        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+        try:
+            os.write(fd, str(value).encode())
+        finally:
+            os.close(fd)
     except OSError:
-        pass  # not permitted here (unprivileged): the family's cgroup still bounds it
+        pass  # lowering needs CAP_SYS_RESOURCE, which root may lack: the others rank above
 
 
 def vm_size() -> int:

@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 
-from toolfleet.box import jail
+from toolfleet.box import cgroups, jail
 
 LIB_PACKAGE = os.path.dirname(os.path.abspath(__file__))
 BOOT = (
@@ -35,21 +35,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cgroup-version", default="v1")
     args = parser.parse_args(argv)
 
-    fds = []
+    fds: dict[str, int] = {}
     for item in args.cgroup:
         name, _, path = item.partition("=")
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        os.set_inheritable(fd, True)
-        fds.append(f"{name}={fd}")
+        fds[name] = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        os.set_inheritable(fds[name], True)
+    if fds:
+        cgroups.join_zygotes(fds)
+    # The instance's memory ceiling holds the zygotes too: the OOM killer must not choose one
+    # (where we may lower it; processes of model code raise theirs to the top anyway).
+    jail.set_oom_score(-1000)
     os.set_inheritable(args.fd, True)
     zygote_args = ["--fd", str(args.fd), "--box-root", args.box_root]
     if fds:
-        zygote_args += ["--cgroups", f"{args.cgroup_version}:{','.join(fds)}"]
+        pairs = ",".join(f"{name}={fd}" for name, fd in fds.items())
+        zygote_args += ["--cgroups", f"{args.cgroup_version}:{pairs}"]
     if args.root:
         binds = {jail.RUNTIME: args.runtime, f"{jail.LIB}/toolfleet/box": LIB_PACKAGE}
         jail.build_root(args.root, jail.SYSTEM_PATHS + args.show, binds, args.hide)
         python, lib = f"{jail.RUNTIME}/bin/python", jail.LIB
-        zygote_args += ["--jailed", "--isolate"]
+        zygote_args += ["--jailed", "--isolate", "--jail-root", os.path.abspath(args.root)]
     else:
         python = os.path.join(args.runtime, "bin", "python")
         lib = os.path.dirname(os.path.dirname(LIB_PACKAGE))

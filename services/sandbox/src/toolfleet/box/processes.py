@@ -104,6 +104,21 @@ def status_field(pid: int, name: str) -> int | None:
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def threads_and_cpu(pid: int, stat: int = -1) -> tuple[int, float]:
+    """How many threads ``pid`` has and the CPU time (ms) it has used, in one read (of
+    ``stat``, an open descriptor of its /proc/<pid>/stat, when given)."""
+    try:
+        if stat >= 0:
+            text = os.pread(stat, 4096, 0).decode()
+        else:
+            with open(f"/proc/{pid}/stat") as f:
+                text = f.read()
+        fields = text.rsplit(")", 1)[1].split()
+        return int(fields[17]), (int(fields[11]) + int(fields[12])) * 1000.0 / CLOCK_TICKS
+    except (OSError, ValueError, IndexError):
+        return 0, 0.0
+
+
 def cpu_ms(pid: int) -> float:
     """CPU time (user + system) ``pid`` has used, in milliseconds; 0 when it is gone."""
     try:

@@ -1,20 +1,26 @@
-"""A family's supervisor: the trusted side of every call that runs model code.
+"""The supervisor: the trusted side of every call that runs model code.
 
-One supervisor per family (a session and its forks), forked from the zygote, root in the
-family's own namespaces, in the family's cgroup but never chosen by the OOM killer, and a
-child subreaper: every process of the family stays below it, wherever it was reparented.
-It serves the family channel (requests multiplexed by id) and, for each request:
+It runs in the zygote (root in the sandbox, outside every limit it enforces) and serves the
+zygote's control channel and one channel per family (a session and its forks), multiplexed
+by request id. A family is a uid, a cgroup, namespaces of its own and a ``/box`` tmpfs — made
+by the supervisor itself, without a process (``jail.Namespaces``) — and the processes that
+run in it: its kernels, and the bash commands and programs of its calls. Every one of them
+is the supervisor's child (or, orphaned, comes back to it: it is PID 1 or a child subreaper),
+enters the family's namespaces and drops to its uid before it runs anything of the model's.
+
+For each request:
 
 - **cells** (``python``): continues the kernel, hands it the cell, reads the kernel's stdout
   and stderr pipes under the output cap, interrupts it at the deadline or past the cap and
-  kills it if it does not stop, and when the kernel reports back, stops it again (SIGSTOP),
-  kills whatever the cell left running, drains the pipes, checks the kernel's report
-  (value, images, exception) and answers;
-- **bash** and **programs** (``bash``, ``run``): forks the process itself, confined, so its
-  exit status, signals, time and memory come from ``wait4``, never from the process;
+  kills it if it does not stop, and when the kernel reports back, kills whatever the cell
+  left running, stops the kernel again (SIGSTOP), drains the pipes, checks the kernel's
+  report (value, images, exception) and answers;
+- **bash** and **programs** (``bash``, ``run``): forks the process itself, confined and
+  traced, so its exit status, signals, time and memory come from ``wait4``, never from the
+  process, and nothing it leaves behind outlives its exit event;
 - **forks** of a session, and the **files API**, which it does itself (``files.py``).
 
-Between calls no process of the family runs: kernels are stopped, everything else is killed.
+Between calls no process of a family runs: kernels are stopped, everything else is killed.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import binascii
 import contextlib
 import os
 import selectors
+import shutil
 import signal
 import socket
 import sys
@@ -34,7 +41,7 @@ from typing import Any
 from toolfleet.box import children, files, jail, processes, wire
 from toolfleet.box.capture import Output, check_png
 from toolfleet.box.cgroups import FamilyCgroups
-from toolfleet.box.jail import new_workspace
+from toolfleet.box.jail import FamilyRoot, Namespaces, new_workspace
 from toolfleet.box.kernel import Kernel
 
 BASH = "/bin/bash"
@@ -45,6 +52,7 @@ MAX_STATE_BYTES = 1 << 20
 HELLO_TIMEOUT_S = 10.0
 KERNEL_IO_TIMEOUT_S = 5.0  # a kernel that stalls in the middle of a frame is broken
 FORK_TIMEOUT_S = 60.0
+SWEEP_INTERVAL_S = 1.0
 ERROR_KINDS = {
     "syntax_error",
     "runtime_error",
@@ -58,11 +66,26 @@ ERROR_KINDS = {
 
 
 @dataclass
+class Family:
+    """A family: its channel, its uid and limits, its root and namespaces."""
+
+    fid: int
+    chan: socket.socket
+    conf: children.Confinement
+    root: FamilyRoot
+    oom_seen: int = 0  # the cgroup's OOM kills counted so far
+    kernels: set[int] = field(default_factory=set)  # kernel ids
+    cgroup: bool = False  # a cgroup of its own (else its processes stay in the zygotes')
+    tasks: int | None = None  # descriptor of its cgroup's task count, where there is one
+
+
+@dataclass
 class Job:
     """One request being served: a cell, a fork, a bash command or a program."""
 
     id: int
     kind: str
+    family: Family
     output: Output
     deadline: float
     grace_s: float
@@ -73,7 +96,6 @@ class Job:
     status: int | None = None  # its wait status
     usage: Any = None  # its resource usage (wait4)
     pipes: dict[int, str] = field(default_factory=dict)  # open read ends -> stream
-    oom_before: int = 0
     cpu_before: float = 0.0
     request: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -81,10 +103,11 @@ class Job:
 
 @dataclass
 class KernelState:
-    """A kernel of the family: its channel, its output pipes, its session's bash state."""
+    """A kernel of a family: its channel, its output pipes, its session's bash state."""
 
     kid: int
     pid: int
+    family: Family
     chan: socket.socket
     out: int
     err: int
@@ -93,52 +116,63 @@ class KernelState:
     bash_env: dict[str, str]
     job: Job | None = None
     exit_status: int | None = None
+    cpu_ms: float = 0.0  # its CPU time when its last call ended (it is stopped between calls)
+    stat: int = -1  # descriptor of /proc/<pid>/stat, read after every call
 
 
 class Supervisor:
-    """Serves one family channel until it closes, then ends the family."""
+    """Serves the zygote's control channel and every family's channel."""
 
     def __init__(
         self,
-        chan: socket.socket,
-        fid: int,
-        root: str,
-        confinement: children.Confinement,
-        env: dict[str, str],
+        control: socket.socket,
+        box_root: str,
+        namespaces: Namespaces | None,
         cgroups: FamilyCgroups | None,
         private_tmp: bool,
-        subreaper: bool = True,
+        base_vm_bytes: int,
+        seccomp: bytes | None,
+        uid_limits: bool,
+        env: dict[str, str],
     ) -> None:
-        self.chan = chan
-        self.fid = fid
-        self.root = root
-        self.conf = confinement
-        self.env = env
+        self.control = control
+        self.box_root = box_root
+        self.namespaces = namespaces
         self.cgroups = cgroups
         self.private_tmp = private_tmp
-        self.subreaper = subreaper
+        self.base_vm = base_vm_bytes
+        self.seccomp = seccomp
+        self.uid_limits = uid_limits
+        self.env = env
+        self.families: dict[int, Family] = {}
         self.kernels: dict[int, KernelState] = {}
+        self.kernel_pids: set[int] = set()
+        self.busy: dict[int, KernelState] = {}  # kernels running a call, by id
         self.procs: dict[int, Job] = {}  # pid -> the bash or program job it runs
-        self.statuses: dict[int, tuple[int, Any]] = {}  # reaped pid -> (status, rusage)
         self.next_kid = 1
         self.sel = selectors.DefaultSelector()
         self.devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
         self.base_rss = (processes.status_field(os.getpid(), "VmRSS") or 0) * 1024
+        self.last_sweep = time.monotonic()
+        self.ending: dict[int, int] = {}  # ended families' cgroups still to remove: fid -> uid
 
     # ------------------------------------------------------------------ loop
 
     def serve(self) -> None:
-        """The event loop: requests, kernels' reports, output pipes, exits, deadlines."""
+        """The event loop: control and family requests, kernels' reports, output pipes,
+        exits, deadlines; until the service closes the control channel."""
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
-        self.sel.register(self.chan, selectors.EVENT_READ, ("family", None))
+        self.sel.register(self.control, selectors.EVENT_READ, ("control", None))
         self.sel.register(wake_r, selectors.EVENT_READ, ("wakeup", None))
         while True:
             for key, _ in self.sel.select(self._next_timer()):
                 what, owner = key.data
                 if what == "family":
-                    self._on_family()
+                    self._on_family(owner)
+                elif what == "control":
+                    self._on_control()
                 elif what == "wakeup":
                     with contextlib.suppress(BlockingIOError):
                         os.read(wake_r, 4096)
@@ -149,34 +183,153 @@ class Supervisor:
                     self._on_output(key.fd, what, owner)
             self._timers()
 
-    def _next_timer(self) -> float | None:
+    def _next_timer(self) -> float:
         moments = [m for j in self._jobs() for m in (j.deadline, j.kill_at) if m is not None]
-        if not moments:
-            return None
+        moments.append(self.last_sweep + SWEEP_INTERVAL_S)
         return max(0.0, min(moments) - time.monotonic())
 
     def _jobs(self) -> list[Job]:
-        jobs = [k.job for k in self.kernels.values() if k.job is not None]
+        jobs = [k.job for k in self.busy.values() if k.job is not None]
         return jobs + list(self.procs.values())
 
-    def _reply(self, msg: dict[str, Any]) -> None:
+    def _reply(self, family: Family, msg: dict[str, Any]) -> None:
         try:
-            wire.send(self.chan, msg)
+            wire.send(family.chan, msg)
         except OSError:
-            self._end()
+            self._end_family(family)
 
-    def _fail(self, rid: int, kind: str, message: str) -> None:
-        self._reply({"id": rid, "ok": False, "error": {"kind": kind, "message": message}})
+    def _fail(self, family: Family, rid: int, kind: str, message: str) -> None:
+        self._reply(family, {"id": rid, "ok": False, "error": {"kind": kind, "message": message}})
 
-    # ------------------------------------------------------------------ requests
+    # ------------------------------------------------------------------ control
 
-    def _on_family(self) -> None:
+    def _on_control(self) -> None:
         try:
-            msg, fds = wire.recv(self.chan)
+            msg, fds = wire.recv(self.control)
         except (wire.ChannelClosedError, OSError):
-            self._end()
+            sys.exit(0)  # the service is gone: as PID 1 our exit ends the whole namespace
+        try:
+            reply = self._control(msg, fds)
+        except Exception as exc:
+            for fd in fds:
+                _close(fd)
+            reply = {"ok": False, "error": repr(exc)}
+        wire.send(self.control, reply)
+
+    def _control(self, msg: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        op = msg.get("op")
+        if op == "family":
+            cgroup = bool(msg.get("cgroup", True)) and self.cgroups is not None
+            fid, uid = int(msg["fid"]), int(msg["uid"])
+            return self._new_family(fid, uid, msg["limits"], fds[0], cgroup)
+        if op == "end_family":
+            family = self.families.get(int(msg["fid"]))
+            if family is not None:
+                self._end_family(family)
+            return {"ok": True}
+        if op == "ping":
+            return {"ok": True, "families": len(self.families), "kernels": len(self.kernels)}
+        return {"ok": False, "error": f"unknown op {op!r}"}
+
+    def _new_family(
+        self, fid: int, uid: int, limits: dict[str, Any], fd: int, cgroup: bool
+    ) -> dict[str, Any]:
+        if fid in self.families:
+            _close(fd)
+            return {"ok": False, "error": f"family {fid} exists"}
+        for other in self.families.values():
+            if other.conf.uid == uid and self.namespaces is not None:
+                _close(fd)
+                return {"ok": False, "error": f"uid {uid} belongs to family {other.fid}"}
+        conf = children.Confinement(
+            uid, jail.Limits(**limits), self.base_vm, self.seccomp, self.uid_limits
+        )
+        self._wait_gone(uid)  # a uid is a new family's only once its last process is gone
+        if cgroup and self.cgroups is not None:
+            self.cgroups.create(fid, conf.limits.family_memory_bytes, conf.limits.processes + 4)
+        try:
+            if self.namespaces is not None:
+                root = self.namespaces.create(uid, conf.limits.disk_bytes)
+            else:
+                root = jail.family_directory(self.box_root, fid, uid, self.private_tmp)
+        except BaseException:
+            _close(fd)
+            if cgroup and self.cgroups is not None:
+                with contextlib.suppress(OSError):
+                    self.cgroups.remove(fid)
+            raise
+        chan = socket.socket(fileno=fd)
+        chan.setblocking(True)
+        family = Family(fid, chan, conf, root, cgroup=cgroup)
+        if cgroup and self.cgroups is not None:
+            family.tasks = self.cgroups.tasks_file(fid)
+        self.families[fid] = family
+        self.sel.register(chan, selectors.EVENT_READ, ("family", family))
+        return {"ok": True}
+
+    def _end_family(self, family: Family) -> None:
+        """End every process of the family, let go of its namespaces and files."""
+        if self.families.pop(family.fid, None) is None:
+            return
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(family.chan)
+        family.chan.close()
+        for kid in list(family.kernels):
+            _signal(self.kernels[kid].pid, signal.SIGKILL)
+            self._drop_kernel(self.kernels[kid])
+        for pid, job in list(self.procs.items()):
+            if job.family is family:
+                _signal(pid, signal.SIGKILL)
+                for fd in list(job.pipes):
+                    self._close_pipe(job, fd)
+                del self.procs[pid]
+        for pid in self._members(family):
+            _signal(pid, signal.SIGKILL)
+        family.root.close()
+        if family.tasks is not None:
+            _close(family.tasks)
+        if family.cgroup:
+            self.ending[family.fid] = family.conf.uid  # removed once its processes have exited
+        if not family.root.namespaces:
+            # a plain directory (no namespace of its own to take the files along)
+            shutil.rmtree(family.root.view, ignore_errors=True)
+
+    def _members(self, family: Family) -> list[int]:
+        """Every process of the family: its cgroup's; else (a family without one) what its
+        kernels and jobs started and its orphans; in a container (one family), its uid's."""
+        if family.cgroup and self.cgroups is not None:
+            return [p for p in self.cgroups.procs(family.fid) if p != os.getpid()]
+        if self.namespaces is None and self.private_tmp:
+            return processes.owned_by(family.conf.uid)
+        found = [k.pid for k in (self.kernels[i] for i in family.kernels)]
+        found += [pid for pid, job in self.procs.items() if job.family is family]
+        found += self._orphans(family, self.kernel_pids | set(self.procs))
+        for pid in list(found):
+            found += processes.descendants(pid)
+        return found
+
+    def _wait_gone(self, uid: int, within_s: float = 5.0) -> None:
+        """Before a uid goes to a new family: its ended family's processes are all gone (its
+        cgroup could be removed). Uids are handed out oldest first, so this rarely waits."""
+        deadline = time.monotonic() + within_s
+        for fid in [f for f, u in self.ending.items() if u == uid]:
+            while self.cgroups is not None and not self.cgroups.remove(fid, within_s=0):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"processes of uid {uid} do not end")
+                self._reap()
+                time.sleep(0.002)
+            del self.ending[fid]
+
+    # ------------------------------------------------------------------ family requests
+
+    def _on_family(self, family: Family) -> None:
+        try:
+            msg, fds = wire.recv(family.chan)
+        except (wire.ChannelClosedError, OSError):
+            self._end_family(family)
+            return
         for fd in fds:
-            os.close(fd)
+            _close(fd)
         rid = int(msg.get("id", 0))
         op = msg.get("op")
         handler = {
@@ -189,55 +342,76 @@ class Supervisor:
             "write_file": self._files,
             "list_files": self._files,
             "end_kernel": self._end_kernel,
-            "ping": lambda m: self._reply({"id": rid, "ok": True, "kernels": len(self.kernels)}),
         }.get(op)
+        if op == "ping":
+            self._reply(family, {"id": rid, "ok": True})
+            return
         if handler is None:
-            self._fail(rid, "internal", f"unknown op {op!r}")
+            self._fail(family, rid, "internal", f"unknown op {op!r}")
             return
         try:
-            handler(msg)
+            handler(family, msg)
         except Exception as exc:
-            self._fail(rid, "internal", f"{op} failed in the supervisor: {exc!r}")
+            self._fail(family, rid, "internal", f"{op} failed in the supervisor: {exc!r}")
 
-    def _kernel(self, msg: dict[str, Any], idle: bool = True) -> KernelState | None:
+    def _kernel(self, family: Family, msg: dict[str, Any], idle: bool = True) -> KernelState | None:
         kernel = self.kernels.get(int(msg.get("kernel", 0)))
-        if kernel is None:
-            self._fail(int(msg["id"]), "not_found", "the session's interpreter is gone")
-        elif idle and kernel.job is not None:
-            self._fail(int(msg["id"]), "internal", "the interpreter is busy with another call")
+        if kernel is None or kernel.family is not family:  # never another family's kernel
+            self._fail(family, int(msg["id"]), "not_found", "the session's interpreter is gone")
+            return None
+        if idle and kernel.job is not None:
+            self._fail(
+                family, int(msg["id"]), "internal", "the interpreter is busy with another call"
+            )
             return None
         return kernel
 
     # ------------------------------------------------------------------ kernels
 
-    def _spawn(self, msg: dict[str, Any]) -> None:
-        kernel = self._new_kernel()
+    def _spawn(self, family: Family, msg: dict[str, Any]) -> None:
+        kernel = self._new_kernel(family)
         self._reply(
+            family,
             {
                 "id": msg["id"],
                 "ok": True,
                 "kernel": kernel.kid,
                 "pid": kernel.pid,
                 "workspace": kernel.workspace,
-            }
+            },
         )
 
-    def _env(self, workspace: str) -> dict[str, str]:
-        tmp = "/tmp" if self.private_tmp else workspace
+    def _busy(self, kernel: KernelState, job: Job | None) -> None:
+        kernel.job = job
+        if job is None:
+            self.busy.pop(kernel.kid, None)
+        else:
+            self.busy[kernel.kid] = kernel
+
+    def _env(self, family: Family, workspace: str) -> dict[str, str]:
+        tmp = "/tmp" if family.root.namespaces or self.private_tmp else workspace
         return {**self.env, "HOME": workspace, "TMPDIR": tmp, "MPLCONFIGDIR": workspace}
 
-    def _new_kernel(self) -> KernelState:
-        workspace = new_workspace(self.root, self.conf.uid)
+    def _enter(self, family: Family) -> None:
+        """In a new process of the family, still root: its namespaces and cgroup."""
+        if family.root.namespaces and self.namespaces is not None:
+            self.namespaces.enter(family.root)
+        if family.cgroup and self.cgroups is not None:
+            self.cgroups.join(family.fid, os.getpid())
+
+    def _new_kernel(self, family: Family) -> KernelState:
+        workspace = new_workspace(family.root, family.conf.uid)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        env = self._env(workspace)
+        env = self._env(family, workspace)
         pid = os.fork()
         if pid == 0:
             try:
                 ours.close()
+                self._enter(family)
                 children.enter(
-                    self.conf, (self.devnull, out_w, err_w), (theirs.fileno(),), workspace, env
+                    family.conf, (self.devnull, out_w, err_w), (theirs.fileno(),), workspace, env
                 )
                 Kernel(theirs, workspace).serve()
             except BaseException as exc:
@@ -248,10 +422,11 @@ class Supervisor:
         theirs.close()
         os.close(out_w)
         os.close(err_w)
-        return self._adopt(ours, out_r, err_r, pid, workspace, workspace, env)
+        return self._adopt(family, ours, out_r, err_r, pid, workspace, workspace, env)
 
     def _adopt(
         self,
+        family: Family,
         chan: socket.socket,
         out: int,
         err: int,
@@ -276,8 +451,7 @@ class Supervisor:
             for fd in (out, err):
                 os.close(fd)
             chan.close()
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+            _signal(pid, signal.SIGKILL)
             if said and isinstance(exc, Exception):
                 said_text = said.decode(errors="replace")
                 raise ConnectionError(f"{exc!r}; it said: {said_text}") from exc
@@ -285,30 +459,43 @@ class Supervisor:
         chan.settimeout(KERNEL_IO_TIMEOUT_S)
         for fd in (out, err):
             os.set_blocking(fd, False)
-        kernel = KernelState(self.next_kid, pid, chan, out, err, workspace, bash_cwd, bash_env)
+        kernel = KernelState(
+            self.next_kid, pid, family, chan, out, err, workspace, bash_cwd, bash_env
+        )
         self.next_kid += 1
         self.kernels[kernel.kid] = kernel
+        self.kernel_pids.add(pid)
+        family.kernels.add(kernel.kid)
         self.sel.register(chan, selectors.EVENT_READ, ("kernel", kernel))
         self.sel.register(out, selectors.EVENT_READ, ("stdout", kernel))
         self.sel.register(err, selectors.EVENT_READ, ("stderr", kernel))
-        os.makedirs(self._bash_state(kernel), mode=0o700, exist_ok=True)
+        state = self._bash_state(kernel)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(state[1], 0o700, dir_fd=state[0])
         if os.getuid() == 0:
-            os.chown(self._bash_state(kernel), self.conf.uid, self.conf.uid)
+            os.chown(state[1], family.conf.uid, family.conf.uid, dir_fd=state[0])
         _signal(pid, signal.SIGSTOP)
+        with contextlib.suppress(OSError):
+            kernel.stat = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        _, kernel.cpu_ms = processes.threads_and_cpu(pid, kernel.stat)
         return kernel
 
-    def _end_kernel(self, msg: dict[str, Any]) -> None:
+    def _end_kernel(self, family: Family, msg: dict[str, Any]) -> None:
         kernel = self.kernels.get(int(msg.get("kernel", 0)))
-        if kernel is not None:
-            self._kill_kernel(kernel)
+        if kernel is not None and kernel.family is family:
+            self._kill_below(kernel.pid)
+            _signal(kernel.pid, signal.SIGKILL)
+            if len(family.kernels) > 1:  # its exit could continue the others
+                self._await_exit(kernel.pid)
             self._drop_kernel(kernel)
-        self._reply({"id": msg["id"], "ok": True})
+            self._freeze_idle(family)
+        self._reply(family, {"id": msg["id"], "ok": True})
 
     def _kill_kernel(self, kernel: KernelState) -> None:
         self._kill_below(kernel.pid)
         _signal(kernel.pid, signal.SIGKILL)
         self._await_exit(kernel.pid)
-        self._freeze_idle()
+        self._freeze_idle(kernel.family)
 
     def _await_exit(self, pid: int, within_s: float = 1.0) -> None:
         """Wait until ``pid`` has exited (a zombie or gone): its exit may continue other
@@ -325,6 +512,9 @@ class Supervisor:
 
     def _drop_kernel(self, kernel: KernelState) -> None:
         self.kernels.pop(kernel.kid, None)
+        self.busy.pop(kernel.kid, None)
+        self.kernel_pids.discard(kernel.pid)
+        kernel.family.kernels.discard(kernel.kid)
         for fd in (kernel.out, kernel.err):
             with contextlib.suppress(KeyError, ValueError):
                 self.sel.unregister(fd)
@@ -333,17 +523,19 @@ class Supervisor:
         with contextlib.suppress(KeyError, ValueError):
             self.sel.unregister(kernel.chan)
         kernel.chan.close()
+        if kernel.stat >= 0:
+            _close(kernel.stat)
+            kernel.stat = -1
 
     # ------------------------------------------------------------------ cells
 
-    def _python(self, msg: dict[str, Any]) -> None:
-        kernel = self._kernel(msg)
+    def _python(self, family: Family, msg: dict[str, Any]) -> None:
+        kernel = self._kernel(family, msg)
         if kernel is None:
             return
-        self._discard_stray(kernel)
-        job = self._job(msg, "python")
-        job.cpu_before = processes.cpu_ms(kernel.pid)
-        kernel.job = job
+        job = self._job(family, msg, "python")
+        job.cpu_before = kernel.cpu_ms
+        self._busy(kernel, job)
         _signal(kernel.pid, signal.SIGCONT)
         cell = {
             "op": "python",
@@ -358,18 +550,17 @@ class Supervisor:
         except OSError:
             self._kernel_gone(kernel)
 
-    def _job(self, msg: dict[str, Any], kind: str) -> Job:
+    def _job(self, family: Family, msg: dict[str, Any], kind: str) -> Job:
         now = time.monotonic()
-        job = Job(
+        return Job(
             id=int(msg["id"]),
             kind=kind,
+            family=family,
             output=Output(int(msg.get("max_output", 100_000))),
             deadline=now + float(msg.get("timeout_s", 30.0)),
             grace_s=float(msg.get("grace_s", 0.5)),
             request=msg,
         )
-        job.oom_before = self.cgroups.oom_kills(self.fid) if self.cgroups else 0
-        return job
 
     def _on_kernel(self, kernel: KernelState) -> None:
         job = kernel.job
@@ -394,20 +585,33 @@ class Supervisor:
             self._cell_done(kernel, job, report)
 
     def _cell_done(self, kernel: KernelState, job: Job, report: dict[str, Any]) -> None:
-        threads = processes.status_field(kernel.pid, "Threads") or 1
-        kernels = {k.pid for k in self.kernels.values()}
-        direct = [c for c in processes.children(kernel.pid) if c not in kernels]
-        if self._kill_below(kernel.pid) and direct:
-            self._reap_for(kernel, direct)
+        family = kernel.family
+        threads, cpu = processes.threads_and_cpu(kernel.pid, kernel.stat)
+        if not self._alone(family):
+            direct = [c for c in processes.children(kernel.pid) if c not in self.kernel_pids]
+            if direct and self._kill_below(kernel.pid):
+                self._reap_for(kernel, direct)
+            self._kill_orphans(family)
         _signal(kernel.pid, signal.SIGSTOP)
-        cpu = processes.cpu_ms(kernel.pid) - job.cpu_before
-        self._kill_orphans()
         self._drain(job, kernel.out, "stdout")
         self._drain(job, kernel.err, "stderr")
-        kernel.job = None
-        reply = self._cell_reply(job, report, threads, cpu, alive=True)
-        self._freeze_idle()
-        self._reply(reply)
+        self._busy(kernel, None)
+        kernel.cpu_ms = cpu
+        reply = self._cell_reply(job, report, threads, cpu - job.cpu_before, alive=True)
+        self._freeze_idle(family, but=kernel)
+        self._reply(family, reply)
+
+    def _alone(self, family: Family) -> bool:
+        """True when the family's kernels are all there is of it (its cgroup counts no
+        other task): nothing to look for after a call. One ``pread``."""
+        if family.tasks is None or any(j.family is family for j in self.procs.values()):
+            return False
+        try:
+            count = int(os.pread(family.tasks, 32, 0))
+        except (OSError, ValueError):
+            return False
+        kernels = [self.kernels[k] for k in family.kernels]
+        return count == sum(processes.threads_and_cpu(k.pid, k.stat)[0] for k in kernels)
 
     def _cell_reply(
         self, job: Job, report: dict[str, Any], threads: int, cpu: float, alive: bool
@@ -444,8 +648,7 @@ class Supervisor:
         error = _checked_error(report.get("error"))
         ended = job.interrupted
         if not alive and ended is None:
-            oom = self.cgroups is not None and self.cgroups.oom_kills(self.fid) > job.oom_before
-            ended = "memory_limit" if oom else "killed"
+            ended = "memory_limit" if self._oom_since(job.family) else "killed"
         return {
             "id": job.id,
             "ok": error is None and ended is None,
@@ -464,6 +667,13 @@ class Supervisor:
             "cpu_ms": cpu,
             "notes": notes,
         }
+
+    def _oom_since(self, family: Family) -> bool:
+        """True when the OOM killer has killed in the family since we last looked."""
+        if not family.cgroup or self.cgroups is None:
+            return False
+        seen, family.oom_seen = family.oom_seen, self.cgroups.oom_kills(family.fid)
+        return family.oom_seen > seen
 
     def _reap_for(self, kernel: KernelState, pids: list[int]) -> None:
         """Have the kernel collect the children we just killed (only a parent can; their
@@ -484,24 +694,17 @@ class Supervisor:
             self._drain(job, kernel.out, "stdout")
             self._drain(job, kernel.err, "stderr")
         self._drop_kernel(kernel)
-        self._kill_orphans()
+        family = kernel.family
+        self._kill_orphans(family)
         if job is None:
             return
-        kernel.job = None
+        self._busy(kernel, None)
         if job.kind == "fork":
-            self._fail(job.id, "internal", "the interpreter died while forking")
+            self._fail(family, job.id, "internal", "the interpreter died while forking")
             return
         reply = self._cell_reply(job, {}, 0, 0.0, alive=False)
-        self._freeze_idle()
-        self._reply(reply)
-
-    def _discard_stray(self, kernel: KernelState) -> None:
-        """Output written while no call of this kernel ran (it was continued by a sibling):
-        it belongs to no call."""
-        for fd in (kernel.out, kernel.err):
-            with contextlib.suppress(BlockingIOError, OSError):
-                while os.read(fd, 1 << 16):
-                    pass
+        self._freeze_idle(family)
+        self._reply(family, reply)
 
     # ------------------------------------------------------------------ output
 
@@ -539,7 +742,7 @@ class Supervisor:
 
     def _timers(self) -> None:
         now = time.monotonic()
-        for kernel in list(self.kernels.values()):
+        for kernel in list(self.busy.values()):
             job = kernel.job
             if job is None:
                 continue
@@ -551,6 +754,8 @@ class Supervisor:
         for job in list(self.procs.values()):
             if job.interrupted is None and now >= job.deadline:
                 self._interrupt(job, "timeout", job)
+        if now >= self.last_sweep + SWEEP_INTERVAL_S:
+            self._sweep_strays()
 
     def _interrupt(self, job: Job, why: str, owner: KernelState | Job) -> None:
         """Stop a job that ran out of time or output: a cell is interrupted (it keeps its
@@ -566,6 +771,20 @@ class Supervisor:
         elif job.pid is not None and (why == "timeout" or job.kind == "bash"):
             self._kill_below(job.pid)
             _signal(job.pid, signal.SIGKILL)
+
+    def _sweep_strays(self) -> None:
+        """Every second: kill processes that came back to us (orphans) and belong to no
+        live family — what was left of an ended one."""
+        self.last_sweep = time.monotonic()
+        for fid in list(self.ending):
+            with contextlib.suppress(OSError):
+                if self.cgroups is None or self.cgroups.remove(fid, within_s=0):
+                    del self.ending[fid]
+        known = self.kernel_pids | set(self.procs)
+        live = {f.conf.uid for f in self.families.values()}
+        for pid in processes.children(os.getpid()):
+            if pid not in known and processes.uid_of(pid) not in live:
+                processes.kill_tree(pid)
 
     # ------------------------------------------------------------------ processes
 
@@ -583,9 +802,9 @@ class Supervisor:
             elif job is not None:
                 job.status, job.usage = status, usage
                 self._kill_below(pid)
-                self._kill_orphans()
+                self._kill_orphans(job.family)
                 self._maybe_finish(job)
-            else:
+            elif pid in self.kernel_pids:
                 for kernel in self.kernels.values():
                     if kernel.pid == pid:
                         kernel.exit_status = status
@@ -598,7 +817,7 @@ class Supervisor:
         event, sig = status >> 16, os.WSTOPSIG(status)
         inject = 0
         if event == jail.PTRACE_EVENT_EXIT:
-            self._sweep([pid], orphans=True)
+            self._sweep([pid], job.family)
         elif event == 0 and not job.extra.get("traced"):
             job.extra["traced"] = True  # the first stop, raised by the child itself
             options = jail.PTRACE_O_TRACEEXIT | jail.PTRACE_O_TRACEEXEC | jail.PTRACE_O_EXITKILL
@@ -622,7 +841,7 @@ class Supervisor:
             self._bash_done(job)
         else:
             self._run_done(job)
-        self._freeze_idle()
+        self._freeze_idle(job.family)
 
     def _close_pipe(self, job: Job, fd: int) -> None:
         if job.pipes.pop(fd, None) is not None:
@@ -640,15 +859,18 @@ class Supervisor:
         memory_bytes: int = 0,
         warm: bool = False,
     ) -> None:
-        """Fork a confined child that runs ``target()``; its pipes are the job's."""
+        """Fork a confined, traced child of the job's family that runs ``target()``; its
+        pipes are the job's."""
+        family = job.family
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        job.oom_before = self.cgroups.oom_kills(self.fid) if self.cgroups else 0
+        self._oom_since(family)
         pid = os.fork()
         if pid == 0:
             try:
+                self._enter(family)
                 children.enter(
-                    self.conf, (stdin, out_w, err_w), (), cwd, env, memory_bytes, warm, traced=True
+                    family.conf, (stdin, out_w, err_w), (), cwd, env, memory_bytes, warm, True
                 )
                 target()
             except BaseException as exc:
@@ -676,8 +898,7 @@ class Supervisor:
         rss = usage.ru_maxrss * 1024 if usage else 0
         if job.extra.get("warm"):
             rss = max(0, rss - self.base_rss)  # the template's pages are not the program's
-        oom = self.cgroups is not None and self.cgroups.oom_kills(self.fid) > job.oom_before
-        notes = job.output.notes()
+        oom = self._oom_since(job.family)
         stdout, stderr = job.output.text("stdout"), job.output.text("stderr")
         return {
             "exit_code": code,
@@ -693,37 +914,45 @@ class Supervisor:
             "stdout_bytes": job.output.total["stdout"],
             "stderr_bytes": job.output.total["stderr"],
             "truncated": job.output.exceeded,
-            "notes": notes,
+            "notes": job.output.notes(),
         }
 
     # ------------------------------------------------------------------ bash
 
-    def _bash_state(self, kernel: KernelState) -> str:
-        return os.path.join(self.root, f".bash-{kernel.kid}")
+    def _bash_state(self, kernel: KernelState) -> tuple[int, str]:
+        """The kernel's bash state directory: (the family's root, its name there)."""
+        return kernel.family.root.box, f".bash-{kernel.kid}"
 
-    def _bash(self, msg: dict[str, Any]) -> None:
-        kernel = self._kernel(msg)
+    def _bash(self, family: Family, msg: dict[str, Any]) -> None:
+        kernel = self._kernel(family, msg)
         if kernel is None:
             return
-        job = self._job(msg, "bash")
+        job = self._job(family, msg, "bash")
         job.extra["kernel"] = kernel
-        state = self._bash_state(kernel)
+        box, state = self._bash_state(kernel)
         for name in ("cwd", "env"):
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(state, name))
-        cwd = kernel.bash_cwd if os.path.isdir(kernel.bash_cwd) else kernel.workspace
-        env = {**kernel.bash_env, "__TF_STATE": state}
+                os.unlink(f"{state}/{name}", dir_fd=box)
+        cwd = kernel.bash_cwd
+        env = {**kernel.bash_env, "__TF_STATE": f"{family.root.view.rstrip('/')}/{state}"}
         script = STATE_TRAP + str(msg["command"])
-        self._start_process(
-            job, self.devnull, cwd, env, lambda: children.exec_program([BASH, "-c", script], env)
-        )
+
+        def target() -> None:
+            if not os.path.isdir(cwd):  # the command's last directory is gone
+                os.chdir(kernel.workspace)
+            else:
+                os.chdir(cwd)
+            children.exec_program([BASH, "-c", script], env)
+
+        self._start_process(job, self.devnull, kernel.workspace, env, target)
 
     def _bash_done(self, job: Job) -> None:
         kernel: KernelState = job.extra["kernel"]
-        state = self._bash_state(kernel)
+        box, state = self._bash_state(kernel)
         try:
-            cwd = files.read_file(state, "cwd", 8192).decode(errors="replace").strip()
-            raw = files.read_file(state, "env", MAX_STATE_BYTES)
+            with files.opened_directory(box, state) as directory:
+                cwd = files.read_file(directory, "cwd", 8192).decode(errors="replace").strip()
+                raw = files.read_file(directory, "env", MAX_STATE_BYTES)
         except files.FileRefused:
             pass  # the command replaced the shell (exec) or removed the state: keep the old
         else:
@@ -734,34 +963,37 @@ class Supervisor:
                 env.pop(name, None)
             kernel.bash_env = env
         outcome = self._outcome(job)
-        self._reply({"id": job.id, "ok": outcome["exit_code"] == 0, "cwd": kernel.bash_cwd,
-                     **outcome})  # fmt: skip
+        self._reply(job.family, {"id": job.id, "ok": outcome["exit_code"] == 0,
+                                 "cwd": kernel.bash_cwd, **outcome})  # fmt: skip
 
     # ------------------------------------------------------------------ programs
 
-    def _run(self, msg: dict[str, Any]) -> None:
-        job = self._job(msg, "run")
-        cwd = str(msg.get("cwd") or new_workspace(self.root, self.conf.uid))
+    def _run(self, family: Family, msg: dict[str, Any]) -> None:
+        job = self._job(family, msg, "run")
+        cwd = str(msg.get("cwd") or new_workspace(family.root, family.conf.uid))
         skipped = []
         for path, data in (msg.get("files") or {}).items():
             if data is None:
                 continue
-            where = self._writable(cwd, path)
+            where = self._where(family, cwd, path)
             if where is None:
                 skipped.append(f"{path} was not written: only the working directory, /tmp and "
                                "/mnt are writable")  # fmt: skip
                 continue
             try:
-                files.write_file(where[0], where[1], base64.b64decode(data), self.conf.uid)
+                raw = base64.b64decode(data)
+                files.write_file(where[0], where[1], raw, family.conf.uid, _mode(raw))
             except (files.FileRefused, binascii.Error, ValueError) as exc:
                 skipped.append(f"{path} was not written: {exc}")
         job.extra.update(cwd=cwd, skipped=skipped)
-        stdin = self._stdin(msg.get("stdin") or "")
-        env = {**self._env(cwd), **(msg.get("env") or {})}
+        stdin = self._stdin(family, msg.get("stdin") or "")
+        env = {**self._env(family, cwd), **(msg.get("env") or {})}
         memory = int(msg.get("memory_bytes") or 0)
         if "python" in msg:
             script = str(msg.get("script") or "main.py")
-            files.write_file(cwd, script, str(msg["python"]).encode(), self.conf.uid)
+            where = self._where(family, cwd, script)
+            if where is not None:
+                files.write_file(where[0], where[1], str(msg["python"]).encode(), family.conf.uid)
             source, args = str(msg["python"]), [str(a) for a in msg.get("args") or []]
             job.extra["warm"] = True
             target = lambda: children.run_python_main(script, source, args)  # noqa: E731
@@ -773,15 +1005,16 @@ class Supervisor:
         finally:
             os.close(stdin)
 
-    def _stdin(self, text: str) -> int:
+    def _stdin(self, family: Family, text: str) -> int:
         """A descriptor reading ``text``: an unlinked file in the family's tmpfs (no pipe to
         keep fed, any size the family's disk holds)."""
         if not text:
             return os.dup(self.devnull)
-        path = os.path.join(self.root, f".stdin-{time.monotonic_ns()}")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        name = f".stdin-{time.monotonic_ns()}"
+        box = family.root.box
+        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=box)
         try:
-            os.unlink(path)
+            os.unlink(name, dir_fd=box)
             view = memoryview(text.encode(errors="surrogatepass"))
             while view:
                 view = view[os.write(fd, view) :]
@@ -791,32 +1024,28 @@ class Supervisor:
             raise
         return fd
 
-    def _writable(self, cwd: str, path: str) -> tuple[str, str] | None:
-        """Where a program's file may go: (directory, path under it), or None."""
-        if not path.startswith("/"):
-            return cwd, path
-        norm = os.path.normpath(path)
-        roots = [self.root, cwd] + (["/tmp", "/mnt"] if self.private_tmp else [])
-        for root in roots:
-            if norm.startswith(root.rstrip("/") + "/"):
-                return root, norm[len(root.rstrip("/")) + 1 :]
-        return None
+    def _where(self, family: Family, cwd: str, path: str) -> tuple[int, str] | None:
+        """Where a program's file may go: the run's directory (relative paths), or the
+        family's root, /tmp or /mnt where they are its own."""
+        return family.root.where(path if path.startswith("/") else f"{cwd}/{path}")
 
     def _run_done(self, job: Job) -> None:
         outcome = self._outcome(job)
+        family = job.family
         cwd = job.extra["cwd"]
         fetched, missing = {}, []
         for path in job.request.get("fetch") or []:
-            where = self._writable(cwd, str(path))
+            where = self._where(family, cwd, str(path))
             try:
                 if where is None:
                     raise files.FileRefused("permission_denied", "not in the run's directories")
-                data = files.read_file(where[0], where[1], self.conf.limits.file_bytes)
+                data = files.read_file(where[0], where[1], family.conf.limits.file_bytes)
                 fetched[str(path)] = base64.b64encode(data).decode()
             except files.FileRefused as exc:
                 missing.append(f"{path}: {exc}")
         outcome["notes"] = job.extra["skipped"] + outcome["notes"]
         self._reply(
+            family,
             {
                 "id": job.id,
                 "ok": outcome["exit_code"] == 0 and not outcome["timed_out"],
@@ -824,22 +1053,22 @@ class Supervisor:
                 "files": fetched,
                 "missing": missing,
                 **outcome,
-            }
+            },
         )
 
     # ------------------------------------------------------------------ forks
 
-    def _fork(self, msg: dict[str, Any]) -> None:
-        kernel = self._kernel(msg)
+    def _fork(self, family: Family, msg: dict[str, Any]) -> None:
+        kernel = self._kernel(family, msg)
         if kernel is None:
             return
-        job = self._job({**msg, "timeout_s": FORK_TIMEOUT_S}, "fork")
-        workspace = new_workspace(self.root, self.conf.uid)
+        job = self._job(family, {**msg, "timeout_s": FORK_TIMEOUT_S}, "fork")
+        workspace = new_workspace(family.root, family.conf.uid)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         job.extra.update(chan=ours, out=out_r, err=err_r, workspace=workspace)
-        kernel.job = job
+        self._busy(kernel, job)
         _signal(kernel.pid, signal.SIGCONT)
         try:
             wire.send(kernel.chan, {"op": "fork", "workspace": workspace},
@@ -853,7 +1082,8 @@ class Supervisor:
 
     def _forked(self, kernel: KernelState, job: Job, report: dict[str, Any]) -> None:
         _signal(kernel.pid, signal.SIGSTOP)
-        kernel.job = None
+        self._busy(kernel, None)
+        family = kernel.family
         x = job.extra
         pid = report.get("pid")
         try:
@@ -866,69 +1096,75 @@ class Supervisor:
 
             env = {k: moved(v) for k, v in kernel.bash_env.items()}
             child = self._adopt(
-                x["chan"], x["out"], x["err"], pid, x["workspace"], moved(kernel.bash_cwd), env
-            )
+                family, x["chan"], x["out"], x["err"], pid, x["workspace"],
+                moved(kernel.bash_cwd), env,
+            )  # fmt: skip
         except (OSError, ConnectionError, ValueError) as exc:
             x["chan"].close()
             for fd in (x["out"], x["err"]):
                 with contextlib.suppress(OSError):
                     os.close(fd)
-            self._fail(job.id, "internal", f"fork failed: {exc}")
+            self._fail(family, job.id, "internal", f"fork failed: {exc}")
             return
-        self._freeze_idle()
-        self._reply({"id": job.id, "ok": True, "kernel": child.kid, "pid": child.pid,
-                     "workspace": child.workspace})  # fmt: skip
+        self._freeze_idle(family)
+        self._reply(family, {"id": job.id, "ok": True, "kernel": child.kid, "pid": child.pid,
+                             "workspace": child.workspace})  # fmt: skip
 
     # ------------------------------------------------------------------ files
 
-    def _files(self, msg: dict[str, Any]) -> None:
-        kernel = self._kernel(msg, idle=False)
+    def _files(self, family: Family, msg: dict[str, Any]) -> None:
+        kernel = self._kernel(family, msg, idle=False)
         if kernel is None:
             return
         rid, op = msg["id"], msg["op"]
+        where = family.root.where(kernel.workspace)
         try:
-            if op == "list_files":
-                # names that are not UTF-8 come as surrogate escapes: the service says so
-                listed, cut = files.list_files(kernel.workspace)
-                reply: dict[str, Any] = {"files": listed, "truncated": cut}
-            elif op == "read_file":
-                data = files.read_file(kernel.workspace, str(msg["path"]), int(msg["max_bytes"]))
-                reply = {"size": len(data), "data": base64.b64encode(data).decode()}
-            else:
-                raw = base64.b64decode(str(msg.get("data") or ""))
-                path = files.write_file(kernel.workspace, str(msg["path"]), raw, self.conf.uid)
-                reply = {"path": path, "size": len(raw)}
+            if where is None:
+                raise files.FileRefused("not_found", "the session's working directory is gone")
+            with files.opened_directory(*where) as workspace:
+                if op == "list_files":
+                    # names that are not UTF-8 come as surrogate escapes: the service says so
+                    listed, cut = files.list_files(workspace)
+                    reply: dict[str, Any] = {"files": listed, "truncated": cut}
+                elif op == "read_file":
+                    data = files.read_file(workspace, str(msg["path"]), int(msg["max_bytes"]))
+                    reply = {"size": len(data), "data": base64.b64encode(data).decode()}
+                else:
+                    raw = base64.b64decode(str(msg.get("data") or ""))
+                    path = files.write_file(workspace, str(msg["path"]), raw, family.conf.uid)
+                    reply = {"path": path, "size": len(raw)}
         except files.FileRefused as exc:
-            self._fail(rid, exc.kind, str(exc))
+            self._fail(family, rid, exc.kind, str(exc))
             return
-        self._reply({"id": rid, "ok": True, **reply})
+        self._reply(family, {"id": rid, "ok": True, **reply})
 
-    # ------------------------------------------------------------------ the family
+    # ------------------------------------------------------------------ a family's processes
 
     def _kill_below(self, pid: int) -> int:
         """Kill everything ``pid`` started, but other kernels (forked sessions)."""
-        return self._sweep([pid], orphans=False)
+        return self._sweep([pid], None)
 
-    def _kill_orphans(self) -> int:
-        """Kill processes that left their parent (reparented to us) and are no kernel and no
-        running job: daemons, which would otherwise run between calls."""
-        return self._sweep([], orphans=True)
+    def _kill_orphans(self, family: Family) -> int:
+        """Kill the family's processes that left their parent (they came back to us) and are
+        no kernel and no running job: daemons, which would otherwise run between calls."""
+        return self._sweep([], family)
 
-    def _sweep(self, roots: list[int], orphans: bool) -> int:
-        """Stop (SIGSTOP) every process below ``roots`` — and orphans — until no new one
-        appears, so that a fork loop cannot outrun us, then kill them all. Kernels and the
-        processes of running jobs (and their trees) are spared. Returns how many died."""
-        kernels = {k.pid for k in self.kernels.values()}
+    def _sweep(self, roots: list[int], family: Family | None) -> int:
+        """Stop (SIGSTOP) every process below ``roots`` — and the orphans of ``family`` —
+        until no new one appears, so that a fork loop cannot outrun us, then kill them all.
+        Kernels and the processes of running jobs (and their trees) are spared. Returns how
+        many died."""
+        kernels = self.kernel_pids
         spare = kernels | set(self.procs)
         found: set[int] = set()
         for _ in range(200):
             seen: set[int] = set()
             for root in roots:
                 seen.update(processes.descendants(root, spare=kernels))
-            if orphans:
-                for child in self._orphans(spare):
-                    seen.add(child)
-                    seen.update(processes.descendants(child, spare=kernels))
+            if family is not None:
+                for orphan in self._orphans(family, spare):
+                    seen.add(orphan)
+                    seen.update(processes.descendants(orphan, spare=kernels))
             new = seen - found
             if not new:
                 break
@@ -939,48 +1175,43 @@ class Supervisor:
             _signal(pid, signal.SIGKILL)
         return len(found)
 
-    def _orphans(self, spare: set[int]) -> list[int]:
-        """Processes of the family that left their parent: our children (we are their
-        subreaper), or — where we cannot be one — the family uid's processes that descend
-        from no kernel and no job."""
-        if self.subreaper:
-            return [p for p in processes.children(os.getpid()) if p not in spare]
-        found = []
-        for pid in processes.owned_by(self.conf.uid):
-            if pid in spare:
-                continue
-            ancestor = processes.parent_of(pid)
-            while ancestor not in (None, 0, 1) and ancestor not in spare:
-                ancestor = processes.parent_of(ancestor)
-            if ancestor not in spare:
-                found.append(pid)
-        return found
+    def _orphans(self, family: Family, spare: set[int]) -> list[int]:
+        """The family's processes that are our children (orphans come back to us) but no
+        kernel and no job. With cgroups, only when the family has more processes than those
+        (the common case costs one read)."""
+        if family.cgroup and self.cgroups is not None:
+            members = set(self.cgroups.procs(family.fid))
+            if members <= spare:
+                return []
+        uid = family.conf.uid
+        return [
+            p
+            for p in processes.children(os.getpid())
+            if p not in spare and processes.uid_of(p) == uid
+        ]
 
-    def _freeze_idle(self) -> None:
-        """Stop every kernel with no call: between calls nothing of the family runs."""
-        for kernel in self.kernels.values():
-            if kernel.job is None:
+    def _freeze_idle(self, family: Family, but: KernelState | None = None) -> None:
+        """Stop every kernel of the family with no call (``but`` one stopped already):
+        between calls nothing of the family runs."""
+        for kid in family.kernels:
+            kernel = self.kernels[kid]
+            if kernel.job is None and kernel is not but:
                 _signal(kernel.pid, signal.SIGSTOP)
-
-    def _end(self) -> None:
-        """The service closed the channel: end every process of the family, and exit."""
-        for kernel in list(self.kernels.values()):
-            self._kill_kernel(kernel)
-        for pid in list(self.procs):
-            self._kill_below(pid)
-            _signal(pid, signal.SIGKILL)
-        self._kill_orphans()
-        if self.cgroups is not None:
-            for pid in self.cgroups.procs(self.fid):
-                if pid != os.getpid():
-                    _signal(pid, signal.SIGKILL)
-        sys.stdout.flush()
-        os._exit(0)
 
 
 def _signal(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
+
+
+def _close(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def _mode(data: bytes) -> int:
+    """Files a run receives are executable when they are programs (ELF, a #! script)."""
+    return 0o755 if data[:4] == b"\x7fELF" or data[:2] == b"#!" else 0o644
 
 
 def _checked_error(raw: Any) -> dict[str, Any] | None:

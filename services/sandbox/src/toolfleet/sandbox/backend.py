@@ -131,8 +131,10 @@ class Family(abc.ABC):
         limits: Limits,
         on_close: Callable[[int], None] | None = None,
         fid: int | None = None,
+        cgroup: bool = True,
     ) -> None:
         self.zygote = zygote
+        self.cgroup = cgroup  # a cgroup of its own (where the sandbox has cgroups)
         self.uid = uid
         self.fid = uid if fid is None else fid
         self.limits = limits
@@ -181,7 +183,11 @@ class Family(abc.ABC):
         self.members += 1
 
     async def end_kernel(self, kernel: int) -> None:
-        """End a member kernel; the last one ends the family."""
+        """End a member kernel; the last one ends the family (with everything in it)."""
+        if self.members <= 1:
+            self.members = 0
+            await self.close()
+            return
         try:
             if self.channel is not None and not self.channel.closed:
                 with contextlib.suppress(SandboxUnavailableError):

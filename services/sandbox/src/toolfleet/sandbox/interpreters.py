@@ -288,9 +288,9 @@ class PythonTool(SandboxTool[PythonArgs]):
         if ended == "memory_limit":
             return _diagnose(
                 ErrorKind.memory_limit,
-                "the interpreter was killed for using more memory than the session's limit "
-                f"({self.sandbox.settings.limits().family_memory_bytes >> 20} MiB, files in "
-                f"the working directory included){lost}",
+                "the interpreter was killed for using more memory than allowed (the session's "
+                f"limit is {self.sandbox.settings.limits().family_memory_bytes >> 20} MiB, files "
+                f"in the working directory included; the sandbox's total is bounded too){lost}",
             )
         if ended == "killed":
             return _diagnose(

@@ -224,6 +224,10 @@ class LocalBackend(Backend):
             self.limits,
             on_close=self._free_uids.append if self.jailed else None,
             fid=self._families,
+            # A light family serves one stateless call: it stays in the zygotes' cgroup, under
+            # the instance's ceiling, and saves a cgroup move per call (its disk and its
+            # processes' memory are bounded by disk_mb and memory_mb).
+            cgroup=not light,
         )
         try:
             await family.open()
@@ -237,14 +241,15 @@ class LocalBackend(Backend):
             # Without namespaces one uid serves every family (the slot's first if we are
             # root): the limits hold, the isolation between families does not.
             return self.slot.uid_base if self.slot is not None else os.geteuid()
-        # Oldest released first: a uid comes back only once its family has no process left.
+        # Fresh uids first, then the oldest released: a uid comes back as late as possible,
+        # and only once its family has no process left (the zygote checks).
+        assert self.slot is not None
+        if self._next_uid < self.slot.uid_base + self.slot.uid_count:
+            self._next_uid += 1
+            return self._next_uid - 1
         if self._free_uids:
             return self._free_uids.popleft()
-        assert self.slot is not None
-        if self._next_uid >= self.slot.uid_base + self.slot.uid_count:
-            raise SandboxUnavailableError("no free sandbox uid (too many live sessions)")
-        self._next_uid += 1
-        return self._next_uid - 1
+        raise SandboxUnavailableError("no free sandbox uid (too many live sessions)")
 
     def describe(self) -> dict[str, Any]:
         info = dict(self.zygotes[0].info) if self.zygotes else {}
@@ -253,6 +258,7 @@ class LocalBackend(Backend):
             "backend": self.name,
             "zygotes": len(self.zygotes),
             "runtime": str(self.runtime_dir),
+            "cgroup_dirs": self.cgroup_dirs or None,
             "uids": (
                 f"{self.slot.uid_base}-{self.slot.uid_base + self.slot.uid_count - 1}"
                 if self.slot
