@@ -1,8 +1,9 @@
 """Typed messages of the three channels inside the sandbox (framing in ``wire.py``).
 
 - **control** (service ↔ zygote), one request at a time: ``init``/``ready``, ``family``
-  (fork a family's supervisor; its channel travels with the request), ``end_family``, ``ping``.
-- **family** (service ↔ a family's supervisor), multiplexed: every request carries an ``id``
+  (open a family: its namespaces, cgroup and root; its channel travels with the request),
+  ``end_family``, ``ping``.
+- **family** (service ↔ the supervisor, about one family), multiplexed: every request carries an ``id``
   its reply repeats, so calls of a session and of its forks run at once.
 - **kernel** (supervisor ↔ one kernel), one request at a time; the service never talks to a
   kernel.
@@ -55,12 +56,14 @@ class Ready(TypedDict):
 
 
 class FamilyRequest(TypedDict):
-    """Fork a supervisor for a new family (its channel's far end is passed with it)."""
+    """Open a new family (its channel's far end is passed with it). ``cgroup``: one of its
+    own (sessions), or the zygotes' (a stateless call's family)."""
 
     op: Literal["family"]
     fid: int
     uid: int
     limits: LimitsMsg
+    cgroup: bool
 
 
 class EndFamilyRequest(TypedDict):

@@ -2,7 +2,8 @@
 
 A backend (local namespaces, docker containers) provides *families*: a session and its
 forks, which share a uid (or a container), a disk, a cgroup and namespaces of their own, and
-nothing with any other family. A family is served by a supervisor (``toolfleet.box``) that
+nothing with any other family. A family is served by the supervisor (``toolfleet.box``, in
+the zygote that opened it) that
 the service talks to over one channel, multiplexed by request id: it runs cells in the
 family's kernels, bash commands and programs, forks sessions and does the files API, and
 everything it answers is produced outside the processes that run model code.
@@ -66,7 +67,7 @@ class ZygoteClient:
 
 
 class FamilyChannel:
-    """The service's end of a family supervisor's channel: requests carry an id, and one
+    """The service's end of a family's channel to its supervisor: requests carry an id, and one
     reader task hands each reply to the request that waits for it."""
 
     def __init__(self, sock: socket.socket) -> None:
@@ -122,7 +123,7 @@ class FamilyChannel:
 
 
 class Family(abc.ABC):
-    """One family's supervisor, through its channel."""
+    """One family, through its channel to the supervisor."""
 
     def __init__(
         self,
@@ -144,7 +145,7 @@ class Family(abc.ABC):
         self.closed = False
 
     async def open(self) -> None:
-        """Have the zygote fork the family's supervisor, with its channel."""
+        """Have the zygote open the family, with its channel."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             try:
