@@ -3,8 +3,8 @@
 - **control** (service ↔ zygote), one request at a time: ``init``/``ready``, ``family``
   (open a family: its namespaces, cgroup and root; its channel travels with the request),
   ``end_family``, ``ping``.
-- **family** (service ↔ the supervisor, about one family), multiplexed: every request carries an ``id``
-  its reply repeats, so calls of a session and of its forks run at once.
+- **family** (service ↔ the supervisor, about one family), multiplexed: every request
+  carries an ``id`` its reply repeats, so calls of a session and of its forks run at once.
 - **kernel** (supervisor ↔ one kernel), one request at a time; the service never talks to a
   kernel.
 
