@@ -97,13 +97,35 @@ class PassageWriter:
         return len(self._offsets) - 1
 
 
+def scan_offsets(corpus: Path, directory: Path, check: int = 1000) -> int:
+    """Write ``offsets.npy`` for a corpus kept where it is (one passage per non-blank line,
+    in order, as Search-R1 numbers them); the first ``check`` passages are parsed, so a
+    file that is not a corpus is refused now. The number of passages."""
+    offsets = []
+    with corpus.open("rb") as f:
+        position = 0
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                if len(offsets) < check:
+                    parse_passage(line.decode("utf-8"), number)
+                offsets.append(position)
+            position += len(line)
+        offsets.append(position)
+    # a blank line between passages is skipped: each passage ends where its line does
+    ends = np.asarray(offsets, dtype=np.int64)
+    np.save(directory / OFFSETS, ends)
+    return len(ends) - 1
+
+
 class PassageStore:
     """Random access to the passages of a store, by row number (memory-mapped; safe to read
-    from several threads)."""
+    from several threads). ``corpus``: a JSON Lines corpus read in place (an imported
+    index), instead of the store's own ``passages.jsonl``."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, corpus: Path | None = None) -> None:
         self.offsets = np.load(directory / OFFSETS, mmap_mode="r")
-        with (directory / PASSAGES).open("rb") as f:
+        self.foreign = corpus is not None
+        with (corpus or directory / PASSAGES).open("rb") as f:
             self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if len(self) else None
 
     def __len__(self) -> int:
@@ -113,6 +135,9 @@ class PassageStore:
         """The passage stored at ``row``."""
         assert self._map is not None
         start, end = int(self.offsets[row]), int(self.offsets[row + 1])
+        if self.foreign:
+            line = self._map[start:end].decode("utf-8")
+            return parse_passage(line.strip() or "{}", row + 1)
         return Passage.model_validate_json(self._map[start:end])
 
     def close(self) -> None:
