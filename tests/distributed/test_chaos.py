@@ -123,7 +123,7 @@ async def test_worker_kill_and_redis_restart_lose_nothing_and_run_nothing_twice(
                 private_redis.start()
 
             started = time.monotonic()
-            async with asyncio.timeout(240):
+            async with asyncio.timeout(900):  # a loaded machine; the figure is printed
                 await asyncio.gather(chaos(), *(drive() for _ in range(CONCURRENCY)))
             elapsed = time.monotonic() - started
     finally:

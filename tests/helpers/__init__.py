@@ -59,7 +59,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
+def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 300.0) -> None:
     """Wait until the server at ``url`` answers /readyz with 200 (raise if ``proc`` exits)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -76,7 +76,7 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 30.0) -> N
 
 @contextmanager
 def serving(
-    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, timeout_s: float = 120
+    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, timeout_s: float = 300
 ) -> Iterator[str]:
     """``toolfleet serve ARGS --port P`` as a process of its own, its environment this one's
     without any TOOLFLEET_* variable (plus ``env``); its URL once ready; stopped after."""
