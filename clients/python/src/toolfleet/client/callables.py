@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from toolfleet.client.adapters.text import observation_text
 from toolfleet.client.http import ToolfleetClient
-from toolfleet.core.protocol import Observation, ToolSpec
+from toolfleet.protocol import Observation, ToolSpec
 
 Render = Callable[[Observation], str]
 

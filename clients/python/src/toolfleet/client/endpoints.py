@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import httpx
 from toolfleet.client.models import FileInfo, FileListing
-from toolfleet.core.protocol import (
+from toolfleet.protocol import (
     BatchResponse,
     CallRequest,
     Observation,

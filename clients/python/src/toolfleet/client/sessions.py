@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from toolfleet.client.errors import GatewayError
 from toolfleet.client.models import FileInfo, FileListing
-from toolfleet.core.protocol import Observation, SessionInfo, ToolCall, TrajectoryUsage
+from toolfleet.protocol import Observation, SessionInfo, ToolCall, TrajectoryUsage
 
 if TYPE_CHECKING:
     from toolfleet.client.async_http import AsyncToolfleetClient
