@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        result: int = args.func(args)
+        return result
     except GatewayError as exc:
         print(f"toolfleet: {exc}", file=sys.stderr)
         return 1

@@ -171,7 +171,7 @@ def _batch(
         timeout_s=_read_timeout(max(timeouts)) if timeouts else None,
         retry=retry,
         retry_kinds=lambda merged: tuple(
-            sorted({merged[p].error.kind.value for p in again(merged) if merged[p].error})
+            sorted({e.kind.value for p in again(merged) if (e := merged[p].error) is not None})
         ),
     )
 
