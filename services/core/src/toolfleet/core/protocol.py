@@ -2,53 +2,9 @@
 
 They live in ``toolfleet.protocol``, which ships with the light client (``toolfleet-client``:
 httpx and pydantic only) so that a trainer installs them without the services' libraries;
-this module re-exports them, so ``toolfleet.core.protocol`` stays the services' import path.
+this module re-exports every one of them, so ``toolfleet.core.protocol`` stays the services'
+import path.
 """
 
-from toolfleet.protocol import (
-    BatchRequest,
-    BatchResponse,
-    CallOptions,
-    CallRequest,
-    ContentPart,
-    ErrorDiagnostic,
-    ErrorKind,
-    ImagePart,
-    Invocation,
-    JsonPart,
-    Observation,
-    SessionCreate,
-    SessionFork,
-    SessionInfo,
-    TablePart,
-    TextPart,
-    ToolCall,
-    ToolSpec,
-    ToolUsage,
-    TrajectoryUsage,
-    Usage,
-)
-
-__all__ = [
-    "BatchRequest",
-    "BatchResponse",
-    "CallOptions",
-    "CallRequest",
-    "ContentPart",
-    "ErrorDiagnostic",
-    "ErrorKind",
-    "ImagePart",
-    "Invocation",
-    "JsonPart",
-    "Observation",
-    "SessionCreate",
-    "SessionFork",
-    "SessionInfo",
-    "TablePart",
-    "TextPart",
-    "ToolCall",
-    "ToolSpec",
-    "ToolUsage",
-    "TrajectoryUsage",
-    "Usage",
-]
+from toolfleet.protocol import *  # noqa: F403  (the models its __all__ names)
+from toolfleet.protocol import __all__ as __all__
