@@ -64,6 +64,17 @@ async def test_tools_listed_with_schemas_workspace_hidden(client):
     assert "stdout" in names["python"]["output_schema"]["properties"]
 
 
+async def test_tool_list_names_the_runtime_packages_and_versions(client):
+    """What the model may import is said where tools are chosen (GET /v1/tools)."""
+    from toolfleet.sandbox import runtime
+
+    tools = {t["name"]: t for t in (await client.get("/v1/tools")).json()["tools"]}
+    described = tools["python"]["description"]
+    for name, version in runtime.packages().items():
+        assert f"{name} {version}" in described
+    assert "scikit-learn" in described
+
+
 async def test_stateless_calls_leave_no_trace(client):
     await run(client, "secret = 42\nopen('left.txt', 'w').write('x')")
     obs = await run(client, "import os\nprint(os.listdir('.'))\nsecret")

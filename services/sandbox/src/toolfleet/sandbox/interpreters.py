@@ -221,6 +221,15 @@ class PythonTool(SandboxTool[PythonArgs]):
     Output = PythonOutput
     cost = 1.0
 
+    def __init__(self, sandbox: Sandbox) -> None:
+        super().__init__(sandbox)
+        # The packages of the runtime the code runs in, with their versions, so a model
+        # (and the person choosing tools) knows what it may import; a runtime of the user's
+        # own (runtime_dir) is described only by the generic sentence.
+        if sandbox.settings.runtime_dir is None:
+            listed = ", ".join(f"{n} {v}" for n, v in runtime.packages().items())
+            self.description = f"{self.description} Runtime packages: {listed}."
+
     async def call(self, args: PythonArgs, ctx: CallContext) -> ToolResult:
         s = self.sandbox.settings
         reply, restarted = await self.sandbox.request(
