@@ -29,9 +29,11 @@ runtime: sync
 run: sync runtime
 	$(RUN) toolfleet serve
 
+# mypy --strict on the typed surface (core, the protocol, the client; [tool.mypy]).
 lint: sync
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+	$(RUN) mypy
 
 format: sync
 	$(RUN) ruff format .

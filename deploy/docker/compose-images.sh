@@ -4,8 +4,9 @@
 #
 #   toolfleet-sandbox:latest   services/sandbox/Dockerfile (build-images.sh: the docker
 #                              backend's kernel image, the same image is the sandbox worker)
-#   toolfleet-gateway:latest   services/gateway/Dockerfile
-#   toolfleet-search:latest    services/search/Dockerfile   (and sql, vision)
+#   toolfleet-gateway:latest   deploy/docker/Dockerfile, target gateway
+#   toolfleet-<service>:latest deploy/docker/Dockerfile, target worker, for every other
+#                              service deploy/docker/services.py lists (search, sql, vision)
 #   toolfleet-redis:latest     deploy/docker/redis.Dockerfile
 #
 # Idempotent and quick when nothing changed (Docker's layer cache: dependencies are a layer of
@@ -33,18 +34,23 @@ start=$SECONDS
 # The base image (when it is ours) and the sandbox's image.
 SANDBOX_IMAGE=toolfleet-sandbox:latest bash "$ROOT/deploy/docker/build-images.sh"
 
-build() {  # build IMAGE DOCKERFILE
-    local t0=$SECONDS
-    log "building $1 FROM $BASE_IMAGE"
-    docker build --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" \
-        -f "$ROOT/$2" -t "$1" "$ROOT"
-    log "built $1 in $((SECONDS - t0))s"
+build() {  # build IMAGE DOCKERFILE [docker build options]
+    local image=$1 dockerfile=$2 t0=$SECONDS
+    shift 2
+    log "building $image FROM $BASE_IMAGE"
+    docker build --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" "$@" \
+        -f "$ROOT/$dockerfile" -t "$image" "$ROOT"
+    log "built $image in $((SECONDS - t0))s"
 }
 
 build toolfleet-redis:latest deploy/docker/redis.Dockerfile
-build toolfleet-gateway:latest services/gateway/Dockerfile
-for service in search sql vision; do
-    build "toolfleet-$service:latest" "services/$service/Dockerfile"
+# The gateway, then every service that has no Dockerfile of its own (the sandbox's was built).
+for name in $(python3 "$ROOT/deploy/docker/services.py"); do
+    dockerfile=$(python3 "$ROOT/deploy/docker/services.py" --dockerfile "$name")
+    [ "$dockerfile" = deploy/docker/Dockerfile ] || continue
+    target=worker
+    [ "$name" = gateway ] && target=gateway
+    build "toolfleet-$name:latest" "$dockerfile" --build-arg "SERVICE=$name" --target "$target"
 done
 log "all compose images built in $((SECONDS - start))s"
 

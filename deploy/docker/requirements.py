@@ -9,6 +9,9 @@ pinned to the versions of uv.lock, into a directory:
   registry package of the lock that those dependencies reach, with the lock's resolution
   markers where it pins several versions of one package (e.g. per Python version).
 
+A pyproject.toml may add to ``--skip`` and ``--no-deps`` in its ``[tool.toolfleet.image]``
+table (``skip = [...]``, ``no-deps = [...]``): what its service's image needs is said there.
+
 The images' Dockerfiles run this in a build stage of its own and copy only the directory into
 the image, so that the layer installing dependencies is rebuilt only when its pinned set
 changes, not at every edit of uv.lock or of a pyproject.toml:
@@ -107,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     pyprojects = [load(p) for p in args.pyprojects]
+    for pyproject in pyprojects:
+        image = pyproject.get("tool", {}).get("toolfleet", {}).get("image", {})
+        args.skip += image.get("skip", [])
+        args.no_deps += image.get("no-deps", [])
     alone = {name_of(s) for s in args.no_deps}
     skip = {name_of(s) for s in args.skip} | alone
     lines = requirements(pyprojects, skip, args.build)

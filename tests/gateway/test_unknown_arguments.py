@@ -27,7 +27,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 SERVICE_MODULES = [
     "toolfleet.sandbox.interpreters",
-    "toolfleet.search.search_tool",
+    "toolfleet.search.indexed",
     "toolfleet.search.web",
     "toolfleet.sql.query",
     "toolfleet.sql.describe",
@@ -35,8 +35,8 @@ SERVICE_MODULES = [
     "toolfleet.vision.crop",
     "toolfleet.vision.transforms",
     "toolfleet.vision.annotate",
-    "toolfleet.vision.video_tools",
-    "toolfleet.vision.media_tool",
+    "toolfleet.vision.video",
+    "toolfleet.vision.media",
 ]
 
 

@@ -4,6 +4,9 @@
   tools, calls, batches, sessions (context managers, forks), files, usage, health;
 - :class:`RetryPolicy`: what is sent again (429/503 and retryable diagnostics only);
 - :mod:`toolfleet.client.adapters`: model turns → calls, observations → each trainer's text.
+
+The wire models (observations, tool specs, sessions) are :mod:`toolfleet.protocol`, shipped
+with this distribution; it needs httpx and pydantic only.
 """
 
 from toolfleet.client.async_http import AsyncToolfleetClient
@@ -12,6 +15,8 @@ from toolfleet.client.http import DEFAULT_URL, ToolfleetClient
 from toolfleet.client.models import FileInfo, FileListing
 from toolfleet.client.retry import RetryEvent, RetryPolicy
 from toolfleet.client.sessions import AsyncSession, AsyncTrajectory, Session, Trajectory
+
+__version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_URL",
@@ -26,4 +31,5 @@ __all__ = [
     "Session",
     "ToolfleetClient",
     "Trajectory",
+    "__version__",
 ]

@@ -17,7 +17,7 @@ from toolfleet.client.http import http_options, request_kwargs
 from toolfleet.client.models import FileInfo, FileListing
 from toolfleet.client.retry import RetryEvent, RetryPolicy
 from toolfleet.client.sessions import AsyncSession, AsyncTrajectory
-from toolfleet.core.protocol import (
+from toolfleet.protocol import (
     Observation,
     SessionCreate,
     SessionFork,

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from toolfleet.client.adapters.text import observation_text
 from toolfleet.client.http import ToolfleetClient
-from toolfleet.core.protocol import Observation, ToolSpec
+from toolfleet.protocol import Observation, ToolSpec
 
 Render = Callable[[Observation], str]
 
@@ -36,7 +36,7 @@ _SCALARS: dict[str, Any] = {"string": str, "integer": int, "number": float, "boo
 def python_type(schema: dict[str, Any]) -> tuple[Any, bool]:
     """The type hint of a JSON Schema, and whether it admits null."""
     if "enum" in schema and all(isinstance(v, str | int | bool) for v in schema["enum"]):
-        return Literal[tuple(schema["enum"])], False  # type: ignore[return-value]
+        return Literal[tuple(schema["enum"])], False
     variants = schema.get("anyOf") or schema.get("oneOf")
     if variants:
         types, nullable = [], False
@@ -175,7 +175,7 @@ class ToolfleetEnvironment:
     """
 
     client: ToolfleetClient
-    _render: Render = staticmethod(observation_text)  # type: ignore[assignment]
+    _render: Render = staticmethod(observation_text)
     _prefix: str = "trl"
 
     def __init__(self) -> None:

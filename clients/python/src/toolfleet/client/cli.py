@@ -7,17 +7,25 @@ import json
 import sys
 
 import httpx
+from toolfleet.client import __version__
 from toolfleet.client.http import DEFAULT_URL, GatewayError, ToolfleetClient
-from toolfleet.core import __version__
+
+# The light client (httpx, pydantic) runs `tools`, `call` and `version`; the other commands
+# need the services' packages, which a trainer's environment usually lacks.
+_NEEDS = "toolfleet {command} needs {package} (the services' side), which is not installed"
+
+
+def _missing(command: str, package: str) -> int:
+    print(_NEEDS.format(command=command, package=package), file=sys.stderr)
+    return 2
 
 
 def _serve(args: argparse.Namespace) -> int:
     try:
+        from toolfleet.core.settings import Settings
         from toolfleet.gateway.server import serve
-    except ImportError:  # pragma: no cover - depends on what is installed
-        print("toolfleet serve needs the gateway: pip install toolfleet-gateway", file=sys.stderr)
-        return 2
-    from toolfleet.core.settings import Settings
+    except ImportError:  # depends on what is installed
+        return _missing("serve", "toolfleet-gateway")
 
     overrides = {
         k: v
@@ -29,26 +37,27 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from toolfleet.core.worker import main as worker_main
-
+    try:
+        from toolfleet.core.worker import main as worker_main
+    except ImportError:  # depends on what is installed
+        return _missing("worker", "toolfleet-core")
     return worker_main(args.rest)
 
 
 def _search(args: argparse.Namespace) -> int:
     try:
         from toolfleet.search.cli import main as search_main
-    except ImportError:  # pragma: no cover - depends on what is installed
-        print(
-            "toolfleet search needs the search service: pip install toolfleet-search",
-            file=sys.stderr,
-        )
-        return 2
-    return search_main(args.rest)
+    except ImportError:  # depends on what is installed
+        return _missing("search", "toolfleet-search")
+    result: int = search_main(args.rest)
+    return result
 
 
 def _calls(args: argparse.Namespace) -> int:
-    from toolfleet.core.calllog_cli import main as calls_main
-
+    try:
+        from toolfleet.core.calllog_cli import main as calls_main
+    except ImportError:  # depends on what is installed
+        return _missing("calls", "toolfleet-core")
     return calls_main(args.rest)
 
 
@@ -144,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        result: int = args.func(args)
+        return result
     except GatewayError as exc:
         print(f"toolfleet: {exc}", file=sys.stderr)
         return 1

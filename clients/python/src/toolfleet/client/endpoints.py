@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import httpx
 from toolfleet.client.models import FileInfo, FileListing
-from toolfleet.core.protocol import (
+from toolfleet.protocol import (
     BatchResponse,
     CallRequest,
     Observation,
@@ -171,7 +171,7 @@ def _batch(
         timeout_s=_read_timeout(max(timeouts)) if timeouts else None,
         retry=retry,
         retry_kinds=lambda merged: tuple(
-            sorted({merged[p].error.kind.value for p in again(merged) if merged[p].error})
+            sorted({e.kind.value for p in again(merged) if (e := merged[p].error) is not None})
         ),
     )
 

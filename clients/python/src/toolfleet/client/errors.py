@@ -14,7 +14,7 @@ class GatewayError(Exception):
 
     ``body`` is the decoded JSON error body (``{"error": {"code", "message", ...}}``) or the
     raw text when the body was not JSON. A tool's own failure is never a ``GatewayError``: it
-    is an :class:`~toolfleet.core.protocol.Observation` with ``ok`` false.
+    is an :class:`~toolfleet.protocol.Observation` with ``ok`` false.
     """
 
     def __init__(self, status_code: int, body: Any, retry_after: float | None = None) -> None:

@@ -14,7 +14,7 @@ from toolfleet.client.errors import GatewayError
 from toolfleet.client.models import FileInfo, FileListing
 from toolfleet.client.retry import RetryEvent, RetryPolicy
 from toolfleet.client.sessions import Session, Trajectory
-from toolfleet.core.protocol import (
+from toolfleet.protocol import (
     Observation,
     SessionCreate,
     SessionFork,

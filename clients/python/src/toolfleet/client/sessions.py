@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from toolfleet.client.errors import GatewayError
 from toolfleet.client.models import FileInfo, FileListing
-from toolfleet.core.protocol import Observation, SessionInfo, ToolCall, TrajectoryUsage
+from toolfleet.protocol import Observation, SessionInfo, ToolCall, TrajectoryUsage
 
 if TYPE_CHECKING:
     from toolfleet.client.async_http import AsyncToolfleetClient
@@ -34,7 +34,7 @@ class _SessionBase:
         trajectory_id: str | None = None,
         info: SessionInfo | None = None,
     ) -> None:
-        self._create = {"ttl_s": ttl_s, "metadata": metadata, "trajectory_id": trajectory_id}
+        self._ttl_s, self._metadata, self._trajectory_id = ttl_s, metadata, trajectory_id
         self.info: SessionInfo | None = info
         """The session as the gateway described it when opened (or forked)."""
         self.closed = False
@@ -74,7 +74,9 @@ class Session(_SessionBase):
     def open(self) -> SessionInfo:
         """Open the session (once)."""
         if self.info is None:
-            self.info = self.client.create_session(**self._create)
+            self.info = self.client.create_session(
+                ttl_s=self._ttl_s, metadata=self._metadata, trajectory_id=self._trajectory_id
+            )
         return self.info
 
     def close(self) -> SessionInfo | None:
@@ -172,7 +174,9 @@ class AsyncSession(_SessionBase):
     async def open(self) -> SessionInfo:
         """Open the session (once)."""
         if self.info is None:
-            self.info = await self.client.create_session(**self._create)
+            self.info = await self.client.create_session(
+                ttl_s=self._ttl_s, metadata=self._metadata, trajectory_id=self._trajectory_id
+            )
         return self.info
 
     async def close(self) -> SessionInfo | None:

@@ -1,7 +1,7 @@
 """toolfleet's shared library: protocol models, the Service and Tool base classes, the
 registry, errors, sessions, the usage ledger, dispatchers, the runtime and settings."""
 
-from toolfleet.core.errors import ToolfleetError
+from toolfleet.core.errors import ToolError, ToolfleetError
 from toolfleet.core.protocol import (
     ErrorDiagnostic,
     ErrorKind,
@@ -15,7 +15,7 @@ from toolfleet.core.protocol import (
 )
 from toolfleet.core.service import Service
 from toolfleet.core.settings import ServiceSettings, Settings
-from toolfleet.core.tool import CallContext, Tool, ToolError, ToolResult
+from toolfleet.core.tool import CallContext, Tool, ToolResult
 
 __version__ = "0.1.0"
 

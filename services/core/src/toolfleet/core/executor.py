@@ -49,7 +49,7 @@ class Executor:
     async def start(self) -> None:
         """Start every service once, then every tool; if one fails, what started is stopped
         again before the error is raised."""
-        started: list[Service[Any] | Tool] = []
+        started: list[Service[Any] | Tool[Any]] = []
         try:
             for part in [*self.registry.services(), *self.registry]:
                 await part.start()
@@ -94,6 +94,7 @@ class Executor:
         )
         limit = self._limits.get(tool.name)
         result = None
+        error: ErrorDiagnostic | None
         try:
             async with asyncio.timeout(remaining if remaining > 0 else 0) as scope:
                 if limit is not None:
@@ -132,6 +133,7 @@ class Executor:
             cost=tool.cost if result is None or result.cost is None else result.cost,
         )
         if result is None:
+            assert error is not None  # every way out of the tool without a result sets one
             return Observation.failure(inv.tool, inv.call_id, error, usage=usage, **ids)
         return Observation(
             ok=error is None,
@@ -146,7 +148,7 @@ class Executor:
         )
 
 
-async def _stop_all(parts: Iterable[Service[Any] | Tool]) -> None:
+async def _stop_all(parts: Iterable[Service[Any] | Tool[Any]]) -> None:
     """Stop each tool or service; a failure is logged and the others still stop."""
     for part in parts:
         try:

@@ -15,7 +15,8 @@ import json
 import logging
 import time
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from toolfleet.core import streams
@@ -24,14 +25,25 @@ from toolfleet.core.errors import DispatchError, OverloadedError
 from toolfleet.core.metrics import Metrics
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, Invocation, Observation, ToolSpec
 from toolfleet.core.settings import Settings
-from toolfleet.core.streams import REDIS_DOWN, Keys
+from toolfleet.core.streams import REDIS_DOWN, Keys, WorkerInfo
 
 log = logging.getLogger(__name__)
 
 CONTROL_TIMEOUT_S = 60.0  # fork and end of a session's state
-REPLIES_TTL_S = 300
 BLPOP_TIMEOUT_S = 0.5
-READER = "toolfleet-replies"  # a gateway's reply list outlives it by this much
+
+
+@dataclass(frozen=True)
+class RemoteTool:
+    """A tool that live workers serve, as their heartbeats describe it."""
+
+    spec: ToolSpec
+    hidden: bool  # callable, not listed for models
+
+    @property
+    def stateful(self) -> bool:
+        """Its calls go to the worker holding their session's state."""
+        return self.spec.stateful
 
 
 class _Undeliverable(Exception):
@@ -70,8 +82,8 @@ class RedisDispatcher(Dispatcher):
         self.redis: Redis | None = None
         self.metrics: Metrics | None = None
         self._pending: dict[str, asyncio.Future[bytes]] = {}
-        self._tools: dict[str, dict[str, Any]] = {}  # name -> {"spec", "hidden", "stateful"}
-        self._alive: dict[str, dict[str, Any]] = {}  # worker id -> its info
+        self._tools: dict[str, RemoteTool] = {}  # by name
+        self._alive: dict[str, WorkerInfo] = {}  # worker id -> its last heartbeat
         self._bindings: dict[tuple[str, str], str] = {}  # (session, service) -> worker id
         self._tasks: list[asyncio.Task[None]] = []
         self._enqueue: Any = None
@@ -119,7 +131,7 @@ class RedisDispatcher(Dispatcher):
     # ------------------------------------------------------------------ tools
 
     def specs(self) -> list[ToolSpec]:
-        return [t["spec"] for _, t in sorted(self._tools.items()) if not t["hidden"]]
+        return [t.spec for _, t in sorted(self._tools.items()) if not t.hidden]
 
     def has_tool(self, name: str) -> bool:
         return name in self._tools
@@ -136,17 +148,18 @@ class RedisDispatcher(Dispatcher):
     def worker_status(self) -> dict[str, dict[str, Any]]:
         """Each live worker's last heartbeat (its services, running calls, each service's
         status), for the service metrics."""
-        return dict(self._alive)
+        return {worker_id: dict(info) for worker_id, info in self._alive.items()}
 
     # ------------------------------------------------------------------ calls
 
     async def dispatch(self, inv: Invocation) -> Observation:
         ids = {"session_id": inv.session_id, "trajectory_id": inv.trajectory_id}
         tool = self._tools.get(inv.tool)
-        stream, worker_id = self.keys.calls(inv.tool), ""
+        stream, worker_id, service = self.keys.calls(inv.tool), "", ""
         try:
-            if tool is not None and tool["stateful"] and inv.session_id is not None:
-                worker_id = await self._worker_for(inv.session_id, tool["spec"].service)
+            if tool is not None and tool.stateful and inv.session_id is not None:
+                service = tool.spec.service
+                worker_id = await self._worker_for(inv.session_id, service)
                 stream = self.keys.worker(worker_id)
             deadline = inv.submitted_at + inv.timeout_s
             try:
@@ -154,8 +167,8 @@ class RedisDispatcher(Dispatcher):
                     "call", inv.call_id, stream, inv.model_dump_json(), deadline, worker_id
                 )
             except _WorkerGone:  # the session's worker is gone: the next call starts afresh
-                self._forget_binding(inv.session_id or "", tool["spec"].service, worker_id)
-                await self._drop_binding(inv.session_id or "", tool["spec"].service)
+                self._forget_binding(inv.session_id or "", service, worker_id)
+                await self._drop_binding(inv.session_id or "", service)
                 raise _unavailable(*SESSION_LOST) from None
         except _Undeliverable as exc:
             return Observation.failure(inv.tool, inv.call_id, exc.diagnostic, **ids)
@@ -217,8 +230,8 @@ class RedisDispatcher(Dispatcher):
                 item = await self.redis.blpop([key], timeout=BLPOP_TIMEOUT_S)
                 if item is None:
                     continue
-                self._resolve(item[1])
-                for raw in await self.redis.lpop(key, 256) or ():
+                self._resolve(cast(bytes, item[1]))  # the client answers bytes (no decoding)
+                for raw in cast(list[bytes], await self.redis.lpop(key, 256) or ()):
                     self._resolve(raw)
             except REDIS_DOWN as exc:
                 log.warning("reading replies from Redis failed (%s); retrying", exc)
@@ -245,7 +258,7 @@ class RedisDispatcher(Dispatcher):
             return bound
         key = self.keys.session(session_id)
         try:
-            bound = (await self.redis.hget(key, service) or b"").decode() or None
+            bound = cast(bytes, await self.redis.hget(key, service) or b"").decode() or None
             if bound is None:
                 candidates = [
                     w for w, info in self._alive.items() if service in info.get("services", [])
@@ -283,7 +296,7 @@ class RedisDispatcher(Dispatcher):
             found = await self.redis.hgetall(self.keys.session(session_id))
         except REDIS_DOWN as exc:
             raise DispatchError(f"Redis is unreachable ({exc})") from exc
-        return {k.decode(): v.decode() for k, v in found.items()}
+        return {k.decode(): v.decode() for k, v in cast(dict[bytes, bytes], found).items()}
 
     async def _control(self, op: str, worker_id: str, body: dict[str, Any]) -> None:
         """Run a fork or end on a worker; raise :class:`DispatchError` if it fails."""
@@ -314,7 +327,7 @@ class RedisDispatcher(Dispatcher):
             await self._control("fork", worker_id, {"source": source_id, "target": new_id})
         if bound:
             async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(self.keys.session(new_id), mapping=bound)
+                pipe.hset(self.keys.session(new_id), mapping={k: v for k, v in bound.items()})
                 pipe.expire(self.keys.session(new_id), int(self.settings.max_session_ttl_s))
                 await pipe.execute()
             for service, worker_id in bound.items():
@@ -359,27 +372,23 @@ class RedisDispatcher(Dispatcher):
         """Read which workers are alive and what tools they serve."""
         assert self.redis is not None
         since = time.time() - self.settings.worker_dead_after_s
-        worker_ids = [
-            w.decode() for w in await self.redis.zrangebyscore(self.keys.workers, since, "+inf")
-        ]
+        found = await self.redis.zrangebyscore(self.keys.workers, since, "+inf")
+        worker_ids = [w.decode() for w in cast(list[bytes], found)]
         infos = (
             await self.redis.mget([self.keys.worker_info(w) for w in worker_ids])
             if worker_ids
             else []
         )
-        alive: dict[str, dict[str, Any]] = {}
+        alive: dict[str, WorkerInfo] = {}
         for worker_id, raw in zip(worker_ids, infos, strict=True):
             if raw is None:
                 continue
-            info = json.loads(raw)
+            info: WorkerInfo = json.loads(raw)
             alive[worker_id] = info
             for tool in info.get("tools", []):
                 if tool["spec"]["name"] not in self._tools:
-                    self._tools[tool["spec"]["name"]] = {
-                        "spec": ToolSpec.model_validate(tool["spec"]),
-                        "hidden": tool.get("hidden", False),
-                        "stateful": tool["spec"].get("stateful", False),
-                    }
+                    spec = ToolSpec.model_validate(tool["spec"])
+                    self._tools[spec.name] = RemoteTool(spec, tool.get("hidden", False))
         self._alive = alive
         gone = [k for k, w in self._bindings.items() if w not in alive]
         for key in gone:

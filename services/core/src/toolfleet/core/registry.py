@@ -29,13 +29,13 @@ _MOVED_TO_SERVICE = ("status",)
 class ToolRegistry:
     """Tools by name, and the services that own them."""
 
-    def __init__(self, tools: Iterable[Tool] = ()) -> None:
-        self._tools: dict[str, Tool] = {}
+    def __init__(self, tools: Iterable[Tool[Any]] = ()) -> None:
+        self._tools: dict[str, Tool[Any]] = {}
         self._services: dict[str, Service[Any]] = {}
         for tool in tools:
             self.register(tool)
 
-    def register(self, tool: Tool) -> Tool:
+    def register(self, tool: Tool[Any]) -> Tool[Any]:
         """Add a tool (and its service); its name must be new, and its service the one
         instance of that service here."""
         if tool.name in self._tools:
@@ -57,7 +57,7 @@ class ToolRegistry:
         self._tools[tool.name] = tool
         return tool
 
-    def get(self, name: str) -> Tool:
+    def get(self, name: str) -> Tool[Any]:
         """The tool called ``name``; raises :class:`UnknownToolError`."""
         try:
             return self._tools[name]
@@ -67,7 +67,7 @@ class ToolRegistry:
     def __contains__(self, name: object) -> bool:
         return name in self._tools
 
-    def __iter__(self) -> Iterator[Tool]:
+    def __iter__(self) -> Iterator[Tool[Any]]:
         return iter(self._tools.values())
 
     def __len__(self) -> int:

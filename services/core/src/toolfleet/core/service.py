@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import abc
 from importlib.metadata import EntryPoint
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
-from toolfleet.core.settings import ServiceSettings, Settings
+from toolfleet.core.settings import ServiceSettings
+from toolfleet.core.settings import Settings as ProcessSettings  # `Settings` is a class attribute
 
 if TYPE_CHECKING:
     from toolfleet.core.tool import Tool
@@ -52,14 +53,14 @@ class Service(abc.ABC, Generic[SettingsT]):
         self.settings: SettingsT = settings if settings is not None else self.Settings()  # type: ignore[assignment]
 
     @classmethod
-    def configured(cls, settings: Settings) -> Service[Any]:
+    def configured(cls, settings: ProcessSettings) -> Service[Any]:
         """The service as a process's settings configure it: its section of the config file
         that process was started with (``--config`` or ``TOOLFLEET_CONFIG``), under the
         ``TOOLFLEET_<SERVICE>_*`` environment variables."""
-        return cls(cls.Settings.from_config(settings.config_file))
+        return cls(cast(SettingsT, cls.Settings.from_config(settings.config_file)))
 
     @abc.abstractmethod
-    def tools(self) -> list[Tool]:
+    def tools(self) -> list[Tool[Any]]:
         """Create this service's tools, each given the service (called once per registry)."""
 
     async def start(self) -> None:
@@ -74,7 +75,7 @@ class Service(abc.ABC, Generic[SettingsT]):
         return None
 
 
-def load_service(entry_point: EntryPoint, settings: Settings) -> Service[Any]:
+def load_service(entry_point: EntryPoint, settings: ProcessSettings) -> Service[Any]:
     """The service an entry point of ``toolfleet.services`` names, configured by
     ``settings``: a Service subclass, or a factory ``f(settings) -> Service``."""
     target = entry_point.load()

@@ -56,7 +56,8 @@ class ServiceStatusCollector(Collector):
         process as the one worker."""
         worker_status = getattr(self.dispatcher, "worker_status", None)
         if callable(worker_status):
-            return worker_status()
+            workers: dict[str, dict[str, Any]] = worker_status()
+            return workers
         return {"embedded": {"status": self.dispatcher.status()}}
 
     @staticmethod

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -33,6 +33,24 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 GROUP = "workers"
 REPLIES_TTL_S = 300  # a reply list outlives its silent gateway by this much
+
+
+class ToolInfo(TypedDict):
+    """A tool as a worker's heartbeat describes it."""
+
+    spec: dict[str, Any]  # the tool's ToolSpec, as JSON
+    hidden: bool  # callable, not listed for models
+
+
+class WorkerInfo(TypedDict):
+    """What a worker's heartbeat says of it (``P:worker-info:<id>``)."""
+
+    services: list[str]  # the services it was started for
+    pid: int
+    host: str
+    tools: list[ToolInfo]
+    running: NotRequired[int]  # calls it runs now
+    status: NotRequired[dict[str, Any]]  # each service's status (``Service.status``)
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,7 @@ def scrub_observation(obs: Observation) -> Observation:
             error = ErrorDiagnostic(
                 kind=error.kind,
                 retryable=error.retryable,
-                **fields,  # type: ignore[arg-type]
+                **fields,
             )
     ids, count = scrub(
         {

@@ -24,7 +24,7 @@ import socket
 import sys
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
@@ -35,7 +35,7 @@ from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, Invocation, Obse
 from toolfleet.core.registry import ToolRegistry
 from toolfleet.core.service import Service
 from toolfleet.core.settings import WORKER_ORDINAL_ENV, Settings
-from toolfleet.core.streams import GROUP, REDIS_DOWN, Keys
+from toolfleet.core.streams import GROUP, REDIS_DOWN, Keys, WorkerInfo
 from toolfleet.core.tool import Tool
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class Worker:
         # the services it was started for (listed even before they have tools), and its tools'
         self.services = sorted({*(services or ()), *(t.service for t in registry)})
         # what every heartbeat repeats unchanged: built once
-        self._identity: dict[str, Any] = {
+        self._identity: WorkerInfo = {
             "services": self.services,
             "pid": os.getpid(),
             "host": socket.gethostname(),
@@ -143,7 +143,7 @@ class Worker:
 
     async def _consume(self) -> None:
         assert self.redis is not None
-        wanted = dict.fromkeys([*self.shared_streams, self.own_stream], ">")
+        wanted: dict[Any, Any] = dict.fromkeys([*self.shared_streams, self.own_stream], ">")
         while not self._stopping.is_set():
             free = self.settings.worker_concurrency - len(self._running)
             if free <= 0:
@@ -163,7 +163,9 @@ class Worker:
                 log.warning("worker %s: Redis is unreachable (%s)", self.id, exc)
                 await asyncio.sleep(0.5)
                 continue
-            for stream, entries in found or ():
+            # the client answers bytes (no decoding): [(stream, [(id, fields)])]
+            read = cast(list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]], found or [])
+            for stream, entries in read:
                 for msg_id, fields in entries:
                     self._start(stream.decode(), msg_id, fields, deliveries=1)
 
@@ -360,7 +362,7 @@ class Worker:
 
     async def _heartbeat(self) -> None:
         assert self.redis is not None
-        info = {
+        info: WorkerInfo = {
             **self._identity,
             "running": len(self._running),
             "status": self.registry.status(),
@@ -380,7 +382,7 @@ class Worker:
     async def _renew(self) -> None:
         """Reset the idle time of the calls this worker runs, so nobody reclaims them."""
         assert self.redis is not None
-        by_stream: dict[str, list[bytes]] = {}
+        by_stream: dict[str, list[Any]] = {}  # message ids (bytes), as redis-py types them
         for stream, msg_id in list(self._running):
             if stream != self.own_stream:
                 by_stream.setdefault(stream, []).append(msg_id)
@@ -422,7 +424,8 @@ class Worker:
         """Answer for the sessions of workers that died (their state is lost)."""
         assert self.redis is not None
         before = time.time() - self.settings.worker_dead_after_s
-        for raw in await self.redis.zrangebyscore(self.keys.workers, "-inf", before):
+        found = await self.redis.zrangebyscore(self.keys.workers, "-inf", before)
+        for raw in cast(list[bytes], found):
             dead = raw.decode()
             if not await self.redis.set(self.keys.reap_lock(dead), self.id, nx=True, ex=30):
                 continue
@@ -434,7 +437,8 @@ class Worker:
         """Answer every message left on a departed worker's own stream, then delete it."""
         assert self.redis is not None
         stream = self.keys.worker(worker_id)
-        for msg_id, fields in await self.redis.xrange(stream):
+        left = cast(list[tuple[bytes, dict[bytes, bytes]]], await self.redis.xrange(stream))
+        for msg_id, fields in left:
             try:
                 msg = streams.parse_message(fields.get(b"m", b""))
             except ValueError:
@@ -468,7 +472,7 @@ def _lost_payload(msg: dict[str, Any], message: str, hint: str, retryable: bool)
     ).model_dump_json()
 
 
-def load_tools(spec: str, settings: Settings) -> list[Tool]:
+def load_tools(spec: str, settings: Settings) -> list[Tool[Any]]:
     """Tools from ``module:name``: a Service subclass (configured by ``settings``), or a
     function of the settings returning a Service or tools."""
     module, _, name = spec.partition(":")

@@ -52,6 +52,7 @@ class FastRoute:
     body_required: bool = True
     tag: str = "tools"
     errors: tuple[int, ...] = (404, 413, 422, 429)
+    operation_id: str | None = None  # default: the endpoint's name
 
     def openapi(self) -> dict[str, Any]:
         """The OpenAPI operation object."""
@@ -60,7 +61,7 @@ class FastRoute:
             "tags": [self.tag],
             "summary": self.summary,
             "description": (self.endpoint.__doc__ or "").strip(),
-            "operationId": self.endpoint.__name__,
+            "operationId": self.operation_id or self.endpoint.__name__,
             "parameters": [
                 {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
                 for name in re.findall(r"{(\w+)}", self.path)

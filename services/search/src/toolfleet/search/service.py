@@ -9,7 +9,7 @@ from toolfleet.search.settings import SearchSettings
 
 if TYPE_CHECKING:
     from toolfleet.core.tool import Tool
-    from toolfleet.search.search_tool import Indexes
+    from toolfleet.search.indexed import Indexes
 
 
 class SearchService(Service[SearchSettings]):
@@ -22,14 +22,14 @@ class SearchService(Service[SearchSettings]):
         super().__init__(settings)
         self.indexes: Indexes | None = None
         if self.settings.indexes:  # bm25s, numba and the encoder load only then (~1.5 s)
-            from toolfleet.search.search_tool import Indexes
+            from toolfleet.search.indexed import Indexes
 
             self.indexes = Indexes(self.settings)
 
     def tools(self) -> list[Tool]:
         found: list[Tool] = []
         if self.indexes is not None:
-            from toolfleet.search.search_tool import SearchTool
+            from toolfleet.search.indexed import SearchTool
 
             found.append(SearchTool(self))
         if self.settings.web_provider and self.settings.web_api_key:

@@ -17,7 +17,7 @@ from toolfleet.vision.arguments import (
     SpaceArg,
 )
 from toolfleet.vision.geometry import PixelBox, to_pixels
-from toolfleet.vision.image_tool import ImageTool, Plan, parse_colour, pixel_box
+from toolfleet.vision.images import ImageTool, Plan, parse_colour, pixel_box
 from toolfleet.vision.records import MediaInfo
 
 PALETTE = ("#ff0000", "#00c000", "#0060ff", "#ff9900", "#cc00cc", "#00b0b0", "#e0e000")

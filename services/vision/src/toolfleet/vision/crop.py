@@ -15,7 +15,7 @@ from toolfleet.vision.arguments import (
     SpaceArg,
 )
 from toolfleet.vision.geometry import check_box, pad, plan_crop, to_original
-from toolfleet.vision.image_tool import ImageTool, Plan, fmt_box, resize_frame
+from toolfleet.vision.images import ImageTool, Plan, fmt_box, resize_frame
 from toolfleet.vision.records import MediaInfo
 
 

@@ -41,9 +41,9 @@ class Vision(Service[VisionSettings]):
         video_frames, and media (hidden: the REST media API)."""
         from toolfleet.vision.annotate import ImageDrawBoxes
         from toolfleet.vision.crop import ImageCrop
-        from toolfleet.vision.media_tool import MediaTool
+        from toolfleet.vision.media import MediaTool
         from toolfleet.vision.transforms import ImageFlip, ImageResize, ImageRotate
-        from toolfleet.vision.video_tools import VideoFrames, VideoInfo
+        from toolfleet.vision.video import VideoFrames, VideoInfo
 
         return [
             ImageCrop(self),

@@ -11,7 +11,7 @@ from toolfleet.core.protocol import ErrorKind
 from toolfleet.core.tool import ToolArguments, ToolError
 from toolfleet.vision.arguments import FormatArg, ImageArg, MaxPixelsArg, QualityArg
 from toolfleet.vision.geometry import fit_pixels
-from toolfleet.vision.image_tool import ImageTool, Plan, parse_colour
+from toolfleet.vision.images import ImageTool, Plan, parse_colour
 from toolfleet.vision.records import MediaInfo
 
 # ---------------------------------------------------------------------- image_rotate

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, Observation, ToolCall
+from toolfleet.protocol import ErrorDiagnostic, ErrorKind, Observation, ToolCall
 
 
 @dataclass(frozen=True)

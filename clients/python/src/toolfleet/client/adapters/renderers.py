@@ -32,7 +32,7 @@ from toolfleet.client.adapters.text import (
     search_r1_passages,
 )
 from toolfleet.client.adapters.truncation import Truncation
-from toolfleet.core.protocol import ImagePart, Observation
+from toolfleet.protocol import ImagePart, Observation
 
 Observations = Observation | Sequence[Observation]
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from toolfleet.core.protocol import (
+from toolfleet.protocol import (
     ErrorDiagnostic,
     ImagePart,
     JsonPart,

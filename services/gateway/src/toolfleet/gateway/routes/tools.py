@@ -56,7 +56,7 @@ async def list_tools(
     return {"tools": [spec.model_dump() for spec in specs]}
 
 
-async def call_tool(request: Request) -> Response:
+async def call_one(request: Request) -> Response:
     """Run one tool call. A tool's failure is 200 with `ok: false` and a diagnostic.
     An empty body means no arguments."""
     tenant = await tenant_of(request)
@@ -85,11 +85,12 @@ async def call_batch(request: Request) -> Response:
 FAST_ROUTES = [
     FastRoute(
         "/v1/tools/{name}/call",
-        call_tool,
+        call_one,
         "Call a tool",
         CallRequest,
         Observation,
         body_required=False,
+        operation_id="call_tool",  # the OpenAPI name clients were generated with
     ),
     FastRoute("/v1/calls", call_batch, "Call tools in a batch", BatchRequest, BatchResponse),
 ]
