@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from toolfleet.core.settings import ServiceSettings, Settings
 
 if TYPE_CHECKING:
+    from toolfleet.core.registry import ToolRegistry
     from toolfleet.core.tool import Tool
 
 #: Entry point group naming each installed service (a Service subclass or factory).
@@ -61,6 +62,10 @@ class Service(abc.ABC, Generic[SettingsT]):
     @abc.abstractmethod
     def tools(self) -> list[Tool]:
         """Create this service's tools, each given the service (called once per registry)."""
+
+    def use_registry(self, registry: ToolRegistry) -> None:  # noqa: B027 - optional hook
+        """Told the registry that serves this service's tools, when its first tool is
+        registered (a service that looks at every tool served, as a tool finder does)."""
 
     async def start(self) -> None:
         """Acquire what the tools share (pools, indexes, threads), once, before any call."""
