@@ -6,7 +6,8 @@ is one document: its name split into words (``memory.create_entities`` → memor
 entities), its description, and its parameters' names and descriptions. The index is BM25
 (bm25s, stemmed when PyStemmer is there) and, when the search service is installed, the
 dense encoder it serves (all-MiniLM-L6-v2 through ONNX), the two rankings fused by
-reciprocal rank. It is built at start and again whenever the catalogue changes (checked
+reciprocal rank (the encoder is loaded only for catalogues of ``dense_min_tools`` or more).
+It is built at start and again whenever the catalogue changes (checked
 every ``catalogue_refresh_s``), in a thread, the old index answering meanwhile.
 """
 
@@ -178,16 +179,19 @@ class Catalogue:
                 await self._redis.aclose()
 
     async def _watch(self) -> None:
-        if self.service.settings.dense:
-            self._encoder = await asyncio.to_thread(load_encoder)
-            if self._encoder is not None:
-                self.fingerprint = ""  # index again, with vectors
+        settings = self.service.settings
+        tried = False
         while True:
+            if settings.dense and not tried and self.size >= settings.dense_min_tools:
+                tried = True
+                self._encoder = await asyncio.to_thread(load_encoder)
+                if self._encoder is not None:
+                    self.fingerprint = ""  # index again, with vectors
             try:
                 await self.refresh()
             except Exception:
                 log.exception("find_tools: indexing the catalogue failed")
-            await asyncio.sleep(self.service.settings.catalogue_refresh_s)
+            await asyncio.sleep(settings.catalogue_refresh_s)
 
     async def specs(self) -> list[ToolSpec]:
         """Every tool served (not hidden), by name."""

@@ -85,7 +85,11 @@ class McpService(Service[McpSettings]):
                 ) from exc
             log.info("mcp upstream %s: %d tools", upstream.config.name, len(tools))
 
-        await asyncio.gather(*(one(u) for u in self.upstreams))
+        # every upstream tried (and each one's server stopped) before the first error is told
+        results = await asyncio.gather(*(one(u) for u in self.upstreams), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def start(self) -> None:
         from toolfleet.mcp.catalogue import Catalogue

@@ -75,7 +75,12 @@ class UpstreamConfig(BaseModel):
         description="stdio, sandboxed: ports of the host's 127.0.0.1 the server may connect "
         "to (its own 127.0.0.1:PORT is relayed there); nothing else of the network.",
     )
-    memory_mb: int = Field(default=1024, ge=64, description="stdio, sandboxed: address space.")
+    memory_mb: int = Field(
+        default=4096,
+        ge=64,
+        description="stdio, sandboxed: address space in MiB (Node's V8 reserves far more "
+        "virtual memory than it uses: below ~2 GiB node servers die at start).",
+    )
     tmp_mb: int = Field(default=64, ge=1, description="stdio, sandboxed: its writable /tmp.")
     start_timeout_s: float = Field(
         default=60.0, gt=0, description="How long starting and initialising may take."
@@ -158,6 +163,12 @@ class McpSettings(ServiceSettings):
     dense: bool = Field(
         default=True,
         description="find_tools: add the search service's encoder to BM25 when installed.",
+    )
+    dense_min_tools: int = Field(
+        default=100,
+        ge=0,
+        description="find_tools: load the encoder only for a catalogue this large (a small "
+        "one is served well by BM25, and every process start would pay the model).",
     )
     catalogue_refresh_s: float = Field(
         default=5.0, gt=0, description="find_tools: how often the catalogue is checked."

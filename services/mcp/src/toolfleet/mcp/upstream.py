@@ -83,6 +83,8 @@ class Connection:
         :class:`UpstreamDown` saying why it could not."""
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
+        # retrieved even when open() was cancelled before the server answered
+        self._ready.add_done_callback(lambda f: f.cancelled() or f.exception())
         self.started_at = time.monotonic()
         self._task = asyncio.create_task(self._hold(), name=f"mcp-{self.config.name}")
         try:
