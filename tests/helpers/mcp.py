@@ -4,7 +4,12 @@ servers from npm and PyPI that ``make mcp-servers`` installs) and registries ser
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +17,7 @@ from toolfleet.core.registry import ToolRegistry
 from toolfleet.mcp.service import McpService
 from toolfleet.mcp.settings import McpSettings
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, free_port
 
 SYNTHETIC = ROOT / "tests" / "mcp" / "servers" / "synthetic.py"
 """The generated MCP server (``--tools N``, ``--http PORT``)."""
@@ -87,3 +92,32 @@ def toml_config(services: list[str], **mcp: Any) -> str:
         for item in items:
             lines += ["", f"[[mcp.{key}]]", *(f"{k} = {toml_value(v)}" for k, v in item.items())]
     return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def synthetic_http(tools: int = 0) -> Iterator[str]:
+    """The generated server over Streamable HTTP in a process of its own; its /mcp URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(SYNTHETIC), "--tools", str(tools), "--http", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the generated HTTP server did not start"
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
