@@ -5,7 +5,7 @@
 #   toolfleet-sandbox:latest   services/sandbox/Dockerfile (build-images.sh: the docker
 #                              backend's kernel image, the same image is the sandbox worker)
 #   toolfleet-gateway:latest   services/gateway/Dockerfile
-#   toolfleet-search:latest    services/search/Dockerfile   (and sql, vision)
+#   toolfleet-search:latest    services/search/Dockerfile   (and sql, vision, mcp)
 #   toolfleet-redis:latest     deploy/docker/redis.Dockerfile
 #
 # Idempotent and quick when nothing changed (Docker's layer cache: dependencies are a layer of
@@ -43,7 +43,7 @@ build() {  # build IMAGE DOCKERFILE
 
 build toolfleet-redis:latest deploy/docker/redis.Dockerfile
 build toolfleet-gateway:latest services/gateway/Dockerfile
-for service in search sql vision; do
+for service in search sql vision mcp; do
     build "toolfleet-$service:latest" "services/$service/Dockerfile"
 done
 log "all compose images built in $((SECONDS - start))s"
