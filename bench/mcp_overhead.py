@@ -125,7 +125,7 @@ async def through_gateway(upstream: dict, n: int) -> list[float]:
         config = Path(tmp) / "toolfleet.toml"
         config.write_text(toml_config(["mcp"], upstreams=[upstream], find_tools=False))
         env = {k: v for k, v in os.environ.items() if not k.startswith("TOOLFLEET_")}
-        proc = subprocess.Popen(
+        proc = subprocess.Popen(  # noqa: ASYNC220 - started once, before the timed calls
             [sys.executable, "-m", "toolfleet.client.cli", "serve", "--config", str(config),
              "--port", str(port)],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -136,7 +136,9 @@ async def through_gateway(upstream: dict, n: int) -> list[float]:
             async with httpx.AsyncClient(base_url=url) as client:
 
                 async def one() -> None:
-                    r = await client.post("/v1/tools/syn.echo/call", json={"arguments": {"text": "hi"}})
+                    r = await client.post(
+                        "/v1/tools/syn.echo/call", json={"arguments": {"text": "hi"}}
+                    )
                     assert r.json()["ok"], r.text
 
                 return await timed(one, n)
@@ -176,7 +178,9 @@ async def main() -> None:
         direct, through = await direct_http(url, http, n)
         show("http", direct, {"toolfleet": through})
         if not args.no_gateway:
-            show("http", await timed_direct_http(url, n), {"gateway": await through_gateway(http, n)})
+            show(
+                "http", await timed_direct_http(url, n), {"gateway": await through_gateway(http, n)}
+            )
 
 
 if __name__ == "__main__":

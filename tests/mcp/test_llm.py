@@ -38,11 +38,17 @@ def stand_in() -> tuple[Starlette, list[dict[str, Any]]]:
                 "object": "chat.completion",
                 "model": body["model"],
                 "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": answer},
-                     "finish_reason": "stop"}
-                ],  # fmt: skip
-                "usage": {"prompt_tokens": words, "completion_tokens": len(answer.split()),
-                          "total_tokens": words + len(answer.split())},  # fmt: skip
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": answer},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": words,
+                    "completion_tokens": len(answer.split()),
+                    "total_tokens": words + len(answer.split()),
+                },
             }
         )
 

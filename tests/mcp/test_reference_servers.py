@@ -77,7 +77,10 @@ def test_calls_through_rest(url: str) -> None:
         bad = call(client, "time.get_current_time", {"timezone": 3})
         assert bad["error"]["kind"] == "invalid_arguments" and "timezone" in bad["error"]["message"]
         unknown = call(client, "time.get_current_time", {"timezone": "UTC", "tz": "x"})
-        assert unknown["error"]["kind"] == "invalid_arguments" and "'tz'" in unknown["error"]["message"]
+        assert (
+            unknown["error"]["kind"] == "invalid_arguments"
+            and "'tz'" in unknown["error"]["message"]
+        )
         # usage is booked to the trajectory like any call
         call(client, "time.get_current_time", {"timezone": "UTC"}, trajectory_id="t-usage")
         usage = client.get("/v1/trajectories/t-usage/usage").json()
@@ -101,7 +104,9 @@ def test_a_stateful_server_per_session_and_a_fresh_one_for_a_fork(url: str) -> N
         assert "Ada" in text(call(client, "memory.read_graph", {}, session_id=a))
         # without a session, a stateful server's tool says what it needs
         alone = call(client, "memory.read_graph", {})
-        assert alone["error"]["kind"] == "invalid_arguments" and "session" in alone["error"]["message"]
+        assert (
+            alone["error"]["kind"] == "invalid_arguments" and "session" in alone["error"]["message"]
+        )
         for session in (a, b, fork):
             assert client.delete(f"/v1/sessions/{session}").status_code == 200
 
@@ -129,7 +134,9 @@ async def test_calls_through_mcp_with_the_official_client(url: str) -> None:
              "_toolfleet": {"trajectory_id": "t-mcp"}},
         )  # fmt: skip
         assert memory.is_error is False
-        graph = await session.call_tool("memory.read_graph", {"_toolfleet": {"trajectory_id": "t-mcp"}})
+        graph = await session.call_tool(
+            "memory.read_graph", {"_toolfleet": {"trajectory_id": "t-mcp"}}
+        )
         assert "Bob" in graph.content[0].text
 
 
@@ -139,7 +146,9 @@ def test_verl_tool_mcp_interface(url: str) -> None:
         answer = httpx.post(f"{url}/get_observation", json=body, timeout=120).json()
         return answer["observations"][0], answer["dones"][0], answer["valids"][0]
 
-    full = '<tool_call>{"name": "time.get_current_time", "arguments": {"timezone": "UTC"}}</tool_call>'
+    full = (
+        '<tool_call>{"name": "time.get_current_time", "arguments": {"timezone": "UTC"}}</tool_call>'
+    )
     obs, done, valid = turn("v1", full)
     assert valid and not done and obs.startswith("\n<mcp_response>\n```result\n")
     payload = json.loads(obs.split("```result\n")[1].split("\n```")[0])
@@ -149,13 +158,23 @@ def test_verl_tool_mcp_interface(url: str) -> None:
         '{"entities": [{"name": "Cy", "entityType": "p", "observations": []}]}}</tool_call>'
     )
     assert turn("v2", by_server)[2]
-    graph = turn("v2", '<tool_call>{"server": "memory", "name": "read_graph", "arguments": {}}</tool_call>')
+    graph = turn(
+        "v2", '<tool_call>{"server": "memory", "name": "read_graph", "arguments": {}}</tool_call>'
+    )
     assert "Cy" in graph[0]  # the trajectory's own memory server
-    other = turn("v3", '<tool_call>{"server": "memory", "name": "read_graph", "arguments": {}}</tool_call>')
+    other = turn(
+        "v3", '<tool_call>{"server": "memory", "name": "read_graph", "arguments": {}}</tool_call>'
+    )
     assert "Cy" not in other[0]
-    short = turn("v4", '<tool_call>{"name": "get_current_time", "arguments": {"timezone": "UTC"}}</tool_call>')
+    short = turn(
+        "v4",
+        '<tool_call>{"name": "get_current_time", "arguments": {"timezone": "UTC"}}</tool_call>',
+    )
     assert '"server": "time"' in short[0]
-    failed = turn("v5", '<tool_call>{"server": "time", "name": "get_current_time", "arguments": {"timezone": 1}}</tool_call>')
+    bad_call = {"server": "time", "name": "get_current_time", "arguments": {"timezone": 1}}
+    failed = turn("v5", f"<tool_call>{json.dumps(bad_call)}</tool_call>")
     assert '"error_type": "MCPToolError"' in failed[0] and failed[2]
-    missing = turn("v6", '<tool_call>{"server": "github", "name": "x", "arguments": {}}</tool_call>')
+    missing = turn(
+        "v6", '<tool_call>{"server": "github", "name": "x", "arguments": {}}</tool_call>'
+    )
     assert "no MCP server named github" in missing[0]

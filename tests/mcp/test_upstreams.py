@@ -26,7 +26,9 @@ async def test_stdio_upstream_calls_errors_images_and_a_crash(sandbox: bool) -> 
         wrong = await call(client, "syn.add", {"a": 2, "b": "three"})
         assert wrong["error"]["kind"] == "invalid_arguments" and "b:" in wrong["error"]["message"]
         missing = await call(client, "syn.add", {"a": 2})
-        assert missing["error"]["kind"] == "invalid_arguments" and "b" in missing["error"]["message"]
+        assert (
+            missing["error"]["kind"] == "invalid_arguments" and "b" in missing["error"]["message"]
+        )
         failed = await call(client, "syn.fail", {"why": "disk full"})
         assert failed["error"]["kind"] == "runtime_error"
         assert "disk full" in failed["error"]["message"] and not failed["error"]["retryable"]
@@ -71,8 +73,8 @@ async def test_named_loopback_ports_are_reachable_from_the_jail_and_nothing_else
 
     threading.Thread(target=answer, daemon=True).start()
     probe = (
-        "import socket; s = socket.create_connection(('127.0.0.1', %d), timeout=5); "
-        "s.sendall(b'jail'); print(s.recv(100).decode())" % port
+        f"import socket; s = socket.create_connection(('127.0.0.1', {port}), timeout=5); "
+        "s.sendall(b'jail'); print(s.recv(100).decode())"
     )
     server = synthetic(loopback_ports=[port])
     registry = mcp_registry(upstreams=[server])
@@ -126,5 +128,5 @@ def test_bad_configuration_is_refused_clearly() -> None:
         McpSettings(upstreams=[{"name": "x", "url": "http://a"}, {"name": "x", "url": "http://b"}])
     with pytest.raises(ValueError, match="prefixes tool names"):
         McpSettings(upstreams=[{"name": "a.b", "url": "http://a"}])
-    with pytest.raises(RuntimeError, match="upstream 'nothing'.*could not be started"):
+    with pytest.raises(RuntimeError, match=r"upstream 'nothing'.*could not be started"):
         mcp_registry(upstreams=[{"name": "nothing", "command": "/no/such/server"}])

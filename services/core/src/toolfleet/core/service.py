@@ -63,7 +63,7 @@ class Service(abc.ABC, Generic[SettingsT]):
     def tools(self) -> list[Tool]:
         """Create this service's tools, each given the service (called once per registry)."""
 
-    def use_registry(self, registry: ToolRegistry) -> None:  # noqa: B027 - optional hook
+    def use_registry(self, registry: ToolRegistry) -> None:
         """Told the registry that serves this service's tools, when its first tool is
         registered (a service that looks at every tool served, as a tool finder does)."""
 

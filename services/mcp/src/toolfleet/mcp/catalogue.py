@@ -212,7 +212,9 @@ class Catalogue:
         try:
             since = time.time() - 30
             ids = await self._redis.zrangebyscore(keys.workers, since, "+inf")
-            infos = await self._redis.mget([keys.worker_info(w.decode()) for w in ids]) if ids else []
+            infos = (
+                await self._redis.mget([keys.worker_info(w.decode()) for w in ids]) if ids else []
+            )
         except Exception as exc:
             log.warning("find_tools: cannot read the workers' tools from Redis: %s", exc)
             return []

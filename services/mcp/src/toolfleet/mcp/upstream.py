@@ -30,14 +30,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import mcp_types as types
-from mcp.client.session import ClientSession
-from mcp.client.stdio import StdioServerParameters, stdio_client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from toolfleet.core import __version__
 from toolfleet.core.errors import ToolError
 from toolfleet.core.protocol import ErrorKind
 from toolfleet.mcp.settings import McpSettings, UpstreamConfig
+
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,8 @@ class Connection:
         self._task: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[None] | None = None
         self._closing = asyncio.Event()
-        self._errlog = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")
+        # the server's stderr (a file: the SDK hands it to the process), read on failures
+        self._errlog = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115
         self.failure: BaseException | None = None
 
     @property
@@ -129,8 +131,7 @@ class Connection:
             if not self._ready.done():
                 self._ready.set_exception(
                     UpstreamDown(
-                        f"the {self.config.name} MCP server could not be started: "
-                        f"{_reason(exc)}",
+                        f"the {self.config.name} MCP server could not be started: {_reason(exc)}",
                         self.stderr_tail(),
                     )
                 )
@@ -160,7 +161,7 @@ class Connection:
         except (TimeoutError, asyncio.CancelledError):
             raise
         except Exception as exc:
-            if self._task is not None and self._task.done() or _is_transport(exc):
+            if (self._task is not None and self._task.done()) or _is_transport(exc):
                 self.failure = self.failure or exc
                 raise UpstreamDown(
                     f"the {self.config.name} MCP server stopped answering: {_reason(exc)}",

@@ -673,14 +673,18 @@ class McpInterface(VerlTool):
             if server is None:
                 obs = {"obs": "", "error": "No MCP servers configured for this task.", "tool": name}
                 return obs, True, False
-            return mcp_framed(
-                {
-                    "error": f"no MCP server named {server!s} is configured",
-                    "error_type": "MCPClientError",
-                    "server": str(server),
-                    "tool": name,
-                }
-            ), False, True
+            return (
+                mcp_framed(
+                    {
+                        "error": f"no MCP server named {server!s} is configured",
+                        "error_type": "MCPClientError",
+                        "server": str(server),
+                        "tool": name,
+                    }
+                ),
+                False,
+                True,
+            )
         arguments = parsed.get("arguments")
         if isinstance(arguments, str):  # some models send the arguments as a JSON string
             with contextlib.suppress(ValueError):
