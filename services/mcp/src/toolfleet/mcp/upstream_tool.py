@@ -78,7 +78,9 @@ class UpstreamTool(Tool[BaseModel]):
     async def call(self, args: BaseModel, ctx: CallContext) -> ToolResult:
         arguments = args.model_dump(by_alias=True, exclude_unset=True)
         self._check(arguments)
-        timeout_s = max(0.05, ctx.deadline - time.monotonic())
+        # the SDK's own read timeout a little later than the call's: the executor's timeout
+        # (a `timeout` diagnostic) is the one that fires
+        timeout_s = max(0.05, ctx.deadline - time.monotonic()) + 1.0
         note = None
         if self.stateful:
             server: SessionServer | None = ctx.state(self.state_key)
