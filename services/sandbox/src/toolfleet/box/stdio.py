@@ -144,7 +144,10 @@ def _serve_ports(ports: list[int]) -> None:
         os._exit(0)
     host_side.close()
     jail.unshare(jail.CLONE_NEWNET)
-    loopback_up()
+    try:
+        loopback_up()
+    except PermissionError:
+        sys.exit("toolfleet-stdio: relayed ports need the loopback up, which takes CAP_NET_ADMIN")
     listeners = []
     for port in ports:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -181,7 +184,10 @@ def main(argv: list[str] | None = None) -> int:
         _serve_ports(args.port)
     else:
         jail.unshare(jail.CLONE_NEWNET)
-        loopback_up()
+        # where bringing it up is not allowed (a container without CAP_NET_ADMIN), the server
+        # has no loopback either: still no network, which is what matters
+        with contextlib.suppress(PermissionError):
+            loopback_up()
     shown = [p for p in args.show if os.path.exists(p)]
     jail.build_root(args.root, jail.SYSTEM_PATHS + shown, {}, args.hide)
     # The program's own writable place: /tmp (read-only in the jail's root), capped in size.
