@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sqlite3
 import threading
 
 import pytest
@@ -97,17 +98,28 @@ async def test_named_loopback_ports_are_reachable_from_the_jail_and_nothing_else
     assert out.decode().strip() == "hello from the host jail"
 
 
-async def test_streamable_http_upstream() -> None:
+async def test_streamable_http_upstream_with_cost_and_the_call_log(tmp_path) -> None:
     with synthetic_http(tools=5) as url:
-        registry = mcp_registry(upstreams=[{"name": "remote", "url": url, "pool_size": 2}])
+        upstream = {"name": "remote", "url": url, "pool_size": 2, "cost": 0.5}
+        registry = mcp_registry(upstreams=[upstream])
         assert "remote.crm_create_contact" in registry
-        async with gateway(registry) as client:
-            obs = await call(client, "remote.crm_create_contact", {"name": "Ann"})
+        log = tmp_path / "calls.sqlite3"
+        async with gateway(registry, call_log=True, call_log_path=log) as client:
+            obs = await call(
+                client, "remote.crm_create_contact", {"name": "Ann"}, trajectory_id="t"
+            )
             assert obs["ok"] and json.loads(text(obs))["arguments"] == {"name": "Ann"}
             many = await asyncio.gather(
                 *(call(client, "remote.add", {"a": i, "b": 1}) for i in range(20))
             )
             assert [o["data"]["sum"] for o in many] == [i + 1 for i in range(20)]
+            usage = (await client.get("/v1/trajectories/t/usage")).json()
+            assert usage["total"]["cost"] == 0.5
+        with sqlite3.connect(log) as db:
+            rows = db.execute(
+                "SELECT tool, ok, arguments FROM toolfleet_calls WHERE trajectory_id = 't'"
+            ).fetchall()
+        assert rows == [("remote.crm_create_contact", 1, '{"name":"Ann"}')]
 
 
 async def test_stateful_http_upstream_gets_an_mcp_session_per_toolfleet_session() -> None:
