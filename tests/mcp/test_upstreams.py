@@ -56,6 +56,7 @@ async def test_the_jail_has_no_network_no_root_and_a_private_tmp() -> None:
     assert seen["uid"] >= 61000 and seen["uid"] != other["uid"]
     assert seen["pid"] == 1 and seen["home"] == "/tmp"  # a pid namespace of its own
     assert seen["network"] is False
+    assert seen["inet_sockets"] is False  # the sandbox's seccomp filter
     assert seen["writable"] == {"/tmp": True, "/usr": False, "/": False}
     # the system's directories and what was shown (the servers, this Python), nothing else
     assert "proc" in seen["root"] and not {"var", "home", "srv", "run"} & set(seen["root"])
@@ -82,6 +83,7 @@ async def test_named_loopback_ports_are_reachable_from_the_jail_and_nothing_else
     async with gateway(registry) as client:
         seen = json.loads(text(await call(client, "syn.env", {})))
         assert seen["network"] is False  # the outside stays unreachable
+        assert seen["inet_sockets"] is True  # the filter leaves IP sockets to relayed ports
     # the relay itself: a jailed program reaching the host's port
     from toolfleet.box import stdio
 

@@ -239,6 +239,7 @@ class Upstream:
             env["PATH"] = ":".join([*path, os.environ.get("PATH", "/usr/bin:/bin")])
             return StdioServerParameters(command=config.command, args=config.args, env=env)
         from toolfleet.box import stdio
+        from toolfleet.sandbox.seccomp import compile_filter
 
         uid = self.settings.first_uid + next(_uids) % 20000
         hide = [str(p) for p in _config_files()]
@@ -252,6 +253,8 @@ class Upstream:
             memory_mb=config.memory_mb,
             tmp_mb=config.tmp_mb,
             path=path,
+            # the kernels' filter; IP sockets stay allowed for a server given relayed ports
+            seccomp=compile_filter(sockets=not config.loopback_ports),
         )
         # the jail's environment is exactly this (nothing of the service's own)
         env.setdefault("LANG", "C.UTF-8")

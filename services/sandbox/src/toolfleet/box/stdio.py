@@ -7,7 +7,7 @@ directories, a private ``/proc`` and ``/dev``, nothing of the service), adds wha
 needs read-only (``--show``: an npm prefix, a virtualenv), gives it a writable ``/tmp`` of its
 own (a size-capped tmpfs, also its home and working directory), moves into a network
 namespace of its own (loopback only), drops to an unprivileged uid with resource limits and no
-new privileges, and execs the program. Its stdin and stdout are the caller's pipes, passed
+new privileges and the sandbox's seccomp filter (``--seccomp``), and execs the program. Its stdin and stdout are the caller's pipes, passed
 through untouched: nothing in this process relays the stream, so a message costs what a pipe
 costs. When the caller goes, ``unshare --kill-child`` ends the namespace and all in it.
 
@@ -48,6 +48,7 @@ def command(
     memory_mb: int = 0,
     tmp_mb: int = 64,
     path: list[str] = (),
+    seccomp: bytes | None = None,
     python: str = sys.executable,
 ) -> list[str]:
     """The command line that runs ``program`` jailed (its environment is the caller's to
@@ -64,6 +65,8 @@ def command(
         line += ["--port", str(port)]
     for item in path:
         line += ["--path", item]
+    if seccomp:
+        line += ["--seccomp", seccomp.hex()]
     return [*line, "--", *program]
 
 
@@ -174,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path", action="append", default=[], help="first on PATH")
     parser.add_argument("--memory-mb", type=int, default=0, help="address space (0: none)")
     parser.add_argument("--tmp-mb", type=int, default=64, help="the writable /tmp's size")
+    parser.add_argument("--seccomp", help="a BPF program (hex) installed before the exec")
     parser.add_argument("program", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     program = args.program[1:] if args.program[:1] == ["--"] else args.program
@@ -200,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     limits.processes = 256
     limits.open_files = 1024
     jail.drop_privileges(args.uid, limits, 0, uid_limits=True)
+    if args.seccomp:
+        jail.load_seccomp(bytes.fromhex(args.seccomp))
     env = dict(os.environ)
     env.update(HOME="/tmp", TMPDIR="/tmp", PATH=":".join([*args.path, PATH]))
     with contextlib.suppress(OSError):
