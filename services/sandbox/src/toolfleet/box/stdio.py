@@ -9,7 +9,8 @@ own (a size-capped tmpfs, also its home and working directory), moves into a net
 namespace of its own (loopback only), drops to an unprivileged uid with resource limits and no
 new privileges, installs the sandbox's seccomp filter (``--seccomp``), and execs the program.
 Its stdin and stdout are the caller's pipes, passed through untouched: nothing in this
-process relays the stream, so a message costs what a pipe costs. When the caller goes, ``unshare --kill-child`` ends the namespace and all in it.
+process relays the stream, so a message costs what a pipe costs.
+When the caller goes, ``unshare --kill-child`` ends the namespace and all in it.
 
 ``--port N`` relays the jail's ``127.0.0.1:N`` to the host's (a server configured to use a
 database on the host): an acceptor in the jail's network namespace hands each connection to
