@@ -6,7 +6,7 @@ SHELL := /bin/bash
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --frozen
 
-.PHONY: help sync runtime run test lint format bench sandbox-images compose-images redis sql-databases k8s-tools compat-venv
+.PHONY: help sync runtime run test lint format bench sandbox-images compose-images redis sql-databases k8s-tools compat-venv mcp-servers
 
 help:
 	@echo "make run    serve the gateway with embedded defaults on 127.0.0.1:8000"
@@ -57,6 +57,11 @@ redis:
 sql-databases: sync
 	UV=$(UV) bash deploy/ensure-databases.sh
 
+# The MCP servers stdio upstreams run (npm's reference servers, PyPI's time and sqlite), in
+# /opt/toolfleet/mcp: installed ahead of time, as the jail they run in has no network.
+mcp-servers:
+	bash deploy/mcp/install-servers.sh
+
 # kubectl kustomize for the manifests' offline validation (tests/deploy/test_k8s.py)
 k8s-tools:
 	bash deploy/k8s/install-kubectl.sh >/dev/null
@@ -76,7 +81,7 @@ $(COMPAT_VENV)/.installed: $(COMPAT_REQS)
 
 compat-venv: $(COMPAT_VENV)/.installed
 
-test: lint runtime compose-images redis sql-databases k8s-tools compat-venv
+test: lint runtime compose-images redis sql-databases k8s-tools compat-venv mcp-servers
 	$(RUN) pytest
 
 bench: sync

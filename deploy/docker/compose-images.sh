@@ -7,6 +7,7 @@
 #   toolfleet-gateway:latest   deploy/docker/Dockerfile, target gateway
 #   toolfleet-<service>:latest deploy/docker/Dockerfile, target worker, for every other
 #                              service deploy/docker/services.py lists (search, sql, vision)
+#   toolfleet-mcp:latest       services/mcp/Dockerfile (Node.js and the MCP servers)
 #   toolfleet-redis:latest     deploy/docker/redis.Dockerfile
 #
 # Idempotent and quick when nothing changed (Docker's layer cache: dependencies are a layer of
@@ -44,13 +45,18 @@ build() {  # build IMAGE DOCKERFILE [docker build options]
 }
 
 build toolfleet-redis:latest deploy/docker/redis.Dockerfile
-# The gateway, then every service that has no Dockerfile of its own (the sandbox's was built).
+# The gateway, then every service (the sandbox's image was built by build-images.sh): by the
+# shared Dockerfile, or by the service's own when it has one (mcp: Node.js and its servers).
 for name in $(python3 "$ROOT/deploy/docker/services.py"); do
+    [ "$name" = sandbox ] && continue
     dockerfile=$(python3 "$ROOT/deploy/docker/services.py" --dockerfile "$name")
-    [ "$dockerfile" = deploy/docker/Dockerfile ] || continue
-    target=worker
-    [ "$name" = gateway ] && target=gateway
-    build "toolfleet-$name:latest" "$dockerfile" --build-arg "SERVICE=$name" --target "$target"
+    if [ "$dockerfile" = deploy/docker/Dockerfile ]; then
+        target=worker
+        [ "$name" = gateway ] && target=gateway
+        build "toolfleet-$name:latest" "$dockerfile" --build-arg "SERVICE=$name" --target "$target"
+    else
+        build "toolfleet-$name:latest" "$dockerfile"
+    fi
 done
 log "all compose images built in $((SECONDS - start))s"
 

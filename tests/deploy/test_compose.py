@@ -39,8 +39,9 @@ IMAGES = (
     "toolfleet-search:latest",
     "toolfleet-sql:latest",
     "toolfleet-vision:latest",
+    "toolfleet-mcp:latest",
 )
-SERVICES = ("sandbox", "search", "sql", "vision")
+SERVICES = ("sandbox", "search", "sql", "vision", "mcp")
 SANDBOX_WORKERS = 2
 PROJECT_PREFIX = "toolfleet-test-"
 READY_WITHIN_S = 120.0  # compose up to a gateway that answers calls
@@ -229,7 +230,7 @@ def test_every_container_runs(stack: Stack) -> None:
     for container in stack.containers():
         assert container["State"] == "running", f"{container}\n{stack.logs()}"
         running[container["Service"]] = running.get(container["Service"], 0) + 1
-    expected = {"redis": 1, "gateway": 1, "search": 1, "sql": 1, "vision": 1}
+    expected = {"redis": 1, "gateway": 1, "search": 1, "sql": 1, "vision": 1, "mcp": 1}
     assert running == {**expected, "sandbox": SANDBOX_WORKERS}
 
 

@@ -48,8 +48,10 @@ class ToolRegistry:
                 )
         owner = tool.owner
         if owner is not None:
-            known = self._services.setdefault(owner.name, owner)
-            if known is not owner:
+            if owner.name not in self._services:
+                self._services[owner.name] = owner
+                owner.use_registry(self)
+            if self._services[owner.name] is not owner:
                 raise ValueError(
                     f"the {tool.name} tool belongs to another instance of the {owner.name} "
                     "service than the tools registered before it (one instance per process)"

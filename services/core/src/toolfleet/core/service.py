@@ -24,6 +24,7 @@ from toolfleet.core.settings import ServiceSettings
 from toolfleet.core.settings import Settings as ProcessSettings  # `Settings` is a class attribute
 
 if TYPE_CHECKING:
+    from toolfleet.core.registry import ToolRegistry
     from toolfleet.core.tool import Tool
 
 #: Entry point group naming each installed service (a Service subclass or factory).
@@ -62,6 +63,10 @@ class Service(abc.ABC, Generic[SettingsT]):
     @abc.abstractmethod
     def tools(self) -> list[Tool[Any]]:
         """Create this service's tools, each given the service (called once per registry)."""
+
+    def use_registry(self, registry: ToolRegistry) -> None:
+        """Told the registry that serves this service's tools, when its first tool is
+        registered (a service that looks at every tool served, as a tool finder does)."""
 
     async def start(self) -> None:
         """Acquire what the tools share (pools, indexes, threads), once, before any call."""

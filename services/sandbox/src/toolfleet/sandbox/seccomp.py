@@ -53,9 +53,10 @@ REFUSED = (
 SOCKET_FAMILIES = (2, 10, 17, 16)  # AF_INET, AF_INET6, AF_PACKET, AF_NETLINK
 
 
-def compile_filter() -> bytes | None:
+def compile_filter(sockets: bool = True) -> bytes | None:
     """The filter as a BPF program: the system calls a sandboxed process never needs fail
-    with EPERM, IP, packet and netlink sockets with EAFNOSUPPORT. None when libseccomp is
+    with EPERM, IP, packet and netlink sockets with EAFNOSUPPORT (``sockets=False``: those
+    are left alone, for a program given a relayed loopback port). None when libseccomp is
     not available."""
     try:
         import pyseccomp as sc
@@ -67,7 +68,7 @@ def compile_filter() -> bytes | None:
             flt.add_rule(sc.ERRNO(errno.EPERM), name)
         except (RuntimeError, ValueError, OSError):
             continue  # not a syscall on this architecture
-    for family in SOCKET_FAMILIES:
+    for family in SOCKET_FAMILIES if sockets else ():
         flt.add_rule(sc.ERRNO(errno.EAFNOSUPPORT), "socket", sc.Arg(0, sc.EQ, family))
     with tempfile.TemporaryFile() as f:
         flt.export_bpf(f)

@@ -26,8 +26,9 @@ and ``finish`` frees it).
   ``crop_image_normalized`` / ``select_frames`` on the trajectory's images
   (``extra_fields[i].images``, uploaded into its session at its first call) → the vision
   service's ``image_crop``; an ``{"obs", "image"}`` dict with a JPEG data URL;
-- ``mcp_interface``: any other ``<tool_call>`` JSON (or a ReAct JSON action); no MCP upstream
-  is configured, so it answers as verl-tool does without one.
+- ``mcp_interface``: any other ``<tool_call>`` JSON (or a ReAct JSON action) → the MCP
+  upstream tool it names (the mcp service), framed in ``<mcp_response>``; one naming no
+  upstream tool answers as verl-tool does without a server for it.
 """
 
 from __future__ import annotations
@@ -627,8 +628,10 @@ def image_size(data: bytes) -> tuple[int, int]:
 
 
 class McpInterface(VerlTool):
-    """verl-tool's ``mcp_interface`` with no MCP upstream configured: a call names no
-    server it could go to, and it answers as verl-tool does then."""
+    """verl-tool's ``mcp_interface``: a ``<tool_call>`` JSON (or a ReAct JSON action) naming
+    a tool of an MCP upstream toolfleet fronts (the mcp service: ``memory.create_entities``),
+    by its full name or by ``server`` and ``name``; it runs in the trajectory's session. A
+    call naming no upstream tool answers as verl-tool does when no server has it."""
 
     tool_type = "mcp_interface"
     usage = (
@@ -647,9 +650,17 @@ class McpInterface(VerlTool):
             data = None
             if isinstance(plain, dict) and isinstance(plain.get("action"), dict):
                 a = plain["action"]
-                data = {"server": a.get("server"), "name": a.get("tool")}
+                data = {
+                    "server": a.get("server"),
+                    "name": a.get("tool"),
+                    "arguments": a.get("arguments") or a.get("args") or {},
+                }
             elif isinstance(plain, dict) and "tool" in plain and "arguments" in plain:
-                data = {"server": plain.get("server"), "name": plain.get("tool")}
+                data = {
+                    "server": plain.get("server"),
+                    "name": plain.get("tool"),
+                    "arguments": plain.get("arguments"),
+                }
         if not isinstance(data, dict) or "name" not in data:
             return None
         return data
@@ -657,17 +668,62 @@ class McpInterface(VerlTool):
     async def run(self, turn: Turn, parsed: dict[str, Any]) -> Result:
         name = parsed.get("name")
         server = parsed.get("server") or parsed.get("server_name") or parsed.get("server_label")
-        if server is None:
-            obs = {"obs": "", "error": "No MCP servers configured for this task.", "tool": name}
-            return obs, True, False
-        payload = {
-            "error": f"no MCP server named {server!s} is configured",
-            "error_type": "MCPClientError",
-            "server": str(server),
-            "tool": name,
-        }
-        framed = f"\n<mcp_response>\n```result\n{json.dumps(payload)}\n```\n</mcp_response>\n"
-        return framed, False, True
+        tool = upstream_tool(turn.rt, None if server is None else str(server), str(name))
+        if tool is None:
+            if server is None:
+                obs = {"obs": "", "error": "No MCP servers configured for this task.", "tool": name}
+                return obs, True, False
+            return (
+                mcp_framed(
+                    {
+                        "error": f"no MCP server named {server!s} is configured",
+                        "error_type": "MCPClientError",
+                        "server": str(server),
+                        "tool": name,
+                    }
+                ),
+                False,
+                True,
+            )
+        arguments = parsed.get("arguments")
+        if isinstance(arguments, str):  # some models send the arguments as a JSON string
+            with contextlib.suppress(ValueError):
+                arguments = json.loads(arguments)
+        if not isinstance(arguments, dict):
+            arguments = {}
+        obs = await turn.call(tool, arguments)
+        where = {"server": tool.split(".")[0] if server is None else str(server), "tool": name}
+        if not obs.ok:
+            payload = {"error": failure(obs), "error_type": "MCPToolError", **where}
+        else:
+            payload = {**where, "result": text_of(obs)}
+            if obs.data is not None:
+                payload["structured_content"] = obs.data
+        return mcp_framed(payload), False, True
+
+
+#: Between an upstream's name and its tools' names (the mcp service's ``separator``).
+UPSTREAM_SEPARATORS = (".", "__", "_", "-")
+
+
+def upstream_tool(rt: Runtime, server: str | None, name: str) -> str | None:
+    """The served upstream tool a call names: ``server`` + separator + ``name``, or ``name``
+    itself when it is an upstream tool's full name, or the one upstream tool called ``name``."""
+    mcp_tools = [s.name for s in rt.specs() if s.service == "mcp"]
+    if server is not None:
+        for sep in UPSTREAM_SEPARATORS:
+            if f"{server}{sep}{name}" in mcp_tools:
+                return f"{server}{sep}{name}"
+        return None
+    if name in mcp_tools:
+        return name
+    found = [t for t in mcp_tools if t.endswith((f".{name}", f"__{name}"))]
+    return found[0] if len(found) == 1 else None
+
+
+def mcp_framed(payload: dict[str, Any]) -> str:
+    """An MCP answer as verl-tool's mcp_interface frames it."""
+    return f"\n<mcp_response>\n```result\n{json.dumps(payload)}\n```\n</mcp_response>\n"
 
 
 # --------------------------------------------------------------------------- the set
