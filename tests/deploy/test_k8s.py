@@ -27,7 +27,9 @@ def _load_validator():
 
 v = _load_validator()
 NAMES = [str(p.relative_to(K8S)) for p in v.kustomizations()]
-WORKERS = ("sandbox", "search", "sql", "vision")
+from tests.deploy.test_services import services as _services  # noqa: E402
+
+WORKERS = tuple(_services.services())  # the workspace's services (deploy/docker/services.py)
 
 
 @cache

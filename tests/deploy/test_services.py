@@ -47,10 +47,16 @@ def test_the_service_list_is_the_packages_with_a_service_entry_point():
     assert out == ["gateway", *services.services()]
 
 
-def test_every_image_but_the_sandbox_kernel_image_is_built_by_the_one_dockerfile():
-    assert services.dockerfile("sandbox") == "services/sandbox/Dockerfile"
+# Images with a Dockerfile of their own, and why: the sandbox's is the kernel image with its
+# runtime; mcp's holds Node.js and the MCP servers and runs as root for the servers' jail.
+OWN_DOCKERFILE = {"sandbox", "mcp"}
+
+
+def test_every_image_but_the_sandbox_and_mcp_images_is_built_by_the_one_dockerfile():
+    for name in OWN_DOCKERFILE:
+        assert services.dockerfile(name) == f"services/{name}/Dockerfile"
     for name in ["gateway", *services.services()]:
-        if name != "sandbox":
+        if name not in OWN_DOCKERFILE:
             assert services.dockerfile(name) == DOCKERFILE
             assert not (ROOT / "services" / name / "Dockerfile").exists()
 
