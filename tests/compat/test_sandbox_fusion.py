@@ -144,7 +144,7 @@ def test_bash_stdin(live_gateway: str) -> None:
 
 # ----------------------------------------------------------- its test_pytest.py
 
-WORD_COUNT = '''
+WORD_COUNT = """
 import string
 from collections import Counter
 
@@ -169,10 +169,12 @@ class TestWordCount:
         word_count(path)
         expected = "'some': 1\\n'punctuation': 1\\n'like': 1\\n'commas': 1\\n'and': 1\\n"
         assert expected {op} capfd.readouterr().out
-'''
+"""
 
 
-@pytest.mark.parametrize(("op", "verdict"), [("in", RunStatus.Success), ("not in", RunStatus.Failed)])
+@pytest.mark.parametrize(
+    ("op", "verdict"), [("in", RunStatus.Success), ("not in", RunStatus.Failed)]
+)
 def test_pytest_pass_and_fail(live_gateway: str, op: str, verdict: RunStatus) -> None:
     code = WORD_COUNT.replace("{op}", op)
     # as a program the file only defines things: it succeeds either way
@@ -253,7 +255,9 @@ def test_program_semantics_of_the_warm_interpreter(live_gateway: str) -> None:
     )
     message = run(live_gateway, language="python", code="raise SystemExit('bye')")
     assert (message.run_result.return_code, message.run_result.stderr) == (1, "bye\n")
-    numpy = run(live_gateway, language="python", code="import numpy as np\nprint(np.arange(4).sum())")
+    numpy = run(
+        live_gateway, language="python", code="import numpy as np\nprint(np.arange(4).sum())"
+    )
     assert numpy.run_result.stdout == "6\n"
 
 
