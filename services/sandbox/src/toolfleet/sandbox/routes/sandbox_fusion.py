@@ -41,6 +41,41 @@ router = APIRouter(tags=["compatibility"])
 
 # SandboxFusion's names for what run_program calls otherwise; any other is passed through.
 ALIASES = {"python3": "python", "sh": "bash"}
+# SandboxFusion's languages: one the sandbox does not run is its SandboxError, any other
+# name a 422, as SandboxFusion's request model refuses it
+SANDBOX_FUSION_LANGUAGES = frozenset(
+    [
+        "python",
+        "cpp",
+        "nodejs",
+        "go",
+        "go_test",
+        "java",
+        "php",
+        "csharp",
+        "bash",
+        "typescript",
+        "sql",
+        "rust",
+        "cuda",
+        "lua",
+        "R",
+        "perl",
+        "D_ut",
+        "ruby",
+        "scala",
+        "julia",
+        "pytest",
+        "junit",
+        "kotlin_script",
+        "jest",
+        "verilog",
+        "python_gpu",
+        "lean",
+        "swift",
+        "racket",
+    ]
+)
 EXAMPLE = {"code": "print(int(input()) * 2)", "language": "python", "stdin": "21", "run_timeout": 5}
 
 
@@ -146,10 +181,13 @@ async def run_code(request: Request, tenant: Tenant) -> RunCodeResponse | JSONRe
     )
     data = obs.data or {}
     if "status" not in data:
-        if obs.error is not None and obs.error.kind is ErrorKind.invalid_arguments:
-            # as SandboxFusion answers a request its model refuses (an unknown language)
-            return error_response(422, "invalid_request", obs.error.message)
         error = obs.error.message if obs.error else "unknown"
+        if obs.error is not None and obs.error.kind is ErrorKind.invalid_arguments:
+            language = arguments["language"]
+            if language not in SANDBOX_FUSION_LANGUAGES:
+                return error_response(422, "invalid_request", error)
+            if "language" in error:
+                return _sandbox_error(f"language {language!r} is not run here: {error}")
         return _sandbox_error(f"the sandbox could not run the program: {error}")
     exit_code, signum = data.get("exit_code"), data.get("signal")
     timed_out = data["status"] == "time_limit"
