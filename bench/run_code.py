@@ -20,6 +20,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -73,6 +74,7 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=100, help="sequential calls per row")
     parser.add_argument("--duration", type=int, default=8, help="wrk seconds per row")
     parser.add_argument("--peer", help="URL of a SandboxFusion server to measure alongside")
+    parser.add_argument("--settle", type=float, default=20, help="pause after the peer's rows")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
@@ -85,22 +87,25 @@ def main() -> int:
     try:
         with httpx.Client(timeout=60) as http:
             for _ in range(args.rounds):
+                targets = []
                 for label, (code, out) in CODES.items():
-                    targets = [
-                        ("toolfleet /run_code", base, "/run_code", run_code_body(code),
-                         lambda j, out=out: j["run_result"]["stdout"] == out),
-                        ("toolfleet stateless python", base, "/v1/tools/python/call",
+                    targets += [
+                        (f"toolfleet /run_code: {label}", base, "/run_code",
+                         run_code_body(code), lambda j, out=out: j["run_result"]["stdout"] == out),
+                        (f"toolfleet stateless python: {label}", base, "/v1/tools/python/call",
                          stateless_body(code), lambda j, out=out: j["data"]["stdout"] == out),
                     ]  # fmt: skip
-                    if args.peer:
-                        targets.append(
-                            ("SandboxFusion /run_code", args.peer.rstrip("/"), "/run_code",
-                             run_code_body(code),
-                             lambda j, out=out: j["run_result"]["stdout"] == out)
-                        )  # fmt: skip
-                    for name, url, path, body, check in targets:
-                        row = measure(http, url, path, body, check, args.count, args.duration)
-                        rows.setdefault(f"{name}: {label}", []).append(row)
+                for label, (code, out) in CODES.items() if args.peer else ():
+                    # last in the round: the peer goes on with what wrk queued after wrk ends
+                    targets.append(
+                        (f"SandboxFusion /run_code: {label}", args.peer.rstrip("/"), "/run_code",
+                         run_code_body(code), lambda j, out=out: j["run_result"]["stdout"] == out)
+                    )  # fmt: skip
+                for name, url, path, body, check in targets:
+                    row = measure(http, url, path, body, check, args.count, args.duration)
+                    rows.setdefault(name, []).append(row)
+                if args.peer:
+                    time.sleep(args.settle)  # the peer's backlog drains before the next round
     finally:
         server.terminate()
         server.wait(timeout=30)
