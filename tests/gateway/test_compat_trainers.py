@@ -110,7 +110,11 @@ async def test_run_code_failures_in_sandbox_fusion_terms(client) -> None:
     ).json()
     assert shell["run_result"]["stdout"] == "42\n" and shell["run_result"]["return_code"] == 2
 
+    # a language of SandboxFusion's that this sandbox does not run: its SandboxError
     other = (
-        await client.post("/run_code", json=sandbox_fusion_request("x", language="cpp"))
+        await client.post("/run_code", json=sandbox_fusion_request("x", language="racket"))
     ).json()
-    assert other["status"] == "SandboxError" and "cpp" in other["message"]
+    assert other["status"] == "SandboxError" and "racket" in other["message"]
+    # one it does not know at all: its 422
+    unknown = await client.post("/run_code", json=sandbox_fusion_request("x", language="cobol"))
+    assert unknown.status_code == 422 and "language" in unknown.json()["error"]["message"]

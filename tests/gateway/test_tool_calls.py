@@ -184,6 +184,18 @@ async def test_oversize_body_is_413(make_gateway):
         assert r.json()["ok"] is True
 
 
+async def test_a_path_may_have_a_body_limit_of_its_own(make_gateway):
+    limits = {"/v1/tools/echo/call": 5000}
+    async with make_gateway(max_body_bytes=1000, path_body_bytes=limits) as client:
+        text = {"arguments": {"text": "x" * 3000}}
+        r = await client.post("/v1/tools/echo/call", json=text)
+        assert r.status_code == 200 and r.json()["ok"] is True
+        r = await client.post("/v1/tools/noop/call", json=text)  # the others keep the default
+        assert r.status_code == 413 and r.json()["error"]["limit_bytes"] == 1000
+        r = await client.post("/v1/tools/echo/call", json={"arguments": {"text": "x" * 6000}})
+        assert r.status_code == 413 and r.json()["error"]["limit_bytes"] == 5000
+
+
 async def test_too_many_in_flight_is_429_with_retry_after(make_gateway):
     async with make_gateway(max_in_flight=2, retry_after_s=3) as client:
         slow = [

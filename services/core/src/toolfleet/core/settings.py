@@ -72,6 +72,12 @@ class Settings(_FileBacked):
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024, gt=0, description="Largest request body accepted (else 413)."
     )
+    path_body_bytes: dict[str, int] = Field(
+        default_factory=lambda: {"/run_code": 320 << 20},
+        description="Largest request body of these exact paths, in place of max_body_bytes: "
+        "SandboxFusion's /run_code carries a program's stdin and files (64 MiB of each, "
+        "base64 and JSON-escaped, fit the default).",
+    )
     max_in_flight: int = Field(
         default=1024, gt=0, description="Tool calls running at once before 429."
     )

@@ -90,6 +90,8 @@ def create_app(
     fast_routes.install(app, tools.FAST_ROUTES)
     # exactly /mcp (a Mount would redirect /mcp to /mcp/)
     app.router.routes.append(Route("/mcp", mcp, methods=["GET", "POST", "DELETE"]))
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, paths=settings.path_body_bytes
+    )
     app.add_middleware(RequestIdMiddleware)  # outermost: a 413 carries X-Request-ID too
     return app

@@ -116,8 +116,9 @@ def run_python_main(path: str, source: str, args: list[str]) -> None:
         status = _exit_status(exc)
     except BaseException as exc:
         tb = exc.__traceback__
-        if tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        if tb is not None and tb.tb_frame.f_code is run_python_main.__code__:
             tb = tb.tb_next  # this function's own frame: `python main.py` shows none
+        exc.__traceback__ = tb  # the default hook prints the exception's own traceback
         try:
             sys.excepthook(type(exc), exc, tb)
         except BaseException:

@@ -96,6 +96,8 @@ def prctl(option: int, value: int) -> None:
 PTRACE_TRACEME = 0
 PTRACE_CONT = 7
 PTRACE_SETOPTIONS = 0x4200
+PTRACE_SEIZE = 0x4206
+PTRACE_GETEVENTMSG = 0x4201
 PTRACE_O_TRACEEXEC = 0x10
 PTRACE_O_TRACEEXIT = 0x40
 PTRACE_O_EXITKILL = 0x100000
@@ -110,6 +112,15 @@ def ptrace(request: int, pid: int, data: int = 0) -> None:
     if _libc.ptrace(request, pid, None, ctypes.c_void_p(data)) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"ptrace: {os.strerror(err)}")
+
+
+def ptrace_event_message(pid: int) -> int:
+    """PTRACE_GETEVENTMSG: at an exit event, the wait status the process is exiting with."""
+    value = ctypes.c_ulong()
+    if _libc.ptrace(PTRACE_GETEVENTMSG, pid, None, ctypes.addressof(value)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"ptrace: {os.strerror(err)}")
+    return value.value
 
 
 def unshare(flags: int) -> None:

@@ -18,6 +18,7 @@ import contextlib
 import io
 import linecache
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -25,7 +26,7 @@ import sys
 import traceback
 from typing import Any
 
-from toolfleet.box import wire
+from toolfleet.box import children, wire
 
 CURRENT: Kernel | None = None  # the kernel this process serves (for PIL's Image.show)
 
@@ -69,6 +70,8 @@ class Kernel:
             try:
                 if msg.get("op") == "python":
                     reply = self.run_cell(msg)
+                elif msg.get("op") == "program":
+                    self.become_program(msg, fds)  # never returns
                 elif msg.get("op") == "fork":
                     reply = self.fork(msg["workspace"], fds)
                 elif msg.get("op") == "reap":
@@ -85,6 +88,25 @@ class Kernel:
                 wire.send(self.chan, reply)
             except OSError:
                 os._exit(0)
+
+    def become_program(self, msg: dict[str, Any], fds: list[int]) -> None:
+        """Become a Python program (a stateless run in a fresh kernel that has run nothing of
+        the model's): the channel closed, ``fds[0]`` as stdin, a lower memory limit if asked,
+        then the source as ``python script args...`` would run it. Never returns; the
+        supervisor, which traces this process, takes its exit status and output."""
+        self.chan.close()
+        if len(fds) != 1:
+            os._exit(126)
+        os.dup2(fds[0], 0)
+        os.close(fds[0])
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        limit = int(msg.get("address_space") or 0)
+        if limit > 0:
+            with contextlib.suppress(ValueError, OSError):  # only ever lowered
+                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        os.chdir(str(msg["cwd"]))
+        source, args = str(msg["source"]), [str(a) for a in msg.get("args") or []]
+        children.run_python_main(str(msg["script"]), source, args)
 
     def _on_interrupt(self, signum: int, frame: Any) -> None:
         if self.running:

@@ -53,6 +53,7 @@ HELLO_TIMEOUT_S = 10.0
 KERNEL_IO_TIMEOUT_S = 5.0  # a kernel that stalls in the middle of a frame is broken
 FORK_TIMEOUT_S = 60.0
 SWEEP_INTERVAL_S = 1.0
+TRACE_OPTIONS = jail.PTRACE_O_TRACEEXIT | jail.PTRACE_O_TRACEEXEC | jail.PTRACE_O_EXITKILL
 ERROR_KINDS = {
     "syntax_error",
     "runtime_error",
@@ -818,15 +819,34 @@ class Supervisor:
         inject = 0
         if event == jail.PTRACE_EVENT_EXIT:
             self._sweep([pid], job.family)
+            if job.kind == "run":
+                self._exiting(job, pid)
         elif event == 0 and not job.extra.get("traced"):
             job.extra["traced"] = True  # the first stop, raised by the child itself
-            options = jail.PTRACE_O_TRACEEXIT | jail.PTRACE_O_TRACEEXEC | jail.PTRACE_O_EXITKILL
             with contextlib.suppress(OSError):
-                jail.ptrace(jail.PTRACE_SETOPTIONS, pid, options)
+                jail.ptrace(jail.PTRACE_SETOPTIONS, pid, TRACE_OPTIONS)
         elif event == 0:
             inject = sig  # a signal on its way to the process: deliver it
         with contextlib.suppress(OSError):
             jail.ptrace(jail.PTRACE_CONT, pid, inject)
+
+    def _exiting(self, job: Job, pid: int) -> None:
+        """A program at its exit event, everything it left killed: if it is exiting (not
+        killed) with no other thread, its job ends now — status from the event, CPU and
+        peak memory from /proc, output drained (its pipes hold all it wrote) — instead of
+        once the operating system has torn its address space down (milliseconds for a
+        process of the warm template). Its death is reaped later, for no job."""
+        try:
+            status = jail.ptrace_event_message(pid)
+        except OSError:
+            return
+        threads, cpu = processes.threads_and_cpu(pid)
+        peak_kb = processes.status_field(pid, "VmHWM")
+        if not os.WIFEXITED(status) or threads != 1 or peak_kb is None:
+            return
+        job.status = status
+        job.usage = ExitUsage(cpu / 1000, peak_kb)
+        self._maybe_finish(job)
 
     def _maybe_finish(self, job: Job) -> None:
         """A process job is done once it has exited; its pipes are drained then (what is
@@ -894,7 +914,7 @@ class Supervisor:
         signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
         usage = job.usage
-        cpu = (usage.ru_utime + usage.ru_stime) * 1000 if usage else 0.0
+        cpu = (usage.ru_utime + usage.ru_stime) * 1000 - job.cpu_before if usage else 0.0
         rss = usage.ru_maxrss * 1024 if usage else 0
         if job.extra.get("warm"):
             rss = max(0, rss - self.base_rss)  # the template's pages are not the program's
@@ -969,8 +989,16 @@ class Supervisor:
     # ------------------------------------------------------------------ programs
 
     def _run(self, family: Family, msg: dict[str, Any]) -> None:
+        kernel = None
+        if "python" in msg and msg.get("kernel"):  # a fresh kernel to become the program
+            kernel = self._kernel(family, msg)
+            if kernel is None:
+                return
         job = self._job(family, msg, "run")
-        cwd = str(msg.get("cwd") or new_workspace(family.root, family.conf.uid))
+        cwd = str(
+            msg.get("cwd")
+            or (kernel.workspace if kernel else new_workspace(family.root, family.conf.uid))
+        )
         skipped = []
         for path, data in (msg.get("files") or {}).items():
             if data is None:
@@ -996,6 +1024,8 @@ class Supervisor:
                 files.write_file(where[0], where[1], str(msg["python"]).encode(), family.conf.uid)
             source, args = str(msg["python"]), [str(a) for a in msg.get("args") or []]
             job.extra["warm"] = True
+            if kernel is not None and self._become_program(job, kernel, stdin, memory, script):
+                return
             target = lambda: children.run_python_main(script, source, args)  # noqa: E731
         else:
             argv = [str(a) for a in msg["argv"]]
@@ -1004,6 +1034,56 @@ class Supervisor:
             self._start_process(job, stdin, cwd, env, target, memory, warm="python" in msg)
         finally:
             os.close(stdin)
+
+    def _become_program(
+        self, job: Job, kernel: KernelState, stdin: int, memory: int, script: str
+    ) -> bool:
+        """Run a Python program in a fresh kernel of the family (one that has run nothing of
+        the model's): it is already forked, confined and warm, so the run costs no fork. The
+        kernel stops being one: traced from now on (``PTRACE_SEIZE``, the options a program
+        gets), its pipes the job's, its channel closed once the program is handed over, so
+        its exit status, time and output come from our records as for any process job.
+        False (nothing changed) if it cannot be traced: the caller forks instead."""
+        family, pid = job.family, kernel.pid
+        _signal(pid, signal.SIGCONT)  # it waits on its channel, stopped as idle kernels are
+        try:
+            jail.ptrace(jail.PTRACE_SEIZE, pid, TRACE_OPTIONS)
+        except OSError:
+            _signal(pid, signal.SIGSTOP)
+            return False
+        self.kernels.pop(kernel.kid, None)
+        self.kernel_pids.discard(pid)
+        family.kernels.discard(kernel.kid)
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(kernel.chan)
+        job.pipes = {kernel.out: "stdout", kernel.err: "stderr"}
+        for fd, stream in job.pipes.items():
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(fd)
+            self.sel.register(fd, selectors.EVENT_READ, (stream, job))
+        if kernel.stat >= 0:
+            _close(kernel.stat)
+        self._oom_since(family)
+        job.extra["traced"] = True
+        job.pid, job.cpu_before, job.started = pid, kernel.cpu_ms, time.monotonic()
+        self.procs[pid] = job
+        limit = family.conf.limits.memory_bytes
+        request = {
+            "op": "program",
+            "cwd": job.extra["cwd"],
+            "script": script,
+            "source": str(job.request["python"]),
+            "args": [str(a) for a in job.request.get("args") or []],
+            "address_space": self.base_vm + memory if 0 < memory < limit else 0,
+        }
+        try:
+            wire.send(kernel.chan, request, [stdin])
+        except OSError:
+            _signal(pid, signal.SIGKILL)  # reaped as the job's process: it ends the job
+        finally:
+            kernel.chan.close()
+            os.close(stdin)
+        return True
 
     def _stdin(self, family: Family, text: str) -> int:
         """A descriptor reading ``text``: an unlinked file in the family's tmpfs (no pipe to
@@ -1197,6 +1277,15 @@ class Supervisor:
             kernel = self.kernels[kid]
             if kernel.job is None and kernel is not but:
                 _signal(kernel.pid, signal.SIGSTOP)
+
+
+@dataclass
+class ExitUsage:
+    """What ``_outcome`` reads of a process's resource usage, measured at its exit event."""
+
+    ru_utime: float  # user + system CPU seconds
+    ru_maxrss: int  # peak resident set, kB
+    ru_stime: float = 0.0
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, ImagePart, TextPart
 from toolfleet.core.service import Service
 from toolfleet.core.tool import ArgsT, CallContext, Tool, ToolArguments, ToolError, ToolResult
-from toolfleet.sandbox import runtime
+from toolfleet.sandbox import caps, runtime
 from toolfleet.sandbox.backend import Backend, SandboxUnavailableError
 from toolfleet.sandbox.kernels import KernelDiedError, KernelHandle, KernelPool
 from toolfleet.sandbox.settings import SandboxSettings
@@ -433,16 +433,24 @@ class WorkspaceTool(SandboxTool[FileArgs]):
 
 # ---------------------------------------------------------------------- programs
 
-PROGRAMS = {"python": ("main.py", None), "bash": ("main.sh", ["bash", "main.sh"])}
+PROGRAMS = {
+    "python": ("main.py", None),
+    "pytest": ("main.py", None),
+    "bash": ("main.sh", ["bash", "main.sh"]),
+}
+# pytest runs the program's file as `pytest main.py ARGS` does, in the warm interpreter
+PYTEST_MAIN = "import sys\nimport pytest\n\nsys.exit(pytest.main())\n"
 
 
 class ProgramArgs(ToolArguments):
     """Arguments of the run_program tool."""
 
-    language: Literal["python", "bash"] = Field(description="The program's language.")
+    language: Literal["python", "pytest", "bash"] = Field(
+        description="The program's language (pytest: the file's tests, run by pytest)."
+    )
     code: str = Field(max_length=8_000_000, description="The program's source.")
     stdin: str | None = Field(
-        default=None, max_length=64 << 20, description="Standard input of the program."
+        default=None, max_length=128 << 20, description="Standard input of the program."
     )
     args: list[str] = Field(default_factory=list, description="Command-line arguments.")
     files: dict[str, str] = Field(
@@ -510,22 +518,26 @@ class RunProgramTool(SandboxTool[ProgramArgs]):
             )
         script, argv = PROGRAMS[args.language]
         files[script] = base64.b64encode(args.code.encode()).decode()
-        limit = self.sandbox.time_left(ctx)
-        if args.time_limit_s is not None:
-            limit = min(limit, args.time_limit_s)
+        cap = self.sandbox.time_left(ctx)
+        limit = cap if args.time_limit_s is None else min(cap, args.time_limit_s)
+        memory_mb = min(args.memory_limit_mb or s.memory_mb, s.memory_mb)
         fields: dict[str, Any] = {
             "files": files,
             "stdin": args.stdin or "",
             "max_output": s.max_program_output_bytes,
             "fetch": args.fetch_files,
-            "memory_bytes": min(args.memory_limit_mb or s.memory_mb, s.memory_mb) << 20,
+            "memory_bytes": memory_mb << 20,
         }
-        if argv is None:
+        light = args.language == "bash" or not self.sandbox.needs_full(args.code)
+        kernel = await self.sandbox._take(light)
+        if args.language == "pytest":  # the runner is the program, the code its test file
+            fields.update(python=PYTEST_MAIN, script="pytest", args=[script, *args.args])
+        elif argv is None:
             fields.update(python=args.code, script=script, args=args.args)
         else:
             fields["argv"] = [*argv, *args.args]
-        light = args.language != "python" or not self.sandbox.needs_full(args.code)
-        kernel = await self.sandbox._take(light)
+        if "python" in fields:  # the fresh kernel becomes the program: no fork, warm imports
+            fields["kernel"] = kernel.kid
         try:
             reply = await kernel.family.request(
                 {"op": "run", "timeout_s": limit, **fields}, limit + 10.0
@@ -536,7 +548,15 @@ class RunProgramTool(SandboxTool[ProgramArgs]):
             ) from exc
         finally:
             _later(kernel.close())
-        return program_result(reply, limit, s.max_program_output_bytes)
+        result = program_result(reply, limit, s.max_program_output_bytes)
+        if result.data is not None:  # what the sandbox's caps did to this run, said
+            notes = caps.requested(s, args.memory_limit_mb, args.time_limit_s, cap)
+            notes += caps.hit(s, result.data, memory_mb)
+            result.data["notes"] = [*result.data["notes"], *notes]
+            if notes and result.content and isinstance(result.content[0], TextPart):
+                extra = "\n".join(f"[{note}]" for note in notes)
+                result.content[0] = TextPart(text=f"{result.content[0].text}\n{extra}")
+        return result
 
 
 def program_result(reply: dict[str, Any], limit_s: float, max_output: int) -> ToolResult:
