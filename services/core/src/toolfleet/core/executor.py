@@ -158,10 +158,11 @@ async def _stop_all(parts: Iterable[Service[Any] | Tool]) -> None:
 
 def unknown_tool(exc: UnknownToolError) -> ErrorDiagnostic:
     """The diagnostic for a call of a tool that does not exist."""
+    guess = f"Did you mean {' or '.join(exc.closest)}? " if exc.closest else ""
     return ErrorDiagnostic(
         kind=ErrorKind.not_found,
         message=f"there is no tool named {exc.name!r}",
-        hint=f"Available tools: {', '.join(exc.available) or '(none)'}.",
+        hint=f"{guess}Available tools: {', '.join(exc.available) or '(none)'}.",
     )
 
 
@@ -187,7 +188,8 @@ def invalid_arguments(
         return ErrorDiagnostic(
             kind=ErrorKind.invalid_arguments,
             message="the arguments do not match the tool's schema: " + "; ".join(problems[:5]),
-            detail="\n".join(problems),
+            # the message names up to five problems; the detail only when there are more
+            detail="\n".join(problems) if len(problems) > 5 else None,
             hint=hint,
         )
     what = f"the {tool} tool" if tool else "the tool"
@@ -211,6 +213,8 @@ def invalid_arguments(
     return ErrorDiagnostic(
         kind=ErrorKind.invalid_arguments,
         message=message,
-        detail="\n".join([*(f"{k}: unknown argument" for k in unknown), *problems]),
+        detail="\n".join([*(f"{k}: unknown argument" for k in unknown), *problems])
+        if len(unknown) > 5 or len(problems) > 3
+        else None,  # the message says it all
         hint=hint,
     )

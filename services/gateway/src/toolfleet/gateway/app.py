@@ -19,6 +19,7 @@ from toolfleet.gateway import fast_routes
 from toolfleet.gateway.body_limit import BodyLimitMiddleware
 from toolfleet.gateway.errors import install_error_handlers
 from toolfleet.gateway.mcp_endpoint import MCPEndpoint
+from toolfleet.gateway.origins import CrossSiteMiddleware
 from toolfleet.gateway.request_id import RequestIdMiddleware
 from toolfleet.gateway.responses import SafeJSONResponse
 from toolfleet.gateway.routes import health, sessions, tools, trajectories
@@ -91,5 +92,6 @@ def create_app(
     # exactly /mcp (a Mount would redirect /mcp to /mcp/)
     app.router.routes.append(Route("/mcp", mcp, methods=["GET", "POST", "DELETE"]))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(CrossSiteMiddleware, allowed_origins=settings.mcp_allowed_origins)
     app.add_middleware(RequestIdMiddleware)  # outermost: a 413 carries X-Request-ID too
     return app

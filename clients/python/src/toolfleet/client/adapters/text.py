@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from toolfleet.core.diagnostics import diagnostic_text
 from toolfleet.core.protocol import (
     ErrorDiagnostic,
     ImagePart,
@@ -63,9 +64,10 @@ def observation_text(
     interpreter prints the traceback itself; then only the hint is added); with no content at
     all the diagnostic's detail is added too.
     """
-    has_text = any(isinstance(p, TextPart) for p in obs.content)
+    content = without_diagnostic_text(obs)
+    has_text = any(isinstance(p, TextPart) for p in content)
     pieces: list[str] = []
-    for part in obs.content:
+    for part in content:
         if isinstance(part, TextPart):
             pieces.append(part.text)
         elif isinstance(part, TablePart) and not has_text:
@@ -87,6 +89,19 @@ def observation_text(
         elif hints and obs.error.hint:
             text = f"{text}\nHint: {obs.error.hint}"
     return text
+
+
+def without_diagnostic_text(obs: Observation) -> list[Any]:
+    """The content without the text part in which the gateway restated the diagnostic of a
+    failed call (:func:`toolfleet.core.diagnostics.with_diagnostic_text`), so that the
+    adapters render the diagnostic their own way (``errors``, ``hints``) and never twice."""
+    if obs.ok or obs.error is None or not obs.content:
+        return list(obs.content)
+    *rest, last = obs.content
+    shown = "\n".join(p.text for p in rest if isinstance(p, TextPart))
+    if isinstance(last, TextPart) and last.text == diagnostic_text(obs.error, shown):
+        return rest
+    return list(obs.content)
 
 
 def search_passages(obs: Observation) -> list[list[dict[str, Any]]] | None:

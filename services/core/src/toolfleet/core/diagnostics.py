@@ -1,0 +1,37 @@
+"""A failed observation's diagnostic as text in its content, said once.
+
+A trainer that shows the model ``content[*].text`` must show it why a call failed: every
+failed observation carries a text part with its diagnostic. What the tool's own text already
+says is not said again (the code interpreter prints the traceback that is also the
+diagnostic's ``detail``; a timeout's text is its message), so each fact reaches the model once.
+"""
+
+from __future__ import annotations
+
+from toolfleet.core.protocol import ErrorDiagnostic, Observation, TextPart
+
+
+def diagnostic_text(error: ErrorDiagnostic, shown: str = "") -> str:
+    """``Error (kind): message``, the detail and ``Hint: …``, leaving out each piece that
+    ``shown`` (the text the observation already holds) or an earlier piece contains."""
+    lines: list[str] = []
+    if error.message not in shown:
+        lines.append(f"Error ({error.kind.value}): {error.message}")
+    detail = (error.detail or "").strip()
+    if detail and detail not in shown and detail not in error.message:
+        lines.append(detail)
+    if error.hint and error.hint not in shown:
+        lines.append(f"Hint: {error.hint}")
+    return "\n".join(lines)
+
+
+def with_diagnostic_text(obs: Observation) -> Observation:
+    """``obs`` with its diagnostic's text appended to its content when it failed and its
+    text parts do not already say all of it (unchanged otherwise)."""
+    if obs.ok or obs.error is None:
+        return obs
+    shown = "\n".join(p.text for p in obs.content if isinstance(p, TextPart))
+    text = diagnostic_text(obs.error, shown)
+    if not text:
+        return obs
+    return obs.model_copy(update={"content": [*obs.content, TextPart(text=text)]})
