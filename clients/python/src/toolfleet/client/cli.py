@@ -17,6 +17,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ImportError:  # pragma: no cover - depends on what is installed
         print("toolfleet serve needs the gateway: pip install toolfleet-gateway", file=sys.stderr)
         return 2
+    from pydantic import ValidationError
     from toolfleet.core.settings import Settings
 
     overrides = {
@@ -24,7 +25,16 @@ def _serve(args: argparse.Namespace) -> int:
         for k, v in {"host": args.host, "port": args.port, "config_file": args.config}.items()
         if v is not None
     }
-    serve(Settings(**overrides))
+    try:
+        settings = Settings(**overrides)
+    except (OSError, ValueError, ValidationError) as exc:  # a missing or malformed file
+        print(f"toolfleet serve: bad settings: {exc}", file=sys.stderr)
+        return 2
+    try:
+        serve(settings)
+    except OSError as exc:  # the port is taken: said before any warm-up
+        print(f"toolfleet serve: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -149,7 +159,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"toolfleet: {exc}", file=sys.stderr)
         return 1
     except httpx.TransportError as exc:  # connection refused and the like
-        print(f"toolfleet: cannot reach the gateway: {exc}", file=sys.stderr)
+        try:
+            url = str(exc.request.url)
+        except RuntimeError:  # no request attached
+            url = getattr(args, "url", None) or DEFAULT_URL
+        print(
+            f"toolfleet: cannot reach the gateway at {url}: {exc} (start one with "
+            "`make run`, or name it with --url or TOOLFLEET_URL)",
+            file=sys.stderr,
+        )
         return 1
 
 
