@@ -136,7 +136,7 @@ EXAMPLES: dict[tuple[str, str], tuple[Any, Any]] = {
     ("post", "/batch_search"): ({"query": ["who founded ABC?"], "top_n": 3, "return_score":
         False}, [[{"id": "17", "contents": "\"ABC\"\nThe American Broadcasting Company ..."}]]),
     ("put", "/v1/sessions/{session_id}/media"): ("<the image or video bytes>", MEDIA),
-    ("post", "/v1/sessions/{session_id}/media"): ({"base64": "iVBORw0KGgo..."}, MEDIA),
+    ("post", "/v1/sessions/{session_id}/media"): ({"data": "iVBORw0KGgo..."}, MEDIA),
     ("get", "/v1/sessions/{session_id}/media"): (None, {"images": [MEDIA], "videos": []}),
     ("get", "/v1/sessions/{session_id}/media/{ref}"): (None, MEDIA),
 }  # fmt: skip
