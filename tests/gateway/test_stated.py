@@ -19,7 +19,7 @@ async def test_failed_observations_carry_their_diagnostic_once() -> None:
         said = text(missing)
         assert said.startswith("Error (invalid_arguments): ")
         assert said.count("Field required") == 1
-        assert missing["error"]["detail"] is None  # the message names the one problem
+        assert missing["error"]["detail"] == "text: Field required"  # for the trainer
         failed = await call(http, "fail", {})
         assert text(failed) == (
             "Error (runtime_error): division by zero\nline 1\nHint: check the divisor"

@@ -18,7 +18,7 @@ def diagnostic_text(error: ErrorDiagnostic, shown: str = "") -> str:
     if error.message not in shown:
         lines.append(f"Error ({error.kind.value}): {error.message}")
     detail = (error.detail or "").strip()
-    if detail and detail not in shown and detail not in error.message:
+    if detail and detail not in shown and not _each_line_in(detail, error.message):
         lines.append(detail)
     if error.hint and error.hint not in shown:
         lines.append(f"Hint: {error.hint}")
@@ -35,3 +35,15 @@ def with_diagnostic_text(obs: Observation) -> Observation:
     if not text:
         return obs
     return obs.model_copy(update={"content": [*obs.content, TextPart(text=text)]})
+
+
+def _each_line_in(detail: str, message: str) -> bool:
+    """True when the message already says every line of the detail: the field errors of
+    ``invalid_arguments`` (``code: Field required`` in both; ``x: unknown argument`` beside
+    the message's ``unknown argument 'x'``)."""
+
+    def said(line: str) -> bool:
+        where, _, what = line.partition(": ")
+        return line in message or (bool(what) and where in message and what in message)
+
+    return all(said(line.strip()) for line in detail.splitlines() if line.strip())

@@ -188,8 +188,7 @@ def invalid_arguments(
         return ErrorDiagnostic(
             kind=ErrorKind.invalid_arguments,
             message="the arguments do not match the tool's schema: " + "; ".join(problems[:5]),
-            # the message names up to five problems; the detail only when there are more
-            detail="\n".join(problems) if len(problems) > 5 else None,
+            detail="\n".join(problems),
             hint=hint,
         )
     what = f"the {tool} tool" if tool else "the tool"
@@ -213,8 +212,6 @@ def invalid_arguments(
     return ErrorDiagnostic(
         kind=ErrorKind.invalid_arguments,
         message=message,
-        detail="\n".join([*(f"{k}: unknown argument" for k in unknown), *problems])
-        if len(unknown) > 5 or len(problems) > 3
-        else None,  # the message says it all
+        detail="\n".join([*(f"{k}: unknown argument" for k in unknown), *problems]),
         hint=hint,
     )
