@@ -13,7 +13,7 @@ from toolfleet.core import __version__
 
 def _serve(args: argparse.Namespace) -> int:
     try:
-        from toolfleet.gateway.server import serve
+        from toolfleet.gateway.listen import bind
     except ImportError:  # pragma: no cover - depends on what is installed
         print("toolfleet serve needs the gateway: pip install toolfleet-gateway", file=sys.stderr)
         return 2
@@ -30,11 +30,14 @@ def _serve(args: argparse.Namespace) -> int:
     except (OSError, ValueError, ValidationError) as exc:  # a missing or malformed file
         print(f"toolfleet serve: bad settings: {exc}", file=sys.stderr)
         return 2
-    try:
-        serve(settings)
-    except OSError as exc:  # the port is taken: said before any warm-up
+    try:  # bound first: a port in use is said before the app is imported or warmed up
+        sock = bind(settings.host, settings.port)
+    except OSError as exc:
         print(f"toolfleet serve: {exc}", file=sys.stderr)
         return 1
+    from toolfleet.gateway.server import serve
+
+    serve(settings, sock=sock)
     return 0
 
 
