@@ -8,7 +8,7 @@ diagnostic's ``detail``; a timeout's text is its message), so each fact reaches 
 
 from __future__ import annotations
 
-from toolfleet.core.protocol import ErrorDiagnostic, Observation, TextPart
+from toolfleet.core.protocol import ContentPart, ErrorDiagnostic, Observation, TextPart
 
 
 def diagnostic_text(error: ErrorDiagnostic, shown: str = "") -> str:
@@ -35,6 +35,19 @@ def with_diagnostic_text(obs: Observation) -> Observation:
     if not text:
         return obs
     return obs.model_copy(update={"content": [*obs.content, TextPart(text=text)]})
+
+
+def without_diagnostic_text(obs: Observation) -> list[ContentPart]:
+    """The content without the text part :func:`with_diagnostic_text` added, for renderers
+    that say the diagnostic their own way (the client's adapters, with their ``errors`` and
+    ``hints`` options; drop-in routes that answer in another server's words)."""
+    if obs.ok or obs.error is None or not obs.content:
+        return list(obs.content)
+    *rest, last = obs.content
+    shown = "\n".join(p.text for p in rest if isinstance(p, TextPart))
+    if isinstance(last, TextPart) and last.text == diagnostic_text(obs.error, shown):
+        return rest
+    return list(obs.content)
 
 
 def _each_line_in(detail: str, message: str) -> bool:

@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from toolfleet.core.diagnostics import diagnostic_text
+from toolfleet.core.diagnostics import without_diagnostic_text
 from toolfleet.core.protocol import (
     ErrorDiagnostic,
     ImagePart,
@@ -89,19 +89,6 @@ def observation_text(
         elif hints and obs.error.hint:
             text = f"{text}\nHint: {obs.error.hint}"
     return text
-
-
-def without_diagnostic_text(obs: Observation) -> list[Any]:
-    """The content without the text part in which the gateway restated the diagnostic of a
-    failed call (:func:`toolfleet.core.diagnostics.with_diagnostic_text`), so that the
-    adapters render the diagnostic their own way (``errors``, ``hints``) and never twice."""
-    if obs.ok or obs.error is None or not obs.content:
-        return list(obs.content)
-    *rest, last = obs.content
-    shown = "\n".join(p.text for p in rest if isinstance(p, TextPart))
-    if isinstance(last, TextPart) and last.text == diagnostic_text(obs.error, shown):
-        return rest
-    return list(obs.content)
 
 
 def search_passages(obs: Observation) -> list[list[dict[str, Any]]] | None:
