@@ -29,7 +29,8 @@ async def test_failed_observations_carry_their_diagnostic_once() -> None:
 
 
 async def test_a_tool_text_that_says_it_is_not_said_again() -> None:
-    """The code interpreter's own text is its traceback: only the hint is added."""
+    """The code interpreter's own text is its traceback: it stands as it is over REST, and
+    MCP (whose text is all its model sees) adds the hint."""
     from toolfleet.core.diagnostics import with_diagnostic_text
     from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, Observation, TextPart
 
@@ -41,10 +42,10 @@ async def test_a_tool_text_that_says_it_is_not_said_again() -> None:
         hint="Read the traceback.",
     )
     obs = Observation.failure("python", "c", error, content=[TextPart(text=tb)])
-    said = [p.text for p in with_diagnostic_text(obs).content]
-    assert said == [tb, "Hint: Read the traceback."]
-    again = with_diagnostic_text(with_diagnostic_text(obs))
-    assert len(again.content) == 2  # idempotent
+    assert with_diagnostic_text(obs) == obs
+    from toolfleet.gateway.mcp_endpoint import to_result
+
+    assert [c.text for c in to_result(obs).content] == [tb, "Hint: Read the traceback."]
 
 
 async def test_unknown_tool_names_the_closest() -> None:

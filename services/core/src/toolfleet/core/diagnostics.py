@@ -1,9 +1,10 @@
 """A failed observation's diagnostic as text in its content, said once.
 
 A trainer that shows the model ``content[*].text`` must show it why a call failed: every
-failed observation carries a text part with its diagnostic. What the tool's own text already
-says is not said again (the code interpreter prints the traceback that is also the
-diagnostic's ``detail``; a timeout's text is its message), so each fact reaches the model once.
+failed observation's text says its diagnostic. A tool that says the failure in its own text
+keeps its words (the code interpreter prints the traceback that is also the diagnostic's
+``detail``; a timeout's text is its message); otherwise the runtime adds a text part with the
+diagnostic, leaving out what the text already holds, so each fact reaches the model once.
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ def diagnostic_text(error: ErrorDiagnostic, shown: str = "") -> str:
 
 def with_diagnostic_text(obs: Observation) -> Observation:
     """``obs`` with its diagnostic's text appended to its content when it failed and its
-    text parts do not already say all of it (unchanged otherwise)."""
+    text parts do not say the failure already (unchanged otherwise). A tool whose text says
+    it (a traceback, a timeout's message, SkyRL's own error line) keeps its own words."""
     if obs.ok or obs.error is None:
         return obs
     shown = "\n".join(p.text for p in obs.content if isinstance(p, TextPart))
-    text = diagnostic_text(obs.error, shown)
-    if not text:
+    if obs.error.message in shown:
         return obs
+    text = diagnostic_text(obs.error, shown)
     return obs.model_copy(update={"content": [*obs.content, TextPart(text=text)]})
 
 

@@ -156,7 +156,8 @@ def to_result(obs: Observation) -> types.CallToolResult:
 
     Each fact once: a table or JSON part becomes text only when the observation has no text
     part (a tool that writes text writes its rendering of the same result, as the sql tool's
-    markdown table), and a failure's diagnostic is the text part the runtime added."""
+    markdown table), and a failure's diagnostic is said by the tool's text or by the part the
+    runtime added, with its hint."""
     obs = with_diagnostic_text(scrub_observation(obs))
     has_text = any(isinstance(p, TextPart) for p in obs.content)
     content: list[types.ContentBlock] = []
@@ -167,6 +168,10 @@ def to_result(obs: Observation) -> types.CallToolResult:
             content.append(types.ImageContent(data=part.data, mime_type=part.mime_type))
         elif isinstance(part, TablePart | JsonPart) and not has_text:
             content.append(types.TextContent(text=json.dumps(part.model_dump(exclude={"type"}))))
+    said = "\n".join(c.text for c in content if isinstance(c, types.TextContent))
+    if obs.error is not None and obs.error.hint and obs.error.hint not in said:
+        # the text is all an MCP host shows its model: the hint too, once
+        content.append(types.TextContent(text=f"Hint: {obs.error.hint}"))
     # a failed result has no data: the diagnostic is in the text
     structured = dict(obs.data) if obs.ok and obs.data is not None else None
     if not content:
