@@ -145,7 +145,7 @@ def test_call_results_failures_and_errors(client: ToolfleetClient):
         client.call("nope")
     assert info.value.status_code == 404 and info.value.code == "unknown_tool"
     assert "echo" in info.value.detail["available"]
-    assert str(info.value) == "HTTP 404: unknown tool 'nope'"
+    assert str(info.value) == "HTTP 404: unknown tool 'nope'; did you mean 'noop'?"
     with pytest.raises(GatewayError) as info:
         client.call("echo", {"text": "x"}, session_id="s-missing")
     assert info.value.status_code == 404 and info.value.code == "session_not_found"

@@ -23,7 +23,14 @@ async def test_lookups_are_404_naming_what_was_not_found(client):
     names = ["barrier", "counter", "echo", "fail", "noop", "picture", "sleep"]
     assert answer(r) == (
         404,
-        {"error": {"code": "unknown_tool", "message": "unknown tool 'nope'", "available": names}},
+        {
+            "error": {
+                "code": "unknown_tool",
+                "message": "unknown tool 'nope'; did you mean 'noop'?",
+                "available": names,
+                "closest": ["noop"],
+            }
+        },
         None,
     )
     r = await client.get("/v1/sessions/s-gone")

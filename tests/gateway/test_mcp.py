@@ -59,7 +59,7 @@ async def test_official_client_lists_and_calls_every_kind_of_result(base_url: st
 
         failed = await session.call_tool("fail", {})
         assert failed.is_error is True
-        assert "runtime_error: division by zero" in failed.content[0].text
+        assert "Error (runtime_error): division by zero" in failed.content[0].text
         assert "Hint: check the divisor" in failed.content[0].text
 
         bad_arguments = await session.call_tool("echo", {"text": 5})

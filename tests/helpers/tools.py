@@ -25,10 +25,17 @@ class EchoArgs(BaseModel):
     times: int = Field(default=1, ge=1, le=10, description="How often to repeat it.")
 
 
+class EchoOutput(BaseModel):
+    """What echo's data holds."""
+
+    length: int = Field(description="Length of the text.")
+
+
 class Echo(Tool[EchoArgs]):
     name = "echo"
     description = "Sends the text back."
     Arguments = EchoArgs
+    Output = EchoOutput
     service = "test"
     cost = 1.0
 

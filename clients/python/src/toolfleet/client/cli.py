@@ -23,16 +23,29 @@ def _missing(command: str, package: str) -> int:
 def _serve(args: argparse.Namespace) -> int:
     try:
         from toolfleet.core.settings import Settings
-        from toolfleet.gateway.server import serve
+        from toolfleet.gateway.listen import bind
     except ImportError:  # depends on what is installed
         return _missing("serve", "toolfleet-gateway")
+    from pydantic import ValidationError
 
     overrides = {
         k: v
         for k, v in {"host": args.host, "port": args.port, "config_file": args.config}.items()
         if v is not None
     }
-    serve(Settings(**overrides))
+    try:
+        settings = Settings(**overrides)
+    except (OSError, ValueError, ValidationError) as exc:  # a missing or malformed file
+        print(f"toolfleet serve: bad settings: {exc}", file=sys.stderr)
+        return 2
+    try:  # bound first: a port in use is said before the app is imported or warmed up
+        sock = bind(settings.host, settings.port)
+    except OSError as exc:
+        print(f"toolfleet serve: {exc}", file=sys.stderr)
+        return 1
+    from toolfleet.gateway.server import serve
+
+    serve(settings, sock=sock)
     return 0
 
 
@@ -159,7 +172,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"toolfleet: {exc}", file=sys.stderr)
         return 1
     except httpx.TransportError as exc:  # connection refused and the like
-        print(f"toolfleet: cannot reach the gateway: {exc}", file=sys.stderr)
+        try:
+            url = str(exc.request.url)
+        except RuntimeError:  # no request attached
+            url = getattr(args, "url", None) or DEFAULT_URL
+        print(
+            f"toolfleet: cannot reach the gateway at {url}: {exc} (start one with "
+            "`make run`, or name it with --url or TOOLFLEET_URL)",
+            file=sys.stderr,
+        )
         return 1
 
 

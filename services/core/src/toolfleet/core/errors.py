@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, ClassVar
 
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind
@@ -44,12 +45,21 @@ class UnknownToolError(ToolfleetError, LookupError):
     code = "unknown_tool"
 
     def __init__(self, name: str, available: list[str]) -> None:
-        super().__init__(f"unknown tool {name!r}")
+        self.closest = closest_names(name, available)
+        guess = f"; did you mean {' or '.join(map(repr, self.closest))}?" if self.closest else ""
+        super().__init__(f"unknown tool {name!r}{guess}")
         self.name = name
         self.available = available
 
     def details(self) -> dict[str, Any]:
-        return {"available": self.available}
+        return {"available": self.available, "closest": self.closest}
+
+
+def closest_names(name: str, known: list[str], n: int = 3) -> list[str]:
+    """The known names closest to a misspelt one (``pyhton`` → ``python``), best first."""
+    lowered = {k.lower(): k for k in known}
+    found = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.6)
+    return [lowered[f] for f in found]
 
 
 class SessionNotFoundError(ToolfleetError, LookupError):

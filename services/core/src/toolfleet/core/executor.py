@@ -160,10 +160,11 @@ async def _stop_all(parts: Iterable[Service[Any] | Tool[Any]]) -> None:
 
 def unknown_tool(exc: UnknownToolError) -> ErrorDiagnostic:
     """The diagnostic for a call of a tool that does not exist."""
+    guess = f"Did you mean {' or '.join(exc.closest)}? " if exc.closest else ""
     return ErrorDiagnostic(
         kind=ErrorKind.not_found,
         message=f"there is no tool named {exc.name!r}",
-        hint=f"Available tools: {', '.join(exc.available) or '(none)'}.",
+        hint=f"{guess}Available tools: {', '.join(exc.available) or '(none)'}.",
     )
 
 

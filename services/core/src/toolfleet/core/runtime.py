@@ -15,6 +15,7 @@ from typing import Any
 
 from toolfleet.core import logs
 from toolfleet.core.calllog import CallLog
+from toolfleet.protocol.diagnostics import with_diagnostic_text
 from toolfleet.core.dispatch import Dispatcher
 from toolfleet.core.errors import (
     OverloadedError,
@@ -143,7 +144,8 @@ class Runtime:
             self.check_tool(call.tool)
             session = self._resolve_session(tenant, call)
         except (UnknownToolError, SessionNotFoundError) as exc:
-            return Observation.failure(call.tool, _new_call_id(), _lookup_diagnostic(exc), **ids)
+            diagnostic = _lookup_diagnostic(exc)
+            return _failure(call.tool, diagnostic, **ids)
         try:
             return await self._submit(tenant, call.tool, call, session)
         except OverloadedError as exc:
@@ -153,7 +155,7 @@ class Runtime:
                 hint=f"Send the call again after {exc.retry_after_s} s.",
                 retryable=True,
             )
-            return Observation.failure(call.tool, _new_call_id(), diagnostic, **ids)
+            return _failure(call.tool, diagnostic, **ids)
 
     def _resolve_session(self, tenant: str, request: CallRequest) -> Session | None:
         if request.session_id is not None:
@@ -210,6 +212,7 @@ class Runtime:
             logs.unbind_call(bound)
             self.in_flight -= 1
             self.metrics.in_flight.dec()
+        obs = with_diagnostic_text(obs)  # whatever ran it, a failure says why in its text
         seconds = time.perf_counter() - started
         self.metrics.observe(obs, seconds)
         if self.call_log is not None:
@@ -299,6 +302,11 @@ class Runtime:
 
 def _new_call_id() -> str:
     return uuid.uuid4().hex
+
+
+def _failure(tool: str, diagnostic: ErrorDiagnostic, **ids: Any) -> Observation:
+    """A failed observation the runtime makes itself, its diagnostic in its text."""
+    return with_diagnostic_text(Observation.failure(tool, _new_call_id(), diagnostic, **ids))
 
 
 def _lookup_diagnostic(exc: UnknownToolError | SessionNotFoundError) -> ErrorDiagnostic:

@@ -97,11 +97,12 @@ class Settings(_FileBacked):
     mcp_allowed_hosts: list[str] = Field(
         default_factory=list,
         description='Host headers /mcp accepts, e.g. ["tools.example.org", "127.0.0.1:*"] '
-        "(DNS-rebinding protection). Empty, with mcp_allowed_origins empty: no check.",
+        "(DNS-rebinding protection; 421 otherwise). Empty: Host is not checked.",
     )
     mcp_allowed_origins: list[str] = Field(
         default_factory=list,
-        description='Origin headers /mcp accepts from browsers, e.g. ["https://app.example.org"].',
+        description="Browser origins that may use /mcp (403 otherwise; empty: not checked) and "
+        'send cross-site form or text/plain requests to REST, e.g. ["https://app.example.org"].',
     )
 
     redis_url: str | None = Field(

@@ -121,7 +121,7 @@ class Tool(abc.ABC, Generic[ArgsT]):
         return ToolSpec(
             name=self.name,
             description=self.description,
-            input_schema=closed_schema(self.Arguments.model_json_schema()),
+            input_schema=plain_types(closed_schema(self.Arguments.model_json_schema())),
             output_schema=self.Output.model_json_schema() if self.Output else None,
             service=self.service,
             stateful=self.stateful,
@@ -136,3 +136,39 @@ def closed_schema(schema: dict[str, Any]) -> dict[str, Any]:
         if "properties" in sub and "additionalProperties" not in sub:
             sub["additionalProperties"] = False
     return schema
+
+
+def plain_types(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with a plain ``type`` on each property of the root and of its ``$defs``:
+    an optional field (pydantic's ``anyOf: [T, {"type": "null"}]``) becomes ``T`` (it is not
+    in ``required``, and its null default is left out), a ``$ref`` to an enum or model is
+    inlined, and a union of several types (``int | str``) is typed by its widest member
+    (``string`` when one is; the tool still accepts every member). Strict consumers such as
+    verl's MCP tool loader refuse a property without a ``type`` string."""
+    defs = schema.get("$defs", {})
+    for sub in (schema, *defs.values()):
+        for name, prop in list(sub.get("properties", {}).items()):
+            sub["properties"][name] = _plain(prop, defs)
+    return schema
+
+
+def _plain(prop: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" in prop:
+        target = defs.get(prop["$ref"].rsplit("/", 1)[-1], {})
+        prop = {**target, **{k: v for k, v in prop.items() if k != "$ref"}}
+    members = prop.get("anyOf")
+    if not isinstance(members, list) or "type" in prop:
+        return prop
+    kept = [_plain(m, defs) for m in members if m.get("type") != "null"]
+    rest = {k: v for k, v in prop.items() if k != "anyOf"}
+    if len(kept) < len(members) and rest.get("default", 0) is None:
+        del rest["default"]  # optional: absent means None; a null default is not of the type
+    if len(kept) == 1:
+        return {**kept[0], **rest}
+    types = [m.get("type") for m in kept]
+    if all(isinstance(t, str) for t in types):
+        widest = "string" if "string" in types else types[0]
+        if widest == "string" and "default" in rest and not isinstance(rest["default"], str):
+            rest["default"] = str(rest["default"])  # the default said in the declared type
+        return {**rest, "type": widest}
+    return prop

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,12 +23,15 @@ from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 from toolfleet.core import __version__
-from toolfleet.core.errors import SessionNotFoundError, UnknownToolError
+from toolfleet.protocol.diagnostics import with_diagnostic_text
+from toolfleet.core.errors import SessionNotFoundError, UnknownToolError, closest_names
 from toolfleet.core.protocol import (
+    CallOptions,
     CallRequest,
     ImagePart,
     JsonPart,
@@ -38,8 +42,8 @@ from toolfleet.core.protocol import (
 from toolfleet.core.runtime import Runtime
 from toolfleet.core.settings import Settings
 from toolfleet.core.surrogates import scrub_observation
+from toolfleet.gateway import mcp_http
 from toolfleet.gateway.auth import tenant_of
-from toolfleet.gateway.errors import error_response
 
 TENANT = "toolfleet.tenant"  # where the endpoint leaves the caller's tenant in the scope
 
@@ -57,18 +61,14 @@ class MCPEndpoint:
             on_list_tools=self._list_tools,
             on_call_tool=self._call_tool,
         )
-        security = TransportSecuritySettings(
-            enable_dns_rebinding_protection=bool(
-                settings.mcp_allowed_hosts or settings.mcp_allowed_origins
-            ),
-            allowed_hosts=settings.mcp_allowed_hosts,
-            allowed_origins=settings.mcp_allowed_origins,
-        )
+        self.allowed_hosts = settings.mcp_allowed_hosts
+        self.allowed_origins = settings.mcp_allowed_origins
         self.manager = StreamableHTTPSessionManager(
             self.server,
             stateless=True,
             json_response=True,
-            security_settings=security,
+            # Host and Origin are checked in __call__, each by its own list, in JSON
+            security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
             max_request_body_size=settings.max_body_bytes,
         )
 
@@ -81,16 +81,35 @@ class MCPEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        try:
-            tenant = await tenant_of(Request(scope, receive))
-        except HTTPException as exc:  # 401, in the gateway's error shape
-            response = error_response(
-                exc.status_code, "unauthorized", str(exc.detail), headers=exc.headers
-            )
-            await response(scope, receive, send)
+        refusal = (
+            mcp_http.host_refusal(scope, self.allowed_hosts, self.allowed_origins)
+            or mcp_http.method_refusal(scope)
+            or mcp_http.content_type_refusal(scope)
+        )
+        if refusal is None:
+            try:
+                tenant = await tenant_of(Request(scope, receive))
+            except HTTPException as exc:  # 401, as a JSON-RPC error clients print
+                refusal = mcp_http.jsonrpc_error(
+                    exc.status_code, "unauthorized", str(exc.detail), headers=exc.headers
+                )
+        if refusal is not None:
+            await refusal(scope, receive, send)
             return
         scope.setdefault("state", {})[TENANT] = tenant
-        await self.manager.handle_request(scope, receive, send)
+        if scope["method"] != "POST":
+            await self.manager.handle_request(scope, receive, send)
+            return
+        body = await mcp_http.read_body(receive)
+        if body.lstrip()[:1] == b"[":
+            try:
+                messages = json.loads(body)
+            except ValueError:
+                messages = None  # not JSON: the SDK answers its parse error
+            if isinstance(messages, list):
+                await mcp_http.serve_batch(scope, messages, self.manager.handle_request, send)
+                return
+        await self.manager.handle_request(scope, mcp_http.replay(body, receive), send)
 
     # ------------------------------------------------------------------ handlers
 
@@ -102,6 +121,7 @@ class MCPEndpoint:
                 name=spec.name,
                 description=spec.description,
                 input_schema=spec.input_schema,
+                output_schema=spec.output_schema,  # what structuredContent holds
             )
             for spec in self.runtime.specs()
         ]
@@ -117,16 +137,13 @@ class MCPEndpoint:
             obs = await self.runtime.call(
                 tenant,
                 params.name,
-                CallRequest(
-                    arguments=arguments,
-                    session_id=options.get("session_id"),
-                    trajectory_id=options.get("trajectory_id"),
-                    timeout_s=options.get("timeout_s"),
-                ),
+                CallRequest(arguments=arguments, **options.model_dump(exclude_none=True)),
             )
         except UnknownToolError as exc:
             raise MCPError(
-                types.INVALID_PARAMS, f"unknown tool: {params.name}", {"available": exc.available}
+                types.INVALID_PARAMS,
+                str(exc),
+                {"available": exc.available, "closest": exc.closest},
             ) from exc
         except SessionNotFoundError as exc:
             raise MCPError(types.INVALID_PARAMS, str(exc)) from exc
@@ -135,49 +152,83 @@ class MCPEndpoint:
 
 def to_result(obs: Observation) -> types.CallToolResult:
     """An observation as an MCP tool result (its text made valid first: the SDK serialises
-    it after this returns, where a lone surrogate could no longer become a result)."""
-    obs = scrub_observation(obs)
+    it after this returns, where a lone surrogate could no longer become a result).
+
+    Each fact once: a table or JSON part becomes text only when the observation has no text
+    part (a tool that writes text writes its rendering of the same result, as the sql tool's
+    markdown table), and a failure's diagnostic is said by the tool's text or by the part the
+    runtime added, with its hint."""
+    obs = with_diagnostic_text(scrub_observation(obs))
+    has_text = any(isinstance(p, TextPart) for p in obs.content)
     content: list[types.ContentBlock] = []
     for part in obs.content:
         if isinstance(part, TextPart):
             content.append(types.TextContent(text=part.text))
         elif isinstance(part, ImagePart):
             content.append(types.ImageContent(data=part.data, mime_type=part.mime_type))
-        elif isinstance(part, TablePart | JsonPart):
+        elif isinstance(part, TablePart | JsonPart) and not has_text:
             content.append(types.TextContent(text=json.dumps(part.model_dump(exclude={"type"}))))
-    structured: dict[str, Any] | None = dict(obs.data) if obs.data is not None else None
-    if obs.error is not None:
-        error = obs.error
-        text = f"{error.kind.value}: {error.message}"
-        if error.detail:
-            text += f"\n{error.detail}"
-        if error.hint:
-            text += f"\nHint: {error.hint}"
-        content.append(types.TextContent(text=text))
-        structured = None  # the diagnostic is in the text: a failed result has no data
+    said = "\n".join(c.text for c in content if isinstance(c, types.TextContent))
+    if obs.error is not None and obs.error.hint and obs.error.hint not in said:
+        # the text is all an MCP host shows its model: the hint too, once
+        content.append(types.TextContent(text=f"Hint: {obs.error.hint}"))
+    # a failed result has no data: the diagnostic is in the text
+    structured = dict(obs.data) if obs.ok and obs.data is not None else None
     if not content:
         content.append(types.TextContent(text="(no output)"))
     return types.CallToolResult(content=content, structured_content=structured, is_error=not obs.ok)
 
 
-OPTION_KEYS = ("session_id", "trajectory_id", "timeout_s")
+OPTION_KEYS = tuple(CallOptions.model_fields)
 
 
-def _options(params: types.CallToolRequestParams, arguments: dict[str, Any]) -> dict[str, Any]:
-    """toolfleet's call options (session, trajectory, timeout): from ``_meta`` keys
-    ``toolfleet/session_id`` …, or, for clients that cannot set ``_meta``, from a
-    ``_toolfleet`` object in the arguments (removed before the tool sees them)."""
+def _options(params: types.CallToolRequestParams, arguments: dict[str, Any]) -> CallOptions:
+    """toolfleet's call options (session, trajectory, timeout, idempotency key): from
+    ``_meta`` keys ``toolfleet/session_id`` …, or, for clients that cannot set ``_meta``,
+    from a ``_toolfleet`` object in the arguments (removed before the tool sees them).
+    An unknown key (``toolfleet/sessionId``) or a malformed value is an error naming it,
+    never dropped: a call meant for a session must not run without one."""
     found: dict[str, Any] = {}
     meta: Any = params.meta or {}
     if not isinstance(meta, dict):
         meta = meta.model_dump(by_alias=True)
-    for key in OPTION_KEYS:
-        if f"toolfleet/{key}" in meta:
-            found[key] = meta[f"toolfleet/{key}"]
-    extra = arguments.pop("_toolfleet", None)
-    if isinstance(extra, dict):
-        found.update({k: v for k, v in extra.items() if k in OPTION_KEYS})
-    return found
+    for key, value in meta.items():
+        if isinstance(key, str) and key.startswith("toolfleet/"):
+            found[key.removeprefix("toolfleet/")] = value
+    if "_toolfleet" in arguments:
+        extra = arguments.pop("_toolfleet")
+        if not isinstance(extra, dict):
+            raise MCPError(
+                types.INVALID_PARAMS,
+                f"_toolfleet must be an object of call options ({', '.join(OPTION_KEYS)}), "
+                f"not {type(extra).__name__}: {json.dumps(extra, default=str)[:100]}",
+            )
+        found.update(extra)
+    try:
+        return CallOptions.model_validate(found)
+    except ValidationError as exc:
+        raise MCPError(types.INVALID_PARAMS, _options_problem(exc)) from None
+
+
+def _options_problem(exc: ValidationError) -> str:
+    """What is wrong with the call options, each key named (with the closest known key)."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            close = closest_names(key.replace("-", "_"), list(OPTION_KEYS), n=1)
+            if not close:  # sessionId → session_id
+                snake = re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+                close = [snake] if snake in OPTION_KEYS else []
+            guess = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"unknown call option {key!r}{guess}")
+        else:
+            problems.append(f"call option {key!r}: {err['msg']}")
+    return (
+        "; ".join(problems)
+        + f". Call options (the _meta keys toolfleet/<option> or a _toolfleet object): "
+        f"{', '.join(OPTION_KEYS)}"
+    )
 
 
 def _tenant(ctx: Any) -> str:

@@ -175,7 +175,10 @@ class Kernel:
         if display.show(value):
             return None
         text = repr(value)
-        return text if len(text) <= max_result else text[:max_result] + " …[truncated]"
+        if len(text) <= max_result:
+            return text
+        cut = f"[cut: the value's repr is {len(text)} characters, the first {max_result} shown]"
+        return f"{text[:max_result]} …{cut}"
 
     def _display(self, *objects: Any) -> None:
         """``display(obj)`` as in Jupyter: images and figures as images, the rest printed."""

@@ -644,7 +644,7 @@ class Supervisor:
                 f"{extra} image(s) were dropped: at most {r['max_images']} are returned per call"
             )
         result = report.get("result")
-        max_result = int(r["max_result"]) + 32
+        max_result = int(r["max_result"]) + 128  # room for the note saying it was cut
         result = result[:max_result] if isinstance(result, str) else None
         error = _checked_error(report.get("error"))
         ended = job.interrupted

@@ -304,7 +304,9 @@ class PythonTool(SandboxTool[PythonArgs]):
         if ended == "killed":
             return _diagnose(
                 ErrorKind.memory_limit,
-                "the interpreter was killed (memory or CPU time limit, or it crashed)" + lost,
+                "the interpreter was killed (it crashed, or passed a limit: "
+                f"{s.memory_mb} MiB of memory, {s.cpu_seconds} s of CPU time per "
+                f"interpreter){lost}",
             )
         raw = reply.get("error")
         if not isinstance(raw, dict):
@@ -358,7 +360,8 @@ class BashTool(SandboxTool[BashArgs]):
         stdout, stderr = _text(reply, "stdout"), _text(reply, "stderr")
         exit_code = reply.get("exit_code") if isinstance(reply.get("exit_code"), int) else None
         notes = _strings(reply.get("notes"))
-        error = _process_error(reply, ctx, s.max_output_chars)
+        family_mib = s.limits().family_memory_bytes >> 20
+        error = _process_error(reply, ctx, s.max_output_chars, memory_mib=family_mib)
         if error is not None and error.kind is ErrorKind.runtime_error:
             error.hint = "The command failed; read stderr, fix the command and run again."
         text = _render(restarted, stdout, stderr, None, None, notes)
@@ -645,15 +648,20 @@ def _process_error(
     ctx: CallContext | None,
     max_output: int,
     limit_s: float | None = None,
+    memory_mib: int | None = None,
 ) -> ErrorDiagnostic | None:
-    """How a process the supervisor ran failed, in its words (bash, programs)."""
+    """How a process the supervisor ran failed, in its words (bash, programs), each limit
+    named with its value where the caller knows it."""
     limit = limit_s if limit_s is not None else (ctx.timeout_s if ctx else 0.0)
     if reply.get("timed_out"):
         return _diagnose(
             ErrorKind.timeout, f"the command ran out of time (its limit is {limit:g} s)"
         )
     if reply.get("memory_limit"):
-        return _diagnose(ErrorKind.memory_limit, "it was killed for using too much memory")
+        limit_said = f" (the limit is {memory_mib} MiB)" if memory_mib else ""
+        return _diagnose(
+            ErrorKind.memory_limit, f"it was killed for using too much memory{limit_said}"
+        )
     if reply.get("output_limit") and ctx is not None:  # a program's output is cut, not stopped
         return _diagnose(
             ErrorKind.output_limit, f"the output passed the limit of {max_output} bytes"

@@ -121,6 +121,7 @@ class KernelPool:
         self._ready: asyncio.Queue[KernelHandle] = asyncio.Queue()
         self._refills: list[asyncio.Task[None]] = []
         self._wakeup = asyncio.Event()
+        self._spawning = 0  # kernels the refill tasks are making now
 
     @property
     def ready(self) -> int:
@@ -171,10 +172,15 @@ class KernelPool:
     async def _keep_filled(self) -> None:
         while True:
             self._wakeup.clear()  # before looking: a take() from now on is not missed
-            while self._ready.qsize() < self.size:
+            # the kernels being made count: parallel refills never pass the pool's size
+            # (readyz's pool_ready <= pool_size)
+            while self._ready.qsize() + self._spawning < self.size:
+                self._spawning += 1
                 try:
                     self._ready.put_nowait(await self.spawn())
                 except SandboxUnavailableError as exc:
                     log.error("sandbox pool: %s", exc)
                     await asyncio.sleep(1)
+                finally:
+                    self._spawning -= 1
             await self._wakeup.wait()

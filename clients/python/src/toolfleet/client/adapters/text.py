@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from toolfleet.protocol.diagnostics import without_diagnostic_text
 from toolfleet.protocol import (
     ErrorDiagnostic,
     ImagePart,
@@ -63,9 +64,10 @@ def observation_text(
     interpreter prints the traceback itself; then only the hint is added); with no content at
     all the diagnostic's detail is added too.
     """
-    has_text = any(isinstance(p, TextPart) for p in obs.content)
+    content = without_diagnostic_text(obs)
+    has_text = any(isinstance(p, TextPart) for p in content)
     pieces: list[str] = []
-    for part in obs.content:
+    for part in content:
         if isinstance(part, TextPart):
             pieces.append(part.text)
         elif isinstance(part, TablePart) and not has_text:

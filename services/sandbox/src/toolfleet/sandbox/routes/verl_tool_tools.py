@@ -41,6 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from toolfleet.protocol.diagnostics import without_diagnostic_text
 from toolfleet.core.protocol import CallRequest, ImagePart, Observation, TextPart
 from toolfleet.core.runtime import Runtime
 
@@ -93,8 +94,9 @@ class Turn:
 
 
 def text_of(obs: Observation) -> str:
-    """The text parts of an observation, joined."""
-    return "\n".join(p.text for p in obs.content if isinstance(p, TextPart))
+    """The text parts of an observation, joined (a failure's diagnostic is said by
+    :func:`failure`, in verl-tool's words, not by the runtime's text part)."""
+    return "\n".join(p.text for p in without_diagnostic_text(obs) if isinstance(p, TextPart))
 
 
 def failure(obs: Observation) -> str:
