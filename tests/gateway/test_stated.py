@@ -31,8 +31,8 @@ async def test_failed_observations_carry_their_diagnostic_once() -> None:
 async def test_a_tool_text_that_says_it_is_not_said_again() -> None:
     """The code interpreter's own text is its traceback: it stands as it is over REST, and
     MCP (whose text is all its model sees) adds the hint."""
-    from toolfleet.protocol.diagnostics import with_diagnostic_text
     from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, Observation, TextPart
+    from toolfleet.protocol.diagnostics import with_diagnostic_text
 
     tb = "Traceback (most recent call last):\n  ...\nZeroDivisionError: division by zero\n"
     error = ErrorDiagnostic(

@@ -15,7 +15,6 @@ from typing import Any
 
 from toolfleet.core import logs
 from toolfleet.core.calllog import CallLog
-from toolfleet.protocol.diagnostics import with_diagnostic_text
 from toolfleet.core.dispatch import Dispatcher
 from toolfleet.core.errors import (
     OverloadedError,
@@ -45,6 +44,7 @@ from toolfleet.core.service_metrics import ServiceStatusCollector
 from toolfleet.core.sessions import Session, SessionTable
 from toolfleet.core.settings import Settings
 from toolfleet.core.surrogates import ARGUMENTS_NOTE, scrub
+from toolfleet.protocol.diagnostics import with_diagnostic_text
 
 log = logging.getLogger(__name__)
 

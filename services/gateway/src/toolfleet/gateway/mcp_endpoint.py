@@ -28,7 +28,6 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 from toolfleet.core import __version__
-from toolfleet.protocol.diagnostics import with_diagnostic_text
 from toolfleet.core.errors import SessionNotFoundError, UnknownToolError, closest_names
 from toolfleet.core.protocol import (
     CallOptions,
@@ -44,6 +43,7 @@ from toolfleet.core.settings import Settings
 from toolfleet.core.surrogates import scrub_observation
 from toolfleet.gateway import mcp_http
 from toolfleet.gateway.auth import tenant_of
+from toolfleet.protocol.diagnostics import with_diagnostic_text
 
 TENANT = "toolfleet.tenant"  # where the endpoint leaves the caller's tenant in the scope
 

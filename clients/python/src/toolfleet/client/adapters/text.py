@@ -7,7 +7,6 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from toolfleet.protocol.diagnostics import without_diagnostic_text
 from toolfleet.protocol import (
     ErrorDiagnostic,
     ImagePart,
@@ -16,6 +15,7 @@ from toolfleet.protocol import (
     TablePart,
     TextPart,
 )
+from toolfleet.protocol.diagnostics import without_diagnostic_text
 
 IMAGE_PLACEHOLDER = "[image {width}x{height}]"
 

@@ -41,9 +41,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from toolfleet.protocol.diagnostics import without_diagnostic_text
 from toolfleet.core.protocol import CallRequest, ImagePart, Observation, TextPart
 from toolfleet.core.runtime import Runtime
+from toolfleet.protocol.diagnostics import without_diagnostic_text
 
 ObsValue = str | dict[str, Any]
 Result = tuple[ObsValue, bool, bool]
