@@ -93,9 +93,13 @@ def test_int8_stays_close_to_fp32_and_ranks_as_it_does(
     cosine = (fp32 * int8).sum(1)
     assert cosine.mean() > 0.99 and cosine.min() > 0.98  # measured: 0.998 and 0.996
     assert np.linalg.norm(int8, axis=1) == pytest.approx(1.0, abs=1e-5)
-    want = np.argsort(-(fp32[48:] @ fp32[:48].T), axis=1)[:, :1]
-    found = np.argsort(-(int8[48:] @ int8[:48].T), axis=1)[:, :1]
-    assert (found == want).mean() >= 0.9
+    # each question's best passage by int8 is fp32's best, or a near tie of it (measured:
+    # 14 of 16 the same, two swaps of passages 0.003 apart in fp32's score)
+    exact, quantized = fp32[48:] @ fp32[:48].T, int8[48:] @ int8[:48].T
+    best = quantized.argmax(1)
+    assert (best == exact.argmax(1)).mean() >= 0.75
+    assert (exact.max(1) - exact[np.arange(len(best)), best]).max() < 0.01
+    assert np.abs(quantized - exact).max() < 0.05
 
 
 def test_an_int8_index_is_served_again_from_an_empty_cache(
