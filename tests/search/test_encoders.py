@@ -145,9 +145,10 @@ def test_length_buckets_cover_every_text_once_shortest_first() -> None:
     assert sorted(rows.tolist()) == list(range(len(lengths)))
     assert [lengths[r] for r in rows] == sorted(lengths)
     for batch, width in batches:
-        assert width % 8 == 0 and max(lengths[r] for r in batch) <= width < max(
-            lengths[r] for r in batch
-        ) + 8
+        assert (
+            width % 8 == 0
+            and max(lengths[r] for r in batch) <= width < max(lengths[r] for r in batch) + 8
+        )
 
 
 def test_bucketed_batches_come_back_in_order_and_unpadded(texts: list[str]) -> None:
