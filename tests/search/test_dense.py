@@ -66,7 +66,8 @@ def test_build_records_the_encoder_and_the_embeddings(index: Path) -> None:
     assert meta["retrievers"] == ["bm25", "dense"] and meta["passages"] == PASSAGES
     dense = meta["dense"]
     assert dense["encoder"]["model"] == "all-MiniLM-L6-v2"
-    assert dense["encoder"]["precision"] == "bf16"  # the build's default
+    assert dense["encoder"]["precision"] == "int8"  # the build's default
+    assert dense["encoder"]["calibration"]  # the digest of the passages it was calibrated on
     assert dense["dimension"] == 384 and dense["embeddings"] == "dense.npy"
     assert dense["ann"]["index_type"] == "ivf-pq"  # the last one made
     assert dense["ann_build"]["nlist"] == int(4 * PASSAGES**0.5)

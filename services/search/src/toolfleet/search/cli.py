@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         "openvino, whose own threads measured faster; one per core for onnxruntime)",
     )
     build.add_argument("--quiet", action="store_true", help="no progress bars")
-    _encoder_options(build, "bf16")
+    _encoder_options(build, "int8")
     _ann_options(build)
 
     ann = sub.add_parser("ann", help="make another ANN index from an index's embeddings")
