@@ -140,7 +140,7 @@ def onnx_rates(
     with (DATA / "squad_v1.1_dev_questions.jsonl").open() as f:
         questions = [json.loads(line)["question"] for _, line in zip(range(32), f, strict=False)]
     with contextlib.ExitStack() as stack:
-        pools, rates, embeddings, single = {}, {}, {}, {}
+        pools, rates, cpu, embeddings, single = {}, {}, {}, {}, {}
         for runtime, precision, processes in variants:
             spec = EncoderSpec(model=model, runtime=runtime, precision=precision)
             spec = calibrate(spec, lambda: calibration)
@@ -148,7 +148,7 @@ def onnx_rates(
             key = (runtime, precision, processes)
             pools[key] = stack.enter_context(EncoderPool(spec, n))
             embeddings[key] = pools[key].encode(texts, "passage")  # warms every process
-            rates[key] = []
+            rates[key], cpu[key] = [], []
             if processes == 0:
                 encoder = TextEncoder(spec)
                 times = []
@@ -159,16 +159,21 @@ def onnx_rates(
                 single[key] = 1000 * float(np.median(times))
         for _ in range(rounds):
             for key, pool in pools.items():
-                started = time.perf_counter()
+                started, used = time.perf_counter(), time.process_time()
                 for _ in pool.stream(iter(texts), "passage", chunk=64):
                     pass
                 rates[key].append(len(texts) / (time.perf_counter() - started))
+                # passages per CPU-second of this process (in-process rows only): what the
+                # cores give when other programs take their share of them
+                cpu[key].append(len(texts) / (time.process_time() - used))
         reference = embeddings.get(("openvino", "fp32", 0))
         for (runtime, precision, processes), rate in rates.items():
             way = "1 process, every core" if processes == 0 else f"{cores} processes x 1"
             query = single.get((runtime, precision, processes))
             line = f"  {label:<10}{runtime + ' ' + precision:<18}{way:<24}"
             line += f"{float(np.median(rate)):>8.1f}"
+            if processes == 0:
+                line += f"  per CPU-s {float(np.median(cpu[(runtime, precision, processes)])):.1f}"
             if reference is not None:
                 cosine = (embeddings[(runtime, precision, processes)] * reference).sum(1)
                 line += f"  cos {cosine.mean():.4f}/{cosine.min():.4f}"
