@@ -19,6 +19,7 @@ Asserts nothing. Usage: uv run python bench/search_encoders.py [--passages 512] 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -110,22 +111,75 @@ def base_model(directory: Path) -> Path:
     return directory
 
 
-def onnx_rates(model: str, texts: list[str], label: str) -> None:
+VARIANTS = (  # runtime, precision, processes (0: one process on every core)
+    ("onnxruntime", "fp32", 0),
+    ("openvino", "fp32", 0),
+    ("openvino", "bf16", 0),
+    ("openvino", "bf16", -1),
+    ("openvino", "int8", 0),
+    ("openvino", "int8", -1),
+)
+
+
+def onnx_rates(
+    model: str,
+    texts: list[str],
+    calibration: list[str],
+    label: str,
+    rounds: int,
+    variants: tuple[tuple[str, str, int], ...] = VARIANTS,
+) -> None:
+    """passages/s of each variant, alternated over ``rounds`` rounds (the machine is shared:
+    a variant run alone would take whatever load came then), the median; the cosine of
+    its passage embeddings with OpenVINO fp32's; one query's p50 in process."""
     from toolfleet.search.encode_pool import EncoderPool
-    from toolfleet.search.encoders import EncoderSpec
+    from toolfleet.search.encoders import EncoderSpec, TextEncoder
+    from toolfleet.search.quantize import calibrate
 
     cores = os.cpu_count() or 1
-    for runtime, precision in (("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "bf16")):
-        spec = EncoderSpec(model=model, runtime=runtime, precision=precision)
-        for processes in (1, cores):
-            with EncoderPool(spec, processes) as pool:
-                pool.encode(texts[: 4 * processes], "passage")  # warm every process
-                started = time.perf_counter()
+    with (DATA / "squad_v1.1_dev_questions.jsonl").open() as f:
+        questions = [json.loads(line)["question"] for _, line in zip(range(32), f, strict=False)]
+    with contextlib.ExitStack() as stack:
+        pools, rates, cpu, embeddings, single = {}, {}, {}, {}, {}
+        for runtime, precision, processes in variants:
+            spec = EncoderSpec(model=model, runtime=runtime, precision=precision)
+            spec = calibrate(spec, lambda: calibration)
+            n = cores if processes < 0 else 1
+            key = (runtime, precision, processes)
+            pools[key] = stack.enter_context(EncoderPool(spec, n))
+            embeddings[key] = pools[key].encode(texts, "passage")  # warms every process
+            rates[key], cpu[key] = [], []
+            if processes == 0:
+                encoder = TextEncoder(spec)
+                times = []
+                for q in questions:
+                    started = time.perf_counter()
+                    encoder.encode([q])
+                    times.append(time.perf_counter() - started)
+                single[key] = 1000 * float(np.median(times))
+        for _ in range(rounds):
+            for key, pool in pools.items():
+                started, used = time.perf_counter(), time.process_time()
                 for _ in pool.stream(iter(texts), "passage", chunk=64):
                     pass
-                rate = len(texts) / (time.perf_counter() - started)
-            way = "1 process, every core" if processes == 1 else f"{processes} processes x 1"
-            print(f"  {label:<10}{runtime + ' ' + precision:<18}{way:<24}{rate:>8.1f}")
+                rates[key].append(len(texts) / (time.perf_counter() - started))
+                # passages per CPU-second of this process (in-process rows only): what the
+                # cores give when other programs take their share of them
+                cpu[key].append(len(texts) / (time.process_time() - used))
+        reference = embeddings.get(("openvino", "fp32", 0))
+        for (runtime, precision, processes), rate in rates.items():
+            way = "1 process, every core" if processes == 0 else f"{cores} processes x 1"
+            query = single.get((runtime, precision, processes))
+            line = f"  {label:<10}{runtime + ' ' + precision:<18}{way:<24}"
+            line += f"{float(np.median(rate)):>8.1f}"
+            if processes == 0:
+                line += f"  per CPU-s {float(np.median(cpu[(runtime, precision, processes)])):.1f}"
+            if reference is not None:
+                cosine = (embeddings[(runtime, precision, processes)] * reference).sum(1)
+                line += f"  cos {cosine.mean():.4f}/{cosine.min():.4f}"
+            line += f"  query p50 {query:.1f} ms" if query else ""
+            rounds_text = " ".join(f"{r:.1f}" for r in rate)
+            print(f"{line}  (rounds {rounds_text}; load {os.getloadavg()[0]:.1f})")
 
 
 def recall(index: SearchIndex, questions: list[dict], retriever: str) -> tuple[float, float]:
@@ -140,7 +194,7 @@ def recall(index: SearchIndex, questions: list[dict], retriever: str) -> tuple[f
     return hit1 / len(questions), hit5 / len(questions)
 
 
-def quality(work: Path, full: bool) -> None:
+def quality(work: Path, full: bool, precisions: list[str]) -> None:
     from toolfleet.search.encoders import EncoderSpec
     from toolfleet.search.index import SearchIndex, build_index
 
@@ -154,8 +208,11 @@ def quality(work: Path, full: bool) -> None:
     if not (whole / "meta.json").exists():
         build_index(DATA / "squad_v1.1_corpus.jsonl", whole)
     rows.append(("bm25, whole corpus (20,963)", SearchIndex("w", whole), "bm25", None))
-    settings = [("openvino", "bf16"), ("openvino", "fp32"), ("onnxruntime", "fp32")]
+    settings = [("openvino", "bf16"), ("openvino", "int8"), ("openvino", "fp32"),
+                ("onnxruntime", "fp32")]  # fmt: skip
     for runtime, precision in settings:
+        if precision not in precisions:
+            continue
         out = work / f"dev-{runtime}-{precision}"
         if not (out / "meta.json").exists():
             spec = EncoderSpec(runtime=runtime, precision=precision)
@@ -167,16 +224,16 @@ def quality(work: Path, full: bool) -> None:
         name = f"MiniLM {runtime} {precision}"
         rows.append((f"dense {name}, dev", index, "dense", rate))
         rows.append((f"hybrid {name}, dev", index, "hybrid", None))
-    if full:
-        out = work / "whole-bf16"
+    for precision in precisions if full else []:
+        out = work / f"whole-{precision}"
         if not (out / "meta.json").exists():
-            spec = EncoderSpec(precision="bf16")
+            spec = EncoderSpec(precision=precision)
             build_index(DATA / "squad_v1.1_corpus.jsonl", out, dense=True, encoder=spec,
                         processes=os.cpu_count() or 1)  # fmt: skip
         index = SearchIndex("f", out)
         rate = json.loads((out / "meta.json").read_text())["dense"]["passages_per_s"]
-        rows.append(("dense MiniLM bf16, whole corpus", index, "dense", rate))
-        rows.append(("hybrid MiniLM bf16, whole corpus", index, "hybrid", None))
+        rows.append((f"dense MiniLM {precision}, whole corpus", index, "dense", rate))
+        rows.append((f"hybrid MiniLM {precision}, whole corpus", index, "hybrid", None))
     for name, index, retriever, rate in rows:
         r1, r5 = recall(index, questions, retriever)
         extra = f"{rate:>10.1f}" if rate else ""
@@ -190,6 +247,14 @@ def main() -> int:
     parser.add_argument("--coretype", default="Haswell")
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--base-passages", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=3, help="alternated rounds (median)")
+    parser.add_argument(
+        "--precisions", default="bf16,int8,fp32", help="the recall rows' precisions"
+    )
+    parser.add_argument("--skip-numpy", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--base-all", action="store_true", help="base-size: fp32 rows too")
     parser.add_argument(
         "--work", type=Path, default=Path(tempfile.gettempdir()) / "toolfleet-encoder-bench"
     )
@@ -202,7 +267,8 @@ def main() -> int:
     print(f"passages/s, SQuAD passages, {os.cpu_count()} cores (load {os.getloadavg()[0]:.1f})")
     base = {k: v for k, v in os.environ.items() if not k.startswith("OPENBLAS_CORE")}
     base.pop("OPENBLAS_L2_SIZE", None)
-    for label, extra in (("unset", {}), (args.coretype, {"OPENBLAS_CORETYPE": args.coretype})):
+    numpy_runs = [("unset", {}), (args.coretype, {"OPENBLAS_CORETYPE": args.coretype})]
+    for label, extra in [] if args.skip_numpy else numpy_runs:
         done = subprocess.run(
             [sys.executable, __file__, "--numpy-child", str(args.numpy_passages)],
             env={**base, **extra}, capture_output=True, text=True, check=True,
@@ -210,12 +276,18 @@ def main() -> int:
         r = json.loads(done.stdout.splitlines()[-1])
         print(f"  {'MiniLM':<10}{'numpy (old)':<18}{'OPENBLAS_CORETYPE ' + label:<24}"
               f"{r['rate']:>8.1f}  ({r['kernel']} kernels)")  # fmt: skip
-    texts = passages(args.passages)
-    onnx_rates("all-MiniLM-L6-v2", texts, "MiniLM")
-    onnx_rates(str(base_model(args.work / "bert-base-shape")), texts[: args.passages // 2],
-               "base-size")  # fmt: skip
+    if not args.skip_speed:
+        texts = passages(args.passages)
+        # int8's calibration: 300 passages far from the measured ones (the build takes the
+        # corpus's first 300); 64 for the base-size model, whose random weights make its
+        # fidelity meaningless anyway (its speed is what is measured)
+        calibration = passages(10_300)[10_000:]
+        onnx_rates("all-MiniLM-L6-v2", texts, calibration, "MiniLM", args.rounds)
+        base = [v for v in VARIANTS if args.base_all or (v[1] != "fp32" and v[2] == 0)]
+        onnx_rates(str(base_model(args.work / "bert-base-shape")), texts[: args.base_passages],
+                   calibration[:64], "base-size", args.rounds, tuple(base))  # fmt: skip
     if not args.skip_quality:
-        quality(args.work, args.full)
+        quality(args.work, args.full, args.precisions.split(","))
     return 0
 
 

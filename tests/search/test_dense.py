@@ -42,7 +42,7 @@ def index(corpus: tuple[Path, list[dict]], tmp_path_factory: pytest.TempPathFact
     """A flat (exact) dense index, then HNSW and IVF-PQ made from its embeddings."""
     out = tmp_path_factory.mktemp("dense-index")
     argv = ["build", str(corpus[0]), "--out", str(out), "--dense", "--quiet"]
-    assert search_cli([*argv, "--processes", "2"]) == 0
+    assert search_cli([*argv, "--processes", "2", "--precision", "int8"]) == 0
     for kind in ("hnsw", "ivf-pq"):
         assert search_cli(["ann", str(out), "--index-type", kind]) == 0
         assert (out / FILES[kind]).is_file()
@@ -66,7 +66,8 @@ def test_build_records_the_encoder_and_the_embeddings(index: Path) -> None:
     assert meta["retrievers"] == ["bm25", "dense"] and meta["passages"] == PASSAGES
     dense = meta["dense"]
     assert dense["encoder"]["model"] == "all-MiniLM-L6-v2"
-    assert dense["encoder"]["precision"] == "bf16"  # the build's default
+    assert dense["encoder"]["precision"] == "int8"
+    assert dense["encoder"]["calibration"]  # the digest of the passages it was calibrated on
     assert dense["dimension"] == 384 and dense["embeddings"] == "dense.npy"
     assert dense["ann"]["index_type"] == "ivf-pq"  # the last one made
     assert dense["ann_build"]["nlist"] == int(4 * PASSAGES**0.5)
@@ -167,3 +168,16 @@ def test_bad_ann_requests_are_refused(
     argv = ["build", str(corpus[0]), "--out", str(tmp_path / "x"), "--dense", "--quiet"]
     assert search_cli([*argv, "--encoder", str(tmp_path / "nowhere"), "--limit", "5"]) == 2
     assert "local directory" in capsys.readouterr().err
+
+
+def test_the_build_quantizes_only_corpora_that_repay_it(tmp_path: Path) -> None:
+    """`--precision auto` (the build's default): int8 from INT8_FROM passages, else bf16."""
+    from toolfleet.search import cli
+
+    small = tmp_path / "small.jsonl"
+    small.write_text("".join(json.dumps({"id": i, "contents": "x"}) + "\n" for i in range(50)))
+    big = tmp_path / "big.jsonl"
+    big.write_text(small.read_text() * (cli.INT8_FROM // 50))
+    assert cli._auto_precision(small, None) == "bf16"
+    assert cli._auto_precision(big, None) == "int8"
+    assert cli._auto_precision(big, 100) == "bf16"  # --limit counts

@@ -8,9 +8,11 @@ runtime and the precision. An index records the spec it was built with in its
 ``meta.json``, so queries are embedded the way its passages were.
 
 Runtimes: OpenVINO (the default on CPUs: with ``bf16`` it runs the matrix products on the
-AMX/AVX-512 BF16 units of recent Xeons, about 3x fp32's speed, embeddings within 1e-4 of
-fp32's cosine; CPUs without bf16 compute in fp32), and ONNX Runtime (fp32; its CUDA provider
-with ``onnxruntime-gpu`` for a GPU). The ONNX graph is the directory's own ``model.onnx`` (or
+AMX/AVX-512 BF16 units of recent x86 CPUs, embeddings within 1e-4 of fp32's cosine; with
+``int8`` on their int8 dot-product units (AVX-512 VNNI, AMX) from a graph NNCF quantized
+(:mod:`toolfleet.search.quantize`), embeddings within ~2e-3 of fp32's cosine; CPUs without
+these units compute in fp32), and ONNX Runtime (fp32; its CUDA provider with
+``onnxruntime-gpu`` for a GPU). The ONNX graph is the directory's own ``model.onnx`` (or
 ``onnx/model.onnx``) if it has one, else it is written from ``model.safetensors`` by
 :mod:`toolfleet.search.onnx_export` and kept in a cache directory
 (``TOOLFLEET_SEARCH_ENCODER_CACHE``, default ``~/.cache/toolfleet/encoders``), keyed by the
@@ -23,6 +25,7 @@ import hashlib
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -59,8 +62,14 @@ class EncoderSpec(BaseModel):
     runtime: Literal["openvino", "onnxruntime"] = Field(
         default="openvino", description="What runs the graph (onnxruntime: also CUDA GPUs)."
     )
-    precision: Literal["fp32", "bf16"] = Field(
-        default="fp32", description="bf16 (openvino only): matrix products in bfloat16."
+    precision: Literal["fp32", "bf16", "int8"] = Field(
+        default="fp32",
+        description="bf16 / int8 (openvino only): matrix products in bfloat16 / int8.",
+    )
+    calibration: str | None = Field(
+        default=None,
+        description="int8: digest of the passages the quantization was calibrated on "
+        "(set by the build: the corpus's first passages).",
     )
 
     @classmethod
@@ -165,7 +174,7 @@ def onnx_path(spec: EncoderSpec) -> Path:
 
 def load_tokenizer(directory: Path, max_length: int) -> Tokenizer:
     """The model's fast tokenizer (``tokenizer.json``; a BERT ``vocab.txt`` otherwise),
-    truncating at ``max_length`` and padding each batch to its longest text."""
+    truncating at ``max_length``, not padding (:class:`TextEncoder` pads per batch)."""
     path = directory / "tokenizer.json"
     if path.is_file():
         tokenizer = Tokenizer.from_file(str(path))
@@ -176,56 +185,78 @@ def load_tokenizer(directory: Path, max_length: int) -> Tokenizer:
     else:
         raise EncoderError(f"{directory} has no tokenizer.json (nor vocab.txt)")
     tokenizer.enable_truncation(max_length=max_length)
-    pad = tokenizer.token_to_id("[PAD]")
-    # lengths padded to a multiple of 8: fewer distinct shapes for the runtime to plan for
-    tokenizer.enable_padding(
-        pad_id=pad if pad is not None else 0,
-        pad_token="[PAD]" if pad is not None else "<pad>",
-        pad_to_multiple_of=8,
-    )
+    tokenizer.no_padding()
     return tokenizer
+
+
+def bucketed(lengths: list[int], batch_size: int) -> list[tuple[np.ndarray, int]]:
+    """Batches of texts of similar length: the rows of each batch (shortest texts first) and
+    the width it is padded to (its longest text, rounded up to a multiple of 8: fewer
+    distinct shapes for the runtime to plan for), so that little work goes to padding."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    batches = []
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        batches.append((rows, -(-int(lengths[rows[-1]]) // 8) * 8))
+    return batches
 
 
 class TextEncoder:
     """Embeddings of texts by one :class:`EncoderSpec`'s model. Thread-safe; ``threads``
-    bounds the runtime's threads (0: every core); ``gpu`` runs ONNX Runtime on CUDA."""
+    bounds the runtime's threads (0: every core); ``gpu`` runs ONNX Runtime on CUDA;
+    ``calibration`` gives an int8 spec's calibration passages if its quantized graph is not
+    in the cache (see :mod:`toolfleet.search.quantize`)."""
 
-    def __init__(self, spec: EncoderSpec, threads: int = 0, gpu: bool = False) -> None:
+    def __init__(
+        self,
+        spec: EncoderSpec,
+        threads: int = 0,
+        gpu: bool = False,
+        calibration: Callable[[], list[str]] | None = None,
+    ) -> None:
         self.spec = spec
-        if spec.precision == "bf16" and spec.runtime != "openvino":
-            raise EncoderError("bf16 precision needs the openvino runtime")
+        if spec.precision != "fp32" and spec.runtime != "openvino":
+            raise EncoderError(f"{spec.precision} precision needs the openvino runtime")
         if gpu and spec.runtime != "onnxruntime":
             raise EncoderError("the GPU path runs with the onnxruntime runtime")
         directory = spec.directory()
-        path = onnx_path(spec)
+        if spec.precision == "int8":
+            from toolfleet.search.quantize import quantized_path
+
+            path = quantized_path(spec, calibration)
+        else:
+            path = onnx_path(spec)
         if spec.runtime == "openvino":
-            self._model = _OpenVino(path, spec, threads)
+            self._model: _OpenVino | _OnnxRuntime = _OpenVino(path, spec, threads)
         else:
             self._model = _OnnxRuntime(path, spec, threads, gpu)
         self.dimension = self._model.dimension
         self.tokenizer = load_tokenizer(directory, spec.max_length)
-        self._lock = threading.Lock()  # the tokenizer's padding state is per instance
+        pad = self.tokenizer.token_to_id("[PAD]")
+        self.pad_id = pad if pad is not None else 0
 
     def encode(
         self, texts: list[str], kind: Literal["query", "passage"] = "query", batch_size: int = 16
     ) -> np.ndarray:
-        """Embeddings of ``texts`` (float32, one row each), the spec's prefix for ``kind``
-        put first. Texts are batched by length, so little work goes to padding."""
+        """Embeddings of ``texts`` (float32, one row each, in their order), the spec's prefix
+        for ``kind`` put first. The texts are tokenized together, then run in batches of
+        similar token length (:func:`bucketed`), each padded to its own longest text."""
         prefix = self.spec.query_prefix if kind == "query" else self.spec.passage_prefix
         if prefix:
             texts = [prefix + t for t in texts]
+        encodings = self.tokenizer.encode_batch(texts)
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            out[chunk] = self._batch([texts[i] for i in chunk])
+        for rows, width in bucketed([len(e.ids) for e in encodings], batch_size):
+            ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for i, row in enumerate(rows):
+                tokens = encodings[row].ids
+                ids[i, : len(tokens)] = tokens
+                mask[i, : len(tokens)] = 1
+            out[rows] = self._batch(ids, mask)
         return out
 
-    def _batch(self, texts: list[str]) -> np.ndarray:
-        with self._lock:
-            encodings = self.tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+    def _batch(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         hidden = self._model.run(ids, mask)
         if self.spec.pooling == "mean":
             weights = mask[..., None].astype(np.float32)
@@ -280,8 +311,10 @@ class _OpenVino:
     def __init__(self, path: Path, spec: EncoderSpec, threads: int) -> None:
         import openvino as ov
 
+        # int8: the operators NNCF left in float run in bf16 (measured as accurate as f32
+        # there, and faster)
         config: dict[str, object] = {
-            "INFERENCE_PRECISION_HINT": "bf16" if spec.precision == "bf16" else "f32"
+            "INFERENCE_PRECISION_HINT": "f32" if spec.precision == "fp32" else "bf16"
         }
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads

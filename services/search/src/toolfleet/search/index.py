@@ -27,6 +27,7 @@ from toolfleet.search.corpus import (
 from toolfleet.search.dense import EMBEDDINGS, AnnParams, DenseSearcher, build_ann, read_index
 from toolfleet.search.encode_pool import EncoderPool
 from toolfleet.search.encoders import PACKAGED, EncoderSpec, TextEncoder, onnx_path
+from toolfleet.search.quantize import CALIBRATION_PASSAGES, calibrate
 from toolfleet.search.retrievers import (
     BM25Retriever,
     DenseRetriever,
@@ -56,8 +57,9 @@ def build_index(
 ) -> dict[str, Any]:
     """Index the corpus into ``out`` (BM25, and dense embeddings and an ANN index when
     ``dense``); the index's description (also written to ``meta.json``)."""
+    spec = encoder or EncoderSpec()
     if dense:
-        onnx_path(encoder or EncoderSpec())  # a bad encoder fails now, not after BM25
+        onnx_path(spec)  # a bad encoder fails now, not after BM25
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     writer = PassageWriter(out)
@@ -79,12 +81,13 @@ def build_index(
     if dense:
         store = PassageStore(out)
         try:
+            spec = calibrate(spec, lambda: calibration_texts(store, count))
             texts = (document(store.get(i)) for i in range(count))
             meta["dense"] = embed_and_index(
                 texts,
                 count,
                 out,
-                encoder or EncoderSpec(),
+                spec,
                 ann or AnnParams(),
                 processes,
                 progress,
@@ -169,6 +172,11 @@ def import_faiss(
             f"the FAISS index holds {index.ntotal} vectors but the corpus {count} passages: "
             "they are not of the same corpus"
         )
+    store = PassageStore(out, corpus)
+    try:
+        spec = calibrate(spec, lambda: calibration_texts(store, count))
+    finally:
+        store.close()
     encoder = TextEncoder(spec)
     if encoder.dimension != index.d:
         raise CorpusError(
@@ -205,6 +213,12 @@ def import_faiss(
         meta["build_seconds"]["bm25_s"] = round(time.perf_counter() - started, 3)
     (out / META).write_text(json.dumps(meta, indent=2))
     return meta
+
+
+def calibration_texts(store: PassageStore, count: int) -> list[str]:
+    """The passages an int8 encoder is calibrated on: the corpus's first ones (the build and
+    a service that must quantize again take the same, so they make the same model)."""
+    return [document(store.get(i)) for i in range(min(CALIBRATION_PASSAGES, count))]
 
 
 def bar_iter(items: Iterator[Any], bar: tqdm) -> Iterator[Any]:
@@ -257,7 +271,13 @@ class SearchIndex:
             encoders = {} if encoders is None else encoders
             key = spec.model_dump_json()
             if key not in encoders:
-                encoders[key] = TextEncoder(spec, threads=threads, gpu=gpu)
+                count = int(self.meta["passages"])
+                encoders[key] = TextEncoder(
+                    spec,
+                    threads=threads,
+                    gpu=gpu,
+                    calibration=lambda: calibration_texts(self.store, count),
+                )
             dense = DenseRetriever(self._searcher(config, gpu), encoders[key])
             self.retrievers["dense"] = dense
             if bm25 is not None:
