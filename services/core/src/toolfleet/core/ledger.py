@@ -1,18 +1,52 @@
-"""The usage ledger: calls, errors, cost and time per tool, per trajectory."""
+"""The usage ledger: calls, errors, cost and time per tool, per trajectory.
+
+One interface, :class:`UsageLedger`: in this process's memory (embedded mode, here) or in
+Redis, shared by every gateway replica (:mod:`toolfleet.core.redis_state`).
+"""
 
 from __future__ import annotations
+
+import abc
 
 from toolfleet.core.protocol import Observation, ToolUsage, TrajectoryUsage
 
 
-class UsageLedger:
-    """In-memory ledger keyed by (tenant, trajectory id)."""
+class UsageLedger(abc.ABC):
+    """Usage books keyed by (tenant, trajectory id)."""
+
+    @abc.abstractmethod
+    async def record(
+        self, tenant: str, trajectory_id: str, obs: Observation, *, once: bool = False
+    ) -> None:
+        """Book one observation to its trajectory. With ``once``, a second booking of the same
+        ``obs.call_id`` (a gateway finishing a call another one started) books nothing."""
+
+    @abc.abstractmethod
+    async def touch(self, tenant: str, trajectory_id: str) -> None:
+        """Make the trajectory known with zero usage (e.g. when a session binds to it)."""
+
+    @abc.abstractmethod
+    async def get(self, tenant: str, trajectory_id: str) -> TrajectoryUsage | None:
+        """The trajectory's usage so far, or None if it was never seen."""
+
+    @abc.abstractmethod
+    async def pop(self, tenant: str, trajectory_id: str) -> TrajectoryUsage | None:
+        """Remove and return the trajectory's final usage."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+class MemoryUsageLedger(UsageLedger):
+    """The ledger of one process (embedded mode)."""
 
     def __init__(self) -> None:
         self._books: dict[tuple[str, str], TrajectoryUsage] = {}
 
-    def record(self, tenant: str, trajectory_id: str, obs: Observation) -> None:
-        """Book one observation to its trajectory."""
+    async def record(
+        self, tenant: str, trajectory_id: str, obs: Observation, *, once: bool = False
+    ) -> None:
+        # ``once`` needs no memory here: in one process a call is finished by one caller
         book = self._books.get((tenant, trajectory_id))
         if book is None:
             book = self._books[(tenant, trajectory_id)] = TrajectoryUsage(
@@ -24,17 +58,14 @@ class UsageLedger:
         tool.add(obs)
         book.total.add(obs)
 
-    def touch(self, tenant: str, trajectory_id: str) -> None:
-        """Make the trajectory known with zero usage (e.g. when a session binds to it)."""
+    async def touch(self, tenant: str, trajectory_id: str) -> None:
         self._books.setdefault(
             (tenant, trajectory_id), TrajectoryUsage(trajectory_id=trajectory_id)
         )
 
-    def get(self, tenant: str, trajectory_id: str) -> TrajectoryUsage | None:
-        """The trajectory's usage so far, or None if it was never seen."""
+    async def get(self, tenant: str, trajectory_id: str) -> TrajectoryUsage | None:
         book = self._books.get((tenant, trajectory_id))
         return book.model_copy(deep=True) if book else None
 
-    def pop(self, tenant: str, trajectory_id: str) -> TrajectoryUsage | None:
-        """Remove and return the trajectory's final usage."""
+    async def pop(self, tenant: str, trajectory_id: str) -> TrajectoryUsage | None:
         return self._books.pop((tenant, trajectory_id), None)
