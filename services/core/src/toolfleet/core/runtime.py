@@ -383,11 +383,16 @@ def _new_call_id() -> str:
 
 
 def _unbooked(obs: Observation) -> bool:
-    """Answers the ledger does not book: a retryable failure (queue full, worker gone, Redis
-    blip) is not the call's answer, the same call is sent again and booked then; and a
-    session that expired is the platform's doing, not the model's error."""
+    """Answers the ledger does not book: the call did not reach the tool, or its answer did
+    not come back (queue full, worker gone, Redis blip: retryable ``unavailable`` or
+    ``rate_limited``; sent again, it is booked then), and a session that expired (the
+    platform's doing, not the model's error)."""
     error = obs.error
-    return error is not None and (error.retryable or error.kind is ErrorKind.session_expired)
+    if error is None:
+        return False
+    if error.kind is ErrorKind.session_expired:
+        return True
+    return error.retryable and error.kind in (ErrorKind.unavailable, ErrorKind.rate_limited)
 
 
 def _expired(tool: str, request: CallRequest, exc: SessionExpiredError) -> Observation:
