@@ -147,15 +147,21 @@ class RedisDispatcher(Dispatcher):
         except (TimeoutError, *REDIS_DOWN) as exc:
             return f"Redis at {self.settings.redis_url} does not answer ({exc or 'timeout'})"
         live = self._live_services()
-        if not live:
-            return "no worker is alive (none registered yet, or all left)"
         missing = sorted(self._seen_services - live)
         if missing:
             return f"no live worker for service(s): {', '.join(missing)}"
+        if not live:
+            return "no worker is alive (none registered yet, or all left)"
         return None
 
     def _live_services(self) -> set[str]:
-        return {s for info in self._alive.values() for s in info.get("services", [])}
+        """Services with a live worker that takes new calls (not draining)."""
+        return {
+            s
+            for info in self._alive.values()
+            if not info.get("draining")
+            for s in info.get("services", [])
+        }
 
     def worker_status(self) -> dict[str, dict[str, Any]]:
         """Each live worker's last heartbeat (its services, running calls, each service's
@@ -289,7 +295,9 @@ class RedisDispatcher(Dispatcher):
             bound = (await self.redis.hget(key, service) or b"").decode() or None
             if bound is None:
                 candidates = [
-                    w for w, info in self._alive.items() if service in info.get("services", [])
+                    w
+                    for w, info in self._alive.items()
+                    if service in info.get("services", []) and not info.get("draining")
                 ]
                 if not candidates:
                     raise _unavailable(f"no {service} worker is running")
