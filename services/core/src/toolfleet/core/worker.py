@@ -174,9 +174,11 @@ class Worker:
             try:
                 found = await self.redis.xreadgroup(GROUP, self.id, wanted, count=free, block=block)
             except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
+                if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
                     raise
-                await self._create_groups()  # Redis lost its data (restart without persistence)
+                # Redis lost its data (restart without persistence), or this worker, silent
+                # too long, was taken for dead and its stream deleted: make them again
+                await self._create_groups()
                 continue
             except REDIS_DOWN as exc:
                 log.warning("worker %s: Redis is unreachable (%s)", self.id, exc)
