@@ -7,6 +7,7 @@
 #   toolfleet-gateway:latest   services/gateway/Dockerfile
 #   toolfleet-search:latest    services/search/Dockerfile   (and sql, vision)
 #   toolfleet-redis:latest     deploy/docker/redis.Dockerfile
+#   toolfleet-lb:latest        deploy/docker/lb.Dockerfile (HAProxy before the gateways)
 #
 # Idempotent and quick when nothing changed (Docker's layer cache: dependencies are a layer of
 # their own, rebuilt only when the pinned set changes). First makes sure the Docker engine
@@ -42,6 +43,7 @@ build() {  # build IMAGE DOCKERFILE
 }
 
 build toolfleet-redis:latest deploy/docker/redis.Dockerfile
+build toolfleet-lb:latest deploy/docker/lb.Dockerfile
 build toolfleet-gateway:latest services/gateway/Dockerfile
 for service in search sql vision; do
     build "toolfleet-$service:latest" "services/$service/Dockerfile"
