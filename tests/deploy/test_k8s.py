@@ -179,7 +179,9 @@ def test_probes_budgets_settings_and_autoscaling(name):
 def test_the_gateway_service_balances_per_request_with_no_session_affinity(name):
     """Every gateway serves every session (state in Redis): no client pinning, so the HPA's
     replicas all take load, and each drains on SIGTERM within the pod's grace."""
-    (service,) = [s for s in objects(name, "Service") if s["metadata"]["name"] == "toolfleet-gateway"]
+    (service,) = [
+        s for s in objects(name, "Service") if s["metadata"]["name"] == "toolfleet-gateway"
+    ]
     assert service["spec"].get("sessionAffinity", "None") == "None"
     assert "sessionAffinityConfig" not in service["spec"]
     pod = deployment(name, "toolfleet-gateway")["spec"]["template"]["spec"]

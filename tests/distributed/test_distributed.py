@@ -285,7 +285,9 @@ async def test_a_draining_worker_serves_its_sessions_for_the_grace_then_says_los
         fresh = await new_session(client)
         assert (await call(client, "counter", {"add": 1}, session_id=fresh))["ok"]
         r = cluster.redis()
-        assert r.hget(f"{cluster.prefix}:session:{fresh}", "test") == f"w1-{cluster.prefix}".encode()
+        assert (
+            r.hget(f"{cluster.prefix}:session:{fresh}", "test") == f"w1-{cluster.prefix}".encode()
+        )
         assert await asyncio.to_thread(cluster.workers[0].wait, 30) == 0
         lost = await call(client, "counter", {"add": 1}, session_id=held)
         assert lost["error"]["kind"] == "unavailable" and "lost" in lost["error"]["message"]

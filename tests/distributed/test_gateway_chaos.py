@@ -115,9 +115,7 @@ class RoundRobin(httpx.AsyncBaseTransport):
 async def fleet() -> AsyncIterator[tuple[Cluster, Gateways]]:
     # liveness as in production: on a loaded machine, the tests' fast settings would take
     # busy workers for dead (this test is about gateways)
-    cluster = Cluster(
-        session_sweep_s=0.5, heartbeat_s=0.5, worker_dead_after_s=15, claim_idle_s=20
-    )
+    cluster = Cluster(session_sweep_s=0.5, heartbeat_s=0.5, worker_dead_after_s=15, claim_idle_s=20)
     gateways = Gateways(cluster, 3)
     try:
         for _ in range(3):
@@ -209,9 +207,7 @@ async def test_gateway_kill_restart_and_roll_lose_no_state_no_call_and_run_none_
         transport=balancer, base_url="http://balancer", timeout=60
     ) as client:
         async with asyncio.timeout(900):
-            await asyncio.gather(
-                chaos(), *(trajectory(client, i) for i in range(TRAJECTORIES))
-            )
+            await asyncio.gather(chaos(), *(trajectory(client, i) for i in range(TRAJECTORIES)))
         elapsed = time.monotonic() - started
         # every trajectory's state intact: its counter counted each call once, in order
         broken = {t: v for t, v in values.items() if v != list(range(1, CALLS + 1))}

@@ -17,12 +17,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from toolfleet.core.errors import IdempotencyConflictError
+from toolfleet.core.ledger import Booking
 from toolfleet.core.protocol import Observation
 
-#: Runs the call (``make``) or books an observation another gateway's call produced
-#: (``adopt``: its usage and metrics), returning what the caller gets.
+#: Runs the call (and books nothing: the store books its answer with the record's end, so a
+#: call is booked once even when another gateway finishes it).
 Make = Callable[[], Awaitable[Observation]]
-Adopt = Callable[[Observation], Awaitable[Observation]]
 
 
 def fingerprint(tool: str, arguments: dict[str, Any], session_id: str | None) -> str:
@@ -52,10 +52,11 @@ class IdempotencyStore(abc.ABC):
         call_id: str,
         deadline: float,
         make: Make,
-        adopt: Adopt,
+        booking: Booking | None,
         tool: str = "",
     ) -> Observation:
-        """The remembered observation for the key, or ``make``'s (remembered)."""
+        """The remembered observation for the key, or ``make``'s (remembered, and booked
+        to ``booking`` once)."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
@@ -79,7 +80,7 @@ class MemoryIdempotencyStore(IdempotencyStore):
         call_id: str,
         deadline: float,
         make: Make,
-        adopt: Adopt,
+        booking: Booking | None,
         tool: str = "",
     ) -> Observation:
         now = time.monotonic()
@@ -102,6 +103,8 @@ class MemoryIdempotencyStore(IdempotencyStore):
             else:
                 future.cancel()
             raise
+        if booking is not None:
+            await booking.book(obs)
         future.set_result(obs)  # duplicates waiting now share it
         if obs.error is not None and obs.error.retryable:
             # A transient failure is not the call's answer: the next try with the key runs.

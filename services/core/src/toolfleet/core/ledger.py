@@ -7,19 +7,30 @@ Redis, shared by every gateway replica (:mod:`toolfleet.core.redis_state`).
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 
-from toolfleet.core.protocol import Observation, ToolUsage, TrajectoryUsage
+from toolfleet.core.protocol import ErrorKind, Observation, ToolUsage, TrajectoryUsage
+
+
+def books(obs: Observation) -> bool:
+    """Whether the ledger books this answer. Not booked: a call that did not reach the tool,
+    or whose answer did not come back (queue full, worker gone, Redis blip: a retryable
+    ``unavailable`` or ``rate_limited``; sent again, it is booked then), and a session that
+    expired (the platform's doing, not the model's error)."""
+    error = obs.error
+    if error is None:
+        return True
+    if error.kind is ErrorKind.session_expired:
+        return False
+    return not (error.retryable and error.kind in (ErrorKind.unavailable, ErrorKind.rate_limited))
 
 
 class UsageLedger(abc.ABC):
     """Usage books keyed by (tenant, trajectory id)."""
 
     @abc.abstractmethod
-    async def record(
-        self, tenant: str, trajectory_id: str, obs: Observation, *, once: bool = False
-    ) -> None:
-        """Book one observation to its trajectory. With ``once``, a second booking of the same
-        ``obs.call_id`` (a gateway finishing a call another one started) books nothing."""
+    async def record(self, tenant: str, trajectory_id: str, obs: Observation) -> None:
+        """Book one observation to its trajectory."""
 
     @abc.abstractmethod
     async def touch(self, tenant: str, trajectory_id: str) -> None:
@@ -37,16 +48,27 @@ class UsageLedger(abc.ABC):
         """Release connections."""
 
 
+@dataclass(frozen=True)
+class Booking:
+    """Where a call's answer is booked: its tenant's trajectory in a ledger."""
+
+    ledger: UsageLedger
+    tenant: str
+    trajectory_id: str
+
+    async def book(self, obs: Observation) -> None:
+        """Book the answer, unless :func:`books` says it is not one."""
+        if books(obs):
+            await self.ledger.record(self.tenant, self.trajectory_id, obs)
+
+
 class MemoryUsageLedger(UsageLedger):
     """The ledger of one process (embedded mode)."""
 
     def __init__(self) -> None:
         self._books: dict[tuple[str, str], TrajectoryUsage] = {}
 
-    async def record(
-        self, tenant: str, trajectory_id: str, obs: Observation, *, once: bool = False
-    ) -> None:
-        # ``once`` needs no memory here: in one process a call is finished by one caller
+    async def record(self, tenant: str, trajectory_id: str, obs: Observation) -> None:
         book = self._books.get((tenant, trajectory_id))
         if book is None:
             book = self._books[(tenant, trajectory_id)] = TrajectoryUsage(

@@ -20,7 +20,6 @@ tenant/id pairs share a key)::
     P:expired:<id>        tenant of a session that expired (kept max_session_ttl_s)
     P:unreleased          list: expired sessions whose tool state a gateway must release
     P:usage:T:<traj>      hash: <tool>|calls, |errors, |cost, |run_ms, |queue_ms
-    P:booked:<call id>    a call booked once (idempotent calls only; kept idempotency_ttl_s)
     P:idem:T:<key>        hash: f fingerprint, c call id, d deadline, o observation when done
 
 Expiry is enforced once for the whole deployment: a sweep (any gateway, every
@@ -44,8 +43,8 @@ from toolfleet.core.errors import (
     SessionLimitError,
     SessionNotFoundError,
 )
-from toolfleet.core.idempotency import Adopt, IdempotencyStore, Make
-from toolfleet.core.ledger import UsageLedger
+from toolfleet.core.idempotency import IdempotencyStore, Make
+from toolfleet.core.ledger import Booking, UsageLedger, books
 from toolfleet.core.protocol import (
     ErrorDiagnostic,
     ErrorKind,
@@ -202,20 +201,22 @@ return out
 """
 )
 
-# KEYS: usage, booked guard. ARGV: tool, failed, cost, run_ms, queue_ms, keep, once, guard keep
-RECORD = """
-if ARGV[7] == '1' then
-  if not redis.call('SET', KEYS[2], 1, 'NX', 'EX', ARGV[8]) then return 0 end
+# Book one answer into a usage hash. ARGV from ``first``: tool, failed, cost, run_ms,
+# queue_ms, how long to keep the ledger.
+_BOOK = """
+local function book(key, a, first)
+  local t = a[first]
+  redis.call('HINCRBY', key, t .. '|calls', 1)
+  if a[first + 1] == '1' then redis.call('HINCRBY', key, t .. '|errors', 1) end
+  if a[first + 2] ~= '0' then redis.call('HINCRBYFLOAT', key, t .. '|cost', a[first + 2]) end
+  redis.call('HINCRBYFLOAT', key, t .. '|run_ms', a[first + 3])
+  redis.call('HINCRBYFLOAT', key, t .. '|queue_ms', a[first + 4])
+  redis.call('EXPIRE', key, a[first + 5])
 end
-local t = ARGV[1]
-redis.call('HINCRBY', KEYS[1], t .. '|calls', 1)
-if ARGV[2] == '1' then redis.call('HINCRBY', KEYS[1], t .. '|errors', 1) end
-if ARGV[3] ~= '0' then redis.call('HINCRBYFLOAT', KEYS[1], t .. '|cost', ARGV[3]) end
-redis.call('HINCRBYFLOAT', KEYS[1], t .. '|run_ms', ARGV[4])
-redis.call('HINCRBYFLOAT', KEYS[1], t .. '|queue_ms', ARGV[5])
-redis.call('EXPIRE', KEYS[1], ARGV[6])
-return 1
 """
+
+# KEYS: usage. ARGV: the booking
+RECORD = _BOOK + "book(KEYS[1], ARGV, 1)\nreturn 1\n"
 
 # KEYS: record. ARGV: fingerprint, call id, deadline, keep
 #   -> {'run'} | {'conflict'} | {'done', observation} | {'running', call id, deadline}
@@ -231,9 +232,15 @@ if f[4] then return {'done', f[4]} end
 return {'running', f[2], f[3]}
 """
 
-# KEYS: record. ARGV: call id, observation ('' forgets the record), keep -> 1 | 0 (not ours)
-FINISH = """
+# End a record, and book its answer in the same step, so a call is booked once whichever
+# gateway ends it. KEYS: record, usage. ARGV: call id, observation ('' forgets the record),
+# keep, '1' to book, then the booking -> 1 | 0 (not ours, or already ended)
+FINISH = (
+    _BOOK
+    + """
 if redis.call('HGET', KEYS[1], 'c') ~= ARGV[1] then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'o') == 1 then return 0 end
+if ARGV[4] == '1' then book(KEYS[2], ARGV, 5) end
 if ARGV[2] == '' then
   redis.call('DEL', KEYS[1])
 else
@@ -242,6 +249,7 @@ else
 end
 return 1
 """
+)
 
 
 def _scoped(tenant: str, name: str) -> str:
@@ -427,41 +435,41 @@ class RedisUsageLedger(UsageLedger):
         self.state = state
         self._record = state.redis.register_script(RECORD)
 
-    def _key(self, tenant: str, trajectory_id: str) -> str:
+    def key(self, tenant: str, trajectory_id: str) -> str:
+        """The trajectory's usage hash."""
         return f"{self.state.prefix}:usage:{_scoped(tenant, trajectory_id)}"
 
-    async def record(
-        self, tenant: str, trajectory_id: str, obs: Observation, *, once: bool = False
-    ) -> None:
-        s = self.state.settings
+    def booking_args(self, obs: Observation) -> list[Any]:
+        """The script arguments that book ``obs`` (see ``_BOOK``)."""
+        return [
+            obs.tool,
+            "0" if obs.ok else "1",
+            repr(obs.usage.cost) if obs.usage.cost else "0",
+            repr(obs.usage.run_ms),
+            repr(obs.usage.queue_ms),
+            max(1, int(self.state.settings.max_session_ttl_s)),
+        ]
+
+    async def record(self, tenant: str, trajectory_id: str, obs: Observation) -> None:
         await self._record(
-            keys=[self._key(tenant, trajectory_id), f"{self.state.prefix}:booked:{obs.call_id}"],
-            args=[
-                obs.tool,
-                "0" if obs.ok else "1",
-                repr(obs.usage.cost) if obs.usage.cost else "0",
-                repr(obs.usage.run_ms),
-                repr(obs.usage.queue_ms),
-                max(1, int(s.max_session_ttl_s)),
-                "1" if once else "0",
-                max(1, int(s.idempotency_ttl_s)),
-            ],
+            keys=[self.key(tenant, trajectory_id)],
+            args=self.booking_args(obs),
             client=self.state.redis,
         )
 
     async def touch(self, tenant: str, trajectory_id: str) -> None:
-        key = self._key(tenant, trajectory_id)
+        key = self.key(tenant, trajectory_id)
         async with self.state.redis.pipeline(transaction=True) as pipe:
             pipe.hsetnx(key, "_", 0)
             pipe.expire(key, max(1, int(self.state.settings.max_session_ttl_s)))
             await pipe.execute()
 
     async def get(self, tenant: str, trajectory_id: str) -> TrajectoryUsage | None:
-        fields = await self.state.redis.hgetall(self._key(tenant, trajectory_id))
+        fields = await self.state.redis.hgetall(self.key(tenant, trajectory_id))
         return _usage(trajectory_id, fields) if fields else None
 
     async def pop(self, tenant: str, trajectory_id: str) -> TrajectoryUsage | None:
-        key = self._key(tenant, trajectory_id)
+        key = self.key(tenant, trajectory_id)
         async with self.state.redis.pipeline(transaction=True) as pipe:
             pipe.hgetall(key)
             pipe.delete(key)
@@ -490,7 +498,8 @@ def _usage(trajectory_id: str, fields: dict[Any, Any]) -> TrajectoryUsage:
 class RedisIdempotencyStore(IdempotencyStore):
     """Idempotency records in Redis: a retry that lands on another gateway gets the first
     call's observation; if the gateway that ran it died before answering, the retry collects
-    the worker's result (``P:result:<call id>``) and books it, once."""
+    the worker's result (``P:result:<call id>``) and books it. A record's end books its
+    answer in the same script, so whichever gateway ends it, the call is booked once."""
 
     def __init__(self, state: RedisState) -> None:
         super().__init__(state.settings.idempotency_ttl_s)
@@ -506,7 +515,7 @@ class RedisIdempotencyStore(IdempotencyStore):
         call_id: str,
         deadline: float,
         make: Make,
-        adopt: Adopt,
+        booking: Booking | None,
         tool: str = "",
     ) -> Observation:
         record = f"{self.state.prefix}:idem:{_scoped(tenant, key)}"
@@ -521,31 +530,49 @@ class RedisIdempotencyStore(IdempotencyStore):
             if what == "done":
                 return Observation.model_validate_json(found[1])
             if what == "run":
-                return await self._run(record, call_id, keep, make)
-            obs = await self._collect(record, _text(found[1]), float(_text(found[2])), adopt, tool)
+                return await self._run(record, call_id, keep, make, booking)
+            obs = await self._collect(
+                record, _text(found[1]), float(_text(found[2])), booking, tool
+            )
             if obs is not None:
                 return obs
             # the record was dropped (a retryable failure, or its gateway gave up): start over
 
-    async def _run(self, record: str, call_id: str, keep: int, make: Make) -> Observation:
+    async def _run(
+        self, record: str, call_id: str, keep: int, make: Make, booking: Booking | None
+    ) -> Observation:
         try:
             obs = await make()
         except BaseException:
-            await asyncio.shield(self._end(record, call_id, "", keep))
+            await asyncio.shield(self._end(record, call_id, None, keep, None))
             raise
-        remembered = "" if obs.error is not None and obs.error.retryable else obs.model_dump_json()
-        await self._end(record, call_id, remembered, keep)
+        await self._end(record, call_id, obs, keep, booking)
         return obs
 
-    async def _end(self, record: str, call_id: str, payload: str, keep: int) -> int:
-        return int(
-            await self._finish(
-                keys=[record], args=[call_id, payload, keep], client=self.state.redis
-            )
-        )
+    async def _end(
+        self,
+        record: str,
+        call_id: str,
+        obs: Observation | None,
+        keep: int,
+        booking: Booking | None,
+    ) -> int:
+        """End the record (remember ``obs``; forget it when None or a retryable failure) and
+        book ``obs``, in one script; 0 when the record was not this call's any more."""
+        remembered = ""
+        if obs is not None and not (obs.error is not None and obs.error.retryable):
+            remembered = obs.model_dump_json()
+        args: list[Any] = [call_id, remembered, keep, "0"]
+        usage = record
+        if obs is not None and booking is not None and books(obs):
+            ledger = booking.ledger
+            assert isinstance(ledger, RedisUsageLedger)
+            usage = ledger.key(booking.tenant, booking.trajectory_id)
+            args = [call_id, remembered, keep, "1", *ledger.booking_args(obs)]
+        return int(await self._finish(keys=[record, usage], args=args, client=self.state.redis))
 
     async def _collect(
-        self, record: str, call_id: str, deadline: float, adopt: Adopt, tool: str
+        self, record: str, call_id: str, deadline: float, booking: Booking | None, tool: str
     ) -> Observation | None:
         """Wait for the first call (``call_id``) to finish: its remembered observation, or
         the worker's result when the gateway that sent it is gone (booked here, once); None
@@ -566,15 +593,12 @@ class RedisIdempotencyStore(IdempotencyStore):
                 return None
             if result is not None:
                 obs = Observation.model_validate_json(result)
-                if obs.error is not None and obs.error.retryable:
-                    await self._end(record, call_id, "", keep)
+                if await self._end(record, call_id, obs, keep, booking):
                     return obs
-                obs = await adopt(obs)
-                if await self._end(record, call_id, obs.model_dump_json(), keep):
-                    return obs
-                continue  # another gateway finished it first: take its answer
+                continue  # another gateway ended it first: take its answer
+
             if time.time() > give_up:
-                await self._end(record, call_id, "", keep)
+                await self._end(record, call_id, None, keep, None)
                 return Observation.failure(
                     tool,
                     call_id,

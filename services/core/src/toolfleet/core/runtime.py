@@ -31,7 +31,7 @@ from toolfleet.core.errors import (
 )
 from toolfleet.core.executor import unknown_tool
 from toolfleet.core.idempotency import IdempotencyStore, MemoryIdempotencyStore, fingerprint
-from toolfleet.core.ledger import MemoryUsageLedger, UsageLedger
+from toolfleet.core.ledger import Booking, MemoryUsageLedger, UsageLedger
 from toolfleet.core.metrics import Metrics
 from toolfleet.core.protocol import (
     CallRequest,
@@ -242,36 +242,29 @@ class Runtime:
             submitted_at=time.time(),
             request_id=logs.current_request_id(),
         )
+        booking = Booking(self.ledger, tenant, trajectory_id) if trajectory_id else None
         if request.idempotency_key is not None:
-            key = request.idempotency_key
             print_ = fingerprint(
                 tool, arguments, request.session_id or f"t:{request.trajectory_id or ''}"
             )
-
-            async def adopt(obs: Observation) -> Observation:
-                # another gateway ran it (and died before answering): book it here, once
-                if inv.trajectory_id is not None:
-                    await self.ledger.record(tenant, inv.trajectory_id, obs, once=True)
-                return obs
-
             obs = await self.idempotency.run(
                 tenant,
-                key,
+                request.idempotency_key,
                 print_,
                 inv.call_id,
                 inv.submitted_at + inv.timeout_s,
-                lambda: self._run(inv, once=True),
-                adopt,
+                lambda: self._run(inv, None),  # booked by the store, with the record's end
+                booking,
                 tool,
             )
         else:
-            obs = await self._run(inv)
+            obs = await self._run(inv, booking)
         if surrogates:
             note = TextPart(text=ARGUMENTS_NOTE)
             obs = obs.model_copy(update={"content": [*obs.content, note]})
         return obs
 
-    async def _run(self, inv: Invocation, *, once: bool = False) -> Observation:
+    async def _run(self, inv: Invocation, booking: Booking | None) -> Observation:
         self.in_flight += 1
         self.metrics.in_flight.inc()
         started = time.perf_counter()
@@ -291,8 +284,8 @@ class Runtime:
             self.call_log.record(inv, obs, seconds)
         if self.settings.log_calls:
             logs.log_call(log, inv, obs, seconds)
-        if inv.trajectory_id is not None and not _unbooked(obs):
-            await self.ledger.record(inv.tenant, inv.trajectory_id, obs, once=once)
+        if booking is not None:
+            await booking.book(obs)
         return obs
 
     # ------------------------------------------------------------------ sessions
@@ -380,19 +373,6 @@ class Runtime:
 
 def _new_call_id() -> str:
     return uuid.uuid4().hex
-
-
-def _unbooked(obs: Observation) -> bool:
-    """Answers the ledger does not book: the call did not reach the tool, or its answer did
-    not come back (queue full, worker gone, Redis blip: retryable ``unavailable`` or
-    ``rate_limited``; sent again, it is booked then), and a session that expired (the
-    platform's doing, not the model's error)."""
-    error = obs.error
-    if error is None:
-        return False
-    if error.kind is ErrorKind.session_expired:
-        return True
-    return error.retryable and error.kind in (ErrorKind.unavailable, ErrorKind.rate_limited)
 
 
 def _expired(tool: str, request: CallRequest, exc: SessionExpiredError) -> Observation:
