@@ -125,7 +125,7 @@ async def state_cost(calls: int) -> None:
     }
     for rt in runtimes.values():
         await rt.start()
-        while not rt.has_tool("counter"):
+        while not rt.has_tool("counter"):  # noqa: ASYNC110 - the tools come by heartbeat
             await asyncio.sleep(0.1)
     try:
         for keyed in (False, True):

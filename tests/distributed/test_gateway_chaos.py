@@ -155,7 +155,7 @@ async def post(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> di
 async def test_gateway_kill_restart_and_roll_lose_no_state_no_call_and_run_none_twice(
     fleet: tuple[Cluster, Gateways],
 ) -> None:
-    cluster, gateways = fleet
+    _, gateways = fleet
     done = 0
     values: dict[str, list[int]] = {}
 
