@@ -120,7 +120,7 @@ async def fleet() -> AsyncIterator[tuple[Cluster, Gateways]]:
     try:
         for _ in range(3):
             cluster.start_worker()
-        cluster.wait_workers(3)
+        cluster.wait_workers(3, timeout_s=240)  # a loaded CI machine starts them slowly
         for n in range(3):
             gateways.start(n)
         await asyncio.gather(*(gateways.wait_ready(n) for n in range(3)))
