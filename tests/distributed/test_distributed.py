@@ -309,7 +309,7 @@ async def test_ready_only_with_a_live_worker_per_service_and_calls_fail_fast_wit
             await asyncio.sleep(0.1)
         assert (await client.get("/readyz")).status_code == 200
         cluster.kill_worker(0, signal.SIGTERM)
-        assert await asyncio.to_thread(cluster.workers[0].wait, 30) == 0
+        assert await asyncio.to_thread(cluster.workers[0].wait, 90) == 0
         await asyncio.sleep(0.5)
         r = await client.get("/readyz")
         assert r.status_code == 503 and "test" in r.json()["error"]["message"]
