@@ -9,6 +9,7 @@
 #                              service deploy/docker/services.py lists (search, sql, vision)
 #   toolfleet-mcp:latest       services/mcp/Dockerfile (Node.js and the MCP servers)
 #   toolfleet-redis:latest     deploy/docker/redis.Dockerfile
+#   toolfleet-lb:latest        deploy/docker/lb.Dockerfile (HAProxy before the gateways)
 #
 # Idempotent and quick when nothing changed (Docker's layer cache: dependencies are a layer of
 # their own, rebuilt only when the pinned set changes). First makes sure the Docker engine
@@ -45,6 +46,7 @@ build() {  # build IMAGE DOCKERFILE [docker build options]
 }
 
 build toolfleet-redis:latest deploy/docker/redis.Dockerfile
+build toolfleet-lb:latest deploy/docker/lb.Dockerfile
 # The gateway, then every service (the sandbox's image was built by build-images.sh): by the
 # shared Dockerfile, or by the service's own when it has one (mcp: Node.js and its servers).
 for name in $(python3 "$ROOT/deploy/docker/services.py"); do

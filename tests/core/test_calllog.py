@@ -384,7 +384,7 @@ async def test_replay_against_a_changed_gateway_shows_a_diff(db_url, capsys):
         code = await asyncio.to_thread(
             calls_main, ["replay", traj, "--db", db_url, "--url", url, "--as", "again"]
         )
-        assert client.app.state.runtime.sessions.of_trajectory("default", "again") == []
+        assert await client.app.state.runtime.sessions.of_trajectory("default", "again") == []
     out = capsys.readouterr().out
     assert code == 1
     lines = out.splitlines()

@@ -4,13 +4,16 @@ trajectories, the ledger, back-pressure, idempotency keys, timeouts, forks and e
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import redis
 from toolfleet.core import Settings
 from toolfleet.core.dispatch import InProcessDispatcher
 from toolfleet.core.errors import (
+    IdempotencyConflictError,
     OverloadedError,
     SessionNotFoundError,
     TrajectoryNotFoundError,
@@ -20,6 +23,7 @@ from toolfleet.core.protocol import CallRequest, ErrorKind, SessionCreate, Sessi
 from toolfleet.core.registry import ToolRegistry
 from toolfleet.core.runtime import Runtime
 
+from tests.helpers.cluster import REDIS_URL
 from tests.helpers.tools import (
     Context,
     CounterState,
@@ -37,12 +41,18 @@ def registry() -> ToolRegistry:
     return ToolRegistry([*tools, *CountingService().tools()])
 
 
-@pytest.fixture
-async def make_runtime() -> AsyncIterator[Any]:
+@pytest.fixture(params=["memory", "redis"])
+async def make_runtime(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    """A started runtime over the in-process dispatcher, its sessions, ledger and
+    idempotency records in memory (embedded) or in Redis (distributed: the same tests)."""
     made: list[Runtime] = []
+    prefix = f"tftest-{uuid.uuid4().hex[:10]}"
+    shared = request.param == "redis"
 
     async def make(**settings: Any) -> Runtime:
-        rt = Runtime(Settings(**settings), InProcessDispatcher(registry()))
+        if shared:
+            settings = {"redis_url": REDIS_URL, "redis_prefix": prefix, **settings}
+        rt = Runtime(Settings(**settings), InProcessDispatcher(registry()), shared_state=shared)
         await rt.start()
         made.append(rt)
         return rt
@@ -50,6 +60,12 @@ async def make_runtime() -> AsyncIterator[Any]:
     yield make
     for rt in made:
         await rt.stop()
+    if shared:
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
 
 
 def add(n: int, **fields: Any) -> CallRequest:
@@ -77,11 +93,11 @@ async def test_what_the_caller_must_fix_raises(make_runtime):
     assert "echo" in unknown.value.available and "hidden_echo" not in unknown.value.available
     with pytest.raises(SessionNotFoundError):
         await rt.call("t", "counter", add(1, session_id="s-missing"))
-    session = rt.create_session("t", SessionCreate())
+    session = await rt.create_session("t", SessionCreate())
     with pytest.raises(SessionNotFoundError):  # another tenant's session is not found
         await rt.call("other", "counter", add(1, session_id=session.session_id))
     with pytest.raises(TrajectoryNotFoundError):
-        rt.usage("t", "never")
+        await rt.usage("t", "never")
 
 
 async def test_a_trajectory_gets_a_session_and_a_ledger(make_runtime):
@@ -90,21 +106,21 @@ async def test_a_trajectory_gets_a_session_and_a_ledger(make_runtime):
     assert value(await rt.call("t", "counter", add(3, trajectory_id="tr"))) == 5  # same session
     await rt.call("t", "fail", CallRequest(trajectory_id="tr"))
     assert value(await rt.call("u", "counter", add(1, trajectory_id="tr"))) == 1  # per tenant
-    usage = rt.usage("t", "tr")
+    usage = await rt.usage("t", "tr")
     assert (usage.total.calls, usage.total.errors) == (3, 1)
     assert usage.tools["counter"].calls == 2 and usage.tools["fail"].errors == 1
     final = await rt.release_trajectory("t", "tr")
     assert final.total.calls == 3
-    assert len(rt.sessions) == 1  # tenant u's remains
+    assert await rt.session_count() == 1  # tenant u's remains
     with pytest.raises(TrajectoryNotFoundError):
-        rt.usage("t", "tr")
+        await rt.usage("t", "tr")
     # the released trajectory's state is gone: a new call starts afresh
     assert value(await rt.call("t", "counter", add(1, trajectory_id="tr"))) == 1
 
 
 async def test_fork_and_delete_carry_the_tool_state(make_runtime):
     rt = await make_runtime()
-    parent = rt.create_session("t", SessionCreate(metadata={"task": 7}))
+    parent = await rt.create_session("t", SessionCreate(metadata={"task": 7}))
     await rt.call("t", "counter", add(10, session_id=parent.session_id))
     child = await rt.fork_session("t", parent.session_id, SessionFork(trajectory_id="branch"))
     assert child.parent_id == parent.session_id and child.metadata == {"task": 7}
@@ -114,8 +130,10 @@ async def test_fork_and_delete_carry_the_tool_state(make_runtime):
     await rt.delete_session("t", child.session_id)
     assert len(CounterState.closed) == closed + 1  # its counter was closed
     with pytest.raises(SessionNotFoundError):
-        rt.get_session("t", child.session_id)
-    assert rt.usage("t", "branch").total.calls == 1  # its calls were booked to its trajectory
+        await rt.get_session("t", child.session_id)
+    assert (
+        await rt.usage("t", "branch")
+    ).total.calls == 1  # its calls were booked to its trajectory
 
 
 async def test_back_pressure_refuses_beyond_the_limit(make_runtime):
@@ -177,14 +195,84 @@ async def test_timeouts_default_and_are_capped(make_runtime):
 
 async def test_idle_sessions_expire_and_release_their_state(make_runtime):
     rt = await make_runtime(session_sweep_s=0.05)
-    session = rt.create_session("t", SessionCreate(ttl_s=0.2))
+    session = await rt.create_session("t", SessionCreate(ttl_s=0.2))
     await rt.call("t", "counter", add(1, session_id=session.session_id))
     closed = len(CounterState.closed)
     for _ in range(40):
-        if len(rt.sessions) == 0:
+        if await rt.session_count() == 0:
             break
         await asyncio.sleep(0.05)
-    assert len(rt.sessions) == 0
+    assert await rt.session_count() == 0
     assert len(CounterState.closed) == closed + 1
-    with pytest.raises(SessionNotFoundError):
-        await rt.call("t", "counter", add(1, session_id=session.session_id))
+    # a call in it is told the session expired (not run, not booked)
+    expired = await rt.call("t", "counter", add(1, session_id=session.session_id))
+    assert expired.error.kind is ErrorKind.session_expired and not expired.error.retryable
+    with pytest.raises(SessionNotFoundError):  # describing it: 404 like any ended session
+        await rt.get_session("t", session.session_id)
+
+
+async def test_an_expired_trajectory_session_is_said_once_not_replaced_silently(make_runtime):
+    rt = await make_runtime(session_sweep_s=0.05, session_ttl_s=0.3)
+    assert value(await rt.call("t", "counter", add(5, trajectory_id="tr"))) == 5
+    await asyncio.sleep(0.6)  # idle past the TTL: swept, its state released
+    obs = await rt.call("t", "counter", add(1, trajectory_id="tr"))
+    assert not obs.ok and obs.error.kind is ErrorKind.session_expired
+    assert obs.error.retryable is False and obs.data["restarted"] is True
+    assert "expired" in obs.error.message and "lost" in obs.error.message
+    assert "session_expired" in obs.content[0].text  # the model sees it as text too
+    usage = await rt.usage("t", "tr")
+    assert (usage.total.calls, usage.total.errors) == (1, 0)  # not booked against the model
+    # told once: the next call runs in a fresh session
+    assert value(await rt.call("t", "counter", add(1, trajectory_id="tr"))) == 1
+
+
+async def test_an_expired_session_not_swept_yet_is_reported_too(make_runtime):
+    rt = await make_runtime(session_sweep_s=3600, session_ttl_s=0.2)
+    await rt.call("t", "counter", add(5, trajectory_id="tr"))
+    await asyncio.sleep(0.4)  # no sweep ran: the lookup itself sees the TTL passed
+    obs = await rt.call("t", "counter", add(1, trajectory_id="tr"))
+    assert obs.error.kind is ErrorKind.session_expired
+    assert value(await rt.call("t", "counter", add(1, trajectory_id="tr"))) == 1
+
+
+async def test_a_session_opened_for_a_trajectory_is_the_trajectorys_session(make_runtime):
+    rt = await make_runtime()
+    opened = await rt.create_session("t", SessionCreate(trajectory_id="tr"))
+    await rt.call("t", "counter", add(4, session_id=opened.session_id))
+    obs = await rt.call("t", "counter", add(1, trajectory_id="tr"))
+    assert obs.session_id == opened.session_id and value(obs) == 5
+    # a second session named for the trajectory does not take over: calls name it
+    other = await rt.create_session("t", SessionCreate(trajectory_id="tr"))
+    assert (await rt.call("t", "counter", add(1, trajectory_id="tr"))).session_id == (
+        opened.session_id
+    )
+    both = sorted([opened.session_id, other.session_id])
+    assert await rt.sessions.of_trajectory("t", "tr") == both
+    # a fork into a new trajectory is that trajectory's session
+    fork = await rt.fork_session("t", opened.session_id, SessionFork(trajectory_id="b"))
+    obs = await rt.call("t", "counter", add(1, trajectory_id="b"))
+    assert obs.session_id == fork.session_id and value(obs) == 7
+
+
+async def test_an_idempotency_key_with_other_arguments_is_a_conflict(make_runtime, tmp_path):
+    rt = await make_runtime()
+    tally = tmp_path / "tally"
+    first = await rt.call(
+        "t", "tally", CallRequest(arguments={"path": str(tally), "token": "x"}, idempotency_key="k")
+    )
+    again = await rt.call(
+        "t", "tally", CallRequest(arguments={"path": str(tally), "token": "x"}, idempotency_key="k")
+    )
+    assert again.call_id == first.call_id
+    with pytest.raises(IdempotencyConflictError):
+        await rt.call(
+            "t",
+            "tally",
+            CallRequest(arguments={"path": str(tally), "token": "y"}, idempotency_key="k"),
+        )
+    [obs] = await rt.batch(
+        "t",
+        [ToolCall(tool="echo", arguments={"text": "z"}, idempotency_key="k")],
+    )
+    assert obs.error.kind is ErrorKind.invalid_arguments and "idempotency" in obs.error.message
+    assert tally.read_text() == "x\n"

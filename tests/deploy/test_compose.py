@@ -1,6 +1,7 @@
 """Distributed mode for real: docker-compose.yml with the host-network override
-(deploy/compose/host-network.yml) brings up Redis, the gateway and workers of every service
-(two of the sandbox), and calls go through the gateway to the workers in their containers.
+(deploy/compose/host-network.yml) brings up Redis, two gateway replicas behind the HAProxy
+balancer and workers of every service (two of the sandbox), and calls go through the
+balancer and the gateways to the workers in their containers.
 
 Every container is in the host's network namespace and all traffic is on 127.0.0.1, on free
 ports given to the override. The stack is one compose project of its own
@@ -34,6 +35,7 @@ from tests.helpers import ROOT, free_port
 COMPOSE_FILES = (ROOT / "docker-compose.yml", ROOT / "deploy/compose/host-network.yml")
 IMAGES = (
     "toolfleet-redis:latest",
+    "toolfleet-lb:latest",
     "toolfleet-gateway:latest",
     "toolfleet-sandbox:latest",
     "toolfleet-search:latest",
@@ -121,13 +123,14 @@ def _down_stale_stacks(compose: list[str]) -> None:
             _run([*compose, "-p", project, "down", "-v", "--remove-orphans", "-t", "5"], 120)
 
 
-def _ports() -> tuple[int, int]:
-    """Two distinct free ports on 127.0.0.1: the gateway's and Redis's."""
-    gateway = free_port()
-    redis = free_port()
-    while redis == gateway:
-        redis = free_port()
-    return gateway, redis
+def _ports() -> tuple[int, int, int, int]:
+    """Four distinct free ports on 127.0.0.1: the balancer's, Redis's, the two gateways'."""
+    ports: list[int] = []
+    while len(ports) < 4:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports[0], ports[1], ports[2], ports[3]
 
 
 @dataclass
@@ -138,6 +141,7 @@ class Stack:
     env: dict[str, str]
     url: str
     redis_port: int
+    gateway_ports: tuple[int, int]
 
     def logs(self) -> str:
         """The containers' last lines, for failure messages."""
@@ -188,15 +192,17 @@ def stack() -> Iterator[Stack]:
     )
     _down_stale_stacks(compose)
 
-    gateway_port, redis_port = _ports()
+    gateway_port, redis_port, first, second = _ports()
     env = {
         **os.environ,
         "TOOLFLEET_COMPOSE_GATEWAY_PORT": str(gateway_port),
         "TOOLFLEET_COMPOSE_REDIS_PORT": str(redis_port),
+        "TOOLFLEET_COMPOSE_GATEWAY_1_PORT": str(first),
+        "TOOLFLEET_COMPOSE_GATEWAY_2_PORT": str(second),
     }
     files = [arg for path in COMPOSE_FILES for arg in ("-f", str(path))]
     project = [*compose, "-p", f"{PROJECT_PREFIX}{os.getpid()}", *files]
-    stack = Stack(project, env, f"http://127.0.0.1:{gateway_port}", redis_port)
+    stack = Stack(project, env, f"http://127.0.0.1:{gateway_port}", redis_port, (first, second))
     try:
         up = ["up", "-d", "--no-build", "--scale", f"sandbox={SANDBOX_WORKERS}"]
         _run([*project, *up], 180, env)
@@ -230,7 +236,8 @@ def test_every_container_runs(stack: Stack) -> None:
     for container in stack.containers():
         assert container["State"] == "running", f"{container}\n{stack.logs()}"
         running[container["Service"]] = running.get(container["Service"], 0) + 1
-    expected = {"redis": 1, "gateway": 1, "search": 1, "sql": 1, "vision": 1, "mcp": 1}
+    expected = {"redis": 1, "lb": 1, "gateway": 1, "gateway-2": 1, "search": 1, "sql": 1}
+    expected |= {"vision": 1, "mcp": 1}
     assert running == {**expected, "sandbox": SANDBOX_WORKERS}
 
 
@@ -295,6 +302,35 @@ def test_session_state_and_fork(stack: Stack, client: httpx.Client) -> None:
 
     for session in (child, sid):
         assert client.delete(f"/v1/sessions/{session}").status_code == 200
+
+
+def test_any_gateway_serves_any_session_and_the_balancer_spreads_requests(
+    stack: Stack, client: httpx.Client
+) -> None:
+    """A session opened through one gateway is used, forked, read and released through the
+    other and through the balancer: no sticky routing anywhere."""
+    one, two = (
+        httpx.Client(base_url=f"http://127.0.0.1:{p}", timeout=60) for p in stack.gateway_ports
+    )
+    with one, two:
+        r = one.post("/v1/sessions", json={"trajectory_id": "compose-t"})
+        assert r.status_code == 201, r.text
+        sid = r.json()["session_id"]
+        obs = two.post(
+            "/v1/tools/python/call",
+            json={"arguments": {"code": "x = 41"}, "trajectory_id": "compose-t"},
+        ).json()
+        assert obs["ok"] and obs["session_id"] == sid, obs
+        for _ in range(4):  # through the balancer: round-robin over both gateways
+            obs = call(client, "python", stack, session_id=sid, arguments={"code": "x"})
+            assert obs["data"]["result"] == "41"
+        fork = two.post(f"/v1/sessions/{sid}/fork").json()["session_id"]
+        obs = call(client, "python", stack, session_id=fork, arguments={"code": "x + 1"})
+        assert obs["data"]["result"] == "42"
+        usage = one.get("/v1/trajectories/compose-t/usage").json()
+        assert usage["total"]["calls"] == 5
+        assert two.delete("/v1/trajectories/compose-t").json()["total"]["calls"] == 5
+        assert one.get(f"/v1/sessions/{sid}").status_code == 404
 
 
 def test_kernels_have_no_network_though_workers_share_the_hosts(

@@ -177,6 +177,25 @@ def test_probes_budgets_settings_and_autoscaling(name):
         assert "heartbeat" in " ".join(container["livenessProbe"]["exec"]["command"])
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_the_gateway_service_balances_per_request_with_no_session_affinity(name):
+    """Every gateway serves every session (state in Redis): no client pinning, so the HPA's
+    replicas all take load, and each drains on SIGTERM within the pod's grace."""
+    (service,) = [
+        s for s in objects(name, "Service") if s["metadata"]["name"] == "toolfleet-gateway"
+    ]
+    assert service["spec"].get("sessionAffinity", "None") == "None"
+    assert "sessionAffinityConfig" not in service["spec"]
+    pod = deployment(name, "toolfleet-gateway")["spec"]["template"]["spec"]
+    (settings,) = objects(name, "ConfigMap")
+    grace = float(settings["data"]["TOOLFLEET_SHUTDOWN_GRACE_S"])
+    assert pod["terminationGracePeriodSeconds"] > grace + 5  # preStop sleep + drain
+    for worker in WORKERS:
+        spec = deployment(name, f"toolfleet-{worker}")["spec"]["template"]["spec"]
+        drain = float(settings["data"]["TOOLFLEET_DRAIN_GRACE_S"]) + 30  # + drain_timeout_s
+        assert spec["terminationGracePeriodSeconds"] > drain
+
+
 def test_keda_scales_each_worker_on_its_tool_streams():
     name = "overlays/keda"
     scaled = {o["spec"]["scaleTargetRef"]["name"]: o for o in objects(name, "ScaledObject")}

@@ -245,7 +245,7 @@ async def test_calls_that_keep_failing_delivery_go_to_the_dead_letters(
 async def test_sigterm_drains_running_calls_then_ends_the_sessions(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    cluster.start_worker()
+    cluster.start_worker(drain_grace_s=0)
     cluster.wait_workers(1)
     tally = tmp_path / "tally"
     async with cluster.gateway() as client:
@@ -264,6 +264,61 @@ async def test_sigterm_drains_running_calls_then_ends_the_sessions(
     assert runs(tally) == ["drained"]
     r = cluster.redis()
     assert r.zcard(f"{cluster.prefix}:workers") == 0
+
+
+async def test_a_draining_worker_serves_its_sessions_for_the_grace_then_says_lost(
+    cluster: Cluster,
+) -> None:
+    cluster.start_worker(drain_grace_s=4)
+    cluster.wait_workers(1)
+    async with cluster.gateway() as client:
+        held = await new_session(client)
+        assert (await call(client, "counter", {"add": 1}, session_id=held))["ok"]
+        cluster.start_worker()
+        cluster.wait_workers(2)
+        cluster.kill_worker(0, signal.SIGTERM)
+        await asyncio.sleep(1.0)  # its heartbeat says "draining"
+        # its session is still served, during the grace
+        obs = await call(client, "counter", {"add": 1}, session_id=held)
+        assert obs["content"][0]["data"] == {"value": 2}
+        # a new session goes to the other worker
+        fresh = await new_session(client)
+        assert (await call(client, "counter", {"add": 1}, session_id=fresh))["ok"]
+        r = cluster.redis()
+        assert (
+            r.hget(f"{cluster.prefix}:session:{fresh}", "test") == f"w1-{cluster.prefix}".encode()
+        )
+        assert await asyncio.to_thread(cluster.workers[0].wait, 30) == 0
+        lost = await call(client, "counter", {"add": 1}, session_id=held)
+        assert lost["error"]["kind"] == "unavailable" and "lost" in lost["error"]["message"]
+        again = await call(client, "counter", {"add": 1}, session_id=fresh)
+        assert again["content"][0]["data"] == {"value": 2}
+
+
+async def test_ready_only_with_a_live_worker_per_service_and_calls_fail_fast_without(
+    cluster: Cluster,
+) -> None:
+    async with cluster.gateway(wait_tools=False) as client:
+        r = await client.get("/readyz")
+        assert r.status_code == 503 and "no worker" in r.json()["error"]["message"]
+        cluster.start_worker(drain_grace_s=0)
+        cluster.wait_workers(1)
+        for _ in range(100):
+            if (await client.get("/readyz")).status_code == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert (await client.get("/readyz")).status_code == 200
+        cluster.kill_worker(0, signal.SIGTERM)
+        assert await asyncio.to_thread(cluster.workers[0].wait, 90) == 0
+        await asyncio.sleep(0.5)
+        r = await client.get("/readyz")
+        assert r.status_code == 503 and "test" in r.json()["error"]["message"]
+        started = time.monotonic()
+        obs = await call(client, "echo", {"text": "x"}, timeout_s=20)
+        assert time.monotonic() - started < 5  # not twice its timeout
+        assert obs["error"]["kind"] == "unavailable"
+        assert "no live worker serves the test service" in obs["error"]["message"]
+        assert "timeout_s" not in obs["error"]["hint"]
 
 
 async def test_sandbox_worker_runs_python_sessions_files_and_forks(cluster: Cluster) -> None:

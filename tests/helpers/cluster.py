@@ -108,8 +108,11 @@ class Cluster:
             client.close()
 
     @asynccontextmanager
-    async def gateway(self, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
-        """A started gateway (Redis dispatcher) and a client of it; waits for the tools."""
+    async def gateway(
+        self, wait_tools: bool = True, **overrides: Any
+    ) -> AsyncIterator[httpx.AsyncClient]:
+        """A started gateway (Redis dispatcher) and a client of it; waits for the tools
+        unless ``wait_tools`` is false."""
         app = create_app(self.settings(**overrides))
         async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30) as manager:
             transport = httpx.ASGITransport(app=manager.app)
@@ -118,7 +121,7 @@ class Cluster:
             ) as client:
                 client.app = app  # type: ignore[attr-defined]
                 deadline = time.monotonic() + 30
-                while not app.state.runtime.dispatcher.has_tool("tally"):
+                while wait_tools and not app.state.runtime.dispatcher.has_tool("tally"):
                     if time.monotonic() > deadline:
                         raise TimeoutError("the gateway saw no worker's tools")
                     await asyncio.sleep(0.05)

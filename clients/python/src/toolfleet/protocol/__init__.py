@@ -55,6 +55,7 @@ class ErrorKind(StrEnum):
     permission_denied = "permission_denied"
     rate_limited = "rate_limited"
     unavailable = "unavailable"
+    session_expired = "session_expired"
     internal = "internal"
 
 

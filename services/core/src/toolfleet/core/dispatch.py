@@ -39,6 +39,10 @@ class Dispatcher(abc.ABC):
         """Per service, what it reports for operators (see ``Service.status``)."""
         return {}
 
+    async def readiness(self) -> str | None:
+        """Why calls cannot be taken now (None: they can)."""
+        return None
+
     @abc.abstractmethod
     async def dispatch(self, inv: Invocation) -> Observation:
         """Run the invocation somewhere and return its observation (never raises for a

@@ -76,6 +76,42 @@ class SessionNotFoundError(ToolfleetError, LookupError):
         return {"session_id": self.session_id}
 
 
+class SessionExpiredError(SessionNotFoundError):
+    """The session's idle TTL passed and it was ended: its state (variables, files) is gone.
+
+    A call is answered with a ``session_expired`` observation (:func:`expired_diagnostic`),
+    so the model is told; describing or ending the session is a 404 like any ended one.
+    """
+
+    code = "session_expired"
+
+    def __init__(self, session_id: str, trajectory_id: str | None = None) -> None:
+        super().__init__(session_id)
+        self.trajectory_id = trajectory_id
+        whose = f"trajectory {trajectory_id!r}'s session" if trajectory_id else "session"
+        self.args = (
+            f"{whose} {session_id!r} expired (idle longer than its TTL) and was ended; its "
+            "state (variables, files, registered images) is lost",
+        )
+
+
+class IdempotencyConflictError(ToolfleetError, ValueError):
+    """An idempotency key was sent again with a different call (tool or arguments)."""
+
+    status = 409
+    code = "idempotency_conflict"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"idempotency key {key!r} was already used for a different call (another tool, "
+            "arguments or session); use a new key for a new call"
+        )
+        self.key = key
+
+    def details(self) -> dict[str, Any]:
+        return {"idempotency_key": self.key}
+
+
 class TrajectoryNotFoundError(ToolfleetError, LookupError):
     """No call or session was ever booked to that trajectory."""
 

@@ -88,6 +88,8 @@ class RedisDispatcher(Dispatcher):
         self._tasks: list[asyncio.Task[None]] = []
         self._enqueue: Any = None
         self._closing = False
+        self._seen_services: set[str] = set(settings.services or ())  # must have a worker
+        self._refreshed = 0.0  # monotonic time of the last read of the live workers
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -145,6 +147,34 @@ class RedisDispatcher(Dispatcher):
                 entry.update(info.get("status", {}).get(service) or {})
         return found
 
+    async def readiness(self) -> str | None:
+        """Not ready while Redis does not answer, no worker is alive, or a configured service
+        (``settings.services``, else every service a worker ever announced) has no live
+        worker."""
+        if self.redis is None:
+            return "not started"
+        try:
+            async with asyncio.timeout(2.0):
+                await self.redis.ping()
+        except (TimeoutError, *REDIS_DOWN) as exc:
+            return f"Redis at {self.settings.redis_url} does not answer ({exc or 'timeout'})"
+        live = self._live_services()
+        missing = sorted(self._seen_services - live)
+        if missing:
+            return f"no live worker for service(s): {', '.join(missing)}"
+        if not live:
+            return "no worker is alive (none registered yet, or all left)"
+        return None
+
+    def _live_services(self) -> set[str]:
+        """Services with a live worker that takes new calls (not draining)."""
+        return {
+            s
+            for info in self._alive.values()
+            if not info.get("draining")
+            for s in info.get("services", [])
+        }
+
     def worker_status(self) -> dict[str, dict[str, Any]]:
         """Each live worker's last heartbeat (its services, running calls, each service's
         status), for the service metrics."""
@@ -157,9 +187,10 @@ class RedisDispatcher(Dispatcher):
         tool = self._tools.get(inv.tool)
         stream, worker_id, service = self.keys.calls(inv.tool), "", ""
         try:
+            if tool is not None:
+                await self._check_live(tool.spec.service)
             if tool is not None and tool.stateful and inv.session_id is not None:
-                service = tool.spec.service
-                worker_id = await self._worker_for(inv.session_id, service)
+                worker_id = await self._worker_for(inv.session_id, tool.spec.service)
                 stream = self.keys.worker(worker_id)
             deadline = inv.submitted_at + inv.timeout_s
             try:
@@ -173,6 +204,21 @@ class RedisDispatcher(Dispatcher):
         except _Undeliverable as exc:
             return Observation.failure(inv.tool, inv.call_id, exc.diagnostic, **ids)
         return Observation.model_validate_json(payload)
+
+    async def _check_live(self, service: str) -> None:
+        """Fail fast when no live worker serves ``service`` (read afresh once, so a worker
+        that just started is seen): the call would only wait out its deadline."""
+        if service in self._live_services():
+            return
+        if time.monotonic() - self._refreshed > 0.2:
+            with contextlib.suppress(*REDIS_DOWN):
+                await self._refresh()
+        if service not in self._live_services():
+            raise _unavailable(
+                f"no live worker serves the {service} service (none started, or all stopped); "
+                "the call was not run",
+                "Send the call again once a worker is back (/readyz lists the live workers).",
+            )
 
     async def _send(
         self, op: str, call_id: str, stream: str, body: str, deadline: float, worker_id: str
@@ -213,7 +259,7 @@ class RedisDispatcher(Dispatcher):
                 raise _unavailable(
                     "no worker answered before the call's deadline (workers busy, stopped or "
                     "unreachable)",
-                    "Send the call again; if this repeats, ask for a longer timeout_s.",
+                    "Send the call again; if workers are busy, with a longer timeout_s.",
                 ) from None
             if self.metrics is not None:
                 self.metrics.reply_duration.observe(time.perf_counter() - sent)
@@ -261,7 +307,9 @@ class RedisDispatcher(Dispatcher):
             bound = cast(bytes, await self.redis.hget(key, service) or b"").decode() or None
             if bound is None:
                 candidates = [
-                    w for w, info in self._alive.items() if service in info.get("services", [])
+                    w
+                    for w, info in self._alive.items()
+                    if service in info.get("services", []) and not info.get("draining")
                 ]
                 if not candidates:
                     raise _unavailable(f"no {service} worker is running")
@@ -390,6 +438,8 @@ class RedisDispatcher(Dispatcher):
                     spec = ToolSpec.model_validate(tool["spec"])
                     self._tools[spec.name] = RemoteTool(spec, tool.get("hidden", False))
         self._alive = alive
+        self._refreshed = time.monotonic()
+        self._seen_services |= self._live_services()
         gone = [k for k, w in self._bindings.items() if w not in alive]
         for key in gone:
             del self._bindings[key]

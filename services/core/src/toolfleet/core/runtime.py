@@ -2,6 +2,11 @@
 
 It resolves sessions and trajectories, admits or refuses calls (back-pressure), applies
 idempotency keys, hands invocations to the dispatcher, books usage and counts metrics.
+
+Sessions, the usage ledger and idempotency records sit behind three interfaces
+(:class:`SessionStore`, :class:`UsageLedger`, :class:`IdempotencyStore`): in memory in the
+embedded mode, in Redis in the distributed mode (:mod:`toolfleet.core.redis_state`), so any
+gateway replica answers any call, fork, usage query or release.
 """
 
 from __future__ import annotations
@@ -17,14 +22,16 @@ from toolfleet.core import logs
 from toolfleet.core.calllog import CallLog
 from toolfleet.core.dispatch import Dispatcher
 from toolfleet.core.errors import (
+    IdempotencyConflictError,
     OverloadedError,
+    SessionExpiredError,
     SessionNotFoundError,
     TrajectoryNotFoundError,
     UnknownToolError,
 )
 from toolfleet.core.executor import unknown_tool
-from toolfleet.core.idempotency import IdempotencyCache
-from toolfleet.core.ledger import UsageLedger
+from toolfleet.core.idempotency import IdempotencyStore, MemoryIdempotencyStore, fingerprint
+from toolfleet.core.ledger import Booking, MemoryUsageLedger, UsageLedger
 from toolfleet.core.metrics import Metrics
 from toolfleet.core.protocol import (
     CallRequest,
@@ -40,8 +47,10 @@ from toolfleet.core.protocol import (
     ToolSpec,
     TrajectoryUsage,
 )
+from toolfleet.core.redis_dispatch import RedisDispatcher
+from toolfleet.core.redis_state import RedisState
 from toolfleet.core.service_metrics import ServiceStatusCollector
-from toolfleet.core.sessions import Session, SessionTable
+from toolfleet.core.sessions import MemorySessionStore, Session, SessionStore
 from toolfleet.core.settings import Settings
 from toolfleet.core.surrogates import ARGUMENTS_NOTE, scrub
 from toolfleet.protocol.diagnostics import with_diagnostic_text
@@ -53,19 +62,40 @@ class Runtime:
     """Sessions, ledger, back-pressure and idempotency in front of a dispatcher."""
 
     def __init__(
-        self, settings: Settings, dispatcher: Dispatcher, metrics: Metrics | None = None
+        self,
+        settings: Settings,
+        dispatcher: Dispatcher,
+        metrics: Metrics | None = None,
+        *,
+        shared_state: bool | None = None,
     ) -> None:
+        """``shared_state``: keep sessions, ledger and idempotency records in Redis
+        (``settings.redis_url``); None: when the dispatcher is the Redis one."""
         self.settings = settings
         self.dispatcher = dispatcher
         self.metrics = metrics or Metrics()
         dispatcher.use_metrics(self.metrics)
-        self.sessions = SessionTable(
-            settings.session_ttl_s, settings.max_session_ttl_s, settings.max_sessions
-        )
-        self.ledger = UsageLedger()
-        self.idempotency = IdempotencyCache(
-            settings.idempotency_ttl_s, settings.idempotency_max_entries
-        )
+        self.sessions: SessionStore
+        self.ledger: UsageLedger
+        self.idempotency: IdempotencyStore
+        if shared_state is None:
+            shared_state = isinstance(dispatcher, RedisDispatcher)
+        if shared_state:
+            # distributed: the state every gateway replica shares lives in Redis
+            shared = RedisState(settings)
+            self.sessions, self.ledger, self.idempotency = (
+                shared.sessions,
+                shared.ledger,
+                shared.idempotency,
+            )
+        else:
+            self.sessions = MemorySessionStore(
+                settings.session_ttl_s, settings.max_session_ttl_s, settings.max_sessions
+            )
+            self.ledger = MemoryUsageLedger()
+            self.idempotency = MemoryIdempotencyStore(
+                settings.idempotency_ttl_s, settings.idempotency_max_entries
+            )
         self.in_flight = 0
         self._sweeper: asyncio.Task[None] | None = None
         self.metrics.registry.register(ServiceStatusCollector(dispatcher))
@@ -87,14 +117,25 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         await self.dispatcher.stop()
+        for store in (self.sessions, self.ledger, self.idempotency):
+            await store.close()
         if self.call_log is not None:
             await self.call_log.stop()  # after the dispatcher: its last calls are written
 
     async def _sweep(self) -> None:
+        """End the sessions whose TTL passed: each is taken by one gateway of the deployment,
+        which tells the worker holding its state."""
         while True:
             await asyncio.sleep(self.settings.session_sweep_s)
-            for session_id in self.sessions.expired():
-                await self._end(session_id)
+            try:
+                expired = await self.sessions.take_expired()
+            except Exception:  # Redis unreachable: the next sweep takes them
+                log.warning("finding expired sessions failed", exc_info=True)
+                continue
+            for session_id in expired:
+                await self._release(session_id)
+            if expired:
+                await self._gauge_sessions()
 
     # ------------------------------------------------------------------ tools
 
@@ -115,6 +156,15 @@ class Runtime:
         """Per service, what it reports for operators (``/readyz`` ``services``)."""
         return self.dispatcher.status()
 
+    async def readiness(self) -> str | None:
+        """Why the runtime cannot take calls now (None: it can): the shared state's store
+        does not answer, or a configured service has no live worker."""
+        return await self.dispatcher.readiness()
+
+    async def session_count(self) -> int:
+        """Live sessions (of the deployment, in distributed mode)."""
+        return await self.sessions.count()
+
     def admit(self, count: int = 1) -> None:
         """Refuse with :class:`OverloadedError` when ``count`` more calls would pass the
         in-flight limit."""
@@ -126,10 +176,14 @@ class Runtime:
             )
 
     async def call(self, tenant: str, tool: str, request: CallRequest) -> Observation:
-        """Run one call. Raises for what the caller must fix (unknown tool or session) and
-        :class:`OverloadedError`; a tool's failure is an observation."""
+        """Run one call. Raises for what the caller must fix (unknown tool or session, an
+        idempotency conflict) and :class:`OverloadedError`; a tool's failure, and a session
+        that expired, are observations."""
         self.check_tool(tool)
-        session = self._resolve_session(tenant, request)
+        try:
+            session = await self._resolve_session(tenant, request)
+        except SessionExpiredError as exc:
+            return _expired(tool, request, exc)
         self.admit()
         return await self._submit(tenant, tool, request, session)
 
@@ -142,7 +196,9 @@ class Runtime:
         ids = {"session_id": call.session_id, "trajectory_id": call.trajectory_id}
         try:
             self.check_tool(call.tool)
-            session = self._resolve_session(tenant, call)
+            session = await self._resolve_session(tenant, call)
+        except SessionExpiredError as exc:
+            return _expired(call.tool, call, exc)
         except (UnknownToolError, SessionNotFoundError) as exc:
             diagnostic = _lookup_diagnostic(exc)
             return _failure(call.tool, diagnostic, **ids)
@@ -156,14 +212,15 @@ class Runtime:
                 retryable=True,
             )
             return _failure(call.tool, diagnostic, **ids)
+        except IdempotencyConflictError as exc:
+            diagnostic = ErrorDiagnostic(kind=ErrorKind.invalid_arguments, message=str(exc))
+            return _failure(call.tool, diagnostic, **ids)
 
-    def _resolve_session(self, tenant: str, request: CallRequest) -> Session | None:
+    async def _resolve_session(self, tenant: str, request: CallRequest) -> Session | None:
         if request.session_id is not None:
-            return self.sessions.get(tenant, request.session_id)
+            return await self.sessions.get(tenant, request.session_id)
         if request.trajectory_id is not None:
-            session = self.sessions.for_trajectory(tenant, request.trajectory_id)
-            self._gauge_sessions()
-            return session
+            return await self.sessions.for_trajectory(tenant, request.trajectory_id)
         return None
 
     async def _submit(
@@ -187,18 +244,29 @@ class Runtime:
             submitted_at=time.time(),
             request_id=logs.current_request_id(),
         )
+        booking = Booking(self.ledger, tenant, trajectory_id) if trajectory_id else None
         if request.idempotency_key is not None:
+            print_ = fingerprint(
+                tool, arguments, request.session_id or f"t:{request.trajectory_id or ''}"
+            )
             obs = await self.idempotency.run(
-                tenant, request.idempotency_key, lambda: self._run(inv)
+                tenant,
+                request.idempotency_key,
+                print_,
+                inv.call_id,
+                inv.submitted_at + inv.timeout_s,
+                lambda: self._run(inv, None),  # booked by the store, with the record's end
+                booking,
+                tool,
             )
         else:
-            obs = await self._run(inv)
+            obs = await self._run(inv, booking)
         if surrogates:
             note = TextPart(text=ARGUMENTS_NOTE)
             obs = obs.model_copy(update={"content": [*obs.content, note]})
         return obs
 
-    async def _run(self, inv: Invocation) -> Observation:
+    async def _run(self, inv: Invocation, booking: Booking | None) -> Observation:
         self.in_flight += 1
         self.metrics.in_flight.inc()
         started = time.perf_counter()
@@ -219,39 +287,39 @@ class Runtime:
             self.call_log.record(inv, obs, seconds)
         if self.settings.log_calls:
             logs.log_call(log, inv, obs, seconds)
-        if inv.trajectory_id is not None:
-            self.ledger.record(inv.tenant, inv.trajectory_id, obs)
+        if booking is not None:
+            await booking.book(obs)
         return obs
 
     # ------------------------------------------------------------------ sessions
 
-    def create_session(self, tenant: str, request: SessionCreate) -> SessionInfo:
-        """Open a session."""
-        session = self.sessions.create(
+    async def create_session(self, tenant: str, request: SessionCreate) -> SessionInfo:
+        """Open a session (with a trajectory id: the trajectory's session, unless it has one)."""
+        session = await self.sessions.create(
             tenant,
             ttl_s=request.ttl_s,
             metadata=request.metadata,
             trajectory_id=request.trajectory_id,
         )
         if request.trajectory_id is not None:
-            self.ledger.touch(tenant, request.trajectory_id)
-        self._gauge_sessions()
+            await self.ledger.touch(tenant, request.trajectory_id)
+        await self._gauge_sessions()
         return session.info()
 
-    def get_session(self, tenant: str, session_id: str) -> SessionInfo:
+    async def get_session(self, tenant: str, session_id: str) -> SessionInfo:
         """Describe a live session (does not renew its TTL)."""
-        return self.sessions.get(tenant, session_id, touch=False).info()
+        return (await self.sessions.get(tenant, session_id, touch=False)).info()
 
     async def delete_session(self, tenant: str, session_id: str) -> SessionInfo:
         """End a session and release its tool state."""
-        info = self.get_session(tenant, session_id)
+        info = await self.get_session(tenant, session_id)
         await self._end(session_id)
         return info
 
     async def fork_session(self, tenant: str, session_id: str, request: SessionFork) -> SessionInfo:
         """Copy a live session, tool state included, into a new session."""
-        parent = self.sessions.get(tenant, session_id)
-        child = self.sessions.create(
+        parent = await self.sessions.get(tenant, session_id)
+        child = await self.sessions.create(
             tenant,
             ttl_s=request.ttl_s or parent.ttl_s,
             metadata=parent.metadata if request.metadata is None else request.metadata,
@@ -261,38 +329,44 @@ class Runtime:
         try:
             await self.dispatcher.fork_session(parent.session_id, child.session_id)
         except BaseException:
-            self.sessions.remove(child.session_id)
+            await self.sessions.remove(child.session_id)
             raise
         if request.trajectory_id is not None:
-            self.ledger.touch(tenant, request.trajectory_id)
-        self._gauge_sessions()
+            await self.ledger.touch(tenant, request.trajectory_id)
+        await self._gauge_sessions()
         return child.info()
 
     async def _end(self, session_id: str) -> None:
-        if self.sessions.remove(session_id) is None:
+        if await self.sessions.remove(session_id) is None:
             return
-        self._gauge_sessions()
+        await self._gauge_sessions()
+        await self._release(session_id)
+
+    async def _release(self, session_id: str) -> None:
+        """Release the session's tool state wherever it is held."""
         try:
             await self.dispatcher.end_session(session_id)
         except Exception:
             log.exception("releasing session %s failed", session_id)
 
-    def _gauge_sessions(self) -> None:
-        self.metrics.sessions.set(len(self.sessions))
+    async def _gauge_sessions(self) -> None:
+        with contextlib.suppress(Exception):  # a gauge is not worth failing a call
+            self.metrics.sessions.set(await self.sessions.count())
 
     # ------------------------------------------------------------------ trajectories
 
-    def usage(self, tenant: str, trajectory_id: str) -> TrajectoryUsage:
+    async def usage(self, tenant: str, trajectory_id: str) -> TrajectoryUsage:
         """The trajectory's usage so far."""
-        book = self.ledger.get(tenant, trajectory_id)
+        book = await self.ledger.get(tenant, trajectory_id)
         if book is None:
             raise TrajectoryNotFoundError(trajectory_id)
         return book
 
     async def release_trajectory(self, tenant: str, trajectory_id: str) -> TrajectoryUsage:
         """End every session of the trajectory and return its final usage."""
-        session_ids = self.sessions.of_trajectory(tenant, trajectory_id)
-        book = self.ledger.pop(tenant, trajectory_id)
+        session_ids = await self.sessions.of_trajectory(tenant, trajectory_id)
+        book = await self.ledger.pop(tenant, trajectory_id)
+        await self.sessions.forget_trajectory(tenant, trajectory_id)
         if book is None and not session_ids:
             raise TrajectoryNotFoundError(trajectory_id)
         for session_id in session_ids:
@@ -307,6 +381,28 @@ def _new_call_id() -> str:
 def _failure(tool: str, diagnostic: ErrorDiagnostic, **ids: Any) -> Observation:
     """A failed observation the runtime makes itself, its diagnostic in its text."""
     return with_diagnostic_text(Observation.failure(tool, _new_call_id(), diagnostic, **ids))
+
+
+def _expired(tool: str, request: CallRequest, exc: SessionExpiredError) -> Observation:
+    """The answer to a call whose session expired: not run, not booked, and said plainly."""
+    if exc.trajectory_id is not None:
+        hint = (
+            "Your earlier variables, files and images are gone. Re-create what you need; "
+            "the next call runs in a fresh session."
+        )
+    else:
+        hint = "Open a new session (POST /v1/sessions) and re-create what you need in it."
+    diagnostic = ErrorDiagnostic(
+        kind=ErrorKind.session_expired, message=str(exc), hint=hint, retryable=False
+    )
+    return Observation.failure(
+        tool,
+        _new_call_id(),
+        diagnostic,
+        content=[TextPart(text=f"session_expired: {exc}\n{hint}")],
+        data={"restarted": True, "expired_session_id": exc.session_id},
+        trajectory_id=request.trajectory_id,
+    )
 
 
 def _lookup_diagnostic(exc: UnknownToolError | SessionNotFoundError) -> ErrorDiagnostic:

@@ -144,6 +144,20 @@ class Settings(_FileBacked):
     drain_timeout_s: float = Field(
         default=30.0, ge=0, description="On SIGTERM, how long a worker waits for its calls."
     )
+    drain_grace_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="On SIGTERM, how long a worker keeps serving the sessions it holds (taking "
+        "no new calls or sessions) before it ends the rest, whose calls are told the state is "
+        "lost; it leaves as soon as it holds none. Keep the pod's termination grace above "
+        "drain_grace_s + drain_timeout_s.",
+    )
+    shutdown_grace_s: float = Field(
+        default=25.0,
+        ge=0,
+        description="On SIGTERM, how long the gateway keeps answering the requests in flight "
+        "(it takes no new ones, and /readyz says it is stopping).",
+    )
 
     # operations: logs and the call log (docs/operations.md)
     log_format: str = Field(

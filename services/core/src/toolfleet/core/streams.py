@@ -51,6 +51,7 @@ class WorkerInfo(TypedDict):
     tools: list[ToolInfo]
     running: NotRequired[int]  # calls it runs now
     status: NotRequired[dict[str, Any]]  # each service's status (``Service.status``)
+    draining: NotRequired[bool]  # stopping: takes no new calls or sessions (worker drain)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ answers on the calling gateway's reply list, acknowledging the message in the sa
 transaction. Every heartbeat it says it is alive, renews its hold on the calls it runs,
 reclaims calls that dead workers held (running those they never started, answering for
 those they died running: no call runs twice), and answers for the sessions of dead workers.
-SIGTERM drains: no new calls, running ones finish, sessions are ended cleanly.
+SIGTERM drains: no new calls or sessions; the sessions it holds are served until they end or
+``drain_grace_s`` passes; running calls finish; the rest is answered "state lost".
 """
 
 from __future__ import annotations
@@ -142,22 +143,42 @@ class Worker:
     # ------------------------------------------------------------------ reading
 
     async def _consume(self) -> None:
+        """Read calls until SIGTERM; then, draining, only the calls of the sessions this
+        worker holds, until it holds none or ``drain_grace_s`` passed."""
         assert self.redis is not None
-        wanted: dict[Any, Any] = dict.fromkeys([*self.shared_streams, self.own_stream], ">")
-        while not self._stopping.is_set():
+        every: dict[Any, Any] = dict.fromkeys([*self.shared_streams, self.own_stream], ">")
+        grace_until: float | None = None
+        while True:
+            wanted, block = every, READ_BLOCK_MS
+            if self._stopping.is_set():
+                if grace_until is None:
+                    grace_until = time.monotonic() + self.settings.drain_grace_s
+                    log.info(
+                        "worker %s draining: no new calls or sessions; serving the %d sessions "
+                        "it holds for up to %g s",
+                        self.id,
+                        len(self.executor.states),
+                        self.settings.drain_grace_s,
+                    )
+                    with contextlib.suppress(*REDIS_DOWN):
+                        await self._heartbeat()  # gateways see "draining" now
+                left = grace_until - time.monotonic()
+                if left <= 0 or (not len(self.executor.states) and not self._running):
+                    return
+                wanted, block = {self.own_stream: ">"}, max(1, min(READ_BLOCK_MS, int(left * 1000)))
             free = self.settings.worker_concurrency - len(self._running)
             if free <= 0:
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
             try:
-                found = await self.redis.xreadgroup(
-                    GROUP, self.id, wanted, count=free, block=READ_BLOCK_MS
-                )
+                found = await self.redis.xreadgroup(GROUP, self.id, wanted, count=free, block=block)
             except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
+                if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
                     raise
-                await self._create_groups()  # Redis lost its data (restart without persistence)
+                # Redis lost its data (restart without persistence), or this worker, silent
+                # too long, was taken for dead and its stream deleted: make them again
+                await self._create_groups()
                 continue
             except REDIS_DOWN as exc:
                 log.warning("worker %s: Redis is unreachable (%s)", self.id, exc)
@@ -364,6 +385,7 @@ class Worker:
         assert self.redis is not None
         info: WorkerInfo = {
             **self._identity,
+            "draining": self._stopping.is_set(),  # gateways bind no new session to it
             "running": len(self._running),
             "status": self.registry.status(),
         }

@@ -13,6 +13,7 @@ from toolfleet.gateway.errors import error_response
 STATUS = {
     ErrorKind.invalid_arguments: 400,
     ErrorKind.not_found: 404,
+    ErrorKind.session_expired: 404,
     ErrorKind.permission_denied: 403,
     ErrorKind.output_limit: 413,
     ErrorKind.memory_limit: 413,

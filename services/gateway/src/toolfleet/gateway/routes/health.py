@@ -18,14 +18,18 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="Readiness", response_model=None)
 async def readyz(request: Request) -> dict[str, object] | Response:
-    """The runtime has started and can take calls."""
+    """The runtime has started and can take calls: in distributed mode, Redis answers and
+    every configured service has a live worker."""
     if not getattr(request.app.state, "ready", False):
         return error_response(503, "not_ready", "the gateway is starting or stopping")
     rt = runtime(request)
+    why = await rt.readiness()
+    if why is not None:
+        return error_response(503, "not_ready", why, services=rt.status())
     return {
         "status": "ready",
         "tools": len(rt.specs()),
-        "sessions": len(rt.sessions),
+        "sessions": await rt.session_count(),
         "in_flight": rt.in_flight,
         "services": rt.status(),
     }

@@ -17,13 +17,13 @@ async def create_session(
     request: Request, tenant: Tenant, body: Annotated[SessionCreate | None, Body()] = None
 ) -> SessionInfo:
     """Open a session; its id goes in later calls' ``session_id``."""
-    return runtime(request).create_session(tenant, body or SessionCreate())
+    return await runtime(request).create_session(tenant, body or SessionCreate())
 
 
 @router.get("/{session_id}", summary="Describe a session")
 async def get_session(session_id: str, request: Request, tenant: Tenant) -> SessionInfo:
     """A live session of the caller (404 for ended, expired or another tenant's)."""
-    return runtime(request).get_session(tenant, session_id)
+    return await runtime(request).get_session(tenant, session_id)
 
 
 @router.delete("/{session_id}", summary="End a session")

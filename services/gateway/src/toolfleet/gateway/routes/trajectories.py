@@ -13,7 +13,7 @@ router = APIRouter(prefix="/v1/trajectories", tags=["trajectories"])
 @router.get("/{trajectory_id}/usage", summary="Usage of a trajectory")
 async def get_usage(trajectory_id: str, request: Request, tenant: Tenant) -> TrajectoryUsage:
     """Calls, errors, cost and run time per tool, and their total."""
-    return runtime(request).usage(tenant, trajectory_id)
+    return await runtime(request).usage(tenant, trajectory_id)
 
 
 @router.delete("/{trajectory_id}", summary="Release a trajectory")
