@@ -13,17 +13,16 @@ a process it leaves behind does can change the verdict.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from toolfleet.core.protocol import CallRequest
 from toolfleet.gateway.auth import Tenant
 from toolfleet.gateway.routes.tools import runtime
+from toolfleet.sandbox.languages import resolve
 
 router = APIRouter(tags=["compatibility"])
-
-LANGUAGES = {"python": "python", "python3": "python", "bash": "bash", "sh": "bash"}
 
 
 class RunCodeRequest(BaseModel):
@@ -66,11 +65,11 @@ def _sandbox_error(message: str) -> RunCodeResponse:
 
 @router.post("/run_code", summary="SandboxFusion run_code (drop-in)")
 async def run_code(body: RunCodeRequest, request: Request, tenant: Tenant) -> RunCodeResponse:
-    """Run a program as SandboxFusion does; python and bash."""
+    """Run a program as SandboxFusion does, in any language the sandbox offers."""
     rt = runtime(request)
-    language = LANGUAGES.get(body.language.lower())
+    language = resolve(body.language)
     if language is None:
-        return _sandbox_error(f"language {body.language!r} is not supported here (python, bash)")
+        return _sandbox_error(f"language {body.language!r} is not supported here")
     if not rt.has_tool("run_program"):
         return _sandbox_error("the sandbox service is not served by this gateway")
     arguments = {
@@ -90,6 +89,10 @@ async def run_code(body: RunCodeRequest, request: Request, tenant: Tenant) -> Ru
         CallRequest(arguments=arguments, timeout_s=body.run_timeout + body.compile_timeout + 10),
     )
     data = obs.data or {}
+    compiled = _command_result(data["compile"]) if data.get("compile") else None
+    if data.get("status") == "compile_error":
+        return RunCodeResponse(status="Failed", message=obs.error.message if obs.error else "",
+                               compile_result=compiled)  # fmt: skip
     if "status" not in data:
         error = obs.error.message if obs.error else "unknown"
         return _sandbox_error(f"the sandbox could not run the program: {error}")
@@ -108,6 +111,23 @@ async def run_code(body: RunCodeRequest, request: Request, tenant: Tenant) -> Ru
     return RunCodeResponse(
         status="Success" if success else "Failed",
         message="; ".join(data.get("notes") or []),
+        compile_result=compiled,
         run_result=result,
         files=data.get("files") or {},
+    )
+
+
+def _command_result(step: dict[str, Any]) -> CommandRunResult:
+    """A compile step in SandboxFusion's shape (Error: it did not compile)."""
+    status = step.get("status")
+    return CommandRunResult(
+        status="Finished"
+        if status == "ok"
+        else "TimeLimitExceeded"
+        if status == "time_limit"
+        else "Error",
+        execution_time=step.get("time_s"),
+        return_code=step.get("exit_code"),
+        stdout=step.get("stdout", ""),
+        stderr=step.get("stderr", ""),
     )
