@@ -106,6 +106,7 @@ LANGUAGES: tuple[Language, ...] = (
         ),  # fmt: skip
         artifact="build.tar",
         run_memory_floor_mb=4096,
+        compile_memory_mb=4096,
         main_pattern=JAVA_MAIN,
     ),
     Language(
@@ -116,6 +117,7 @@ LANGUAGES: tuple[Language, ...] = (
         "go version",
         compile=("bash", "-c", f"{GO_ENV} go build -o main main.go"),
         artifact="main",
+        run_memory_floor_mb=1024,  # the runtime reserves its page summaries up front
         compile_timeout_s=60.0,
     ),
     Language(
@@ -126,6 +128,7 @@ LANGUAGES: tuple[Language, ...] = (
         "go version",
         compile=("bash", "-c", f"{GO_ENV} go test -c -o main.test main_test.go"),
         artifact="main.test",
+        run_memory_floor_mb=1024,
         compile_timeout_s=60.0,
     ),
     Language(
@@ -143,7 +146,7 @@ LANGUAGES: tuple[Language, ...] = (
         "main.js",
         ("node", "main.js"),
         "node --version",
-        run_memory_floor_mb=4096,
+        run_memory_floor_mb=1024,  # V8 reserves its code range
     ),
     Language(
         "typescript",
@@ -166,7 +169,7 @@ LANGUAGES: tuple[Language, ...] = (
         ),  # fmt: skip
         artifact="main.js",
         compile_ok="main.js",
-        run_memory_floor_mb=4096,
+        run_memory_floor_mb=1024,
         compile_memory_mb=4096,
     ),
     Language("php", (), "main.php", ("php", "main.php"), "php -r 'echo PHP_VERSION;'"),
@@ -237,17 +240,24 @@ def resolve(name: str) -> str | None:
     return language.name if language else None
 
 
-def probe_script() -> str:
+def probe_script(parallel: int = 3) -> str:
     """A shell script printing ``name<TAB>version`` for each toolchain that answers (run in
-    the sandbox at the service's start, in parallel: JVM tools take a while)."""
+    the sandbox at the service's start), a few at a time — JVM tools take a while — then
+    once more one by one for those that did not answer (all at once may pass the family's
+    process limit)."""
     lines = []
-    for language in LANGUAGES:
-        tool = language.probe.split()[0]
-        lines.append(
-            f"(command -v {tool} >/dev/null && v=$({language.probe} 2>&1 | head -n 1) && "
-            f"printf '%s\\t%s\\n' {language.name} \"$v\" > .probe-{language.name}) &"
-        )
-    lines.append("wait")
+    for pass_ in ("&", ""):
+        for language in LANGUAGES:
+            tool = language.probe.split()[0]
+            out = f".probe-{language.name}"
+            lines.append(
+                f"[ -s {out} ] || (command -v {tool} >/dev/null && "
+                f"v=$({language.probe} 2>&1 | head -n 1) && "
+                f"printf '%s\\t%s\\n' {language.name} \"$v\" > {out}) {pass_}"
+            )
+            if pass_:
+                lines.append(f"[ $(jobs -rp | wc -l) -ge {parallel} ] && wait -n")
+        lines.append("wait")
     lines.append("cat .probe-* 2>/dev/null; true")
     return "\n".join(lines)
 
