@@ -171,6 +171,7 @@ LANGUAGES: tuple[Language, ...] = (
         compile_ok="main.js",
         run_memory_floor_mb=1024,
         compile_memory_mb=4096,
+        compile_timeout_s=60.0,
     ),
     Language("php", (), "main.php", ("php", "main.php"), "php -r 'echo PHP_VERSION;'"),
     Language("ruby", ("rb",), "main.rb", ("ruby", "main.rb"), "ruby --version"),
@@ -250,10 +251,11 @@ def probe_script(parallel: int = 3) -> str:
         for language in LANGUAGES:
             tool = language.probe.split()[0]
             out = f".probe-{language.name}"
+            said = "" if pass_ else f' || echo "{language.name}: ${{v:-{tool} not found}}" >&2'
             lines.append(
-                f"[ -s {out} ] || (command -v {tool} >/dev/null && "
-                f"v=$({language.probe} 2>&1 | head -n 1) && "
-                f"printf '%s\\t%s\\n' {language.name} \"$v\" > {out}) {pass_}"
+                f"[ -s {out} ] || {{ command -v {tool} >/dev/null && "
+                f"v=$({language.probe} 2>&1 | head -n 1) && [[ $v == *[0-9]* ]] && "
+                f"printf '%s\\t%s\\n' {language.name} \"$v\" > {out}{said}; }} {pass_}"
             )
             if pass_:
                 lines.append(f"[ $(jobs -rp | wc -l) -ge {parallel} ] && wait -n")

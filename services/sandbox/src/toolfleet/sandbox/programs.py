@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 PYTHON_SCRIPT = "main.py"
 PROBE_TIMEOUT_S = 60.0
+PROBE_MEMORY_MB = 4096
 MAX_ARTIFACT_FILES = 1000
 ANSWER_MARGIN_S = 10.0
 
@@ -155,13 +156,17 @@ class Programs:
                 PROBE_TIMEOUT_S,
                 argv=["bash", "-c", languages.probe_script()],
                 max_output=1 << 16,
+                memory_bytes=PROBE_MEMORY_MB << 20,  # runtimes reserve address space
             )
         finally:
             await kernel.close()
         found = languages.parse_probe(str(reply.get("stdout") or ""))
         self.versions.update(found)
         missing = sorted({lang.name for lang in languages.LANGUAGES} - set(found))
-        log.info("sandbox languages: %s; missing: %s", ", ".join(self.offered), missing)
+        log.info("sandbox languages: %s", ", ".join(self.offered))
+        if missing:
+            stderr = str(reply.get("stderr") or "")[-4000:]
+            log.warning("sandbox: no toolchain for %s here; the probe said: %s", missing, stderr)
 
     def lookup(self, name: str) -> str:
         """The canonical name of an offered language, else a clear error."""
