@@ -10,7 +10,7 @@ from __future__ import annotations
 HELLO = {
     "c": '#include <stdio.h>\nint main(void) { printf("hello\\n"); return 0; }\n',
     "cpp": '#include <bits/stdc++.h>\nint main() { std::cout << "hello" << std::endl; }\n',
-    "java": 'public class Main {\n  public static void main(String[] a) {\n'
+    "java": "public class Main {\n  public static void main(String[] a) {\n"
     '    System.out.println("hello");\n  }\n}\n',
     "go": 'package main\n\nimport "fmt"\n\nfunc main() {\n\tfmt.Println("hello")\n}\n',
     "rust": 'fn main() {\n    println!("hello");\n}\n',
@@ -21,7 +21,7 @@ HELLO = {
     "lua": 'print("hello")\n',
     "perl": 'print "hello\\n";\n',
     "R": 'cat("hello\\n")\n',
-    "csharp": 'using System;\nclass Program {\n  static void Main() {\n'
+    "csharp": "using System;\nclass Program {\n  static void Main() {\n"
     '    Console.WriteLine("hello");\n  }\n}\n',
     "scala": 'object Main {\n  def main(args: Array[String]): Unit = println("hello")\n}\n',
     "racket": '#lang racket\n(displayln "hello")\n',
@@ -39,7 +39,7 @@ SUM = {
     "    Scanner s = new Scanner(System.in);\n"
     "    System.out.println(s.nextLong() + s.nextLong());\n  }\n}\n",
     "go": 'package main\n\nimport "fmt"\n\nfunc main() {\n\tvar a, b int64\n'
-    '\tfmt.Scan(&a, &b)\n\tfmt.Println(a + b)\n}\n',
+    "\tfmt.Scan(&a, &b)\n\tfmt.Println(a + b)\n}\n",
     "rust": "use std::io::Read;\nfn main() {\n    let mut s = String::new();\n"
     "    std::io::stdin().read_to_string(&mut s).unwrap();\n"
     "    let v: Vec<i64> = s.split_whitespace().map(|x| x.parse().unwrap()).collect();\n"
@@ -49,7 +49,7 @@ SUM = {
     "typescript": 'declare var require: any;\nconst s: string[] = require("fs").readFileSync(0, '
     '"utf8").trim().split(/\\s+/);\nconsole.log(String(BigInt(s[0]) + BigInt(s[1])));\n',
     "php": "<?php\n[$a, $b] = array_map('intval', preg_split('/\\s+/', trim(stream_get_contents"
-    "(STDIN))));\necho ($a + $b) . \"\\n\";\n",
+    '(STDIN))));\necho ($a + $b) . "\\n";\n',
     "ruby": "a, b = STDIN.read.split.map(&:to_i)\nputs a + b\n",
     "lua": 'local a, b = io.read("n", "n")\nprint(math.tointeger(a + b))\n',
     "perl": "my @v = split ' ', join('', <STDIN>);\nprint $v[0] + $v[1], \"\\n\";\n",
@@ -86,7 +86,7 @@ RUNTIME_ERROR = {
     "c": '#include <stdio.h>\n#include <stdlib.h>\nint main(void) { fprintf(stderr, "boom\\n");'
     " exit(3); }\n",
     "cpp": '#include <bits/stdc++.h>\nint main() { std::cerr << "boom\\n"; return 3; }\n',
-    "java": 'public class Main {\n  public static void main(String[] a) {\n'
+    "java": "public class Main {\n  public static void main(String[] a) {\n"
     '    System.err.println("boom");\n    System.exit(3);\n  }\n}\n',
     "go": 'package main\n\nimport (\n\t"fmt"\n\t"os"\n)\n\nfunc main() {\n'
     '\tfmt.Fprintln(os.Stderr, "boom")\n\tos.Exit(3)\n}\n',
@@ -173,11 +173,11 @@ MEMORY = {
 
 # print ~64 MiB
 FLOOD = {
-    "c": '#include <stdio.h>\nint main(void) { for (long i = 0; i < (1L << 26) / 8; i++)'
+    "c": "#include <stdio.h>\nint main(void) { for (long i = 0; i < (1L << 26) / 8; i++)"
     ' fputs("xxxxxxx\\n", stdout); return 0; }\n',
-    "cpp": '#include <bits/stdc++.h>\nint main() { std::string s(1 << 20, \'x\');'
+    "cpp": "#include <bits/stdc++.h>\nint main() { std::string s(1 << 20, 'x');"
     " for (int i = 0; i < 64; i++) std::cout << s; }\n",
-    "java": 'public class Main {\n  public static void main(String[] a) {\n'
+    "java": "public class Main {\n  public static void main(String[] a) {\n"
     '    String s = "x".repeat(1 << 20);\n'
     "    for (int i = 0; i < 64; i++) System.out.print(s);\n  }\n}\n",
     "go": 'package main\n\nimport (\n\t"os"\n\t"strings"\n)\n\nfunc main() {\n'
@@ -200,7 +200,7 @@ FLOOD = {
     "    for (int i = 0; i < 64; i++) Console.Out.Write(s);\n  }\n}\n",
     "scala": "object Main {\n  def main(a: Array[String]): Unit = {\n"
     '    val s = "x" * (1 << 20)\n    for (i <- 0 until 64) print(s)\n  }\n}\n',
-    "racket": '#lang racket\n(define s (make-string (* 1024 1024) #\\x))\n'
+    "racket": "#lang racket\n(define s (make-string (* 1024 1024) #\\x))\n"
     "(for ([i 64]) (write-string s))\n",
     "verilog": "module main;\n  integer i;\n  initial begin\n"
     '    for (i = 0; i < 4000000; i = i + 1) $display("xxxxxxxxxxxxxxx");\n'
@@ -209,12 +209,12 @@ FLOOD = {
 
 # read in.txt (a line), write it reversed... simply: copy it upper-cased to out.txt
 FILES = {
-    "c": '#include <stdio.h>\n#include <ctype.h>\nint main(void) {\n'
+    "c": "#include <stdio.h>\n#include <ctype.h>\nint main(void) {\n"
     '  FILE *i = fopen("in.txt", "r"), *o = fopen("out.txt", "w"); int c;\n'
     "  while ((c = fgetc(i)) != EOF) fputc(toupper(c), o);\n  fclose(o); return 0;\n}\n",
     "cpp": '#include <bits/stdc++.h>\nint main() {\n  std::ifstream i("in.txt");'
     ' std::ofstream o("out.txt");\n  std::string s; std::getline(i, s);\n'
-    "  for (auto &c : s) c = toupper(c);\n  o << s << \"\\n\";\n}\n",
+    '  for (auto &c : s) c = toupper(c);\n  o << s << "\\n";\n}\n',
     "java": "import java.nio.file.*;\npublic class Main {\n"
     "  public static void main(String[] a) throws Exception {\n"
     '    String s = Files.readString(Path.of("in.txt"));\n'
@@ -242,10 +242,9 @@ FILES = {
     "scala": "import java.nio.file._\nobject Main {\n  def main(a: Array[String]): Unit = {\n"
     '    val s = new String(Files.readAllBytes(Paths.get("in.txt")))\n'
     '    Files.write(Paths.get("out.txt"), s.toUpperCase.getBytes)\n  }\n}\n',
-    "racket": "#lang racket\n(define s (file->string \"in.txt\"))\n"
+    "racket": '#lang racket\n(define s (file->string "in.txt"))\n'
     '(with-output-to-file "out.txt" (lambda () (write-string (string-upcase s))))\n',
     "verilog": None,
 }
 
 LANGUAGE_NAMES = sorted(HELLO)
-

@@ -31,13 +31,13 @@ SHOWN_CHARS = 2000  # of each case's stdout/stderr in the answer
 # Out-of-memory in a runtime's own words (RLIMIT_AS makes allocation fail rather than the
 # OOM killer strike): the failure was memory. Only ever turns one failure into another.
 OOM_WORDS = (
-    "MemoryError",
-    "std::bad_alloc",
-    "java.lang.OutOfMemoryError",
+    "memoryerror",
+    "bad_alloc",
+    "outofmemory",
     "out of memory",
-    "Cannot allocate memory",
+    "cannot allocate memory",
     "memory allocation of",
-    "JavaScript heap out of memory",
+    "allocation failed",
     "failed to allocate",
 )
 
@@ -345,7 +345,7 @@ def _verdict(index: int, reply: dict[str, Any], memory_mb: int) -> CaseResult:
     if reply.get("timed_out"):
         verdict, message = "TLE", "time limit exceeded"
     elif reply.get("memory_limit") or (
-        failed and (rss_mb >= 0.95 * memory_mb or any(w in stderr for w in OOM_WORDS))
+        failed and (rss_mb >= 0.95 * memory_mb or any(w in stderr.lower() for w in OOM_WORDS))
     ):
         verdict, message = "MLE", f"memory limit exceeded ({memory_mb} MiB)"
     elif failed:

@@ -184,7 +184,8 @@ LANGUAGES: tuple[Language, ...] = (
         "csharp",
         ("c#", "cs"),
         "main.cs",
-        ("mono", "main.exe"),
+        # mono's own heap limit (its address space reservations are far larger)
+        ("env", "MONO_GC_PARAMS=max-heap-size={heap_mb}m", "mono", "main.exe"),
         "mcs --version",
         compile=("mcs", "-optimize+", "-out:main.exe", "main.cs"),
         artifact="main.exe",
