@@ -114,7 +114,7 @@ LOOP = {
     "    while (true) { i++; if (i == -1) break; }\n  }\n}\n",
     "go": "package main\n\nfunc main() {\n\ti := 0\n\tfor {\n\t\ti++\n\t}\n}\n",
     "rust": "fn main() {\n    let mut i: u64 = 0;\n    loop {\n        i = i.wrapping_add(1);\n"
-    "        std::hint::black_box(i);\n    }\n}\n",
+    '        if i == u64::MAX {\n            println!("{}", i);\n        }\n    }\n}\n',
     "nodejs": "for (;;) {}\n",
     "typescript": "let i: number = 0;\nfor (;;) { i++; }\n",
     "php": "<?php\nwhile (true) {}\n",

@@ -76,7 +76,7 @@ async def test_compile_error_names_file_line_and_column(client, language):
     assert error["kind"] == "compile_error", obs
     assert obs["data"]["status"] == "compile_error"
     assert obs["data"]["compile"]["status"] == "error"
-    line = 2 if language in ("c", "cpp") else 3 if language != "go" else 4
+    line = 2 if language in ("c", "cpp", "rust") else 3 if language != "go" else 4
     assert f":{line}" in error["message"], error  # main.cpp:2:10 / Main.java:3 / ...
     assert error["detail"]  # the compiler's own words
 
