@@ -98,7 +98,8 @@ class Sandbox(Service[SandboxSettings]):
         await self.backend.stop()
 
     def status(self) -> dict[str, Any]:
-        """The backend's isolation in force, and how full the kernel pools are."""
+        """The backend's isolation in force, how full the kernel pools are, the languages
+        offered (toolchain versions) and the compile cache."""
         return {
             **self.backend.describe(),
             "pool_ready": self.pool.ready,
@@ -106,6 +107,13 @@ class Sandbox(Service[SandboxSettings]):
             "light_pool_ready": self.light_pool.ready,
             "light_pool_size": self.light_pool.size,
             "packages": runtime.packages() if self.settings.runtime_dir is None else None,
+            "languages": dict(self.programs.versions),
+            "compile_cache": {
+                "entries": len(self.programs.cache),
+                "bytes": self.programs.cache.bytes,
+                "hits": self.programs.cache.hits,
+                "misses": self.programs.cache.misses,
+            },
         }
 
     def needs_full(self, code: str) -> bool:
