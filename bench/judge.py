@@ -113,7 +113,7 @@ def main() -> None:
     parser.add_argument("--sf", help="SandboxFusion's URL, to compare")
     parser.add_argument("--cases", type=int, default=100)
     args = parser.parse_args()
-    env = {**os.environ, "TOOLFLEET_SERVICES": "sandbox", "TOOLFLEET_SANDBOX_POOL_SIZE": "1",
+    env = {**os.environ, "TOOLFLEET_SERVICES": '["sandbox"]', "TOOLFLEET_SANDBOX_POOL_SIZE": "1",
            "TOOLFLEET_SANDBOX_LIGHT_POOL_SIZE": "4"}  # fmt: skip
     server, base = serve(sys.executable, ROOT, env)
     print(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")

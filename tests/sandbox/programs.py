@@ -100,8 +100,8 @@ RUNTIME_ERROR = {
     "R": 'message("boom")\nquit(status = 3)\n',
     "csharp": "using System;\nclass Program {\n  static int Main() {\n"
     '    Console.Error.WriteLine("boom");\n    return 3;\n  }\n}\n',
-    "scala": 'object Main {\n  def main(a: Array[String]): Unit = {\n    System.err.println("boom")\n'
-    "    sys.exit(3)\n  }\n}\n",
+    "scala": "object Main {\n  def main(a: Array[String]): Unit = {\n"
+    '    System.err.println("boom")\n    sys.exit(3)\n  }\n}\n',
     "racket": '#lang racket\n(eprintf "boom\\n")\n(exit 3)\n',
     "verilog": 'module main;\n  initial begin\n    $display("boom");\n    $fatal(1);\n  end\n'
     "endmodule\n",

@@ -166,8 +166,8 @@ async def test_run_code_compile_result_in_sandbox_fusions_shape(client):
     assert ok["compile_result"]["status"] == "Finished"
     assert ok["compile_result"]["return_code"] == 0
     assert ok["run_result"]["stdout"] == "5\n"
-    bad = (await client.post("/run_code", json={"language": "c++",
-                                                "code": P.COMPILE_ERROR["cpp"]})).json()  # fmt: skip
+    body = {"language": "c++", "code": P.COMPILE_ERROR["cpp"]}
+    bad = (await client.post("/run_code", json=body)).json()
     assert bad["status"] == "Failed"
     assert bad["compile_result"]["status"] == "Error"
     assert bad["compile_result"]["return_code"] == 1

@@ -103,7 +103,7 @@ LANGUAGES: tuple[Language, ...] = (
             "bash",
             "-c",
             f"javac {' '.join(JVM_TOOL)} -encoding UTF-8 -d . *.java && " + TAR_CLASSES,
-        ),  # fmt: skip
+        ),
         artifact="build.tar",
         run_memory_floor_mb=4096,
         compile_memory_mb=4096,
@@ -166,7 +166,7 @@ LANGUAGES: tuple[Language, ...] = (
             "--outDir",
             ".",
             "main.ts",
-        ),  # fmt: skip
+        ),
         artifact="main.js",
         compile_ok="main.js",
         run_memory_floor_mb=1024,
@@ -176,9 +176,7 @@ LANGUAGES: tuple[Language, ...] = (
     Language("php", (), "main.php", ("php", "main.php"), "php -r 'echo PHP_VERSION;'"),
     Language("ruby", ("rb",), "main.rb", ("ruby", "main.rb"), "ruby --version"),
     Language("lua", (), "main.lua", ("lua5.4", "main.lua"), "lua5.4 -v"),
-    Language(
-        "perl", ("pl",), "main.pl", ("perl", "main.pl"), "perl -e 'print substr($^V, 1)'"
-    ),  # fmt: skip
+    Language("perl", ("pl",), "main.pl", ("perl", "main.pl"), "perl -e 'print substr($^V, 1)'"),
     Language("R", ("r",), "main.R", ("Rscript", "main.R"), "Rscript --version"),
     Language(
         "csharp",
@@ -212,7 +210,7 @@ LANGUAGES: tuple[Language, ...] = (
         ("racket", "main.rkt"),
         "racket --version",
         run_memory_floor_mb=2048,
-    ),  # fmt: skip
+    ),
     Language(
         "verilog",
         ("iverilog",),
