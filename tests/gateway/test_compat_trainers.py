@@ -111,6 +111,10 @@ async def test_run_code_failures_in_sandbox_fusion_terms(client) -> None:
     assert shell["run_result"]["stdout"] == "42\n" and shell["run_result"]["return_code"] == 2
 
     other = (
+        await client.post("/run_code", json=sandbox_fusion_request("x", language="cobol"))
+    ).json()
+    assert other["status"] == "SandboxError" and "cobol" in other["message"]
+    broken = (
         await client.post("/run_code", json=sandbox_fusion_request("x", language="cpp"))
     ).json()
-    assert other["status"] == "SandboxError" and "cpp" in other["message"]
+    assert broken["status"] == "Failed" and broken["compile_result"]["status"] == "Error"
