@@ -13,7 +13,8 @@ serve``, sandbox tools only). Prints:
 The problem: given n integers and K, count the pairs i < j with a_i + a_j <= K
 (n <= 2000, |a_i| <= 10^9). Solutions sort and walk two pointers; the brute force is O(n^2).
 
-    uv run python bench/judge.py [--rounds 5] [--sf http://127.0.0.1:PORT]
+    uv run python bench/judge.py [--rounds 5] [--sf http://127.0.0.1:PORT] [--judge-only]
+    (TOOLFLEET_SANDBOX_JUDGE_PARALLEL=N: cases at once, default the CPUs)
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sf", help="SandboxFusion's URL, to compare")
     parser.add_argument("--cases", type=int, default=100)
+    parser.add_argument("--judge-only", action="store_true", help="no per-language table")
     args = parser.parse_args()
     env = {**os.environ, "TOOLFLEET_SERVICES": '["sandbox"]', "TOOLFLEET_SANDBOX_POOL_SIZE": "1",
            "TOOLFLEET_SANDBOX_LIGHT_POOL_SIZE": "4"}  # fmt: skip
@@ -143,6 +145,8 @@ def main() -> None:
                   f"({args.cases / wall:.0f} cases/s; judge's own {statistics.median(inner):.3f}"
                   f" s); first (compile) {first['data']['wall_s']:.3f} s")  # fmt: skip
 
+        if args.judge_only:
+            return
         tools = ok(http.get("/v1/tools"))["tools"]
         offered = next(t for t in tools if t["name"] == "run_program")["input_schema"][
             "properties"]["language"]["enum"]  # fmt: skip

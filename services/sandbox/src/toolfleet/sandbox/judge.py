@@ -144,6 +144,8 @@ class JudgeTool(SandboxTool[JudgeArgs]):
     def parallel(self) -> int:
         """Cases run at once: the CPUs a family may use."""
         s = self.sandbox.settings
+        if s.judge_parallel:
+            return s.judge_parallel
         if s.backend == "docker":
             return max(1, math.floor(s.docker_cpus))
         return max(1, len(os.sched_getaffinity(0)))
