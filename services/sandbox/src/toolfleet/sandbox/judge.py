@@ -18,7 +18,7 @@ import os
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, TextPart, ToolSpec
 from toolfleet.core.tool import CallContext, ToolArguments, ToolError, ToolResult
 from toolfleet.sandbox.backend import Family
@@ -44,6 +44,8 @@ OOM_WORDS = (
 
 class JudgeCase(BaseModel):
     """One test case: the program's input and the output it must produce."""
+
+    model_config = ConfigDict(extra="forbid")
 
     stdin: str = Field(default="", max_length=64 << 20, description="Standard input.")
     expected_stdout: str | None = Field(
