@@ -42,7 +42,10 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "toolchains: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # slim images drop the manual pages; openjdk's postinst still wants their directory
+    mkdir -p /usr/share/man/man1
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" > /tmp/toolchains-apt.log \
+        || { tail -n 40 /tmp/toolchains-apt.log; exit 1; }
 fi
 pch
