@@ -112,9 +112,13 @@ async def test_run_code_failures_in_sandbox_fusion_terms(client) -> None:
 
     # a language of SandboxFusion's that this sandbox does not run: its SandboxError
     other = (
-        await client.post("/run_code", json=sandbox_fusion_request("x", language="racket"))
+        await client.post("/run_code", json=sandbox_fusion_request("x", language="lean"))
     ).json()
-    assert other["status"] == "SandboxError" and "racket" in other["message"]
+    assert other["status"] == "SandboxError" and "lean" in other["message"]
     # one it does not know at all: its 422
     unknown = await client.post("/run_code", json=sandbox_fusion_request("x", language="cobol"))
     assert unknown.status_code == 422 and "language" in unknown.json()["error"]["message"]
+    broken = (
+        await client.post("/run_code", json=sandbox_fusion_request("x", language="cpp"))
+    ).json()
+    assert broken["status"] == "Failed" and broken["compile_result"]["status"] == "Error"

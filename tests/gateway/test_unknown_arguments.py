@@ -27,6 +27,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 SERVICE_MODULES = [
     "toolfleet.sandbox.interpreters",
+    "toolfleet.sandbox.judge",
     "toolfleet.search.indexed",
     "toolfleet.search.web",
     "toolfleet.sql.query",

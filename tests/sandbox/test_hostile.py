@@ -267,3 +267,57 @@ async def test_ended_sessions_leave_no_process(client):
     await client.delete(f"/v1/sessions/{sid}")
     await client.delete(f"/v1/sessions/{child}")
     assert await settle(uid, 0) == []
+
+
+# --------------------------------------------------------------- compiled programs
+
+HOSTILE_C = r"""
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <unistd.h>
+int main(void) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    printf("socket %d %d\n", s, s < 0 ? errno : 0);
+    long t = ptrace(PTRACE_TRACEME, 0, 0, 0);
+    printf("ptrace %ld %d\n", t, errno);
+    FILE *f = fopen("/usr/evil", "w");
+    printf("usr %d\n", f != NULL);
+    printf("kill %d\n", kill(-1, SIGKILL) == 0 ? 0 : errno);
+    printf("parent %d\n", kill(getppid(), SIGKILL) == 0 ? 0 : errno);
+    return 0;
+}
+"""
+
+
+async def program(client, language: str, code: str, **arguments):
+    from tests.helpers import call
+
+    args = {"language": language, "code": code, "time_limit_s": 30, **arguments}
+    return await call(client, "run_program", args, timeout_s=90)
+
+
+async def test_a_compiled_program_has_no_network_no_ptrace_no_system_writes(client, victim):
+    obs = await program(client, "c", HOSTILE_C)
+    out = {line.split()[0]: line.split()[1:] for line in obs["data"]["stdout"].splitlines()}
+    assert out["socket"][0] == "-1", obs["data"]  # seccomp refuses IP sockets
+    assert out["ptrace"][0] == "-1"
+    assert out["usr"] == ["0"]
+    await assert_serving(client)  # kill(-1) and kill(parent) reached nothing of ours
+
+
+async def test_a_compiled_fork_bomb_is_contained(client, victim):
+    bomb = "#include <unistd.h>\nint main(void) { for (;;) fork(); }\n"
+    obs = await program(client, "c", bomb, time_limit_s=3)
+    assert obs["data"]["status"] == "time_limit"
+    await assert_serving(client)
+
+
+async def test_a_compiler_cannot_be_turned_against_the_service(client, victim):
+    # #include of the service's files and of another family's: not in the jail's view
+    code = '#include "/proc/1/environ"\n#include "' + victim["path"] + '"\nint main() {}\n'
+    obs = await program(client, "c", code)
+    assert obs["error"]["kind"] == "compile_error"
+    assert "v-secret" not in obs["error"]["detail"]

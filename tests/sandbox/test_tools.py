@@ -59,7 +59,7 @@ async def test_readyz_shows_the_isolation_in_force(client):
 
 async def test_tools_listed_with_schemas_workspace_hidden(client):
     names = {t["name"]: t for t in (await client.get("/v1/tools")).json()["tools"]}
-    assert set(names) == {"python", "bash", "run_program"}
+    assert set(names) == {"python", "bash", "run_program", "judge"}
     assert names["python"]["input_schema"]["required"] == ["code"]
     assert "stdout" in names["python"]["output_schema"]["properties"]
 

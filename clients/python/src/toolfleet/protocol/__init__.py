@@ -46,6 +46,7 @@ class ErrorKind(StrEnum):
     """Why a tool call failed. A closed set, so rewards and dashboards can count by kind."""
 
     syntax_error = "syntax_error"
+    compile_error = "compile_error"
     runtime_error = "runtime_error"
     timeout = "timeout"
     memory_limit = "memory_limit"

@@ -67,6 +67,9 @@ class InProcessDispatcher(Dispatcher):
 
     async def start(self) -> None:
         await self.executor.start()
+        # a tool's schema may depend on what its service found at start (the sandbox's
+        # languages)
+        self._specs = self.registry.specs()
 
     async def stop(self) -> None:
         await self.executor.stop()

@@ -93,6 +93,11 @@ class Worker:
         self.redis = streams.connect(self.settings.redis_url or "")
         self._claim = self.redis.register_script(streams.CLAIM)
         await self.executor.start()
+        # a tool's schema may depend on what its service found at start (the sandbox's
+        # languages): announced as it is now
+        self._identity["tools"] = [
+            {"spec": t.spec().model_dump(mode="json"), "hidden": t.hidden} for t in self.registry
+        ]
         self._touch_heartbeat_file()
         try:
             await self._create_groups()

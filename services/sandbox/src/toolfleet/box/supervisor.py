@@ -818,6 +818,9 @@ class Supervisor:
         event, sig = status >> 16, os.WSTOPSIG(status)
         inject = 0
         if event == jail.PTRACE_EVENT_EXIT:
+            # its peak memory, read while its memory still exists: after an exec, wait4's
+            # figure would still count the template it was forked from
+            job.extra["peak_kb"] = processes.status_field(pid, "VmHWM")
             self._sweep([pid], job.family)
             if job.kind == "run":
                 self._exiting(job, pid)
@@ -918,6 +921,8 @@ class Supervisor:
         rss = usage.ru_maxrss * 1024 if usage else 0
         if job.extra.get("warm"):
             rss = max(0, rss - self.base_rss)  # the template's pages are not the program's
+        elif job.extra.get("peak_kb"):
+            rss = int(job.extra["peak_kb"]) * 1024  # an exec'd program's own peak
         oom = self._oom_since(job.family)
         stdout, stderr = job.output.text("stdout"), job.output.text("stderr")
         return {

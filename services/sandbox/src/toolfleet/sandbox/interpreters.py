@@ -13,18 +13,24 @@ import ast
 import asyncio
 import base64
 import binascii
+import copy
+import logging
 import signal
 import time
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
-from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, ImagePart, TextPart
+from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, ImagePart, TextPart, ToolSpec
 from toolfleet.core.service import Service
 from toolfleet.core.tool import ArgsT, CallContext, Tool, ToolArguments, ToolError, ToolResult
-from toolfleet.sandbox import caps, runtime
+from toolfleet.sandbox import caps, languages, runtime
 from toolfleet.sandbox.backend import Backend, SandboxUnavailableError
 from toolfleet.sandbox.kernels import KernelDiedError, KernelHandle, KernelPool
+from toolfleet.sandbox.programs import Compiled, Programs
+from toolfleet.sandbox.programs import run as programs_run
 from toolfleet.sandbox.settings import SandboxSettings
+
+log = logging.getLogger(__name__)
 
 STATE_KEY = "sandbox.kernel"
 RESTARTED_NOTE = "[the session's interpreter was restarted: variables and imports are lost]\n"
@@ -62,15 +68,29 @@ class Sandbox(Service[SandboxSettings]):
         self.heavy_modules = {m.split(".")[0] for m in settings.preload} - {
             m.split(".")[0] for m in settings.light_preload
         }
+        self.programs = Programs(self)
 
     def tools(self) -> list[Tool]:
-        """python, bash, run_program and workspace (the files API), over this one pool."""
-        return [PythonTool(self), BashTool(self), RunProgramTool(self), WorkspaceTool(self)]
+        """python, bash, run_program, judge and workspace (the files API), over this one
+        pool."""
+        from toolfleet.sandbox.judge import JudgeTool
+
+        return [
+            PythonTool(self),
+            BashTool(self),
+            RunProgramTool(self),
+            JudgeTool(self),
+            WorkspaceTool(self),
+        ]
 
     async def start(self) -> None:
         await self.backend.start()
         await self.pool.start()
         await self.light_pool.start()
+        try:
+            await self.programs.probe()
+        except (ToolError, SandboxUnavailableError) as exc:  # python and bash still serve
+            log.error("sandbox: the toolchain probe failed: %s", exc)
 
     async def stop(self) -> None:
         await self.light_pool.stop()
@@ -78,7 +98,8 @@ class Sandbox(Service[SandboxSettings]):
         await self.backend.stop()
 
     def status(self) -> dict[str, Any]:
-        """The backend's isolation in force, and how full the kernel pools are."""
+        """The backend's isolation in force, how full the kernel pools are, the languages
+        offered (toolchain versions) and the compile cache."""
         return {
             **self.backend.describe(),
             "pool_ready": self.pool.ready,
@@ -86,6 +107,13 @@ class Sandbox(Service[SandboxSettings]):
             "light_pool_ready": self.light_pool.ready,
             "light_pool_size": self.light_pool.size,
             "packages": runtime.packages() if self.settings.runtime_dir is None else None,
+            "languages": dict(self.programs.versions),
+            "compile_cache": {
+                "entries": len(self.programs.cache),
+                "bytes": self.programs.cache.bytes,
+                "hits": self.programs.cache.hits,
+                "misses": self.programs.cache.misses,
+            },
         }
 
     def needs_full(self, code: str) -> bool:
@@ -436,11 +464,6 @@ class WorkspaceTool(SandboxTool[FileArgs]):
 
 # ---------------------------------------------------------------------- programs
 
-PROGRAMS = {
-    "python": ("main.py", None),
-    "pytest": ("main.py", None),
-    "bash": ("main.sh", ["bash", "main.sh"]),
-}
 # pytest runs the program's file as `pytest main.py ARGS` does, in the warm interpreter
 PYTEST_MAIN = "import sys\nimport pytest\n\nsys.exit(pytest.main())\n"
 
@@ -448,8 +471,11 @@ PYTEST_MAIN = "import sys\nimport pytest\n\nsys.exit(pytest.main())\n"
 class ProgramArgs(ToolArguments):
     """Arguments of the run_program tool."""
 
-    language: Literal["python", "pytest", "bash"] = Field(
-        description="The program's language (pytest: the file's tests, run by pytest)."
+    language: str = Field(
+        max_length=40,
+        description="The program's language (SandboxFusion's names and aliases: python, pytest "
+        "(the file's tests, run by pytest), bash, cpp, c, java, go, rust, nodejs, typescript, "
+        "...; the ones offered are listed).",
     )
     code: str = Field(max_length=8_000_000, description="The program's source.")
     stdin: str | None = Field(
@@ -481,8 +507,8 @@ class ProgramArgs(ToolArguments):
 class ProgramOutput(BaseModel):
     """How a program ended, from the supervisor's records (never from the program)."""
 
-    status: Literal["finished", "time_limit", "output_limit", "memory_limit"] = Field(
-        description="finished: it exited (any status) or was killed by a signal."
+    status: Literal["finished", "time_limit", "output_limit", "memory_limit", "compile_error"] = (
+        Field(description="finished: it exited (any status) or was killed by a signal.")
     )
     exit_code: int | None = Field(description="Its exit status (None if killed by a signal).")
     signal: int | None = Field(description="The signal that killed it, if one did.")
@@ -494,6 +520,11 @@ class ProgramOutput(BaseModel):
     files: dict[str, str] = Field(default_factory=dict, description="Fetched files, base64.")
     missing_files: list[str] = Field(default_factory=list, description="Files not fetched.")
     notes: list[str] = Field(default_factory=list, description="What was cut, and why.")
+    compile: dict[str, Any] | None = Field(
+        default=None,
+        description="The compile step of compiled languages: status ok/error/time_limit, "
+        "exit_code, stdout, stderr, time_s, cached (taken from the compile cache).",
+    )
 
 
 class RunProgramTool(SandboxTool[ProgramArgs]):
@@ -502,56 +533,69 @@ class RunProgramTool(SandboxTool[ProgramArgs]):
 
     name = "run_program"
     description = (
-        "Run a program (python or bash) once, in a fresh sandbox, with optional stdin, "
-        "arguments and files; returns its exit status, output, time and memory. Stateless."
+        "Run a program once, in a fresh sandbox, with optional stdin, arguments and files; "
+        "compiled languages are compiled first (compile errors are reported with the "
+        "compiler's file:line:col). Returns its exit status, output, time and memory. "
+        "Stateless."
     )
     Arguments = ProgramArgs
     Output = ProgramOutput
     stateful = False
     cost = 1.0
 
+    def spec(self) -> ToolSpec:
+        """The schema lists the languages offered here (probed at start)."""
+        return with_languages(super().spec(), self.sandbox.programs.offered)
+
     async def call(self, args: ProgramArgs, ctx: CallContext) -> ToolResult:
         s = self.sandbox.settings
-        files: dict[str, str | None] = {}
+        programs = self.sandbox.programs
+        language = programs.lookup(args.language)
+        files: dict[str, str] = {}
         for path, content in args.files.items():
             files[path] = (
                 content
                 if args.files_encoding == "base64"
                 else base64.b64encode(content.encode()).decode()
             )
-        script, argv = PROGRAMS[args.language]
-        files[script] = base64.b64encode(args.code.encode()).decode()
         cap = self.sandbox.time_left(ctx)
         limit = cap if args.time_limit_s is None else min(cap, args.time_limit_s)
         memory_mb = min(args.memory_limit_mb or s.memory_mb, s.memory_mb)
-        fields: dict[str, Any] = {
-            "files": files,
-            "stdin": args.stdin or "",
-            "max_output": s.max_program_output_bytes,
-            "fetch": args.fetch_files,
-            "memory_bytes": memory_mb << 20,
-        }
-        light = args.language == "bash" or not self.sandbox.needs_full(args.code)
+        light = language not in ("python", "pytest") or not self.sandbox.needs_full(args.code)
         kernel = await self.sandbox._take(light)
-        if args.language == "pytest":  # the runner is the program, the code its test file
-            fields.update(python=PYTEST_MAIN, script="pytest", args=[script, *args.args])
-        elif argv is None:
-            fields.update(python=args.code, script=script, args=args.args)
-        else:
-            fields["argv"] = [*argv, *args.args]
-        if "python" in fields:  # the fresh kernel becomes the program: no fork, warm imports
-            fields["kernel"] = kernel.kid
         try:
-            reply = await kernel.family.request(
-                {"op": "run", "timeout_s": limit, **fields}, limit + 10.0
+            prepared = await programs.prepare(
+                kernel.family, language, args.code, files, self.sandbox.time_left(ctx), memory_mb
             )
-        except SandboxUnavailableError as exc:
-            raise ToolError(
-                ErrorKind.unavailable, f"the sandbox went away: {exc}", retryable=True
-            ) from exc
+            compiled = prepared.compiled
+            if compiled is not None and not compiled.ok:
+                return compile_failure(language, compiled)
+            fields: dict[str, Any] = {
+                "memory_bytes": memory_mb << 20,
+                **prepared.fields,
+                "stdin": args.stdin or "",
+                "max_output": s.max_program_output_bytes,
+                "fetch": args.fetch_files,
+            }
+            if prepared.cwd:
+                fields["cwd"] = prepared.cwd
+            if language == "pytest":  # the runner is the program, the code its test file
+                fields.update(
+                    python=PYTEST_MAIN, script="pytest", args=[fields["script"], *args.args]
+                )
+            elif "python" in fields:
+                fields["args"] = args.args
+            else:
+                fields["argv"] = [*fields["argv"], *args.args]
+            if "python" in fields:  # the fresh kernel becomes the program: no fork, warm imports
+                fields["kernel"] = kernel.kid
+            limit = min(limit, self.sandbox.time_left(ctx))
+            reply = await programs_run(kernel.family, limit, **fields)
         finally:
             _later(kernel.close())
         result = program_result(reply, limit, s.max_program_output_bytes)
+        if compiled is not None and isinstance(result.data, dict):
+            result.data["compile"] = compiled.describe()
         if result.data is not None:  # what the sandbox's caps did to this run, said
             notes = caps.requested(s, args.memory_limit_mb, args.time_limit_s, cap)
             notes += caps.hit(s, result.data, memory_mb)
@@ -560,6 +604,45 @@ class RunProgramTool(SandboxTool[ProgramArgs]):
                 extra = "\n".join(f"[{note}]" for note in notes)
                 result.content[0] = TextPart(text=f"{result.content[0].text}\n{extra}")
         return result
+
+
+def with_languages(spec: ToolSpec, offered: list[str]) -> ToolSpec:
+    """A tool's spec whose ``language`` argument enumerates the offered languages."""
+    schema = copy.deepcopy(spec.input_schema)
+    prop = schema.get("properties", {}).get("language")
+    if isinstance(prop, dict):
+        prop["enum"] = offered
+    return spec.model_copy(update={"input_schema": schema})
+
+
+def compile_failure(language: str, compiled: Compiled) -> ToolResult:
+    """A program that did not compile: a ``compile_error`` at the compiler's first error."""
+    output = (compiled.stderr + compiled.stdout).strip()
+    if compiled.timed_out:
+        message = "the compiler ran out of time"
+    else:
+        first = languages.parse_compile_error(output)
+        where = first.where()
+        message = f"{where}: {first.message}" if where else first.message
+    error = ErrorDiagnostic(
+        kind=ErrorKind.compile_error,
+        message=f"{language} compile error: {message}"[:2000],
+        detail=output[:10_000] or None,
+        hint="Fix the error at the file:line:col the compiler gives, then run again.",
+    )
+    data = ProgramOutput(
+        status="compile_error",
+        exit_code=None,
+        signal=None,
+        stdout="",
+        stderr="",
+        time_s=0.0,
+        cpu_s=0.0,
+        memory_mb=0.0,
+        compile=compiled.describe(),
+    )
+    text = "\n".join(p for p in (error.message, output[:10_000]) if p)
+    return ToolResult(content=[TextPart(text=text)], data=data.model_dump(), error=error)
 
 
 def program_result(reply: dict[str, Any], limit_s: float, max_output: int) -> ToolResult:

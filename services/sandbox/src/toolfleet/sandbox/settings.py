@@ -64,6 +64,18 @@ class SandboxSettings(ServiceSettings):
         description="stdout+stderr kept per program run (run_program, /run_code, the judge); "
         "a program's output past it is cut (and said), the program is not stopped.",
     )
+    compile_cache_mb: int = Field(
+        default=256,
+        ge=0,
+        description="Compiled programs kept by the service (language, toolchain version, "
+        "command, source and files), so a resubmitted program is not compiled again.",
+    )
+    judge_parallel: int = Field(
+        default=0,
+        ge=0,
+        description="Cases of one judgement run at once; 0: the CPUs a family may use (the "
+        "host's on the local backend, docker_cpus on docker).",
+    )
     max_images: int = Field(default=16, ge=0, description="Images returned per call.")
     max_image_bytes: int = Field(default=8 << 20, gt=0, description="Largest image returned.")
     max_file_bytes: int = Field(default=32 << 20, gt=0, description="Largest upload/download.")

@@ -180,6 +180,10 @@ async def run_code(request: Request, tenant: Tenant) -> RunCodeResponse | JSONRe
         CallRequest(arguments=arguments, timeout_s=body.run_timeout + body.compile_timeout + 10),
     )
     data = obs.data or {}
+    compiled = _command_result(data["compile"]) if data.get("compile") else None
+    if data.get("status") == "compile_error":
+        return RunCodeResponse(status="Failed", message=obs.error.message if obs.error else "",
+                               compile_result=compiled)  # fmt: skip
     if "status" not in data:
         error = obs.error.message if obs.error else "unknown"
         if obs.error is not None and obs.error.kind is ErrorKind.invalid_arguments:
@@ -204,6 +208,23 @@ async def run_code(request: Request, tenant: Tenant) -> RunCodeResponse | JSONRe
     return RunCodeResponse(
         status="Success" if success else "Failed",
         message="; ".join(data.get("notes") or []),
+        compile_result=compiled,
         run_result=result,
         files=data.get("files") or {},
+    )
+
+
+def _command_result(step: dict[str, Any]) -> CommandRunResult:
+    """A compile step in SandboxFusion's shape (Error: it did not compile)."""
+    status = step.get("status")
+    return CommandRunResult(
+        status="Finished"
+        if status == "ok"
+        else "TimeLimitExceeded"
+        if status == "time_limit"
+        else "Error",
+        execution_time=step.get("time_s"),
+        return_code=step.get("exit_code"),
+        stdout=step.get("stdout", ""),
+        stderr=step.get("stderr", ""),
     )

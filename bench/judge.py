@@ -1,0 +1,215 @@
+"""Languages and the judge, local backend, through the gateway's REST API (``toolfleet
+serve``, sandbox tools only). Prints:
+
+- cpp hello world through SandboxFusion's ``/run_code``: compile + run p50 (a new source
+  each time, so nothing is cached) and the cached-compile p50 (the same source again);
+- a 100-case judge (``POST /v1/judge``) of accepted C++ and Python solutions of a real
+  competitive-programming problem (below), expected outputs from a brute-force solution:
+  wall time and cases/s (the first C++ judge compiles; the figure is of the cached runs);
+- every language's hello world: compile p50 and run p50 (cached) through ``run_program``;
+- with ``--sf URL``, SandboxFusion at URL doing the same: cpp hello through its
+  ``/run_code``, and the 100 cases as 100 ``/run_code`` calls.
+
+The problem: given n integers and K, count the pairs i < j with a_i + a_j <= K
+(n <= 2000, |a_i| <= 10^9). Solutions sort and walk two pointers; the brute force is O(n^2).
+
+    uv run python bench/judge.py [--rounds 5] [--sf http://127.0.0.1:PORT] [--judge-only]
+    (TOOLFLEET_SANDBOX_JUDGE_PARALLEL=N: cases at once, default the CPUs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
+from sandbox_local import serve  # noqa: E402
+
+from tests.sandbox import programs as P  # noqa: E402
+
+CPP = """#include <bits/stdc++.h>
+using namespace std;
+int main() {
+    int n; long long k; scanf("%d %lld", &n, &k);
+    vector<long long> a(n);
+    for (auto &x : a) scanf("%lld", &x);
+    sort(a.begin(), a.end());
+    long long count = 0;
+    for (int i = 0, j = n - 1; i < j; ) {
+        if (a[i] + a[j] <= k) { count += j - i; i++; } else j--;
+    }
+    printf("%lld\\n", count);
+}
+"""
+PYTHON = """import sys
+def main():
+    data = sys.stdin.buffer.read().split()
+    n, k = int(data[0]), int(data[1])
+    a = sorted(map(int, data[2:2 + n]))
+    count, i, j = 0, 0, n - 1
+    while i < j:
+        if a[i] + a[j] <= k:
+            count += j - i
+            i += 1
+        else:
+            j -= 1
+    print(count)
+main()
+"""
+
+
+def brute(a: list[int], k: int) -> int:
+    n = len(a)
+    return sum(1 for i in range(n) for j in range(i + 1, n) if a[i] + a[j] <= k)
+
+
+def cases(count: int, seed: int = 18) -> list[dict[str, str]]:
+    rng = random.Random(seed)
+    out = []
+    for t in range(count):
+        n = rng.choice([1, 2, 3, 10, 100, 500]) if t < 20 else rng.randint(1, 400)
+        bound = rng.choice([5, 1000, 10**9])
+        a = [rng.randint(-bound, bound) for _ in range(n)]
+        k = rng.randint(-2 * bound, 2 * bound)
+        stdin = f"{n} {k}\n{' '.join(map(str, a))}\n"
+        out.append({"stdin": stdin, "expected_stdout": f"{brute(a, k)}\n"})
+    return out
+
+
+def p50(values: list[float]) -> float:
+    return round(statistics.median(values), 1)
+
+
+def ms(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t) * 1000
+
+
+def ok(response: httpx.Response) -> dict:
+    response.raise_for_status()
+    return response.json()
+
+
+def run_code(http: httpx.Client, code: str, language: str = "cpp") -> dict:
+    out = ok(http.post("/run_code", json={"language": language, "code": code}))
+    if out["status"] != "Success":
+        raise RuntimeError(f"/run_code failed: {out}")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sf", help="SandboxFusion's URL, to compare")
+    parser.add_argument("--cases", type=int, default=100)
+    parser.add_argument("--judge-only", action="store_true", help="no per-language table")
+    args = parser.parse_args()
+    env = {**os.environ, "TOOLFLEET_SERVICES": '["sandbox"]', "TOOLFLEET_SANDBOX_POOL_SIZE": "1",
+           "TOOLFLEET_SANDBOX_LIGHT_POOL_SIZE": "4"}  # fmt: skip
+    server, base = serve(sys.executable, ROOT, env)
+    print(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
+    try:
+        http = httpx.Client(base_url=base, timeout=600)
+        hello = P.HELLO["cpp"]
+        fresh = [ms(lambda i=i: run_code(http, f"{hello}// {time.time_ns()} {i}\n"))
+                 for i in range(args.rounds)]  # fmt: skip
+        run_code(http, hello)
+        cached = [ms(lambda: run_code(http, hello)) for _ in range(max(20, args.rounds))]
+        print(f"cpp hello /run_code: compile+run p50 {p50(fresh)} ms, cached p50 {p50(cached)} ms")
+
+        tests = cases(args.cases)
+        for language, code in (("cpp", CPP), ("python", PYTHON)):
+            body = {"language": language, "code": code, "cases": tests, "time_limit_s": 5}
+            walls, inner = [], []
+            first = ok(http.post("/v1/judge", json=body))
+            assert first["data"]["verdict"] == "AC", first["data"]["cases"][:3]
+            for _ in range(args.rounds):
+                t = time.perf_counter()
+                out = ok(http.post("/v1/judge", json=body))
+                walls.append(time.perf_counter() - t)
+                assert out["data"]["verdict"] == "AC" and out["data"]["passed"] == args.cases
+                inner.append(out["data"]["wall_s"])
+            wall = statistics.median(walls)
+            print(f"judge {language} {args.cases} cases: wall p50 {wall:.3f} s "
+                  f"({args.cases / wall:.0f} cases/s; judge's own {statistics.median(inner):.3f}"
+                  f" s); first (compile) {first['data']['wall_s']:.3f} s")  # fmt: skip
+
+        if args.judge_only:
+            return
+        tools = ok(http.get("/v1/tools"))["tools"]
+        offered = next(t for t in tools if t["name"] == "run_program")["input_schema"][
+            "properties"]["language"]["enum"]  # fmt: skip
+        print(f"{'language':12} {'version':14} {'compile p50 ms':>15} {'run p50 ms':>11}")
+        versions = ok(http.get("/readyz"))["services"]["sandbox"].get("languages") or {}
+        for language in P.LANGUAGE_NAMES:
+            if language not in offered:
+                print(f"{language:12} not offered here")
+                continue
+            code = P.HELLO[language]
+            compiles, runs = [], []
+            for i in range(3):
+                variant = _variant(language, code, i)
+                out = ok(http.post("/v1/tools/run_program/call", json={
+                    "arguments": {"language": language, "code": variant}}))  # fmt: skip
+                assert out["ok"], out
+                compiles.append(((out["data"].get("compile") or {}).get("time_s") or 0) * 1000)
+            for _ in range(5):
+                out = ok(http.post("/v1/tools/run_program/call", json={
+                    "arguments": {"language": language, "code": code}}))  # fmt: skip
+                runs.append(out["data"]["time_s"] * 1000)
+            compiled = f"{p50(compiles):>15}" if any(compiles) else f"{'-':>15}"
+            print(f"{language:12} {versions.get(language, '')[:14]:14} {compiled} {p50(runs):>11}")
+        if args.sf:
+            compare_sf(args.sf, args.rounds, tests)
+        else:
+            print("SandboxFusion: not compared (no --sf URL)")
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def _variant(language: str, code: str, i: int) -> str:
+    """The same program, a different source (so it is compiled, not cached)."""
+    comment = {"python": "#", "ruby": "#", "perl": "#", "R": "#", "racket": ";",
+               "lua": "--", "php": "//"}.get(language, "//")  # fmt: skip
+    return f"{code}\n{comment} {time.time_ns()} {i}\n"
+
+
+def compare_sf(url: str, rounds: int, tests: list[dict[str, str]]) -> None:
+    """SandboxFusion: cpp hello, and the judge as one /run_code call per case."""
+    http = httpx.Client(base_url=url, timeout=120)
+    hello = P.HELLO["cpp"]
+    times, statuses = [], []
+    for i in range(rounds):
+        t = time.perf_counter()
+        out = http.post("/run_code", json={"language": "cpp", "code": f"{hello}// {i}\n"}).json()
+        times.append((time.perf_counter() - t) * 1000)
+        statuses.append(out.get("status"))
+    print(f"SandboxFusion cpp hello /run_code p50 {p50(times)} ms (statuses {statuses})")
+    if "Success" not in statuses:
+        print("SandboxFusion does not run C++ here: the 100-case comparison is skipped")
+        return
+    t = time.perf_counter()
+    passed = 0
+    for case in tests:
+        out = http.post("/run_code", json={"language": "cpp", "code": CPP,
+                                           "stdin": case["stdin"]}).json()  # fmt: skip
+        run = out.get("run_result") or {}
+        passed += (run.get("stdout") or "").split() == case["expected_stdout"].split()
+    wall = time.perf_counter() - t
+    print(f"SandboxFusion 100 /run_code calls (cpp): {wall:.2f} s, {passed}/{len(tests)} right")
+
+
+if __name__ == "__main__":
+    main()

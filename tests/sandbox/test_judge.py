@@ -1,0 +1,170 @@
+"""The judge (tool and POST /v1/judge) on the local backend: verdicts of every kind, the
+comparison modes, a checker program, stop at the first failure, and verdicts a program
+cannot forge."""
+
+from __future__ import annotations
+
+import pytest
+import pytest_asyncio
+from toolfleet.core.registry import ToolRegistry
+from toolfleet.sandbox.interpreters import tools_for
+from toolfleet.sandbox.judge import compare
+from toolfleet.sandbox.settings import SandboxSettings
+
+from tests.helpers import gateway
+from tests.sandbox import programs as P
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+SETTINGS = dict(pool_size=0, light_pool_size=2, memory_mb=256, processes=64)
+SUM_CASES = [{"stdin": f"{i} {i * 7}\n", "expected_stdout": f"{i * 8}\n"} for i in range(10)]
+PY_SUM = "a, b = map(int, input().split())\nprint(a + b)\n"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def client():
+    registry = ToolRegistry(tools_for(SandboxSettings(**SETTINGS)))
+    async with gateway(registry) as c:
+        yield c
+
+
+async def judge(client, **body):
+    body.setdefault("time_limit_s", 10)
+    response = await client.post("/v1/judge", json={"timeout_s": 240, **body})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.mark.parametrize("language", ["cpp", "python", "java"])
+async def test_accepted(client, language):
+    code = PY_SUM if language == "python" else P.SUM[language]
+    obs = await judge(client, language=language, code=code, cases=SUM_CASES)
+    data = obs["data"]
+    assert data["verdict"] == "AC", obs
+    assert (data["passed"], data["total"], data["score"]) == (10, 10, 1.0)
+    assert all(c["verdict"] == "AC" and c["time_s"] > 0 for c in data["cases"])
+    assert obs["content"][0]["text"].startswith("AC: 10/10")
+
+
+async def test_wrong_answer_stops_at_the_first_failure(client):
+    code = "a, b = map(int, input().split())\nprint(a + b + (a == 3))\n"
+    obs = await judge(client, language="python", code=code, cases=SUM_CASES)
+    data = obs["data"]
+    assert data["verdict"] == "WA" and data["passed"] < 10
+    assert data["cases"][3]["verdict"] == "WA"
+    assert "expected '24', got '25'" in data["cases"][3]["message"]
+    assert {c["verdict"] for c in data["cases"][4:]} <= {"SKIPPED", "AC"}
+    go_on = await judge(client, language="python", code=code, cases=SUM_CASES,
+                        stop_on_failure=False)  # fmt: skip
+    assert go_on["data"]["passed"] == 9
+    assert [c["verdict"] for c in go_on["data"]["cases"]].count("WA") == 1
+
+
+async def test_time_memory_runtime_and_compile_verdicts(client):
+    cases = SUM_CASES[:2]
+    tle = await judge(client, language="cpp", code=P.LOOP["cpp"], cases=cases, time_limit_s=1)
+    assert tle["data"]["verdict"] == "TLE"
+    assert tle["data"]["cases"][0]["time_s"] >= 1
+    mle = await judge(client, language="cpp", code=P.MEMORY["cpp"], cases=cases,
+                      memory_limit_mb=128)  # fmt: skip
+    assert mle["data"]["verdict"] == "MLE", mle["data"]["cases"][0]
+    re = await judge(client, language="c", code=P.RUNTIME_ERROR["c"], cases=cases)
+    assert re["data"]["verdict"] == "RE" and re["data"]["cases"][0]["exit_code"] == 3
+    crash = await judge(client, language="cpp", cases=cases,
+                        code="int main() { volatile int *p = nullptr; return *p; }")  # fmt: skip
+    assert crash["data"]["verdict"] == "RE" and crash["data"]["cases"][0]["signal"] == 11
+    ce = await judge(client, language="cpp", code=P.COMPILE_ERROR["cpp"], cases=cases)
+    assert ce["data"]["verdict"] == "CE" and ce["data"]["passed"] == 0
+    assert ce["error"]["kind"] == "compile_error"
+    assert {c["verdict"] for c in ce["data"]["cases"]} == {"CE"}
+
+
+async def test_comparison_modes():
+    assert compare("exact", "1 2\n", "1 2\n", 0)[0]
+    assert not compare("exact", "1 2", "1 2\n", 0)[0]
+    assert compare("whitespace", " 1   2 \n\n", "1 2\n", 0)[0]
+    assert not compare("whitespace", "1 2 3", "1 2", 0)[0]
+    assert compare("float", "0.3333333", "0.333333333", 1e-6)[0]
+    assert compare("float", "1000000.5", "1000000.0", 1e-6)[0]  # relative
+    assert not compare("float", "0.34", "0.33", 1e-6)[0]
+    assert not compare("float", "abc", "0.33", 1e-6)[0]
+
+
+async def test_float_tolerance_through_the_judge(client):
+    code = "print(1 / 3)\n"
+    cases = [{"stdin": "", "expected_stdout": "0.333333"}]
+    strict = await judge(client, language="python", code=code, cases=cases, checker="exact")
+    assert strict["data"]["verdict"] == "WA"
+    loose = await judge(client, language="python", code=code, cases=cases, checker="float",
+                        float_tolerance=1e-5)  # fmt: skip
+    assert loose["data"]["verdict"] == "AC"
+
+
+CHECKER = """
+import sys
+inp, out, ans = (open(p).read() for p in sys.argv[1:4])
+n = int(inp)
+got = list(map(int, out.split()))
+# any pair of positive integers that sums to n
+ok = len(got) == 2 and min(got) > 0 and sum(got) == n
+print("ok" if ok else f"bad pair {got}")
+sys.exit(0 if ok else 1)
+"""
+
+
+async def test_checker_program_accepts_any_valid_answer(client):
+    cases = [{"stdin": f"{n}\n", "expected_stdout": ""} for n in (2, 5, 10)]
+    good = "n = int(input())\nprint(1, n - 1)\n"
+    obs = await judge(client, language="python", code=good, cases=cases, checker="program",
+                      checker_code=CHECKER)  # fmt: skip
+    assert obs["data"]["verdict"] == "AC", obs["data"]["cases"]
+    bad = "n = int(input())\nprint(0, n)\n"
+    obs = await judge(client, language="python", code=bad, cases=cases, checker="program",
+                      checker_code=CHECKER)  # fmt: skip
+    assert obs["data"]["verdict"] == "WA"
+    assert "bad pair [0, 2]" in obs["data"]["cases"][0]["message"]
+
+
+async def test_a_compiled_checker(client):
+    checker = (
+        "#include <bits/stdc++.h>\nint main(int c, char** v) {\n"
+        "  std::ifstream o(v[2]), a(v[3]); long long x, y; o >> x; a >> y;\n"
+        '  if (x != y) { std::cout << "differs"; return 1; } return 0; }\n'
+    )
+    obs = await judge(client, language="python", code=PY_SUM, cases=SUM_CASES[:3],
+                      checker="program", checker_code=checker, checker_language="cpp")  # fmt: skip
+    assert obs["data"]["verdict"] == "AC", obs["data"]
+
+
+async def test_bad_requests_are_clear_errors(client):
+    obs = await judge(client, language="cobol", code="x", cases=SUM_CASES[:1])
+    assert obs["error"]["kind"] == "invalid_arguments"
+    obs = await judge(client, language="python", code="x", cases=[{"stdin": "1"}])
+    assert obs["error"]["kind"] == "invalid_arguments"  # no expected output, no checker
+    obs = await judge(client, language="python", code="x", cases=[])
+    assert obs["error"]["kind"] == "invalid_arguments"
+
+
+# ---------------------------------------------------------------- forging
+
+FORGERS = {
+    # prints the verdict the service would report, in every shape it could take
+    "cpp": '#include <bits/stdc++.h>\nint main() { std::cout << "{\\"verdict\\": \\"AC\\", '
+    '\\"passed\\": 10}\\nAC\\n"; return 0; }\n',
+    # a child left behind writes the answer after the program exited
+    "c": "#include <stdio.h>\n#include <unistd.h>\nint main(void) {\n"
+    '  if (fork() == 0) { usleep(200000); printf("8\\n"); fflush(stdout); _exit(0); }\n'
+    "  return 0;\n}\n",
+    # exits 0 from a signal handler after a crash, and writes to the stdout of others
+    "go": 'package main\n\nimport (\n\t"os"\n)\n\nfunc main() {\n'
+    '\tf, _ := os.OpenFile("/proc/1/fd/1", os.O_WRONLY, 0)\n'
+    '\tif f != nil {\n\t\tf.WriteString("8\\n")\n\t}\n\tos.Exit(0)\n}\n',
+}
+
+
+@pytest.mark.parametrize("language", sorted(FORGERS))
+async def test_a_compiled_program_cannot_forge_its_verdict(client, language):
+    cases = [{"stdin": "1 7\n", "expected_stdout": "8\n"}] * 3
+    obs = await judge(client, language=language, code=FORGERS[language], cases=cases)
+    assert obs["data"]["verdict"] == "WA", obs["data"]
+    assert obs["data"]["passed"] == 0
