@@ -182,6 +182,7 @@ async def test_a_dead_workers_sessions_are_reported_lost_and_its_calls_never_run
         assert lost["error"]["kind"] == "unavailable" and lost["error"]["retryable"]
         assert "state" in lost["error"]["message"]
         fresh = await call(client, "counter", {"add": 1}, session_id=sid)
+        assert fresh["ok"] and "data" in fresh["content"][0], fresh
         assert fresh["content"][0]["data"]["value"] == 1  # a new start on a live worker
     await asyncio.sleep(2.5)  # past the killed call's sleep: it never completed anywhere
     assert runs(tally) == []

@@ -190,7 +190,8 @@ class RedisDispatcher(Dispatcher):
             if tool is not None:
                 await self._check_live(tool.spec.service)
             if tool is not None and tool.stateful and inv.session_id is not None:
-                worker_id = await self._worker_for(inv.session_id, tool.spec.service)
+                service = tool.spec.service
+                worker_id = await self._worker_for(inv.session_id, service)
                 stream = self.keys.worker(worker_id)
             deadline = inv.submitted_at + inv.timeout_s
             try:
