@@ -301,6 +301,7 @@ async def program(client, language: str, code: str, **arguments):
 
 async def test_a_compiled_program_has_no_network_no_ptrace_no_system_writes(client, victim):
     obs = await program(client, "c", HOSTILE_C)
+    assert obs["data"] is not None, obs
     out = {line.split()[0]: line.split()[1:] for line in obs["data"]["stdout"].splitlines()}
     assert out["socket"][0] == "-1", obs["data"]  # seccomp refuses IP sockets
     assert out["ptrace"][0] == "-1"
@@ -311,6 +312,7 @@ async def test_a_compiled_program_has_no_network_no_ptrace_no_system_writes(clie
 async def test_a_compiled_fork_bomb_is_contained(client, victim):
     bomb = "#include <unistd.h>\nint main(void) { for (;;) fork(); }\n"
     obs = await program(client, "c", bomb, time_limit_s=3)
+    assert obs["data"] is not None, obs
     assert obs["data"]["status"] == "time_limit"
     await assert_serving(client)
 
@@ -319,5 +321,5 @@ async def test_a_compiler_cannot_be_turned_against_the_service(client, victim):
     # #include of the service's files and of another family's: not in the jail's view
     code = '#include "/proc/1/environ"\n#include "' + victim["path"] + '"\nint main() {}\n'
     obs = await program(client, "c", code)
-    assert obs["error"]["kind"] == "compile_error"
+    assert obs["error"]["kind"] == "compile_error", obs
     assert "v-secret" not in obs["error"]["detail"]

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 PYTHON_SCRIPT = "main.py"
 PROBE_TIMEOUT_S = 60.0
 PROBE_MEMORY_MB = 4096
+PROBE_ATTEMPTS = 3
 MAX_ARTIFACT_FILES = 1000
 ANSWER_MARGIN_S = 10.0
 
@@ -149,18 +150,22 @@ class Programs:
 
     async def probe(self) -> None:
         """Ask the sandbox which toolchains it has (their versions): once, at start."""
-        kernel = await self.sandbox._take(light=True)
-        try:
-            reply = await run(
-                kernel.family,
-                PROBE_TIMEOUT_S,
-                argv=["bash", "-c", languages.probe_script()],
-                max_output=1 << 16,
-                memory_bytes=PROBE_MEMORY_MB << 20,  # runtimes reserve address space
-            )
-        finally:
-            await kernel.close()
-        found = languages.parse_probe(str(reply.get("stdout") or ""))
+        found: dict[str, str] = {}
+        for _ in range(PROBE_ATTEMPTS):  # a probe cut short (a loaded machine) is asked again
+            kernel = await self.sandbox._take(light=True)
+            try:
+                reply = await run(
+                    kernel.family,
+                    PROBE_TIMEOUT_S,
+                    argv=["bash", "-c", languages.probe_script()],
+                    max_output=1 << 16,
+                    memory_bytes=PROBE_MEMORY_MB << 20,  # runtimes reserve address space
+                )
+            finally:
+                await kernel.close()
+            found.update(languages.parse_probe(str(reply.get("stdout") or "")))
+            if reply.get("exit_code") == 0 and found:
+                break
         self.versions.update(found)
         missing = sorted({lang.name for lang in languages.LANGUAGES} - set(found))
         log.info("sandbox languages: %s", ", ".join(self.offered))
