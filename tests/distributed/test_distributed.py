@@ -304,19 +304,22 @@ async def test_ready_only_with_a_live_worker_per_service_and_calls_fail_fast_wit
         assert r.status_code == 503 and "no worker" in r.json()["error"]["message"]
         cluster.start_worker(drain_grace_s=0)
         cluster.wait_workers(1)
-        for _ in range(100):
+        for _ in range(600):  # a loaded machine: the heartbeat may take its time
             if (await client.get("/readyz")).status_code == 200:
                 break
             await asyncio.sleep(0.1)
         assert (await client.get("/readyz")).status_code == 200
         cluster.kill_worker(0, signal.SIGTERM)
         assert await asyncio.to_thread(cluster.workers[0].wait, 90) == 0
-        await asyncio.sleep(0.5)
-        r = await client.get("/readyz")
+        for _ in range(600):  # the gateway learns the worker left
+            r = await client.get("/readyz")
+            if r.status_code == 503:
+                break
+            await asyncio.sleep(0.1)
         assert r.status_code == 503 and "test" in r.json()["error"]["message"]
         started = time.monotonic()
-        obs = await call(client, "echo", {"text": "x"}, timeout_s=20)
-        assert time.monotonic() - started < 5  # not twice its timeout
+        obs = await call(client, "echo", {"text": "x"}, timeout_s=60)
+        assert time.monotonic() - started < 30  # answered at once, not after its timeout
         assert obs["error"]["kind"] == "unavailable"
         assert "no live worker serves the test service" in obs["error"]["message"]
         assert "timeout_s" not in obs["error"]["hint"]
