@@ -45,7 +45,7 @@ async def gateway(
     """A started gateway serving ``registry`` (default: the test tools), and a client of it."""
     settings = Settings(**overrides)
     app = create_app(settings, registry=registry or test_registry(settings))
-    async with LifespanManager(app, startup_timeout=180, shutdown_timeout=60) as manager:
+    async with LifespanManager(app, startup_timeout=600, shutdown_timeout=120) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
             client.app = app  # type: ignore[attr-defined]

@@ -114,7 +114,7 @@ class Cluster:
         """A started gateway (Redis dispatcher) and a client of it; waits for the tools
         unless ``wait_tools`` is false."""
         app = create_app(self.settings(**overrides))
-        async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30) as manager:
+        async with LifespanManager(app, startup_timeout=300, shutdown_timeout=60) as manager:
             transport = httpx.ASGITransport(app=manager.app)
             async with httpx.AsyncClient(
                 transport=transport, base_url="http://gateway", timeout=120

@@ -49,7 +49,8 @@ STATE_TRAP = (
     'trap \'__tf_s=$?; pwd > "$__TF_STATE/cwd"; env -0 > "$__TF_STATE/env"; exit $__tf_s\' EXIT\n'
 )
 MAX_STATE_BYTES = 1 << 20
-HELLO_TIMEOUT_S = 10.0
+HELLO_TIMEOUT_S = 10.0  # a forked kernel's, waited for in the loop
+HATCH_TIMEOUT_S = 30.0  # a spawned kernel's: a loaded machine; the loop serves others meanwhile
 KERNEL_IO_TIMEOUT_S = 5.0  # a kernel that stalls in the middle of a frame is broken
 FORK_TIMEOUT_S = 60.0
 SWEEP_INTERVAL_S = 1.0
@@ -121,6 +122,21 @@ class KernelState:
     stat: int = -1  # descriptor of /proc/<pid>/stat, read after every call
 
 
+@dataclass
+class Hatching:
+    """A kernel being started: forked, not yet greeted (its spawn request waits)."""
+
+    rid: int
+    family: Family
+    chan: socket.socket
+    out: int
+    err: int
+    pid: int
+    workspace: str
+    env: dict[str, str]
+    deadline: float = field(default_factory=lambda: time.monotonic() + HATCH_TIMEOUT_S)
+
+
 class Supervisor:
     """Serves the zygote's control channel and every family's channel."""
 
@@ -149,6 +165,7 @@ class Supervisor:
         self.kernels: dict[int, KernelState] = {}
         self.kernel_pids: set[int] = set()
         self.busy: dict[int, KernelState] = {}  # kernels running a call, by id
+        self.hatching: dict[int, Hatching] = {}  # kernels started, not yet greeted: by pid
         self.procs: dict[int, Job] = {}  # pid -> the bash or program job it runs
         self.next_kid = 1
         self.sel = selectors.DefaultSelector()
@@ -180,12 +197,15 @@ class Supervisor:
                     self._reap()
                 elif what == "kernel":
                     self._on_kernel(owner)
+                elif what == "hello":
+                    self._hatched(owner)
                 else:
                     self._on_output(key.fd, what, owner)
             self._timers()
 
     def _next_timer(self) -> float:
         moments = [m for j in self._jobs() for m in (j.deadline, j.kill_at) if m is not None]
+        moments += [egg.deadline for egg in self.hatching.values()]
         moments.append(self.last_sweep + SWEEP_INTERVAL_S)
         return max(0.0, min(moments) - time.monotonic())
 
@@ -278,6 +298,8 @@ class Supervisor:
         for kid in list(family.kernels):
             _signal(self.kernels[kid].pid, signal.SIGKILL)
             self._drop_kernel(self.kernels[kid])
+        for egg in [e for e in self.hatching.values() if e.family is family]:
+            self._addled(egg, "its session ended")
         for pid, job in list(self.procs.items()):
             if job.family is family:
                 _signal(pid, signal.SIGKILL)
@@ -370,37 +392,9 @@ class Supervisor:
     # ------------------------------------------------------------------ kernels
 
     def _spawn(self, family: Family, msg: dict[str, Any]) -> None:
-        kernel = self._new_kernel(family)
-        self._reply(
-            family,
-            {
-                "id": msg["id"],
-                "ok": True,
-                "kernel": kernel.kid,
-                "pid": kernel.pid,
-                "workspace": kernel.workspace,
-            },
-        )
-
-    def _busy(self, kernel: KernelState, job: Job | None) -> None:
-        kernel.job = job
-        if job is None:
-            self.busy.pop(kernel.kid, None)
-        else:
-            self.busy[kernel.kid] = kernel
-
-    def _env(self, family: Family, workspace: str) -> dict[str, str]:
-        tmp = "/tmp" if family.root.namespaces or self.private_tmp else workspace
-        return {**self.env, "HOME": workspace, "TMPDIR": tmp, "MPLCONFIGDIR": workspace}
-
-    def _enter(self, family: Family) -> None:
-        """In a new process of the family, still root: its namespaces and cgroup."""
-        if family.root.namespaces and self.namespaces is not None:
-            self.namespaces.enter(family.root)
-        if family.cgroup and self.cgroups is not None:
-            self.cgroups.join(family.fid, os.getpid())
-
-    def _new_kernel(self, family: Family) -> KernelState:
+        """Start a kernel; the request is answered when it says hello (``_hatched``): the
+        supervisor serves every other request meanwhile (a kernel takes milliseconds to
+        enter its family and confine itself, which a pool refill must not add to calls)."""
         workspace = new_workspace(family.root, family.conf.uid)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
@@ -423,7 +417,61 @@ class Supervisor:
         theirs.close()
         os.close(out_w)
         os.close(err_w)
-        return self._adopt(family, ours, out_r, err_r, pid, workspace, workspace, env)
+        egg = Hatching(int(msg["id"]), family, ours, out_r, err_r, pid, workspace, env)
+        self.kernel_pids.add(pid)  # spared by sweeps from now on
+        self.hatching[pid] = egg
+        self.sel.register(ours, selectors.EVENT_READ, ("hello", egg))
+
+    def _hatched(self, egg: Hatching) -> None:
+        """A spawned kernel said hello (or died first): taken in, and its request answered."""
+        self._unhatch(egg)
+        try:
+            kernel = self._adopt(
+                egg.family, egg.chan, egg.out, egg.err, egg.pid, egg.workspace, egg.workspace,
+                egg.env,
+            )  # fmt: skip
+        except (OSError, ConnectionError, ValueError) as exc:
+            self._fail(egg.family, egg.rid, "internal", f"the kernel could not start: {exc}")
+            return
+        self._reply(
+            egg.family,
+            {"id": egg.rid, "ok": True, "kernel": kernel.kid, "pid": kernel.pid,
+             "workspace": kernel.workspace},
+        )  # fmt: skip
+
+    def _unhatch(self, egg: Hatching) -> None:
+        self.hatching.pop(egg.pid, None)
+        self.kernel_pids.discard(egg.pid)  # _adopt adds it back when it is a kernel
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(egg.chan)
+
+    def _addled(self, egg: Hatching, why: str) -> None:
+        """A kernel that never said hello (past HATCH_TIMEOUT_S, or its family ended)."""
+        self._unhatch(egg)
+        _signal(egg.pid, signal.SIGKILL)
+        egg.chan.close()
+        for fd in (egg.out, egg.err):
+            _close(fd)
+        if egg.family.fid in self.families:
+            self._fail(egg.family, egg.rid, "internal", f"the kernel could not start: {why}")
+
+    def _busy(self, kernel: KernelState, job: Job | None) -> None:
+        kernel.job = job
+        if job is None:
+            self.busy.pop(kernel.kid, None)
+        else:
+            self.busy[kernel.kid] = kernel
+
+    def _env(self, family: Family, workspace: str) -> dict[str, str]:
+        tmp = "/tmp" if family.root.namespaces or self.private_tmp else workspace
+        return {**self.env, "HOME": workspace, "TMPDIR": tmp, "MPLCONFIGDIR": workspace}
+
+    def _enter(self, family: Family) -> None:
+        """In a new process of the family, still root: its namespaces and cgroup."""
+        if family.root.namespaces and self.namespaces is not None:
+            self.namespaces.enter(family.root)
+        if family.cgroup and self.cgroups is not None:
+            self.cgroups.join(family.fid, os.getpid())
 
     def _adopt(
         self,
@@ -755,6 +803,9 @@ class Supervisor:
         for job in list(self.procs.values()):
             if job.interrupted is None and now >= job.deadline:
                 self._interrupt(job, "timeout", job)
+        for egg in list(self.hatching.values()):
+            if now >= egg.deadline:
+                self._addled(egg, f"no hello within {HATCH_TIMEOUT_S:g} s")
         if now >= self.last_sweep + SWEEP_INTERVAL_S:
             self._sweep_strays()
 
