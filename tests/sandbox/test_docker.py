@@ -27,6 +27,7 @@ from toolfleet.sandbox.interpreters import STATE_KEY, Sandbox
 from toolfleet.sandbox.settings import SandboxSettings
 
 from tests.helpers import PYTHON, ROOT, free_port, wait_healthy
+from tests.sandbox import programs as P
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -172,6 +173,23 @@ async def test_print_stateless(box: Box) -> None:
     result = await box.python("print(1+1)")
     assert result.error is None
     assert stdout(result) == "2\n"
+
+
+async def test_the_images_toolchains_compile_run_and_judge(box: Box) -> None:
+    # the probe ran in a container: the image's toolchains are what the service offers
+    offered = set(box.tools["run_program"].sandbox.programs.offered)  # type: ignore[attr-defined]
+    assert set(P.LANGUAGE_NAMES) <= offered, set(P.LANGUAGE_NAMES) - offered
+    ran = await box.call("run_program", None, timeout_s=180, language="cpp", code=P.SUM["cpp"],
+                         stdin="2 40\n", time_limit_s=60)  # fmt: skip
+    assert ran.error is None and stdout(ran) == "42\n", ran
+    wrong = await box.call("run_program", None, timeout_s=180, language="c",
+                           code=P.COMPILE_ERROR["c"], time_limit_s=60)  # fmt: skip
+    assert wrong.error is not None and wrong.error.kind == "compile_error", wrong
+    cases = [{"stdin": f"{i} {i}\n", "expected_stdout": f"{2 * i}\n"} for i in range(3)]
+    judged = await box.call("judge", None, timeout_s=240, language="java", code=P.SUM["java"],
+                            cases=cases, time_limit_s=30)  # fmt: skip
+    assert judged.data is not None, judged
+    assert judged.data["verdict"] == "AC" and judged.data["passed"] == 3, judged.data
 
 
 async def test_print_stateful_and_state_persists(box: Box) -> None:

@@ -331,10 +331,11 @@ class DockerBackend(Backend):
         memory = f"{(self.limits.family_memory_bytes >> 20) + ZYGOTE_HEADROOM_MB}m"
         host_config = api.create_host_config(
             binds={str(directory): {"bind": SOCKET_DIR, "mode": "rw"}},
+            # exec: compiled programs run from the workspace (Docker's tmpfs default is noexec)
             tmpfs={
-                BOX_ROOT: f"rw,nosuid,nodev,size={s.disk_mb}m,mode=0755",
-                "/tmp": f"rw,nosuid,nodev,size={TMP_SIZE},mode=1777",
-                "/mnt": f"rw,nosuid,nodev,size={TMP_SIZE},mode=1777",
+                BOX_ROOT: f"rw,exec,nosuid,nodev,size={s.disk_mb}m,mode=0755",
+                "/tmp": f"rw,exec,nosuid,nodev,size={TMP_SIZE},mode=1777",
+                "/mnt": f"rw,exec,nosuid,nodev,size={TMP_SIZE},mode=1777",
             },
             network_mode="none",
             read_only=True,
