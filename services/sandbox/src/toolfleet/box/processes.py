@@ -101,6 +101,17 @@ def status_field(pid: int, name: str) -> int | None:
     return None
 
 
+def state_of(pid: int) -> str:
+    """What a process is doing, for a diagnostic: its state and where it waits (wchan)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/wchan") as f:
+            return f"{state} in {f.read().strip() or '-'}"
+    except (OSError, IndexError):
+        return "gone"
+
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 

@@ -50,7 +50,9 @@ STATE_TRAP = (
 )
 MAX_STATE_BYTES = 1 << 20
 HELLO_TIMEOUT_S = 10.0  # a forked kernel's, waited for in the loop
-HATCH_TIMEOUT_S = 30.0  # a spawned kernel's: a loaded machine; the loop serves others meanwhile
+# a spawned kernel's (a loaded machine; the loop serves others meanwhile): under the service's
+# wait for the spawn's answer (3 x ANSWER_MARGIN_S), so that a failure is answered, not lost
+HATCH_TIMEOUT_S = 20.0
 KERNEL_IO_TIMEOUT_S = 5.0  # a kernel that stalls in the middle of a frame is broken
 FORK_TIMEOUT_S = 60.0
 SWEEP_INTERVAL_S = 1.0
@@ -186,6 +188,10 @@ class Supervisor:
         self.sel.register(wake_r, selectors.EVENT_READ, ("wakeup", None))
         while True:
             for key, _ in self.sel.select(self._next_timer()):
+                if self.sel.get_map().get(key.fd) is not key:
+                    # handling an earlier event of this batch closed that descriptor (and
+                    # its number may already be another's): the event is stale
+                    continue
                 what, owner = key.data
                 if what == "family":
                     self._on_family(owner)
@@ -397,8 +403,8 @@ class Supervisor:
         enter its family and confine itself, which a pool refill must not add to calls)."""
         workspace = new_workspace(family.root, family.conf.uid)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        out_r, out_w = _pipe()
+        err_r, err_w = _pipe()
         env = self._env(family, workspace)
         pid = os.fork()
         if pid == 0:
@@ -805,7 +811,8 @@ class Supervisor:
                 self._interrupt(job, "timeout", job)
         for egg in list(self.hatching.values()):
             if now >= egg.deadline:
-                self._addled(egg, f"no hello within {HATCH_TIMEOUT_S:g} s")
+                where = processes.state_of(egg.pid)
+                self._addled(egg, f"no hello within {HATCH_TIMEOUT_S:g} s (it was {where})")
         if now >= self.last_sweep + SWEEP_INTERVAL_S:
             self._sweep_strays()
 
@@ -936,8 +943,8 @@ class Supervisor:
         """Fork a confined, traced child of the job's family that runs ``target()``; its
         pipes are the job's."""
         family = job.family
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        out_r, out_w = _pipe()
+        err_r, err_w = _pipe()
         self._oom_since(family)
         pid = os.fork()
         if pid == 0:
@@ -1201,8 +1208,8 @@ class Supervisor:
         job = self._job(family, {**msg, "timeout_s": FORK_TIMEOUT_S}, "fork")
         workspace = new_workspace(family.root, family.conf.uid)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        out_r, out_w = _pipe()
+        err_r, err_w = _pipe()
         job.extra.update(chan=ours, out=out_r, err=err_r, workspace=workspace)
         self._busy(kernel, job)
         _signal(kernel.pid, signal.SIGCONT)
@@ -1347,6 +1354,14 @@ class ExitUsage:
 def _signal(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
+
+
+def _pipe() -> tuple[int, int]:
+    """An output pipe: the read end (ours) never blocks the loop, the write end (the child's
+    stdout or stderr) blocks as a program expects."""
+    read, write = os.pipe2(os.O_CLOEXEC)
+    os.set_blocking(read, False)
+    return read, write
 
 
 def _close(fd: int) -> None:
