@@ -14,7 +14,7 @@ from toolfleet.core.registry import ToolRegistry
 from toolfleet.sandbox.interpreters import tools_for
 from toolfleet.sandbox.settings import SandboxSettings
 
-from tests.helpers import gateway, new_session, text
+from tests.helpers import call, gateway, new_session, text
 from tests.helpers.sandbox import bash, run
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -48,6 +48,26 @@ async def test_print_stateless(client):
     assert obs["data"]["stdout"] == "2\n"
     assert text(obs) == "2"
     assert obs["usage"]["cost"] == 1.0
+
+
+async def test_many_calls_at_once_each_answer_holds_its_own_output_only(client):
+    # Stateless cells, programs and bash commands at once: kernels are made, taken in, run
+    # and ended while others' pipes open and close (their descriptor numbers reused), and
+    # no answer may carry another call's output or wait forever.
+    async def one(i: int) -> tuple[str, str]:
+        token = f"tok{i}-" + "x" * (i % 7)
+        if i % 3 == 0:
+            obs = await run(client, f"print({token!r})")
+        elif i % 3 == 1:
+            obs = await call(client, "run_program",
+                             {"language": "python", "code": f"print({token!r})"})  # fmt: skip
+        else:
+            obs = await bash(client, f"echo {token}")
+        assert obs["ok"], obs
+        return token, obs["data"]["stdout"]
+
+    answers = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(60))), 600)
+    assert all(out == token + "\n" for token, out in answers), answers
 
 
 async def test_readyz_shows_the_isolation_in_force(client):
