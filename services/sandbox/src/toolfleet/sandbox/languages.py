@@ -74,6 +74,7 @@ GO_ENV = "GOCACHE=$PWD/.gocache GOPATH=$PWD/.gopath GO111MODULE=off exec"
 # run of a cached program writes into its sandbox is a tenth of the size (a Rust hello world:
 # 11.6 MB -> 0.33 MB; Go: 1.8 -> 1.2 MB).
 GO_LDFLAGS = "-ldflags='-s -w'"
+RUST_STRIP = ("-C", "strip=symbols")
 SCALA_LIBRARY = "/usr/share/scala-2.11/lib/scala-library.jar"  # Debian's scala
 JAVA_MAIN = r"^\s*public\s+(?:final\s+)?class\s+([A-Za-z_]\w*)"
 # The compile step wraps several outputs (class files) in one tar the cache keeps.
@@ -142,7 +143,7 @@ LANGUAGES: tuple[Language, ...] = (
         "main.rs",
         ("./main",),
         "rustc --version",
-        compile=("rustc", "-O", "--edition", "2021", "-C", "strip=symbols", "-o", "main", "main.rs"),
+        compile=("rustc", "-O", "--edition", "2021", *RUST_STRIP, "-o", "main", "main.rs"),
         artifact="main",
     ),
     Language(
