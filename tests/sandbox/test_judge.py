@@ -79,6 +79,29 @@ async def test_time_memory_runtime_and_compile_verdicts(client):
     assert {c["verdict"] for c in ce["data"]["cases"]} == {"CE"}
 
 
+LEFTOVERS = {
+    # a file left in the working directory by an earlier case would change the answer
+    "c": "#include <stdio.h>\n#include <unistd.h>\nint main(void) {\n"
+    '  int n = 0, d = 0; scanf("%d", &n);\n'
+    '  if (access("left.txt", F_OK) == 0) { puts("leftover"); return 0; }\n'
+    '  FILE *f = fopen("left.txt", "w"); fputs("x", f); fclose(f);\n'
+    '  FILE *g = fopen("data.txt", "r"); if (g) fscanf(g, "%d", &d);\n'
+    '  printf("%d\\n", n + d);\n}\n',
+    "python": "import os\nn = int(input())\nif os.path.exists('left.txt'):\n"
+    "    print('leftover')\nelse:\n    open('left.txt', 'w').write('x')\n"
+    "    print(n + int(open('data.txt').read()))\n",
+}
+
+
+@pytest.mark.parametrize("language", sorted(LEFTOVERS))
+async def test_each_case_has_a_fresh_working_directory_with_the_files(client, language):
+    cases = [{"stdin": f"{i}\n", "expected_stdout": f"{i + 100}\n"} for i in range(6)]
+    for _ in range(2):  # compiled, then from the compile cache
+        obs = await judge(client, language=language, code=LEFTOVERS[language], cases=cases,
+                          files={"data.txt": "100"}, stop_on_failure=False)  # fmt: skip
+        assert obs["data"]["verdict"] == "AC", obs["data"]["cases"]
+
+
 async def test_comparison_modes():
     assert compare("exact", "1 2\n", "1 2\n", 0)[0]
     assert not compare("exact", "1 2", "1 2\n", 0)[0]

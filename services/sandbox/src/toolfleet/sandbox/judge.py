@@ -23,7 +23,7 @@ from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, TextPart, ToolSp
 from toolfleet.core.tool import CallContext, ToolArguments, ToolError, ToolResult
 from toolfleet.sandbox.backend import Family
 from toolfleet.sandbox.interpreters import SandboxTool, compile_failure, with_languages
-from toolfleet.sandbox.programs import Prepared, run
+from toolfleet.sandbox.programs import Prepared, anchored, run
 
 Verdict = Literal["AC", "WA", "TLE", "MLE", "RE", "CE", "SKIPPED"]
 MAX_CASES = 1000
@@ -184,7 +184,8 @@ class JudgeTool(SandboxTool[JudgeArgs]):
                         + (checker.compiled.stderr or checker.compiled.stdout)[:2000],
                     )
                 checker = await self._settle(checker_kernel.family, checker, ctx)
-            results = await self._cases(args, ctx, kernel.family, prepared, memory_mb,
+            base = _case_fields(prepared, files, memory_mb, s.max_program_output_bytes)
+            results = await self._cases(args, ctx, kernel.family, base, memory_mb,
                                         checker_kernel.family if checker_kernel else None,
                                         checker)  # fmt: skip
         finally:
@@ -195,7 +196,8 @@ class JudgeTool(SandboxTool[JudgeArgs]):
         return _summary(results, compiled, started)
 
     async def _settle(self, family: Family, prepared: Prepared, ctx: CallContext) -> Prepared:
-        """A compiled program's files written once into a directory its cases run in."""
+        """A compiled program's files written once into a directory of the family (its
+        cases run it from there, each in a fresh directory of its own)."""
         if prepared.cwd or "argv" not in prepared.fields or not prepared.fields.get("files"):
             return prepared
         if prepared.compiled is None:
@@ -211,12 +213,11 @@ class JudgeTool(SandboxTool[JudgeArgs]):
         args: JudgeArgs,
         ctx: CallContext,
         family: Family,
-        prepared: Prepared,
+        base: dict[str, Any],
         memory_mb: int,
         checker_family: Family | None,
         checker: Prepared | None,
     ) -> list[CaseResult]:
-        s = self.sandbox.settings
         gate = asyncio.Semaphore(self.parallel)
         failed = asyncio.Event()
         results: list[CaseResult | None] = [None] * len(args.cases)
@@ -232,14 +233,7 @@ class JudgeTool(SandboxTool[JudgeArgs]):
                     )
                     return
                 limit = min(args.time_limit_s, left)
-                fields: dict[str, Any] = {
-                    "memory_bytes": memory_mb << 20,
-                    **prepared.fields,
-                    "stdin": case.stdin,
-                    "max_output": s.max_program_output_bytes,
-                }
-                if prepared.cwd:
-                    fields["cwd"] = prepared.cwd
+                fields = {**base, "stdin": case.stdin}
                 if "python" in fields:
                     fields["args"] = case.args
                 else:
@@ -306,6 +300,24 @@ class JudgeTool(SandboxTool[JudgeArgs]):
         return result.model_copy(
             update={"verdict": "AC" if accepted else "WA", "message": words[:SHOWN_CHARS]}
         )
+
+
+def _case_fields(
+    prepared: Prepared, files: dict[str, str], memory_mb: int, max_output: int
+) -> dict[str, Any]:
+    """What every case's run request holds but its stdin and arguments. No ``cwd``: the
+    supervisor gives each case a new, empty working directory (a name no earlier case can
+    have made), so what one case writes there is never another's input; the program's own
+    files go there with it — a compiled program's binary is not copied: it is run by its
+    path in the directory it was settled in."""
+    fields: dict[str, Any] = {"memory_bytes": memory_mb << 20, **prepared.fields,
+                              "max_output": max_output}  # fmt: skip
+    fields.pop("cwd", None)
+    if prepared.compiled is not None and prepared.cwd:
+        names = prepared.compiled.files or {}
+        fields["argv"] = anchored(fields["argv"], prepared.cwd, names)
+        fields["files"] = files  # the inputs it may read from its working directory
+    return fields
 
 
 def compare(kind: str, output: str, expected: str, tolerance: float) -> tuple[bool, str]:

@@ -69,6 +69,12 @@ JVM_TOOL = ("-J-XX:+UseSerialGC", "-J-XX:TieredStopAtLevel=1", "-J-Xmx768m")
 # go's build cache in the program's own directory (the family's /tmp is the host's without
 # namespaces); GOPATH mode: single files, no module download ever.
 GO_ENV = "GOCACHE=$PWD/.gocache GOPATH=$PWD/.gopath GO111MODULE=off exec"
+# Binaries without their symbol tables and debug information (Go keeps the tables its
+# panics print, Rust the locations its panics print): what the compile cache keeps and every
+# run of a cached program writes into its sandbox is a tenth of the size (a Rust hello world:
+# 11.6 MB -> 0.33 MB; Go: 1.8 -> 1.2 MB).
+GO_LDFLAGS = "-ldflags='-s -w'"
+RUST_STRIP = ("-C", "strip=symbols")
 SCALA_LIBRARY = "/usr/share/scala-2.11/lib/scala-library.jar"  # Debian's scala
 JAVA_MAIN = r"^\s*public\s+(?:final\s+)?class\s+([A-Za-z_]\w*)"
 # The compile step wraps several outputs (class files) in one tar the cache keeps.
@@ -115,7 +121,7 @@ LANGUAGES: tuple[Language, ...] = (
         "main.go",
         ("./main",),
         "go version",
-        compile=("bash", "-c", f"{GO_ENV} go build -o main main.go"),
+        compile=("bash", "-c", f"{GO_ENV} go build {GO_LDFLAGS} -o main main.go"),
         artifact="main",
         run_memory_floor_mb=1024,  # the runtime reserves its page summaries up front
         compile_timeout_s=60.0,
@@ -126,7 +132,7 @@ LANGUAGES: tuple[Language, ...] = (
         "main_test.go",
         ("./main.test", "-test.v"),
         "go version",
-        compile=("bash", "-c", f"{GO_ENV} go test -c -o main.test main_test.go"),
+        compile=("bash", "-c", f"{GO_ENV} go test -c {GO_LDFLAGS} -o main.test main_test.go"),
         artifact="main.test",
         run_memory_floor_mb=1024,
         compile_timeout_s=60.0,
@@ -137,7 +143,7 @@ LANGUAGES: tuple[Language, ...] = (
         "main.rs",
         ("./main",),
         "rustc --version",
-        compile=("rustc", "-O", "--edition", "2021", "-o", "main", "main.rs"),
+        compile=("rustc", "-O", "--edition", "2021", *RUST_STRIP, "-o", "main", "main.rs"),
         artifact="main",
     ),
     Language(

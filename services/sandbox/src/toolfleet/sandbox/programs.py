@@ -17,6 +17,7 @@ import json
 import logging
 import tarfile
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -229,7 +230,9 @@ class Programs:
                         compiled=compiled)  # fmt: skip
 
     def _native(self, name: str, code: str, files: dict[str, str]) -> Prepared:
-        if name in ("python", "pytest"):  # the file too: tracebacks, inspect, pytest read it
+        if name == "python":  # the supervisor saves the code as the script itself
+            return Prepared(name, {"python": code, "script": PYTHON_SCRIPT, "files": files})
+        if name == "pytest":  # the runner is the program: the code is its test file
             source = {PYTHON_SCRIPT: base64.b64encode(code.encode()).decode()}
             fields = {"python": code, "script": PYTHON_SCRIPT, "files": {**files, **source}}
             return Prepared(name, fields)
@@ -243,6 +246,22 @@ class Programs:
         digest.update(hashlib.sha256(code.encode()).digest())
         digest.update(json.dumps(sorted(files.items())).encode())
         return digest.hexdigest()
+
+
+def anchored(argv: list[str], directory: str, names: Iterable[str]) -> list[str]:
+    """A compiled program's run command for a working directory other than the one its
+    files are in (``directory``): the files it names (``./main``, ``main.js``) by their
+    absolute paths, and ``.`` in a class path (``-cp .:lib.jar``) as ``directory``."""
+    names = set(names)
+    out: list[str] = []
+    for i, part in enumerate(argv):
+        bare = part.removeprefix("./")
+        if bare in names:
+            part = f"{directory}/{bare}"
+        elif i and argv[i - 1] in ("-cp", "-classpath", "--class-path"):
+            part = ":".join(directory if p == "." else p for p in part.split(":"))
+        out.append(part)
+    return out
 
 
 def _compiled(language: Language, reply: dict[str, Any]) -> Compiled:
