@@ -249,7 +249,7 @@ def run_tree(root: Path, python: str, env: dict[str, str], args: argparse.Namesp
         return measure(base, server.pid, args.duration, args.idle)
     finally:
         server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
+        server.wait(timeout=180)
 
 
 def old_tree(ref: str) -> Path:
