@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from toolfleet.core import streams
@@ -57,6 +58,7 @@ from toolfleet.core.settings import Settings
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.asyncio.client import Pipeline
 
 POLL_S = 0.05  # how often a duplicate checks whether the first call finished
 SWEEP_BATCH = 500
@@ -115,60 +117,66 @@ return 0
 """
 )
 
-# ARGV: P, id, tenant, now, touch, keep -> {'ok', fields...} | {'expired'} | {'missing'}
-GET = (
-    _EXPIRE_ONE
-    + """
-local P, id, now = ARGV[1], ARGV[2], tonumber(ARGV[4])
-local sk = P .. ':sess:' .. id
-local tenant = redis.call('HGET', sk, 't')
-if tenant ~= ARGV[3] then
-  if redis.call('GET', P .. ':expired:' .. id) == ARGV[3] then return {'expired'} end
-  return {'missing'}
-end
-local exp = redis.call('ZSCORE', P .. ':sessions', id)
-if not exp or tonumber(exp) < now then
-  expire_one(P, id, ARGV[6])
-  return {'expired'}
-end
-if ARGV[5] == '1' then
-  local f = touch(P, id, now)
-  return {'ok', unpack(f)}
-end
-local f = redis.call('HMGET', sk, 't', 'ttl', 'c', 'j', 'p', 'm')
-return {'ok', f[1], f[2], f[3], f[4], f[5], f[6], exp}
-"""
-)
-
-# The trajectory's session, renewed; or opened now (ARGV: a new id, its TTL and the limit).
-# ARGV: P, tenant, traj, now, keep, new id, ttl, limit
-#   -> {'ok', id, fields...} | {'expired', id} | {'limit'}
-TRAJECTORY = (
-    _EXPIRE_ONE
-    + """
-local P, tenant, traj, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local tk = P .. ':traj:' .. string.len(tenant) .. ':' .. tenant .. ':' .. traj
-local id = redis.call('HGET', tk, 's')
-if id then
-  local exp = redis.call('ZSCORE', P .. ':sessions', id)
-  if exp and tonumber(exp) >= now then
-    redis.call('EXPIRE', tk, ARGV[5])
-    return {'ok', id, unpack(touch(P, id, now))}
+# A call's session: by id (renewed when ``do_touch``), or the trajectory's (renewed; opened
+# now when it has none, as ``newid`` with ``ttl``, unless ``limit`` sessions live). Each
+# returns {'ok', id, tenant, ttl, created, traj, parent, meta, expiry} | {'expired', id} |
+# {'missing', id} | {'limit', ''}.
+_LOOKUP = """
+local function session_by_id(P, tenant, id, now, do_touch, keep)
+  local sk = P .. ':sess:' .. id
+  if redis.call('HGET', sk, 't') ~= tenant then
+    if redis.call('GET', P .. ':expired:' .. id) == tenant then return {'expired', id} end
+    return {'missing', id}
   end
-  if exp then expire_one(P, id, ARGV[5]) else redis.call('HDEL', tk, 's') end
+  local exp = redis.call('ZSCORE', P .. ':sessions', id)
+  if not exp or tonumber(exp) < now then
+    expire_one(P, id, keep)
+    return {'expired', id}
+  end
+  if do_touch then return {'ok', id, unpack(touch(P, id, now))} end
+  local f = redis.call('HMGET', sk, 't', 'ttl', 'c', 'j', 'p', 'm')
+  return {'ok', id, f[1], f[2], f[3], f[4], f[5], f[6], exp}
 end
-local gone = redis.call('HGET', tk, 'x')
-if gone then
-  redis.call('HDEL', tk, 'x')
-  return {'expired', gone}
+local function session_of_trajectory(P, tenant, traj, now, keep, newid, ttl, limit)
+  local tk = P .. ':traj:' .. string.len(tenant) .. ':' .. tenant .. ':' .. traj
+  local id = redis.call('HGET', tk, 's')
+  if id then
+    local exp = redis.call('ZSCORE', P .. ':sessions', id)
+    if exp and tonumber(exp) >= now then
+      redis.call('EXPIRE', tk, keep)
+      return {'ok', id, unpack(touch(P, id, now))}
+    end
+    if exp then expire_one(P, id, keep) else redis.call('HDEL', tk, 's') end
+  end
+  local gone = redis.call('HGET', tk, 'x')
+  if gone then
+    redis.call('HDEL', tk, 'x')
+    return {'expired', gone}
+  end
+  if not create(P, newid, tenant, ttl, now, traj, '', '{}', limit) then return {'limit', ''} end
+  redis.call('EXPIRE', tk, math.ceil(tonumber(keep)))
+  return {'ok', newid, unpack(touch(P, newid, now))}
 end
-if not create(P, ARGV[6], tenant, ARGV[7], now, traj, '', '{}', ARGV[8]) then
-  return {'limit'}
-end
-redis.call('EXPIRE', tk, math.ceil(tonumber(ARGV[5])))
-return {'ok', ARGV[6], unpack(touch(P, ARGV[6], now))}
 """
-)
+
+# A call's session, from the ten arguments at ``a[first]`` (see ``SessionQuery.args``):
+# P, now, keep, tenant, session id ('': by trajectory), trajectory, new id, ttl, limit, touch.
+_RESOLVE = """
+local function resolve(a, first)
+  local P, now, keep, tenant = a[first], tonumber(a[first + 1]), a[first + 2], a[first + 3]
+  if a[first + 4] ~= '' then
+    return session_by_id(P, tenant, a[first + 4], now, a[first + 9] == '1', keep)
+  end
+  return session_of_trajectory(P, tenant, a[first + 5], now, keep, a[first + 6], a[first + 7],
+                               a[first + 8])
+end
+"""
+
+#: The session functions every script that resolves a call's session needs.
+SESSION_LUA = _EXPIRE_ONE + _LOOKUP + _RESOLVE
+
+# ARGV: a session query -> a session (see _LOOKUP)
+SESSION = SESSION_LUA + "return resolve(ARGV, 1)\n"
 
 # ARGV: P, id -> {tenant, ttl, created, traj, parent, meta} | {} (none)
 REMOVE = """
@@ -291,13 +299,12 @@ class RedisSessionStore(SessionStore):
         self.state = state
         r = state.redis
         self._create = r.register_script(CREATE)
-        self._get = r.register_script(GET)
-        self._trajectory = r.register_script(TRAJECTORY)
+        self._session = r.register_script(SESSION)
         self._remove = r.register_script(REMOVE)
         self._sweep = r.register_script(SWEEP)
 
     @property
-    def _keep(self) -> int:
+    def keep(self) -> int:
         """How long an expiry is remembered (and an idle trajectory binding kept)."""
         return max(1, int(self.max_ttl_s))
 
@@ -339,49 +346,26 @@ class RedisSessionStore(SessionStore):
             raise SessionLimitError(f"session limit reached ({self.max_sessions} live sessions)")
         if trajectory_id is not None:
             await self.state.redis.expire(
-                f"{self.state.prefix}:traj:{_scoped(tenant, trajectory_id)}", self._keep
+                f"{self.state.prefix}:traj:{_scoped(tenant, trajectory_id)}", self.keep
             )
         return session
 
+    def query(
+        self,
+        tenant: str,
+        session_id: str | None,
+        trajectory_id: str | None,
+        *,
+        touch: bool = True,
+    ) -> SessionQuery:
+        """The lookup of a call's session: by id when given, else the trajectory's."""
+        return SessionQuery(self, tenant, session_id, trajectory_id, touch)
+
     async def get(self, tenant: str, session_id: str, *, touch: bool = True) -> Session:
-        found = await self._get(
-            args=[
-                self.state.prefix,
-                session_id,
-                tenant,
-                repr(time.time()),
-                "1" if touch else "0",
-                self._keep,
-            ],
-            client=self.state.redis,
-        )
-        what = _text(found[0])
-        if what == "expired":
-            raise SessionExpiredError(session_id)
-        if what != "ok":
-            raise SessionNotFoundError(session_id)
-        return _session(session_id, found[1:])
+        return await self.query(tenant, session_id, None, touch=touch).run()
 
     async def for_trajectory(self, tenant: str, trajectory_id: str) -> Session:
-        found = await self._trajectory(
-            args=[
-                self.state.prefix,
-                tenant,
-                trajectory_id,
-                repr(time.time()),
-                self._keep,
-                new_session_id(),
-                repr(self.default_ttl_s),
-                self.max_sessions,
-            ],
-            client=self.state.redis,
-        )
-        what = _text(found[0])
-        if what == "expired":
-            raise SessionExpiredError(_text(found[1]), trajectory_id=trajectory_id)
-        if what == "limit":
-            raise SessionLimitError(f"session limit reached ({self.max_sessions} live sessions)")
-        return _session(_text(found[1]), found[2:])
+        return await self.query(tenant, None, trajectory_id).run()
 
     async def remove(self, session_id: str) -> Session | None:
         found = await self._remove(args=[self.state.prefix, session_id], client=self.state.redis)
@@ -400,7 +384,7 @@ class RedisSessionStore(SessionStore):
 
     async def take_expired(self) -> list[str]:
         found = await self._sweep(
-            args=[self.state.prefix, repr(time.time()), self._keep, SWEEP_BATCH],
+            args=[self.state.prefix, repr(time.time()), self.keep, SWEEP_BATCH],
             client=self.state.redis,
         )
         return [_text(x) for x in found]
@@ -425,6 +409,60 @@ def _session(session_id: str, f: list[Any]) -> Session:
     )
 
 
+@dataclass(frozen=True)
+class SessionQuery:
+    """A call's session as its request names it (an id, else a trajectory), resolved by the
+    ``SESSION`` script, or inside the script that queues the call (``redis_dispatch``), so
+    that resolving it costs no round trip of its own."""
+
+    store: RedisSessionStore
+    tenant: str
+    session_id: str | None
+    trajectory_id: str | None
+    touch: bool = True
+
+    @property
+    def keep(self) -> int:
+        """How long an expiry, an idle trajectory binding and a ledger are kept."""
+        return self.store.keep
+
+    def args(self) -> list[Any]:
+        """The script arguments (read by ``resolve`` in ``SESSION_LUA``)."""
+        store = self.store
+        return [
+            store.state.prefix,
+            repr(time.time()),
+            store.keep,
+            self.tenant,
+            self.session_id or "",
+            self.trajectory_id or "",
+            new_session_id(),
+            repr(store.default_ttl_s),
+            store.max_sessions,
+            "1" if self.touch else "0",
+        ]
+
+    def resolved(self, found: list[Any]) -> Session:
+        """The session a script answered (see ``_LOOKUP``), or the error it means."""
+        what, session_id = _text(found[0]), _text(found[1])
+        if what == "expired":
+            by_trajectory = self.session_id is None
+            raise SessionExpiredError(
+                session_id, trajectory_id=self.trajectory_id if by_trajectory else None
+            )
+        if what == "limit":
+            limit = self.store.max_sessions
+            raise SessionLimitError(f"session limit reached ({limit} live sessions)")
+        if what != "ok":
+            raise SessionNotFoundError(session_id)
+        return _session(session_id, found[2:])
+
+    async def run(self) -> Session:
+        """Resolve the session on its own (one round trip)."""
+        found = await self.store._session(args=self.args(), client=self.store.state.redis)
+        return self.resolved(found)
+
+
 class RedisUsageLedger(UsageLedger):
     """Per-trajectory usage in Redis hashes (kept ``max_session_ttl_s`` after the last
     booking, or until the trajectory is released)."""
@@ -437,7 +475,7 @@ class RedisUsageLedger(UsageLedger):
 
     def key(self, tenant: str, trajectory_id: str) -> str:
         """The trajectory's usage hash."""
-        return f"{self.state.prefix}:usage:{_scoped(tenant, trajectory_id)}"
+        return usage_key(self.state.prefix, tenant, trajectory_id)
 
     def booking_args(self, obs: Observation) -> list[Any]:
         """The script arguments that book ``obs`` (see ``_BOOK``)."""
@@ -478,6 +516,26 @@ class RedisUsageLedger(UsageLedger):
 
     async def close(self) -> None:
         await self.state.close()
+
+
+def usage_key(prefix: str, tenant: str, trajectory_id: str) -> str:
+    """A trajectory's usage hash (``P:usage:T:<traj>``)."""
+    return f"{prefix}:usage:{_scoped(tenant, trajectory_id)}"
+
+
+def queue_booking(pipe: Pipeline, key: str, obs: Observation, keep: int) -> None:
+    """Queue on ``pipe`` (a transaction) the commands that book ``obs`` into the usage hash
+    ``key``: what ``_BOOK`` does, for a worker that books the answer in the transaction that
+    sends it."""
+    tool = obs.tool
+    pipe.hincrby(key, f"{tool}|calls", 1)
+    if not obs.ok:
+        pipe.hincrby(key, f"{tool}|errors", 1)
+    if obs.usage.cost:
+        pipe.hincrbyfloat(key, f"{tool}|cost", obs.usage.cost)
+    pipe.hincrbyfloat(key, f"{tool}|run_ms", obs.usage.run_ms)
+    pipe.hincrbyfloat(key, f"{tool}|queue_ms", obs.usage.queue_ms)
+    pipe.expire(key, keep)
 
 
 def _usage(trajectory_id: str, fields: dict[Any, Any]) -> TrajectoryUsage:
