@@ -25,7 +25,7 @@ from toolfleet.core.dispatch import Dispatcher
 from toolfleet.core.errors import DispatchError, OverloadedError
 from toolfleet.core.metrics import Metrics
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, Invocation, Observation, ToolSpec
-from toolfleet.core.redis_state import SESSION_LUA, SessionQuery
+from toolfleet.core.redis_state import BEGIN_LUA, SESSION_LUA, RecordTakenError, SessionQuery
 from toolfleet.core.sessions import Session
 from toolfleet.core.settings import Settings
 from toolfleet.core.streams import REDIS_DOWN, Keys, WorkerInfo
@@ -74,19 +74,27 @@ SESSION_LOST = (
 
 
 # A call in a session, in one round trip: resolve the session (``SESSION_LUA``: by id,
-# renewed, or the trajectory's, opened if it has none), bind a stateful tool's session to a
-# worker (``choice`` when unbound), refuse a dead worker's or a full stream, and queue the
-# message with the session's id (``s``), trajectory (``j``) and, when the worker books the
-# answer, how long to keep the ledger (``b``) as fields of their own: the worker puts them in
-# the invocation. ARGV: a session query (ten, see ``SessionQuery.args``), then service ('':
-# stateless), choice, dead before, max backlog, the tool's stream, message, book ('' or the
-# ledger's keep), binding TTL
-#   -> {'queued' | 'full' | 'gone' | 'noworker' | 'session', worker, session...}
+# renewed, or the trajectory's, opened if it has none), start the call's idempotency record
+# if it has a key (``BEGIN_LUA``), bind a stateful tool's session to a worker (``choice``
+# when unbound), refuse a dead worker's or a full stream, and queue the message with the
+# session's id (``s``), trajectory (``j``) and, when the worker books the answer, how long to
+# keep the ledger (``b``) as fields of their own: the worker puts them in the invocation.
+# ARGV: a session query (ten, see ``SessionQuery.args``), then service ('': stateless),
+# choice, dead before, max backlog, the tool's stream, message, book ('' or the ledger's
+# keep), binding TTL, and the record's five (``RedisIdempotencyStore.record``) if any
+#   -> {what, worker, x, y, session...}: what is queued, full, gone, noworker, session (no
+#      session: see the session part), or the record's answer (conflict, done, running:
+#      x, y as ``begin`` says)
 CALL = (
     SESSION_LUA
+    + BEGIN_LUA
     + """
 local s = resolve(ARGV, 1)
-if s[1] ~= 'ok' then return {'session', '', unpack(s)} end
+if s[1] ~= 'ok' then return {'session', '', '', '', unpack(s)} end
+if ARGV[19] then
+  local r = begin(ARGV[19], ARGV[20], ARGV[21], ARGV[22], ARGV[23])
+  if r[1] ~= 'run' then return {r[1], '', r[2], r[3], unpack(s)} end
+end
 local P, id, service = ARGV[1], s[2], ARGV[11]
 local traj = ARGV[6]
 if traj == '' then traj = s[6] or '' end
@@ -95,7 +103,7 @@ if service ~= '' then
   local bk = P .. ':session:' .. id
   worker = redis.call('HGET', bk, service)
   if not worker then
-    if ARGV[12] == '' then return {'noworker', '', unpack(s)} end
+    if ARGV[12] == '' then return {'noworker', '', '', '', unpack(s)} end
     worker = ARGV[12]
     redis.call('HSET', bk, service, worker)
     redis.call('EXPIRE', bk, ARGV[18])
@@ -103,18 +111,20 @@ if service ~= '' then
   local beat = redis.call('ZSCORE', P .. ':workers', worker)
   if not beat or tonumber(beat) < tonumber(ARGV[13]) then
     redis.call('HDEL', bk, service)
-    return {'gone', worker, unpack(s)}
+    return {'gone', worker, '', '', unpack(s)}
   end
   stream = P .. ':worker:' .. worker
 end
-if redis.call('XLEN', stream) >= tonumber(ARGV[14]) then return {'full', worker, unpack(s)} end
+if redis.call('XLEN', stream) >= tonumber(ARGV[14]) then
+  return {'full', worker, '', '', unpack(s)}
+end
 local fields = {'m', ARGV[16], 's', id}
 if traj ~= '' then
   fields[5], fields[6] = 'j', traj
   if ARGV[17] ~= '' then fields[7], fields[8] = 'b', ARGV[17] end
 end
 redis.call('XADD', stream, '*', unpack(fields))
-return {'queued', worker, unpack(s)}
+return {'queued', worker, '', '', unpack(s)}
 """
 )
 
@@ -269,12 +279,19 @@ class RedisDispatcher(Dispatcher):
         return bool(workers) and all(i.get("books") for i in workers)
 
     async def dispatch_in_session(
-        self, inv: Invocation, query: SessionQuery, *, book: bool
+        self,
+        inv: Invocation,
+        query: SessionQuery,
+        *,
+        book: bool,
+        record: list[Any] | None = None,
     ) -> Observation:
         """Dispatch a call whose session ``query`` names, resolving (and renewing, or
         opening) the session in the same script that queues the call: one round trip. With
-        ``book``, the worker books the answer to the trajectory's ledger. Raises what the
-        session store raises (expired, not found, limit)."""
+        ``book``, the worker books the answer to the trajectory's ledger; with ``record``,
+        the script starts the call's idempotency record too. Raises what the session store
+        raises (expired, not found, limit), and :class:`RecordTakenError` when the record
+        was there (the call is not queued)."""
         ids = {"session_id": inv.session_id, "trajectory_id": inv.trajectory_id}
         tool = self._tools[inv.tool]
         service = tool.spec.service if tool.stateful else ""
@@ -293,12 +310,15 @@ class RedisDispatcher(Dispatcher):
                     streams.message("call", inv.call_id, self.id, inv.model_dump_json()),
                     query.keep if book else "",
                     int(self.settings.max_session_ttl_s),
+                    *(record or ()),
                 ],
                 client=self.redis,
             )
             what, worker_id = found[0].decode(), found[1].decode()
-            session.append(query.resolved(found[2:]))  # raises when there is none
+            session.append(query.resolved(found[4:]))  # raises when there is none
             sid = session[0].session_id
+            if what in ("conflict", "done", "running"):
+                raise RecordTakenError([what, found[2], found[3]])
             if what == "noworker":
                 raise _unavailable(f"no {service} worker is running")
             if what == "gone":  # the session's worker is gone: the next call starts afresh

@@ -226,19 +226,25 @@ end
 # KEYS: usage. ARGV: the booking
 RECORD = _BOOK + "book(KEYS[1], ARGV, 1)\nreturn 1\n"
 
-# KEYS: record. ARGV: fingerprint, call id, deadline, keep
-#   -> {'run'} | {'conflict'} | {'done', observation} | {'running', call id, deadline}
-BEGIN = """
-local f = redis.call('HMGET', KEYS[1], 'f', 'c', 'd', 'o')
-if not f[1] then
-  redis.call('HSET', KEYS[1], 'f', ARGV[1], 'c', ARGV[2], 'd', ARGV[3])
-  redis.call('EXPIRE', KEYS[1], ARGV[4])
-  return {'run'}
+# Start an idempotency record (fingerprint ``f``, call id ``c``, deadline ``d``) unless it
+# exists -> {'run', '', ''} | {'conflict', '', ''} | {'done', observation, ''} |
+# {'running', call id, deadline}
+BEGIN_LUA = """
+local function begin(key, f, c, d, keep)
+  local r = redis.call('HMGET', key, 'f', 'c', 'd', 'o')
+  if not r[1] then
+    redis.call('HSET', key, 'f', f, 'c', c, 'd', d)
+    redis.call('EXPIRE', key, keep)
+    return {'run', '', ''}
+  end
+  if r[1] ~= f then return {'conflict', '', ''} end
+  if r[4] then return {'done', r[4], ''} end
+  return {'running', r[2], r[3]}
 end
-if f[1] ~= ARGV[1] then return {'conflict'} end
-if f[4] then return {'done', f[4]} end
-return {'running', f[2], f[3]}
 """
+
+# ARGV: record, fingerprint, call id, deadline, keep
+BEGIN = BEGIN_LUA + "return begin(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])\n"
 
 # End a record, and book its answer in the same step, so a call is booked once whichever
 # gateway ends it. KEYS: record, usage. ARGV: call id, observation ('' forgets the record),
@@ -553,6 +559,15 @@ def _usage(trajectory_id: str, fields: dict[Any, Any]) -> TrajectoryUsage:
     return book
 
 
+class RecordTakenError(Exception):
+    """The idempotency record a call's script was to start was there: ``found`` is what
+    ``begin`` answered (conflict, done or running)."""
+
+    def __init__(self, found: list[Any]) -> None:
+        super().__init__(_text(found[0]))
+        self.found = found
+
+
 class RedisIdempotencyStore(IdempotencyStore):
     """Idempotency records in Redis: a retry that lands on another gateway gets the first
     call's observation; if the gateway that ran it died before answering, the retry collects
@@ -575,13 +590,25 @@ class RedisIdempotencyStore(IdempotencyStore):
         make: Make,
         booking: Booking | None,
         tool: str = "",
+        *,
+        begins: bool = False,
     ) -> Observation:
-        record = f"{self.state.prefix}:idem:{_scoped(tenant, key)}"
-        keep = max(1, int(self.ttl_s))
+        """With ``begins``, ``make`` starts the record itself (the arguments of
+        :meth:`record` in its script), and raises :class:`RecordTakenError` when the record
+        was there."""
+        record = self._key(tenant, key)
+        keep = self._keep
         while True:
-            found = await self._begin(
-                keys=[record], args=[print_, call_id, repr(deadline), keep], client=self.state.redis
-            )
+            if begins:  # ``make`` starts the record, in the script that queues the call
+                try:
+                    return await self._run(record, call_id, keep, make, booking)
+                except RecordTakenError as taken:
+                    found = taken.found
+            else:
+                found = await self._begin(
+                    args=self.record(tenant, key, print_, call_id, deadline),
+                    client=self.state.redis,
+                )
             what = _text(found[0])
             if what == "conflict":
                 raise IdempotencyConflictError(key)
@@ -596,11 +623,27 @@ class RedisIdempotencyStore(IdempotencyStore):
                 return obs
             # the record was dropped (a retryable failure, or its gateway gave up): start over
 
+    def _key(self, tenant: str, key: str) -> str:
+        return f"{self.state.prefix}:idem:{_scoped(tenant, key)}"
+
+    @property
+    def _keep(self) -> int:
+        return max(1, int(self.ttl_s))
+
+    def record(
+        self, tenant: str, key: str, print_: str, call_id: str, deadline: float
+    ) -> list[Any]:
+        """The arguments that start the key's record for this call (``begin`` in
+        ``BEGIN_LUA``)."""
+        return [self._key(tenant, key), print_, call_id, repr(deadline), self._keep]
+
     async def _run(
         self, record: str, call_id: str, keep: int, make: Make, booking: Booking | None
     ) -> Observation:
         try:
             obs = await make()
+        except RecordTakenError:
+            raise  # not this call's record: nothing to end
         except BaseException:
             await asyncio.shield(self._end(record, call_id, None, keep, None))
             raise
@@ -639,7 +682,7 @@ class RedisIdempotencyStore(IdempotencyStore):
         r = self.state.redis
         result_key = f"{self.state.prefix}:result:{call_id}"
         give_up = deadline + self.state.settings.reply_grace_s + 1.0
-        keep = max(1, int(self.ttl_s))
+        keep = self._keep
         while True:
             async with r.pipeline(transaction=False) as pipe:
                 pipe.hmget(record, ["c", "o"])

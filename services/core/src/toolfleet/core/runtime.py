@@ -48,7 +48,12 @@ from toolfleet.core.protocol import (
     TrajectoryUsage,
 )
 from toolfleet.core.redis_dispatch import RedisDispatcher
-from toolfleet.core.redis_state import RedisSessionStore, RedisState, SessionQuery
+from toolfleet.core.redis_state import (
+    RedisIdempotencyStore,
+    RedisSessionStore,
+    RedisState,
+    SessionQuery,
+)
 from toolfleet.core.service_metrics import ServiceStatusCollector
 from toolfleet.core.sessions import MemorySessionStore, Session, SessionStore
 from toolfleet.core.settings import Settings
@@ -274,20 +279,25 @@ class Runtime:
         if trajectory_id and query is None:
             booking = Booking(self.ledger, tenant, trajectory_id)
         if request.idempotency_key is not None:
+            key = request.idempotency_key
             print_ = fingerprint(
                 tool, arguments, request.session_id or f"t:{request.trajectory_id or ''}"
             )
-            obs = await self.idempotency.run(
-                tenant,
-                request.idempotency_key,
-                print_,
-                inv.call_id,
-                inv.submitted_at + inv.timeout_s,
-                # booked by the store, with the record's end (or by the worker)
-                lambda: self._run(inv, None, query),
-                booking,
-                tool,
-            )
+            deadline = inv.submitted_at + inv.timeout_s
+            store = self.idempotency
+            if query is not None and isinstance(store, RedisIdempotencyStore):
+                # the record starts in the script that queues the call; the worker books
+                record = store.record(tenant, key, print_, inv.call_id, deadline)
+                make = lambda: self._run(inv, None, query, record)  # noqa: E731
+                obs = await store.run(
+                    tenant, key, print_, inv.call_id, deadline, make, None, tool, begins=True
+                )
+            else:
+                # booked by the store, with the record's end
+                make = lambda: self._run(inv, None, query)  # noqa: E731
+                obs = await store.run(
+                    tenant, key, print_, inv.call_id, deadline, make, booking, tool
+                )
         else:
             obs = await self._run(inv, booking, query)
         if surrogates:
@@ -296,7 +306,11 @@ class Runtime:
         return obs
 
     async def _run(
-        self, inv: Invocation, booking: Booking | None, query: SessionQuery | None = None
+        self,
+        inv: Invocation,
+        booking: Booking | None,
+        query: SessionQuery | None = None,
+        record: list[Any] | None = None,
     ) -> Observation:
         self.in_flight += 1
         self.metrics.in_flight.inc()
@@ -307,7 +321,7 @@ class Runtime:
                 obs = await self.dispatcher.dispatch(inv)
             else:
                 assert self._folding is not None
-                obs = await self._folding.dispatch_in_session(inv, query, book=True)
+                obs = await self._folding.dispatch_in_session(inv, query, book=True, record=record)
                 if self.call_log is not None or self.settings.log_calls:
                     ids = {"session_id": obs.session_id, "trajectory_id": obs.trajectory_id}
                     inv = inv.model_copy(update=ids)  # the session the script found
