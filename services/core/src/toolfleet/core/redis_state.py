@@ -8,7 +8,11 @@ Each store implements the interface the embedded mode implements in memory
 modes, and any gateway answers any call, fork, files or media request, usage query or
 release. Every operation on the hot path is one Lua script (one round trip, atomic): a
 session's lookup and TTL renewal, a trajectory's session (opened there if it has none), a
-booking, an idempotency record's start and its end.
+booking, an idempotency record's start and its end. With the Redis dispatcher, a call's
+session lookup and its record's start ride in the script that queues the call
+(``SESSION_LUA`` and ``BEGIN_LUA`` are its parts, see ``redis_dispatch.CALL``), and the
+worker books the answer in the transaction that sends it (:func:`queue_booking`): the shared
+state adds no round trip to a call but an idempotency key's end.
 
 Keys (``P`` is ``settings.redis_prefix``; ``T`` is ``<len(tenant)>:<tenant>``, so no two
 tenant/id pairs share a key)::
