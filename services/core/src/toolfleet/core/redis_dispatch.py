@@ -15,6 +15,7 @@ import json
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -144,6 +145,8 @@ class RedisDispatcher(Dispatcher):
         self._tools: dict[str, RemoteTool] = {}  # by name
         self._alive: dict[str, WorkerInfo] = {}  # worker id -> its last heartbeat
         self._bindings: dict[tuple[str, str], str] = {}  # (session, service) -> worker id
+        self._load: Counter[str] = Counter()  # worker id -> its sessions in _bindings
+        self._booking: set[str] = set()  # services whose live workers all book answers
         self._tasks: list[asyncio.Task[None]] = []
         self._enqueue: Any = None
         self._call: Any = None
@@ -272,11 +275,7 @@ class RedisDispatcher(Dispatcher):
         of its service resolves a call's session from its message and books the answer in the
         transaction that sends it (workers announce it; older ones do neither)."""
         found = self._tools.get(tool)
-        if found is None:
-            return False
-        service = found.spec.service
-        workers = [i for i in self._alive.values() if service in i.get("services", [])]
-        return bool(workers) and all(i.get("books") for i in workers)
+        return found is not None and found.spec.service in self._booking
 
     async def dispatch_in_session(
         self,
@@ -325,7 +324,7 @@ class RedisDispatcher(Dispatcher):
                 self._forget_binding(sid, service, worker_id)
                 raise _unavailable(*SESSION_LOST)
             if service:
-                self._bindings[(sid, service)] = worker_id
+                self._bind(sid, service, worker_id)
             stream = self.keys.worker(worker_id) if service else self.keys.calls(inv.tool)
             self._check_queued(1 if what == "queued" else 0, stream, worker_id)
 
@@ -472,7 +471,7 @@ class RedisDispatcher(Dispatcher):
                 bound = winner.decode()
         except REDIS_DOWN as exc:
             raise _unavailable(f"Redis is unreachable ({exc})") from None
-        self._bindings[(session_id, service)] = bound
+        self._bind(session_id, service, bound)
         return bound
 
     def _least_bound(self, service: str) -> str:
@@ -485,15 +484,22 @@ class RedisDispatcher(Dispatcher):
         ]
         if not candidates:
             return ""
-        load: dict[str, int] = dict.fromkeys(candidates, 0)
-        for w in self._bindings.values():
-            if w in load:
-                load[w] += 1
-        return min(candidates, key=lambda w: (load[w], w))
+        return min(candidates, key=lambda w: (self._load[w], w))
+
+    def _bind(self, session_id: str, service: str, worker_id: str) -> None:
+        """Remember where the session's state for ``service`` is (and count it)."""
+        self._unbind(session_id, service)
+        self._bindings[(session_id, service)] = worker_id
+        self._load[worker_id] += 1
+
+    def _unbind(self, session_id: str, service: str) -> None:
+        worker_id = self._bindings.pop((session_id, service), None)
+        if worker_id is not None:
+            self._load[worker_id] -= 1
 
     def _forget_binding(self, session_id: str, service: str, worker_id: str) -> None:
         if self._bindings.get((session_id, service)) == worker_id:
-            del self._bindings[(session_id, service)]
+            self._unbind(session_id, service)
 
     async def _drop_binding(self, session_id: str, service: str) -> None:
         assert self.redis is not None
@@ -541,7 +547,7 @@ class RedisDispatcher(Dispatcher):
                 pipe.expire(self.keys.session(new_id), int(self.settings.max_session_ttl_s))
                 await pipe.execute()
             for service, worker_id in bound.items():
-                self._bindings[(new_id, service)] = worker_id
+                self._bind(new_id, service, worker_id)
 
     async def end_session(self, session_id: str) -> None:
         assert self.redis is not None
@@ -549,7 +555,7 @@ class RedisDispatcher(Dispatcher):
         with contextlib.suppress(*REDIS_DOWN):
             await self.redis.delete(self.keys.session(session_id))
         for service, worker_id in bound.items():
-            self._bindings.pop((session_id, service), None)
+            self._unbind(session_id, service)
             if worker_id in self._alive:
                 await self._control("end", worker_id, {"session": session_id})
 
@@ -603,8 +609,17 @@ class RedisDispatcher(Dispatcher):
         self._refreshed = time.monotonic()
         self._seen_services |= self._live_services()
         gone = [k for k, w in self._bindings.items() if w not in alive]
-        for key in gone:
-            del self._bindings[key]
+        for session_id, service in gone:
+            self._unbind(session_id, service)
+        for worker_id in [w for w in self._load if w not in alive]:
+            del self._load[worker_id]
+        # a service's calls ride with their session's lookup only while every live worker of
+        # it books answers (a worker of an older version does not: see dispatch_in_session)
+        by_service: dict[str, list[bool]] = {}
+        for info in alive.values():
+            for service in info.get("services", []):
+                by_service.setdefault(service, []).append(bool(info.get("books")))
+        self._booking = {s for s, books in by_service.items() if all(books)}
 
     async def _measure(self) -> None:
         if self.metrics is None or self.redis is None:
