@@ -17,66 +17,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import redis
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from gateway_overhead import free_port, run_wrk  # noqa: E402
+from _cluster import REDIS_URL, clean, free_port, gateway, processes, start, worker  # noqa: E402
+from gateway_overhead import run_wrk  # noqa: E402
 from sandbox_local import lua_post  # noqa: E402
 
-REDIS_URL = os.environ.get("TOOLFLEET_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-PREFIX = f"tfbench-{uuid.uuid4().hex[:8]}"
 PRINT = {"code": "print(1+1)"}
-
-
-def env(**values: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("TOOLFLEET_")}
-    return {**base, "PYTHONPATH": str(ROOT), "TOOLFLEET_LOG_LEVEL": "warning", **values}
-
-
-DISTRIBUTED = {"TOOLFLEET_REDIS_URL": REDIS_URL, "TOOLFLEET_REDIS_PREFIX": PREFIX}
-
-
-@contextmanager
-def processes(*commands: tuple[list[str], dict[str, str]]) -> Iterator[None]:
-    procs = [
-        subprocess.Popen(cmd, env=e, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for cmd, e in commands
-    ]
-    try:
-        yield
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def serve(port: int, extra: dict[str, str]) -> tuple[list[str], dict[str, str]]:
-    cmd = [sys.executable, "-m", "toolfleet.client.cli", "serve", "--port", str(port)]
-    return cmd, env(**extra)
-
-
-def worker(*args: str, uid_base: int | None = None) -> tuple[list[str], dict[str, str]]:
-    extra = dict(DISTRIBUTED)
-    if uid_base is not None:
-        extra["TOOLFLEET_SANDBOX_UID_BASE"] = str(uid_base)
-    return [sys.executable, "-m", "toolfleet.core.worker", *args], env(**extra)
 
 
 def wait_for(base: str, tool: str, workers: int = 0, timeout_s: float = 180) -> None:
@@ -134,8 +88,7 @@ def main() -> int:
         # -- no-op: the transport's own cost
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        noop_server = ([sys.executable, str(HERE / "noop_server.py"), str(port)], env())
-        with processes(noop_server):
+        with processes(start([str(HERE / "noop_server.py"), str(port)])):
             wait_for(base, "noop")
             run_wrk(f"{base}/v1/tools/noop/call", 8, 2, noop)
             local = row("noop, in-process", 1, run_wrk(f"{base}/v1/tools/noop/call", 1, d, noop))
@@ -143,7 +96,7 @@ def main() -> int:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         test_worker = worker("--tools-from", "tests.helpers.tools:distributed_tools")
-        with processes(serve(port, DISTRIBUTED), test_worker):
+        with processes(gateway(port), test_worker):
             wait_for(base, "noop", workers=1)
             run_wrk(f"{base}/v1/tools/noop/call", 8, 2, noop)
             remote = row(
@@ -155,8 +108,8 @@ def main() -> int:
         # -- stateful print(1+1): in-process sandbox vs one sandbox worker
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        embedded = {"TOOLFLEET_SERVICES": '["sandbox"]', "TOOLFLEET_SANDBOX_UID_BASE": "400000"}
-        with processes(serve(port, embedded)):
+        embedded = {"services": '["sandbox"]', "sandbox_uid_base": 400_000}
+        with processes(gateway(port, distributed=False, **embedded)):
             wait_for(base, "python")
             sids = sessions(base, 16)
             one = script([{"arguments": PRINT, "session_id": sids[0]}])
@@ -168,8 +121,9 @@ def main() -> int:
         for count in (1, 2, 4):
             port = free_port()
             base = f"http://127.0.0.1:{port}"
-            workers = [worker("sandbox", uid_base=400_000 + i * 10_000) for i in range(count)]
-            with processes(serve(port, DISTRIBUTED), *workers):
+            uids = [400_000 + i * 10_000 for i in range(count)]
+            workers = [worker("sandbox", sandbox_uid_base=uid) for uid in uids]
+            with processes(gateway(port), *workers):
                 wait_for(base, "python", workers=count)
                 sids = sessions(base, 32)
                 one = script([{"arguments": PRINT, "session_id": sids[0]}])
@@ -189,11 +143,7 @@ def main() -> int:
     finally:
         for path in (noop, stateless):
             os.unlink(path)
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(f"{PREFIX}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        clean()
     return 0
 
 

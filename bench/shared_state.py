@@ -21,79 +21,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import httpx
 import redis
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from _cluster import PREFIX, REDIS_URL, ROOT, clean, free_port, gateway, stop, worker  # noqa: E402
+
 sys.path.insert(0, str(ROOT))
 from toolfleet.core import Settings  # noqa: E402
 from toolfleet.core.protocol import CallRequest  # noqa: E402
 from toolfleet.core.redis_dispatch import RedisDispatcher  # noqa: E402
 from toolfleet.core.runtime import Runtime  # noqa: E402
 
-REDIS_URL = os.environ.get("TOOLFLEET_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-PREFIX = f"tfbench-{uuid.uuid4().hex[:8]}"
 
-
-def env(**values: Any) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("TOOLFLEET_")}
-    extra = {f"TOOLFLEET_{k.upper()}": str(v) for k, v in values.items()}
-    return {
-        **base,
-        "PYTHONPATH": str(ROOT),
-        "TOOLFLEET_LOG_LEVEL": "warning",
-        "TOOLFLEET_REDIS_URL": REDIS_URL,
-        "TOOLFLEET_REDIS_PREFIX": PREFIX,
-        **extra,
-    }
-
-
-def start(cmd: list[str], **values: Any) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, *cmd],
-        env=env(**values),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def worker(n: int) -> subprocess.Popen[bytes]:
-    tools = ["--tools-from", "tests.helpers.tools:distributed_tools", "--id", f"bench-w{n}"]
-    return start(["-m", "toolfleet.core.worker", *tools])
-
-
-def gateway(port: int) -> subprocess.Popen[bytes]:
-    return start(["-m", "toolfleet.client.cli", "serve"], port=port, host="127.0.0.1")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def test_worker(n: int) -> subprocess.Popen[bytes]:
+    return worker("--tools-from", "tests.helpers.tools:distributed_tools", "--id", f"bench-w{n}")
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -222,7 +172,7 @@ async def memory_per_session(count: int) -> None:
 
 
 async def amain(args: argparse.Namespace) -> None:
-    procs = [worker(n) for n in range(3)]
+    procs = [test_worker(n) for n in range(3)]
     try:
         print(f"Redis state cost: runtime-level, sequential, {args.calls} calls per row")
         print(f"  {'what':<36}{'state':<18}{'p50 ms':>9}{'p99 ms':>9}{'calls':>8}")
@@ -241,11 +191,7 @@ async def amain(args: argparse.Namespace) -> None:
         await memory_per_session(args.sessions)
     finally:
         stop(procs)
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(f"{PREFIX}*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        clean()
 
 
 def main() -> int:

@@ -346,3 +346,52 @@ async def test_sandbox_worker_runs_python_sessions_files_and_forks(cluster: Clus
         assert "data.txt" in json.dumps(listed)
         ready = (await client.get("/readyz")).json()
         assert ready["services"]["sandbox"]["backend"] == "local"
+
+
+async def test_any_gateway_serves_a_trajectory_and_its_ledger_counts_each_answer_once(
+    cluster: Cluster,
+) -> None:
+    """Two gateways, one worker: a trajectory's calls alternate between the gateways and
+    its state carries on; the ledger (read from either) counts each answer once: a
+    failure as an error, an idempotency key sent again (to the other gateway) not again, a
+    session's expiry notice not at all."""
+    cluster.start_worker()
+    cluster.wait_workers(1)
+    async with cluster.gateway() as a, cluster.gateway() as b:
+        values = []
+        for n in range(4):
+            obs = await call((a, b)[n % 2], "counter", {"add": 1}, trajectory_id="tr")
+            assert obs["trajectory_id"] == "tr"
+            values.append(obs["content"][0]["data"]["value"])
+        assert values == [1, 2, 3, 4]
+        sid = obs["session_id"]
+        assert sid
+        failed = await call(a, "fail", {}, trajectory_id="tr")
+        assert failed["error"]["kind"] == "runtime_error"
+        keyed = {"trajectory_id": "tr", "idempotency_key": "k1"}
+        first = await call(a, "counter", {"add": 10}, **keyed)
+        again = await call(b, "counter", {"add": 10}, **keyed)
+        assert first["content"][0]["data"]["value"] == 14
+        assert again["call_id"] == first["call_id"] and again["content"] == first["content"]
+        other = {"arguments": {"add": 2}, **keyed}
+        assert (await b.post("/v1/tools/counter/call", json=other)).status_code == 409
+        # by session id: the trajectory's session, booked to its trajectory
+        by_id = await call(b, "counter", {"add": 1}, session_id=sid)
+        assert by_id["content"][0]["data"]["value"] == 15 and by_id["trajectory_id"] == "tr"
+        for client in (a, b):
+            usage = (await client.get("/v1/trajectories/tr/usage")).json()
+            assert usage["tools"]["counter"]["calls"] == 6
+            assert (usage["total"]["calls"], usage["total"]["errors"]) == (7, 1)
+        nowhere = {"arguments": {"add": 1}, "session_id": "s-never-opened"}
+        assert (await a.post("/v1/tools/counter/call", json=nowhere)).status_code == 404
+        # an expired session: said once (not run, not booked), then a fresh session
+        r = await a.post("/v1/sessions", json={"trajectory_id": "short", "ttl_s": 2})
+        assert r.status_code == 201, r.text
+        assert (await call(b, "counter", {"add": 5}, trajectory_id="short"))["ok"]
+        await asyncio.sleep(4)  # idle past its TTL
+        expired = await call(a, "counter", {"add": 1}, trajectory_id="short")
+        assert expired["error"]["kind"] == "session_expired"
+        fresh = await call(b, "counter", {"add": 1}, trajectory_id="short")
+        assert fresh["content"][0]["data"]["value"] == 1
+        usage = (await a.get("/v1/trajectories/short/usage")).json()
+        assert (usage["total"]["calls"], usage["total"]["errors"]) == (2, 0)

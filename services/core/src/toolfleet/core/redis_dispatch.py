@@ -15,6 +15,8 @@ import json
 import logging
 import time
 import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -24,6 +26,8 @@ from toolfleet.core.dispatch import Dispatcher
 from toolfleet.core.errors import DispatchError, OverloadedError
 from toolfleet.core.metrics import Metrics
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, Invocation, Observation, ToolSpec
+from toolfleet.core.redis_state import BEGIN_LUA, SESSION_LUA, RecordTakenError, SessionQuery
+from toolfleet.core.sessions import Session
 from toolfleet.core.settings import Settings
 from toolfleet.core.streams import REDIS_DOWN, Keys, WorkerInfo
 
@@ -70,6 +74,62 @@ SESSION_LOST = (
 )
 
 
+# A call in a session, in one round trip: resolve the session (``SESSION_LUA``: by id,
+# renewed, or the trajectory's, opened if it has none), start the call's idempotency record
+# if it has a key (``BEGIN_LUA``), bind a stateful tool's session to a worker (``choice``
+# when unbound), refuse a dead worker's or a full stream, and queue the message with the
+# session's id (``s``), trajectory (``j``) and, when the worker books the answer, how long to
+# keep the ledger (``b``) as fields of their own: the worker puts them in the invocation.
+# ARGV: a session query (ten, see ``SessionQuery.args``), then service ('': stateless),
+# choice, dead before, max backlog, the tool's stream, message, book ('' or the ledger's
+# keep), binding TTL, and the record's five (``RedisIdempotencyStore.record``) if any
+#   -> {what, worker, x, y, session...}: what is queued, full, gone, noworker, session (no
+#      session: see the session part), or the record's answer (conflict, done, running:
+#      x, y as ``begin`` says)
+CALL = (
+    SESSION_LUA
+    + BEGIN_LUA
+    + """
+local s = resolve(ARGV, 1)
+if s[1] ~= 'ok' then return {'session', '', '', '', unpack(s)} end
+if ARGV[19] then
+  local r = begin(ARGV[19], ARGV[20], ARGV[21], ARGV[22], ARGV[23])
+  if r[1] ~= 'run' then return {r[1], '', r[2], r[3], unpack(s)} end
+end
+local P, id, service = ARGV[1], s[2], ARGV[11]
+local traj = ARGV[6]
+if traj == '' then traj = s[6] or '' end
+local worker, stream = '', ARGV[15]
+if service ~= '' then
+  local bk = P .. ':session:' .. id
+  worker = redis.call('HGET', bk, service)
+  if not worker then
+    if ARGV[12] == '' then return {'noworker', '', '', '', unpack(s)} end
+    worker = ARGV[12]
+    redis.call('HSET', bk, service, worker)
+    redis.call('EXPIRE', bk, ARGV[18])
+  end
+  local beat = redis.call('ZSCORE', P .. ':workers', worker)
+  if not beat or tonumber(beat) < tonumber(ARGV[13]) then
+    redis.call('HDEL', bk, service)
+    return {'gone', worker, '', '', unpack(s)}
+  end
+  stream = P .. ':worker:' .. worker
+end
+if redis.call('XLEN', stream) >= tonumber(ARGV[14]) then
+  return {'full', worker, '', '', unpack(s)}
+end
+local fields = {'m', ARGV[16], 's', id}
+if traj ~= '' then
+  fields[5], fields[6] = 'j', traj
+  if ARGV[17] ~= '' then fields[7], fields[8] = 'b', ARGV[17] end
+end
+redis.call('XADD', stream, '*', unpack(fields))
+return {'queued', worker, '', '', unpack(s)}
+"""
+)
+
+
 class RedisDispatcher(Dispatcher):
     """Sends calls to tool workers over Redis Streams."""
 
@@ -85,8 +145,11 @@ class RedisDispatcher(Dispatcher):
         self._tools: dict[str, RemoteTool] = {}  # by name
         self._alive: dict[str, WorkerInfo] = {}  # worker id -> its last heartbeat
         self._bindings: dict[tuple[str, str], str] = {}  # (session, service) -> worker id
+        self._load: Counter[str] = Counter()  # worker id -> its sessions in _bindings
+        self._booking: set[str] = set()  # services whose live workers all book answers
         self._tasks: list[asyncio.Task[None]] = []
         self._enqueue: Any = None
+        self._call: Any = None
         self._closing = False
         self._seen_services: set[str] = set(settings.services or ())  # must have a worker
         self._refreshed = 0.0  # monotonic time of the last read of the live workers
@@ -99,6 +162,7 @@ class RedisDispatcher(Dispatcher):
     async def start(self) -> None:
         self.redis = streams.connect(self.settings.redis_url or "")
         self._enqueue = self.redis.register_script(streams.ENQUEUE)
+        self._call = self.redis.register_script(CALL)
         await self.redis.set(self.keys.gateway(self.id), 1, ex=self._marker_ttl())
         await self._refresh()
         await self._measure()
@@ -206,6 +270,74 @@ class RedisDispatcher(Dispatcher):
             return Observation.failure(inv.tool, inv.call_id, exc.diagnostic, **ids)
         return Observation.model_validate_json(payload)
 
+    def books_answers(self, tool: str) -> bool:
+        """Whether :meth:`dispatch_in_session` may carry ``tool``'s calls: every live worker
+        of its service resolves a call's session from its message and books the answer in the
+        transaction that sends it (workers announce it; older ones do neither)."""
+        found = self._tools.get(tool)
+        return found is not None and found.spec.service in self._booking
+
+    async def dispatch_in_session(
+        self,
+        inv: Invocation,
+        query: SessionQuery,
+        *,
+        book: bool,
+        record: list[Any] | None = None,
+    ) -> Observation:
+        """Dispatch a call whose session ``query`` names, resolving (and renewing, or
+        opening) the session in the same script that queues the call: one round trip. With
+        ``book``, the worker books the answer to the trajectory's ledger; with ``record``,
+        the script starts the call's idempotency record too. Raises what the session store
+        raises (expired, not found, limit), and :class:`RecordTakenError` when the record
+        was there (the call is not queued)."""
+        ids = {"session_id": inv.session_id, "trajectory_id": inv.trajectory_id}
+        tool = self._tools[inv.tool]
+        service = tool.spec.service if tool.stateful else ""
+        session: list[Session] = []
+
+        async def enqueue() -> None:
+            assert self.redis is not None
+            found = await self._call(
+                args=[
+                    *query.args(),
+                    service,
+                    self._least_bound(service) if service else "",
+                    self._dead_before(),
+                    self.settings.max_backlog,
+                    self.keys.calls(inv.tool),
+                    streams.message("call", inv.call_id, self.id, inv.model_dump_json()),
+                    query.keep if book else "",
+                    int(self.settings.max_session_ttl_s),
+                    *(record or ()),
+                ],
+                client=self.redis,
+            )
+            what, worker_id = found[0].decode(), found[1].decode()
+            session.append(query.resolved(found[4:]))  # raises when there is none
+            sid = session[0].session_id
+            if what in ("conflict", "done", "running"):
+                raise RecordTakenError([what, found[2], found[3]])
+            if what == "noworker":
+                raise _unavailable(f"no {service} worker is running")
+            if what == "gone":  # the session's worker is gone: the next call starts afresh
+                self._forget_binding(sid, service, worker_id)
+                raise _unavailable(*SESSION_LOST)
+            if service:
+                self._bind(sid, service, worker_id)
+            stream = self.keys.worker(worker_id) if service else self.keys.calls(inv.tool)
+            self._check_queued(1 if what == "queued" else 0, stream, worker_id)
+
+        try:
+            await self._check_live(tool.spec.service)
+            payload = await self._exchange(inv.call_id, inv.submitted_at + inv.timeout_s, enqueue)
+        except _Undeliverable as exc:
+            if session:
+                ids["session_id"] = session[0].session_id
+                ids["trajectory_id"] = inv.trajectory_id or session[0].trajectory_id
+            return Observation.failure(inv.tool, inv.call_id, exc.diagnostic, **ids)
+        return Observation.model_validate_json(payload)
+
     async def _check_live(self, service: str) -> None:
         """Fail fast when no live worker serves ``service`` (read afresh once, so a worker
         that just started is seen): the call would only wait out its deadline."""
@@ -224,34 +356,55 @@ class RedisDispatcher(Dispatcher):
     async def _send(
         self, op: str, call_id: str, stream: str, body: str, deadline: float, worker_id: str
     ) -> bytes:
-        """Queue one message and wait for its reply payload (until ``deadline`` + grace)."""
+        """Queue one message on ``stream`` and wait for its reply payload."""
+
+        async def enqueue() -> None:
+            assert self.redis is not None
+            queued = await self._enqueue(
+                keys=[stream, self.keys.workers],
+                args=[
+                    self.settings.max_backlog,
+                    streams.message(op, call_id, self.id, body),
+                    worker_id,
+                    self._dead_before(),
+                ],
+                client=self.redis,
+            )
+            self._check_queued(queued, stream, worker_id)
+
+        return await self._exchange(call_id, deadline, enqueue)
+
+    def _dead_before(self) -> float:
+        """A worker whose last heartbeat is older than this is taken for dead."""
+        return time.time() - self.settings.worker_dead_after_s
+
+    def _check_queued(self, queued: int, stream: str, worker_id: str) -> None:
+        """Raise unless the enqueue script queued the message (1): 0 the queue is full, -1
+        the worker is gone."""
+        if queued == 0:
+            raise OverloadedError(
+                f"{self.settings.max_backlog} calls queued for {stream.rsplit(':', 1)[-1]}",
+                self.settings.retry_after_s,
+            )
+        if queued == -1:
+            raise _WorkerGone(_unavailable(f"worker {worker_id} is gone").diagnostic)
+
+    async def _exchange(
+        self, call_id: str, deadline: float, enqueue: Callable[[], Awaitable[None]]
+    ) -> bytes:
+        """Run ``enqueue`` (one round trip that queues the message) and wait for the reply
+        payload (until ``deadline`` + grace); waiting is set up first, so no reply is missed."""
         assert self.redis is not None
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._pending[call_id] = future
         sent = time.perf_counter()
         try:
             try:
-                queued = await self._enqueue(
-                    keys=[stream, self.keys.workers],
-                    args=[
-                        self.settings.max_backlog,
-                        streams.message(op, call_id, self.id, body),
-                        worker_id,
-                        time.time() - self.settings.worker_dead_after_s,
-                    ],
-                    client=self.redis,
-                )
+                await enqueue()
             except REDIS_DOWN as exc:
                 raise _unavailable(
                     f"the call could not be queued: Redis is unreachable ({exc})"
                 ) from None
-            if queued == 0:
-                raise OverloadedError(
-                    f"{self.settings.max_backlog} calls queued for {stream.rsplit(':', 1)[-1]}",
-                    self.settings.retry_after_s,
-                )
-            if queued == -1:
-                raise _WorkerGone(_unavailable(f"worker {worker_id} is gone").diagnostic)
             wait = deadline + self.settings.reply_grace_s - time.time()
             try:
                 async with asyncio.timeout(max(0.0, wait)):
@@ -307,18 +460,9 @@ class RedisDispatcher(Dispatcher):
         try:
             bound = cast(bytes, await self.redis.hget(key, service) or b"").decode() or None
             if bound is None:
-                candidates = [
-                    w
-                    for w, info in self._alive.items()
-                    if service in info.get("services", []) and not info.get("draining")
-                ]
-                if not candidates:
+                choice = self._least_bound(service)
+                if not choice:
                     raise _unavailable(f"no {service} worker is running")
-                load: dict[str, int] = dict.fromkeys(candidates, 0)
-                for w in self._bindings.values():
-                    if w in load:
-                        load[w] += 1
-                choice = min(candidates, key=lambda w: (load[w], w))
                 async with self.redis.pipeline(transaction=True) as pipe:
                     pipe.hsetnx(key, service, choice)
                     pipe.hget(key, service)
@@ -327,12 +471,35 @@ class RedisDispatcher(Dispatcher):
                 bound = winner.decode()
         except REDIS_DOWN as exc:
             raise _unavailable(f"Redis is unreachable ({exc})") from None
-        self._bindings[(session_id, service)] = bound
+        self._bind(session_id, service, bound)
         return bound
+
+    def _least_bound(self, service: str) -> str:
+        """The live, not draining ``service`` worker holding the fewest sessions this gateway
+        bound ('' when there is none): where a new session's state goes."""
+        candidates = [
+            w
+            for w, info in self._alive.items()
+            if service in info.get("services", []) and not info.get("draining")
+        ]
+        if not candidates:
+            return ""
+        return min(candidates, key=lambda w: (self._load[w], w))
+
+    def _bind(self, session_id: str, service: str, worker_id: str) -> None:
+        """Remember where the session's state for ``service`` is (and count it)."""
+        self._unbind(session_id, service)
+        self._bindings[(session_id, service)] = worker_id
+        self._load[worker_id] += 1
+
+    def _unbind(self, session_id: str, service: str) -> None:
+        worker_id = self._bindings.pop((session_id, service), None)
+        if worker_id is not None:
+            self._load[worker_id] -= 1
 
     def _forget_binding(self, session_id: str, service: str, worker_id: str) -> None:
         if self._bindings.get((session_id, service)) == worker_id:
-            del self._bindings[(session_id, service)]
+            self._unbind(session_id, service)
 
     async def _drop_binding(self, session_id: str, service: str) -> None:
         assert self.redis is not None
@@ -380,7 +547,7 @@ class RedisDispatcher(Dispatcher):
                 pipe.expire(self.keys.session(new_id), int(self.settings.max_session_ttl_s))
                 await pipe.execute()
             for service, worker_id in bound.items():
-                self._bindings[(new_id, service)] = worker_id
+                self._bind(new_id, service, worker_id)
 
     async def end_session(self, session_id: str) -> None:
         assert self.redis is not None
@@ -388,7 +555,7 @@ class RedisDispatcher(Dispatcher):
         with contextlib.suppress(*REDIS_DOWN):
             await self.redis.delete(self.keys.session(session_id))
         for service, worker_id in bound.items():
-            self._bindings.pop((session_id, service), None)
+            self._unbind(session_id, service)
             if worker_id in self._alive:
                 await self._control("end", worker_id, {"session": session_id})
 
@@ -442,8 +609,17 @@ class RedisDispatcher(Dispatcher):
         self._refreshed = time.monotonic()
         self._seen_services |= self._live_services()
         gone = [k for k, w in self._bindings.items() if w not in alive]
-        for key in gone:
-            del self._bindings[key]
+        for session_id, service in gone:
+            self._unbind(session_id, service)
+        for worker_id in [w for w in self._load if w not in alive]:
+            del self._load[worker_id]
+        # a service's calls ride with their session's lookup only while every live worker of
+        # it books answers (a worker of an older version does not: see dispatch_in_session)
+        by_service: dict[str, list[bool]] = {}
+        for info in alive.values():
+            for service in info.get("services", []):
+                by_service.setdefault(service, []).append(bool(info.get("books")))
+        self._booking = {s for s, books in by_service.items() if all(books)}
 
     async def _measure(self) -> None:
         if self.metrics is None or self.redis is None:

@@ -8,7 +8,11 @@ Each store implements the interface the embedded mode implements in memory
 modes, and any gateway answers any call, fork, files or media request, usage query or
 release. Every operation on the hot path is one Lua script (one round trip, atomic): a
 session's lookup and TTL renewal, a trajectory's session (opened there if it has none), a
-booking, an idempotency record's start and its end.
+booking, an idempotency record's start and its end. With the Redis dispatcher, a call's
+session lookup and its record's start ride in the script that queues the call
+(``SESSION_LUA`` and ``BEGIN_LUA`` are its parts, see ``redis_dispatch.CALL``), and the
+worker books the answer in the transaction that sends it (:func:`queue_booking`): the shared
+state adds no round trip to a call but an idempotency key's end.
 
 Keys (``P`` is ``settings.redis_prefix``; ``T`` is ``<len(tenant)>:<tenant>``, so no two
 tenant/id pairs share a key)::
@@ -34,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from toolfleet.core import streams
@@ -57,6 +62,7 @@ from toolfleet.core.settings import Settings
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.asyncio.client import Pipeline
 
 POLL_S = 0.05  # how often a duplicate checks whether the first call finished
 SWEEP_BATCH = 500
@@ -115,60 +121,66 @@ return 0
 """
 )
 
-# ARGV: P, id, tenant, now, touch, keep -> {'ok', fields...} | {'expired'} | {'missing'}
-GET = (
-    _EXPIRE_ONE
-    + """
-local P, id, now = ARGV[1], ARGV[2], tonumber(ARGV[4])
-local sk = P .. ':sess:' .. id
-local tenant = redis.call('HGET', sk, 't')
-if tenant ~= ARGV[3] then
-  if redis.call('GET', P .. ':expired:' .. id) == ARGV[3] then return {'expired'} end
-  return {'missing'}
-end
-local exp = redis.call('ZSCORE', P .. ':sessions', id)
-if not exp or tonumber(exp) < now then
-  expire_one(P, id, ARGV[6])
-  return {'expired'}
-end
-if ARGV[5] == '1' then
-  local f = touch(P, id, now)
-  return {'ok', unpack(f)}
-end
-local f = redis.call('HMGET', sk, 't', 'ttl', 'c', 'j', 'p', 'm')
-return {'ok', f[1], f[2], f[3], f[4], f[5], f[6], exp}
-"""
-)
-
-# The trajectory's session, renewed; or opened now (ARGV: a new id, its TTL and the limit).
-# ARGV: P, tenant, traj, now, keep, new id, ttl, limit
-#   -> {'ok', id, fields...} | {'expired', id} | {'limit'}
-TRAJECTORY = (
-    _EXPIRE_ONE
-    + """
-local P, tenant, traj, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local tk = P .. ':traj:' .. string.len(tenant) .. ':' .. tenant .. ':' .. traj
-local id = redis.call('HGET', tk, 's')
-if id then
-  local exp = redis.call('ZSCORE', P .. ':sessions', id)
-  if exp and tonumber(exp) >= now then
-    redis.call('EXPIRE', tk, ARGV[5])
-    return {'ok', id, unpack(touch(P, id, now))}
+# A call's session: by id (renewed when ``do_touch``), or the trajectory's (renewed; opened
+# now when it has none, as ``newid`` with ``ttl``, unless ``limit`` sessions live). Each
+# returns {'ok', id, tenant, ttl, created, traj, parent, meta, expiry} | {'expired', id} |
+# {'missing', id} | {'limit', ''}.
+_LOOKUP = """
+local function session_by_id(P, tenant, id, now, do_touch, keep)
+  local sk = P .. ':sess:' .. id
+  if redis.call('HGET', sk, 't') ~= tenant then
+    if redis.call('GET', P .. ':expired:' .. id) == tenant then return {'expired', id} end
+    return {'missing', id}
   end
-  if exp then expire_one(P, id, ARGV[5]) else redis.call('HDEL', tk, 's') end
+  local exp = redis.call('ZSCORE', P .. ':sessions', id)
+  if not exp or tonumber(exp) < now then
+    expire_one(P, id, keep)
+    return {'expired', id}
+  end
+  if do_touch then return {'ok', id, unpack(touch(P, id, now))} end
+  local f = redis.call('HMGET', sk, 't', 'ttl', 'c', 'j', 'p', 'm')
+  return {'ok', id, f[1], f[2], f[3], f[4], f[5], f[6], exp}
 end
-local gone = redis.call('HGET', tk, 'x')
-if gone then
-  redis.call('HDEL', tk, 'x')
-  return {'expired', gone}
+local function session_of_trajectory(P, tenant, traj, now, keep, newid, ttl, limit)
+  local tk = P .. ':traj:' .. string.len(tenant) .. ':' .. tenant .. ':' .. traj
+  local id = redis.call('HGET', tk, 's')
+  if id then
+    local exp = redis.call('ZSCORE', P .. ':sessions', id)
+    if exp and tonumber(exp) >= now then
+      redis.call('EXPIRE', tk, keep)
+      return {'ok', id, unpack(touch(P, id, now))}
+    end
+    if exp then expire_one(P, id, keep) else redis.call('HDEL', tk, 's') end
+  end
+  local gone = redis.call('HGET', tk, 'x')
+  if gone then
+    redis.call('HDEL', tk, 'x')
+    return {'expired', gone}
+  end
+  if not create(P, newid, tenant, ttl, now, traj, '', '{}', limit) then return {'limit', ''} end
+  redis.call('EXPIRE', tk, math.ceil(tonumber(keep)))
+  return {'ok', newid, unpack(touch(P, newid, now))}
 end
-if not create(P, ARGV[6], tenant, ARGV[7], now, traj, '', '{}', ARGV[8]) then
-  return {'limit'}
-end
-redis.call('EXPIRE', tk, math.ceil(tonumber(ARGV[5])))
-return {'ok', ARGV[6], unpack(touch(P, ARGV[6], now))}
 """
-)
+
+# A call's session, from the ten arguments at ``a[first]`` (see ``SessionQuery.args``):
+# P, now, keep, tenant, session id ('': by trajectory), trajectory, new id, ttl, limit, touch.
+_RESOLVE = """
+local function resolve(a, first)
+  local P, now, keep, tenant = a[first], tonumber(a[first + 1]), a[first + 2], a[first + 3]
+  if a[first + 4] ~= '' then
+    return session_by_id(P, tenant, a[first + 4], now, a[first + 9] == '1', keep)
+  end
+  return session_of_trajectory(P, tenant, a[first + 5], now, keep, a[first + 6], a[first + 7],
+                               a[first + 8])
+end
+"""
+
+#: The session functions every script that resolves a call's session needs.
+SESSION_LUA = _EXPIRE_ONE + _LOOKUP + _RESOLVE
+
+# ARGV: a session query -> a session (see _LOOKUP)
+SESSION = SESSION_LUA + "return resolve(ARGV, 1)\n"
 
 # ARGV: P, id -> {tenant, ttl, created, traj, parent, meta} | {} (none)
 REMOVE = """
@@ -218,19 +230,25 @@ end
 # KEYS: usage. ARGV: the booking
 RECORD = _BOOK + "book(KEYS[1], ARGV, 1)\nreturn 1\n"
 
-# KEYS: record. ARGV: fingerprint, call id, deadline, keep
-#   -> {'run'} | {'conflict'} | {'done', observation} | {'running', call id, deadline}
-BEGIN = """
-local f = redis.call('HMGET', KEYS[1], 'f', 'c', 'd', 'o')
-if not f[1] then
-  redis.call('HSET', KEYS[1], 'f', ARGV[1], 'c', ARGV[2], 'd', ARGV[3])
-  redis.call('EXPIRE', KEYS[1], ARGV[4])
-  return {'run'}
+# Start an idempotency record (fingerprint ``f``, call id ``c``, deadline ``d``) unless it
+# exists -> {'run', '', ''} | {'conflict', '', ''} | {'done', observation, ''} |
+# {'running', call id, deadline}
+BEGIN_LUA = """
+local function begin(key, f, c, d, keep)
+  local r = redis.call('HMGET', key, 'f', 'c', 'd', 'o')
+  if not r[1] then
+    redis.call('HSET', key, 'f', f, 'c', c, 'd', d)
+    redis.call('EXPIRE', key, keep)
+    return {'run', '', ''}
+  end
+  if r[1] ~= f then return {'conflict', '', ''} end
+  if r[4] then return {'done', r[4], ''} end
+  return {'running', r[2], r[3]}
 end
-if f[1] ~= ARGV[1] then return {'conflict'} end
-if f[4] then return {'done', f[4]} end
-return {'running', f[2], f[3]}
 """
+
+# ARGV: record, fingerprint, call id, deadline, keep
+BEGIN = BEGIN_LUA + "return begin(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])\n"
 
 # End a record, and book its answer in the same step, so a call is booked once whichever
 # gateway ends it. KEYS: record, usage. ARGV: call id, observation ('' forgets the record),
@@ -291,13 +309,12 @@ class RedisSessionStore(SessionStore):
         self.state = state
         r = state.redis
         self._create = r.register_script(CREATE)
-        self._get = r.register_script(GET)
-        self._trajectory = r.register_script(TRAJECTORY)
+        self._session = r.register_script(SESSION)
         self._remove = r.register_script(REMOVE)
         self._sweep = r.register_script(SWEEP)
 
     @property
-    def _keep(self) -> int:
+    def keep(self) -> int:
         """How long an expiry is remembered (and an idle trajectory binding kept)."""
         return max(1, int(self.max_ttl_s))
 
@@ -339,49 +356,26 @@ class RedisSessionStore(SessionStore):
             raise SessionLimitError(f"session limit reached ({self.max_sessions} live sessions)")
         if trajectory_id is not None:
             await self.state.redis.expire(
-                f"{self.state.prefix}:traj:{_scoped(tenant, trajectory_id)}", self._keep
+                f"{self.state.prefix}:traj:{_scoped(tenant, trajectory_id)}", self.keep
             )
         return session
 
+    def query(
+        self,
+        tenant: str,
+        session_id: str | None,
+        trajectory_id: str | None,
+        *,
+        touch: bool = True,
+    ) -> SessionQuery:
+        """The lookup of a call's session: by id when given, else the trajectory's."""
+        return SessionQuery(self, tenant, session_id, trajectory_id, touch)
+
     async def get(self, tenant: str, session_id: str, *, touch: bool = True) -> Session:
-        found = await self._get(
-            args=[
-                self.state.prefix,
-                session_id,
-                tenant,
-                repr(time.time()),
-                "1" if touch else "0",
-                self._keep,
-            ],
-            client=self.state.redis,
-        )
-        what = _text(found[0])
-        if what == "expired":
-            raise SessionExpiredError(session_id)
-        if what != "ok":
-            raise SessionNotFoundError(session_id)
-        return _session(session_id, found[1:])
+        return await self.query(tenant, session_id, None, touch=touch).run()
 
     async def for_trajectory(self, tenant: str, trajectory_id: str) -> Session:
-        found = await self._trajectory(
-            args=[
-                self.state.prefix,
-                tenant,
-                trajectory_id,
-                repr(time.time()),
-                self._keep,
-                new_session_id(),
-                repr(self.default_ttl_s),
-                self.max_sessions,
-            ],
-            client=self.state.redis,
-        )
-        what = _text(found[0])
-        if what == "expired":
-            raise SessionExpiredError(_text(found[1]), trajectory_id=trajectory_id)
-        if what == "limit":
-            raise SessionLimitError(f"session limit reached ({self.max_sessions} live sessions)")
-        return _session(_text(found[1]), found[2:])
+        return await self.query(tenant, None, trajectory_id).run()
 
     async def remove(self, session_id: str) -> Session | None:
         found = await self._remove(args=[self.state.prefix, session_id], client=self.state.redis)
@@ -400,7 +394,7 @@ class RedisSessionStore(SessionStore):
 
     async def take_expired(self) -> list[str]:
         found = await self._sweep(
-            args=[self.state.prefix, repr(time.time()), self._keep, SWEEP_BATCH],
+            args=[self.state.prefix, repr(time.time()), self.keep, SWEEP_BATCH],
             client=self.state.redis,
         )
         return [_text(x) for x in found]
@@ -425,6 +419,60 @@ def _session(session_id: str, f: list[Any]) -> Session:
     )
 
 
+@dataclass(frozen=True)
+class SessionQuery:
+    """A call's session as its request names it (an id, else a trajectory), resolved by the
+    ``SESSION`` script, or inside the script that queues the call (``redis_dispatch``), so
+    that resolving it costs no round trip of its own."""
+
+    store: RedisSessionStore
+    tenant: str
+    session_id: str | None
+    trajectory_id: str | None
+    touch: bool = True
+
+    @property
+    def keep(self) -> int:
+        """How long an expiry, an idle trajectory binding and a ledger are kept."""
+        return self.store.keep
+
+    def args(self) -> list[Any]:
+        """The script arguments (read by ``resolve`` in ``SESSION_LUA``)."""
+        store = self.store
+        return [
+            store.state.prefix,
+            repr(time.time()),
+            store.keep,
+            self.tenant,
+            self.session_id or "",
+            self.trajectory_id or "",
+            new_session_id(),
+            repr(store.default_ttl_s),
+            store.max_sessions,
+            "1" if self.touch else "0",
+        ]
+
+    def resolved(self, found: list[Any]) -> Session:
+        """The session a script answered (see ``_LOOKUP``), or the error it means."""
+        what, session_id = _text(found[0]), _text(found[1])
+        if what == "expired":
+            by_trajectory = self.session_id is None
+            raise SessionExpiredError(
+                session_id, trajectory_id=self.trajectory_id if by_trajectory else None
+            )
+        if what == "limit":
+            limit = self.store.max_sessions
+            raise SessionLimitError(f"session limit reached ({limit} live sessions)")
+        if what != "ok":
+            raise SessionNotFoundError(session_id)
+        return _session(session_id, found[2:])
+
+    async def run(self) -> Session:
+        """Resolve the session on its own (one round trip)."""
+        found = await self.store._session(args=self.args(), client=self.store.state.redis)
+        return self.resolved(found)
+
+
 class RedisUsageLedger(UsageLedger):
     """Per-trajectory usage in Redis hashes (kept ``max_session_ttl_s`` after the last
     booking, or until the trajectory is released)."""
@@ -437,7 +485,7 @@ class RedisUsageLedger(UsageLedger):
 
     def key(self, tenant: str, trajectory_id: str) -> str:
         """The trajectory's usage hash."""
-        return f"{self.state.prefix}:usage:{_scoped(tenant, trajectory_id)}"
+        return usage_key(self.state.prefix, tenant, trajectory_id)
 
     def booking_args(self, obs: Observation) -> list[Any]:
         """The script arguments that book ``obs`` (see ``_BOOK``)."""
@@ -480,6 +528,26 @@ class RedisUsageLedger(UsageLedger):
         await self.state.close()
 
 
+def usage_key(prefix: str, tenant: str, trajectory_id: str) -> str:
+    """A trajectory's usage hash (``P:usage:T:<traj>``)."""
+    return f"{prefix}:usage:{_scoped(tenant, trajectory_id)}"
+
+
+def queue_booking(pipe: Pipeline, key: str, obs: Observation, keep: int) -> None:
+    """Queue on ``pipe`` (a transaction) the commands that book ``obs`` into the usage hash
+    ``key``: what ``_BOOK`` does, for a worker that books the answer in the transaction that
+    sends it."""
+    tool = obs.tool
+    pipe.hincrby(key, f"{tool}|calls", 1)
+    if not obs.ok:
+        pipe.hincrby(key, f"{tool}|errors", 1)
+    if obs.usage.cost:
+        pipe.hincrbyfloat(key, f"{tool}|cost", obs.usage.cost)
+    pipe.hincrbyfloat(key, f"{tool}|run_ms", obs.usage.run_ms)
+    pipe.hincrbyfloat(key, f"{tool}|queue_ms", obs.usage.queue_ms)
+    pipe.expire(key, keep)
+
+
 def _usage(trajectory_id: str, fields: dict[Any, Any]) -> TrajectoryUsage:
     book = TrajectoryUsage(trajectory_id=trajectory_id)
     for raw, value in fields.items():
@@ -493,6 +561,15 @@ def _usage(trajectory_id: str, fields: dict[Any, Any]) -> TrajectoryUsage:
         for name in RedisUsageLedger.FIELDS:
             setattr(book.total, name, getattr(book.total, name) + getattr(usage, name))
     return book
+
+
+class RecordTakenError(Exception):
+    """The idempotency record a call's script was to start was there: ``found`` is what
+    ``begin`` answered (conflict, done or running)."""
+
+    def __init__(self, found: list[Any]) -> None:
+        super().__init__(_text(found[0]))
+        self.found = found
 
 
 class RedisIdempotencyStore(IdempotencyStore):
@@ -517,13 +594,25 @@ class RedisIdempotencyStore(IdempotencyStore):
         make: Make,
         booking: Booking | None,
         tool: str = "",
+        *,
+        begins: bool = False,
     ) -> Observation:
-        record = f"{self.state.prefix}:idem:{_scoped(tenant, key)}"
-        keep = max(1, int(self.ttl_s))
+        """With ``begins``, ``make`` starts the record itself (the arguments of
+        :meth:`record` in its script), and raises :class:`RecordTakenError` when the record
+        was there."""
+        record = self._key(tenant, key)
+        keep = self._keep
         while True:
-            found = await self._begin(
-                keys=[record], args=[print_, call_id, repr(deadline), keep], client=self.state.redis
-            )
+            if begins:  # ``make`` starts the record, in the script that queues the call
+                try:
+                    return await self._run(record, call_id, keep, make, booking)
+                except RecordTakenError as taken:
+                    found = taken.found
+            else:
+                found = await self._begin(
+                    args=self.record(tenant, key, print_, call_id, deadline),
+                    client=self.state.redis,
+                )
             what = _text(found[0])
             if what == "conflict":
                 raise IdempotencyConflictError(key)
@@ -538,11 +627,27 @@ class RedisIdempotencyStore(IdempotencyStore):
                 return obs
             # the record was dropped (a retryable failure, or its gateway gave up): start over
 
+    def _key(self, tenant: str, key: str) -> str:
+        return f"{self.state.prefix}:idem:{_scoped(tenant, key)}"
+
+    @property
+    def _keep(self) -> int:
+        return max(1, int(self.ttl_s))
+
+    def record(
+        self, tenant: str, key: str, print_: str, call_id: str, deadline: float
+    ) -> list[Any]:
+        """The arguments that start the key's record for this call (``begin`` in
+        ``BEGIN_LUA``)."""
+        return [self._key(tenant, key), print_, call_id, repr(deadline), self._keep]
+
     async def _run(
         self, record: str, call_id: str, keep: int, make: Make, booking: Booking | None
     ) -> Observation:
         try:
             obs = await make()
+        except RecordTakenError:
+            raise  # not this call's record: nothing to end
         except BaseException:
             await asyncio.shield(self._end(record, call_id, None, keep, None))
             raise
@@ -581,7 +686,7 @@ class RedisIdempotencyStore(IdempotencyStore):
         r = self.state.redis
         result_key = f"{self.state.prefix}:result:{call_id}"
         give_up = deadline + self.state.settings.reply_grace_s + 1.0
-        keep = max(1, int(self.ttl_s))
+        keep = self._keep
         while True:
             async with r.pipeline(transaction=False) as pipe:
                 pipe.hmget(record, ["c", "o"])

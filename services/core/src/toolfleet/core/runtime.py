@@ -48,7 +48,12 @@ from toolfleet.core.protocol import (
     TrajectoryUsage,
 )
 from toolfleet.core.redis_dispatch import RedisDispatcher
-from toolfleet.core.redis_state import RedisState
+from toolfleet.core.redis_state import (
+    RedisIdempotencyStore,
+    RedisSessionStore,
+    RedisState,
+    SessionQuery,
+)
 from toolfleet.core.service_metrics import ServiceStatusCollector
 from toolfleet.core.sessions import MemorySessionStore, Session, SessionStore
 from toolfleet.core.settings import Settings
@@ -80,9 +85,16 @@ class Runtime:
         self.idempotency: IdempotencyStore
         if shared_state is None:
             shared_state = isinstance(dispatcher, RedisDispatcher)
+        # distributed, state in Redis: a call's session is resolved in the script that
+        # queues it, and the worker books its answer (no round trips of their own)
+        self._folding: RedisDispatcher | None = None
+        self._shared_sessions: RedisSessionStore | None = None
         if shared_state:
             # distributed: the state every gateway replica shares lives in Redis
             shared = RedisState(settings)
+            self._shared_sessions = shared.sessions
+            if isinstance(dispatcher, RedisDispatcher):
+                self._folding = dispatcher
             self.sessions, self.ledger, self.idempotency = (
                 shared.sessions,
                 shared.ledger,
@@ -180,12 +192,13 @@ class Runtime:
         idempotency conflict) and :class:`OverloadedError`; a tool's failure, and a session
         that expired, are observations."""
         self.check_tool(tool)
+        query = self._query(tenant, tool, request)
         try:
-            session = await self._resolve_session(tenant, request)
+            session = await self._resolve_session(tenant, request) if query is None else None
+            self.admit()
+            return await self._submit(tenant, tool, request, session, query)
         except SessionExpiredError as exc:
             return _expired(tool, request, exc)
-        self.admit()
-        return await self._submit(tenant, tool, request, session)
 
     async def batch(self, tenant: str, calls: list[ToolCall]) -> list[Observation]:
         """Run calls concurrently; each problem becomes that call's observation."""
@@ -196,14 +209,14 @@ class Runtime:
         ids = {"session_id": call.session_id, "trajectory_id": call.trajectory_id}
         try:
             self.check_tool(call.tool)
-            session = await self._resolve_session(tenant, call)
+            query = self._query(tenant, call.tool, call)
+            session = await self._resolve_session(tenant, call) if query is None else None
+            return await self._submit(tenant, call.tool, call, session, query)
         except SessionExpiredError as exc:
             return _expired(call.tool, call, exc)
         except (UnknownToolError, SessionNotFoundError) as exc:
             diagnostic = _lookup_diagnostic(exc)
             return _failure(call.tool, diagnostic, **ids)
-        try:
-            return await self._submit(tenant, call.tool, call, session)
         except OverloadedError as exc:
             diagnostic = ErrorDiagnostic(
                 kind=ErrorKind.rate_limited,
@@ -216,6 +229,17 @@ class Runtime:
             diagnostic = ErrorDiagnostic(kind=ErrorKind.invalid_arguments, message=str(exc))
             return _failure(call.tool, diagnostic, **ids)
 
+    def _query(self, tenant: str, tool: str, request: CallRequest) -> SessionQuery | None:
+        """The call's session lookup, when it can ride in the script that queues the call
+        (state in Redis, the Redis dispatcher, workers that book answers); else None."""
+        if self._folding is None or self._shared_sessions is None:
+            return None
+        if request.session_id is None and request.trajectory_id is None:
+            return None
+        if not self._folding.books_answers(tool):
+            return None
+        return self._shared_sessions.query(tenant, request.session_id, request.trajectory_id)
+
     async def _resolve_session(self, tenant: str, request: CallRequest) -> Session | None:
         if request.session_id is not None:
             return await self.sessions.get(tenant, request.session_id)
@@ -224,8 +248,15 @@ class Runtime:
         return None
 
     async def _submit(
-        self, tenant: str, tool: str, request: CallRequest, session: Session | None
+        self,
+        tenant: str,
+        tool: str,
+        request: CallRequest,
+        session: Session | None,
+        query: SessionQuery | None = None,
     ) -> Observation:
+        """Run the call in ``session``, or in the session ``query`` resolves as it queues the
+        call (the worker then books the answer)."""
         trajectory_id = request.trajectory_id or (session.trajectory_id if session else None)
         timeout_s = min(
             request.timeout_s or self.settings.default_timeout_s, self.settings.max_timeout_s
@@ -244,35 +275,56 @@ class Runtime:
             submitted_at=time.time(),
             request_id=logs.current_request_id(),
         )
-        booking = Booking(self.ledger, tenant, trajectory_id) if trajectory_id else None
+        booking = None  # with a query, the worker books the answer
+        if trajectory_id and query is None:
+            booking = Booking(self.ledger, tenant, trajectory_id)
         if request.idempotency_key is not None:
+            key = request.idempotency_key
             print_ = fingerprint(
                 tool, arguments, request.session_id or f"t:{request.trajectory_id or ''}"
             )
-            obs = await self.idempotency.run(
-                tenant,
-                request.idempotency_key,
-                print_,
-                inv.call_id,
-                inv.submitted_at + inv.timeout_s,
-                lambda: self._run(inv, None),  # booked by the store, with the record's end
-                booking,
-                tool,
-            )
+            deadline = inv.submitted_at + inv.timeout_s
+            store = self.idempotency
+            if query is not None and isinstance(store, RedisIdempotencyStore):
+                # the record starts in the script that queues the call; the worker books
+                record = store.record(tenant, key, print_, inv.call_id, deadline)
+                make = lambda: self._run(inv, None, query, record)  # noqa: E731
+                obs = await store.run(
+                    tenant, key, print_, inv.call_id, deadline, make, None, tool, begins=True
+                )
+            else:
+                # booked by the store, with the record's end
+                make = lambda: self._run(inv, None, query)  # noqa: E731
+                obs = await store.run(
+                    tenant, key, print_, inv.call_id, deadline, make, booking, tool
+                )
         else:
-            obs = await self._run(inv, booking)
+            obs = await self._run(inv, booking, query)
         if surrogates:
             note = TextPart(text=ARGUMENTS_NOTE)
             obs = obs.model_copy(update={"content": [*obs.content, note]})
         return obs
 
-    async def _run(self, inv: Invocation, booking: Booking | None) -> Observation:
+    async def _run(
+        self,
+        inv: Invocation,
+        booking: Booking | None,
+        query: SessionQuery | None = None,
+        record: list[Any] | None = None,
+    ) -> Observation:
         self.in_flight += 1
         self.metrics.in_flight.inc()
         started = time.perf_counter()
         bound = logs.bind_call(inv)  # log lines name the call
         try:
-            obs = await self.dispatcher.dispatch(inv)
+            if query is None:
+                obs = await self.dispatcher.dispatch(inv)
+            else:
+                assert self._folding is not None
+                obs = await self._folding.dispatch_in_session(inv, query, book=True, record=record)
+                if self.call_log is not None or self.settings.log_calls:
+                    ids = {"session_id": obs.session_id, "trajectory_id": obs.trajectory_id}
+                    inv = inv.model_copy(update=ids)  # the session the script found
         except OverloadedError:
             self.metrics.rejected.labels("backlog").inc()
             raise

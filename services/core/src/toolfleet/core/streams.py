@@ -15,8 +15,11 @@ Layout (``P`` is ``settings.redis_prefix``)::
     P:stats               hash of counters (redeliveries, dead_letters)
     P:worker-ordinal      counter: each worker started takes the next number
 
-A message on a stream has one field, ``m``: a JSON object with ``op`` (call, fork, end),
-``id`` (the call id), ``reply`` (the gateway to answer) and the op's fields.
+A message on a stream has the field ``m``: a JSON object with ``op`` (call, fork, end),
+``id`` (the call id), ``reply`` (the gateway to answer) and the op's fields. A call whose
+session the gateway resolved in the script that queued it has ``s`` (its session), ``j`` (its
+trajectory) and ``b`` (the worker books the answer; the ledger's keep) beside it
+(:func:`read_entry`).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class WorkerInfo(TypedDict):
     running: NotRequired[int]  # calls it runs now
     status: NotRequired[dict[str, Any]]  # each service's status (``Service.status``)
     draining: NotRequired[bool]  # stopping: takes no new calls or sessions (worker drain)
+    books: NotRequired[bool]  # reads a call's session from its entry, books answers (read_entry)
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,22 @@ def parse_message(raw: bytes | str) -> dict[str, Any]:
     msg = json.loads(raw)
     if not isinstance(msg, dict) or not {"op", "id", "reply", "body"} <= msg.keys():
         raise ValueError("not a toolfleet stream message")
+    return msg
+
+
+def read_entry(fields: dict[bytes, bytes]) -> dict[str, Any]:
+    """The message of a stream entry, with what the gateway's script added beside it: the
+    call's session (``s``) and trajectory (``j``), set in the invocation, and ``book``, how
+    long to keep the trajectory's ledger when the worker books the answer (``b``)."""
+    msg = parse_message(fields.get(b"m", b""))
+    body = msg["body"]
+    if msg["op"] == "call" and isinstance(body, dict):
+        if b"s" in fields:
+            body["session_id"] = fields[b"s"].decode()
+        if b"j" in fields:
+            body["trajectory_id"] = fields[b"j"].decode()
+        if b"b" in fields:
+            msg["book"] = int(fields[b"b"])
     return msg
 
 

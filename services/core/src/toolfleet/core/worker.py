@@ -32,7 +32,9 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from toolfleet.core import logs, streams
 from toolfleet.core.executor import Executor
+from toolfleet.core.ledger import books
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, Invocation, Observation
+from toolfleet.core.redis_state import queue_booking, usage_key
 from toolfleet.core.registry import ToolRegistry
 from toolfleet.core.service import Service
 from toolfleet.core.settings import WORKER_ORDINAL_ENV, Settings
@@ -73,6 +75,7 @@ class Worker:
             "tools": [
                 {"spec": t.spec().model_dump(mode="json"), "hidden": t.hidden} for t in registry
             ],
+            "books": True,  # gateways may resolve sessions as they queue (streams.read_entry)
         }
         self.redis: Redis | None = None
         self._claim: Any = None
@@ -201,7 +204,7 @@ class Worker:
         key = (stream, msg_id)
         if key in self._running:
             return
-        task = asyncio.create_task(self._handle(stream, msg_id, fields.get(b"m", b""), deliveries))
+        task = asyncio.create_task(self._handle(stream, msg_id, fields, deliveries))
         self._running[key] = task
 
         def done(_: asyncio.Task[None]) -> None:
@@ -212,10 +215,13 @@ class Worker:
 
     # ------------------------------------------------------------------ running
 
-    async def _handle(self, stream: str, msg_id: bytes, raw: bytes, deliveries: int) -> None:
+    async def _handle(
+        self, stream: str, msg_id: bytes, fields: dict[bytes, bytes], deliveries: int
+    ) -> None:
         assert self.redis is not None
+        raw = fields.get(b"m", b"")
         try:
-            msg = streams.parse_message(raw)
+            msg = streams.read_entry(fields)
         except ValueError:
             await self._dead_letter(stream, msg_id, raw, deliveries, "malformed message")
             return
@@ -248,15 +254,15 @@ class Worker:
             return
         if deliveries > 1:
             await self.redis.hincrby(self.keys.stats, "redeliveries", 1)
-        payload = await self._run(op, msg["body"])
-        await self._finish(stream, msg_id, msg, payload.encode(), remember=True)
+        payload, obs = await self._run(op, msg["body"])
+        await self._finish(stream, msg_id, msg, payload.encode(), remember=True, booking=obs)
 
-    async def _run(self, op: str, body: dict[str, Any]) -> str:
-        """Run one op; its reply payload."""
+    async def _run(self, op: str, body: dict[str, Any]) -> tuple[str, Observation | None]:
+        """Run one op; its reply payload (and a call's observation)."""
         if op == "call":
             inv = Invocation.model_validate(body)
             if time.time() > inv.submitted_at + inv.timeout_s:
-                return Observation.failure(
+                late = Observation.failure(
                     inv.tool,
                     inv.call_id,
                     ErrorDiagnostic(
@@ -268,7 +274,8 @@ class Worker:
                     ),
                     session_id=inv.session_id,
                     trajectory_id=inv.trajectory_id,
-                ).model_dump_json()
+                )
+                return late.model_dump_json(), late
             bound = logs.bind_call(inv)  # log lines name the call and its request
             started = time.perf_counter()
             try:
@@ -277,26 +284,35 @@ class Worker:
                 logs.unbind_call(bound)
             if self.settings.log_calls:
                 logs.log_call(log, inv, obs, time.perf_counter() - started)
-            return obs.model_dump_json()
+            return obs.model_dump_json(), obs
         try:
             if op == "fork":
                 await self.executor.states.fork(str(body["source"]), str(body["target"]))
             elif op == "end":
                 await self.executor.states.close(str(body["session"]))
             else:
-                return json.dumps({"ok": False, "error": f"unknown op {op!r}"})
+                return json.dumps({"ok": False, "error": f"unknown op {op!r}"}), None
         except Exception as exc:
             log.exception("worker %s: %s failed", self.id, op)
-            return json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
-        return json.dumps({"ok": True})
+            return json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}), None
+        return json.dumps({"ok": True}), None
 
     async def _finish(
-        self, stream: str, msg_id: bytes, msg: dict[str, Any], payload: bytes, remember: bool
+        self,
+        stream: str,
+        msg_id: bytes,
+        msg: dict[str, Any],
+        payload: bytes,
+        remember: bool,
+        booking: Observation | None = None,
     ) -> None:
-        """Answer, remember the result, acknowledge and delete the message: one transaction,
-        retried through Redis blips until the caller would have given up."""
+        """Answer, remember the result, acknowledge and delete the message, and book the
+        answer (``booking``) when the gateway asked (``book``): one transaction, retried
+        through Redis blips until the caller would have given up. A call's first result is
+        the only one booked (copies are answered with ``remember`` false)."""
         assert self.redis is not None
         call_id = str(msg["id"])
+        usage = self._usage_key(msg, booking)
         replies = self.keys.replies(str(msg["reply"]))
         give_up = time.monotonic() + self.settings.reply_grace_s + 30
         while True:
@@ -313,6 +329,8 @@ class Worker:
                     pipe.expire(replies, streams.REPLIES_TTL_S)
                     pipe.xack(stream, GROUP, msg_id)
                     pipe.xdel(stream, msg_id)
+                    if usage and booking is not None:
+                        queue_booking(pipe, usage, booking, int(msg["book"]))
                     await pipe.execute()
                 return
             except REDIS_DOWN as exc:
@@ -320,6 +338,16 @@ class Worker:
                     log.error("worker %s: could not answer call %s: %s", self.id, call_id, exc)
                     return
                 await asyncio.sleep(0.2)
+
+    def _usage_key(self, msg: dict[str, Any], obs: Observation | None) -> str:
+        """The ledger that books ``obs`` ('' for none): when the gateway asked (``book``),
+        the call has a trajectory, and the answer is one the ledger books."""
+        if obs is None or "book" not in msg or not books(obs):
+            return ""
+        body = msg["body"]
+        if not body.get("trajectory_id"):
+            return ""
+        return usage_key(self.keys.prefix, str(body["tenant"]), str(body["trajectory_id"]))
 
     async def _ack(self, stream: str, msg_id: bytes) -> None:
         assert self.redis is not None
@@ -467,7 +495,7 @@ class Worker:
         left = cast(list[tuple[bytes, dict[bytes, bytes]]], await self.redis.xrange(stream))
         for msg_id, fields in left:
             try:
-                msg = streams.parse_message(fields.get(b"m", b""))
+                msg = streams.read_entry(fields)
             except ValueError:
                 continue
             payload = _lost_payload(
