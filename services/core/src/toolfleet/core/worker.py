@@ -44,6 +44,8 @@ from toolfleet.core.tool import Tool
 log = logging.getLogger(__name__)
 
 READ_BLOCK_MS = 1000
+STOP_STEP_S = 10.0  # a Redis step of the drain (heartbeat, deregistering) at most
+STOP_MARGIN_S = 60.0  # past drain_grace_s + drain_timeout_s, a draining worker exits anyway
 
 
 class Worker:
@@ -87,9 +89,19 @@ class Worker:
     # ------------------------------------------------------------------ lifecycle
 
     def request_stop(self) -> None:
-        """Begin a graceful drain (what SIGTERM does)."""
+        """Begin a graceful drain (what SIGTERM does). A drain that outlives its grace, its
+        calls' timeout and a margin ends the process (something it awaits never answered:
+        better a clear exit than a worker that heartbeats but never leaves)."""
+        if not self._stopping.is_set():
+            budget = self.settings.drain_grace_s + self.settings.drain_timeout_s + STOP_MARGIN_S
+            asyncio.get_running_loop().call_later(budget, self._overdue, budget)
         self._stopping.set()
         self._slot_free.set()
+
+    def _overdue(self, budget: float) -> None:
+        log.error("worker %s: the drain did not end within %g s; exiting now", self.id, budget)
+        logging.shutdown()
+        os._exit(1)
 
     async def run(self) -> None:
         """Serve until :meth:`request_stop`, then drain."""
@@ -143,9 +155,9 @@ class Worker:
             for task in late:  # left pending on their stream: another worker reclaims them
                 task.cancel()
         try:
-            await self.redis.zrem(self.keys.workers, self.id)
-            await self._answer_orphans(self.id, "stopped")
-        except REDIS_DOWN as exc:
+            await asyncio.wait_for(self.redis.zrem(self.keys.workers, self.id), STOP_STEP_S)
+            await asyncio.wait_for(self._answer_orphans(self.id, "stopped"), 4 * STOP_STEP_S)
+        except (*REDIS_DOWN, TimeoutError) as exc:
             log.warning("worker %s could not deregister: %s", self.id, exc)
 
     # ------------------------------------------------------------------ reading
@@ -168,8 +180,9 @@ class Worker:
                         len(self.executor.states),
                         self.settings.drain_grace_s,
                     )
-                    with contextlib.suppress(*REDIS_DOWN):
-                        await self._heartbeat()  # gateways see "draining" now
+                    with contextlib.suppress(*REDIS_DOWN, TimeoutError):
+                        # gateways see "draining" now (bounded: the drain must go on)
+                        await asyncio.wait_for(self._heartbeat(), STOP_STEP_S)
                 left = grace_until - time.monotonic()
                 if left <= 0 or (not len(self.executor.states) and not self._running):
                     return
