@@ -128,12 +128,11 @@ class Worker:
                 await self._consume()
             finally:
                 housekeeping.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await housekeeping
+                await _bounded(housekeeping, STOP_STEP_S, "housekeeping's end")
             await self._drain()
         finally:
             await self.executor.stop()
-            await self.redis.aclose()
+            await _bounded(self.redis.aclose(), STOP_STEP_S, "closing the Redis client")
 
     async def _create_groups(self) -> None:
         assert self.redis is not None
@@ -155,9 +154,10 @@ class Worker:
             for task in late:  # left pending on their stream: another worker reclaims them
                 task.cancel()
         try:
-            await asyncio.wait_for(self.redis.zrem(self.keys.workers, self.id), STOP_STEP_S)
-            await asyncio.wait_for(self._answer_orphans(self.id, "stopped"), 4 * STOP_STEP_S)
-        except (*REDIS_DOWN, TimeoutError) as exc:
+            if await _bounded(self.redis.zrem(self.keys.workers, self.id), STOP_STEP_S, "leaving"):
+                await _bounded(self._answer_orphans(self.id, "stopped"), 4 * STOP_STEP_S,
+                               "answering what was queued for its sessions")  # fmt: skip
+        except REDIS_DOWN as exc:
             log.warning("worker %s could not deregister: %s", self.id, exc)
 
     # ------------------------------------------------------------------ reading
@@ -180,9 +180,9 @@ class Worker:
                         len(self.executor.states),
                         self.settings.drain_grace_s,
                     )
-                    with contextlib.suppress(*REDIS_DOWN, TimeoutError):
+                    with contextlib.suppress(*REDIS_DOWN):
                         # gateways see "draining" now (bounded: the drain must go on)
-                        await asyncio.wait_for(self._heartbeat(), STOP_STEP_S)
+                        await _bounded(self._heartbeat(), STOP_STEP_S, "the draining heartbeat")
                 left = grace_until - time.monotonic()
                 if left <= 0 or (not len(self.executor.states) and not self._running):
                     return
@@ -597,11 +597,33 @@ def _ordinal(settings: Settings) -> int:
         client.close()
 
 
+async def _bounded(aw: Any, seconds: float, what: str) -> bool:
+    """Await ``aw`` for at most ``seconds``; past that, cancel it without waiting for it (a
+    Redis reply that never resumes its reader can make cancellation wait forever too) and
+    go on. True when it finished (its exception, if any, raised)."""
+    task = asyncio.ensure_future(aw)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        log.warning("worker: %s did not finish within %g s; going on", what, seconds)
+        return False
+    if not task.cancelled():
+        task.result()
+    return True
+
+
 async def _serve(worker: Worker) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.request_stop)
     await worker.run()
+    stray = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in stray:
+        task.cancel()
+    if stray and not await _bounded(asyncio.gather(*stray, return_exceptions=True), STOP_STEP_S,
+                                    "cancelling what was left"):  # fmt: skip
+        logging.shutdown()  # done with the drain: do not let a stuck task hold the exit
+        os._exit(0)
     return 0
 
 
