@@ -8,7 +8,6 @@ import os
 import subprocess
 
 import pytest
-
 from toolfleet.box import shim
 
 LIMITS = ["as=1073741824", "fsize=1048576", "nofile=64", "cpu=30", f"uid={os.getuid()}"]
