@@ -194,9 +194,16 @@ class Supervisor:
             return None, -1
         if self.seccomp is None:
             return path, -1
-        fd = os.memfd_create("seccomp", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-        os.write(fd, self.seccomp)
-        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, SEALS)
+        fd = -1
+        try:
+            fd = os.memfd_create("seccomp", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+            os.write(fd, self.seccomp)
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, SEALS)
+        except OSError as exc:
+            _close(fd)
+            print(f"supervisor: no exec shim ({exc!r}), programs are forked",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            return None, -1
         return path, fd
 
     # ------------------------------------------------------------------ loop
@@ -1056,6 +1063,8 @@ class Supervisor:
                 self.shim, args, env, file_actions=actions, setpgroup=0,
                 setsigdef=DEFAULT_SIGNALS,
             )  # fmt: skip
+        except ValueError:
+            return 0  # a NUL in an argument or a bad variable name: the fork says so (126)
         except OSError as exc:
             print(f"supervisor: the exec shim failed ({exc!r}), programs are forked",
                   file=sys.stderr, flush=True)  # fmt: skip
