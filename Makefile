@@ -22,9 +22,11 @@ sync: $(UV)
 	$(UV) sync --frozen --all-packages
 
 # The Python environment the model's code runs in (a virtualenv of its own, never the
-# service's): /opt/toolfleet/runtime-<hash> as root, else ~/.local/share/toolfleet/.
+# service's): /opt/toolfleet/runtime-<hash> as root, else ~/.local/share/toolfleet/. And the
+# exec shim the supervisor starts programs with (without a C compiler it forks them instead).
 runtime: sync
 	UV=$(UV) $(RUN) python -m toolfleet.sandbox.runtime build
+	$(RUN) python -m toolfleet.box.shim build || echo "no exec shim (no C compiler?): programs are forked"
 
 run: sync runtime
 	$(RUN) toolfleet serve

@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import fcntl
 import os
 import selectors
 import shutil
@@ -38,7 +39,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from toolfleet.box import children, files, jail, processes, wire
+from toolfleet.box import children, files, jail, processes, shim, wire
 from toolfleet.box.capture import Output, check_png
 from toolfleet.box.cgroups import FamilyCgroups
 from toolfleet.box.jail import FamilyRoot, Namespaces, new_workspace
@@ -57,6 +58,10 @@ KERNEL_IO_TIMEOUT_S = 5.0  # a kernel that stalls in the middle of a frame is br
 FORK_TIMEOUT_S = 60.0
 SWEEP_INTERVAL_S = 1.0
 TRACE_OPTIONS = jail.PTRACE_O_TRACEEXIT | jail.PTRACE_O_TRACEEXEC | jail.PTRACE_O_EXITKILL
+SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+# signals the supervisor handles or ignores (Python ignores SIGPIPE): a program starts with
+# their defaults
+DEFAULT_SIGNALS = (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE)
 ERROR_KINDS = {
     "syntax_error",
     "runtime_error",
@@ -175,6 +180,31 @@ class Supervisor:
         self.base_rss = (processes.status_field(os.getpid(), "VmRSS") or 0) * 1024
         self.last_sweep = time.monotonic()
         self.ending: dict[int, int] = {}  # ended families' cgroups still to remove: fid -> uid
+        self.shim, self.seccomp_fd = self._find_shim()
+
+    def _find_shim(self) -> tuple[str | None, int]:
+        """The exec shim that starts programs without a fork of this process (``shim.py``),
+        and a sealed memfd holding the seccomp program it loads; (None, -1) where there is
+        none: programs are then forked."""
+        path = shim.find()
+        # devnull took the lowest free number: above 2, stdio is open, so no descriptor we
+        # pass the shim can be one its stdio replaces
+        if path is None or self.devnull < 3:
+            print("supervisor: no exec shim, programs are forked", file=sys.stderr, flush=True)
+            return None, -1
+        if self.seccomp is None:
+            return path, -1
+        fd = -1
+        try:
+            fd = os.memfd_create("seccomp", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+            os.write(fd, self.seccomp)
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, SEALS)
+        except OSError as exc:
+            _close(fd)
+            print(f"supervisor: no exec shim ({exc!r}), programs are forked",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            return None, -1
+        return path, fd
 
     # ------------------------------------------------------------------ loop
 
@@ -939,14 +969,23 @@ class Supervisor:
         target: Any,
         memory_bytes: int = 0,
         warm: bool = False,
+        argv: list[str] | None = None,
+        then_cwd: str | None = None,
     ) -> None:
-        """Fork a confined, traced child of the job's family that runs ``target()``; its
-        pipes are the job's."""
+        """Start a confined, traced process of the job's family that runs ``target()`` in a
+        fork of the supervisor — or, for a program (``argv``, run in ``then_cwd`` when that
+        is a directory) where the exec shim is built, spawns the shim, which does the same
+        and execs it; its pipes are the job's."""
         family = job.family
         out_r, out_w = _pipe()
         err_r, err_w = _pipe()
         self._oom_since(family)
-        pid = os.fork()
+        pid = 0
+        if argv is not None and self.shim is not None:
+            pid = self._spawn_shim(family, (stdin, out_w, err_w), cwd, env, argv, then_cwd,
+                                   memory_bytes)  # fmt: skip
+        if not pid:
+            pid = os.fork()
         if pid == 0:
             try:
                 self._enter(family)
@@ -968,6 +1007,69 @@ class Supervisor:
         for fd, stream in job.pipes.items():
             os.set_blocking(fd, False)
             self.sel.register(fd, selectors.EVENT_READ, (stream, job))
+
+    def _spawn_shim(
+        self,
+        family: Family,
+        stdio: tuple[int, int, int],
+        cwd: str,
+        env: dict[str, str],
+        argv: list[str],
+        then_cwd: str | None,
+        memory_bytes: int,
+    ) -> int:
+        """``posix_spawn`` the exec shim for a program: the steps of ``_enter`` and
+        ``children.enter`` (the same order, the same limits) without copying this process.
+        Its descriptors are passed by number (a dup2 onto itself clears close-on-exec in
+        the spawned process only); it closes them before the program runs. 0 if it could
+        not be spawned (from then on programs are forked)."""
+        assert self.shim is not None
+        conf = family.conf
+        limits = conf.limits
+        memory = memory_bytes or limits.memory_bytes
+        args = [self.shim]
+        passed: list[int] = []
+        if family.root.namespaces and self.namespaces is not None:
+            for name, kind in Namespaces.KINDS:
+                fd = family.root.namespaces[name]
+                args.append(f"ns={fd}:{kind}")
+                passed.append(fd)
+            args.append(f"root={self.namespaces.jail_root}")
+        if family.cgroup and self.cgroups is not None:
+            for fd in self.cgroups.fds.values():
+                args.append(f"cg={fd}:f{family.fid}/cgroup.procs")
+                passed.append(fd)
+        args += [
+            f"cwd={cwd}",
+            "trace=1",
+            f"as={memory}",
+            f"fsize={limits.file_bytes}",
+            f"nofile={limits.open_files}",
+            f"cpu={limits.cpu_seconds}",
+            f"uid={conf.uid}",
+        ]
+        if conf.uid_limits:
+            args.append(f"nproc={limits.processes}")
+        if self.seccomp_fd >= 0:
+            args.append(f"seccomp={self.seccomp_fd}:{len(self.seccomp or b'')}")
+            passed.append(self.seccomp_fd)
+        if then_cwd is not None:
+            args.append(f"then={then_cwd}")
+        args += ["--", *argv]
+        actions = [(os.POSIX_SPAWN_DUP2, fd, fd) for fd in passed]
+        actions += [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(stdio)]
+        try:
+            return os.posix_spawn(
+                self.shim, args, env, file_actions=actions, setpgroup=0,
+                setsigdef=DEFAULT_SIGNALS,
+            )  # fmt: skip
+        except ValueError:
+            return 0  # a NUL in an argument or a bad variable name: the fork says so (126)
+        except OSError as exc:
+            print(f"supervisor: the exec shim failed ({exc!r}), programs are forked",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            self.shim = None
+            return 0
 
     def _outcome(self, job: Job) -> dict[str, Any]:
         """How a process job ended, from the supervisor's own records."""
@@ -1020,14 +1122,18 @@ class Supervisor:
         env = {**kernel.bash_env, "__TF_STATE": f"{family.root.view.rstrip('/')}/{state}"}
         script = STATE_TRAP + str(msg["command"])
 
+        argv = [BASH, "-c", script]
+
         def target() -> None:
             if not os.path.isdir(cwd):  # the command's last directory is gone
                 os.chdir(kernel.workspace)
             else:
                 os.chdir(cwd)
-            children.exec_program([BASH, "-c", script], env)
+            children.exec_program(argv, env)
 
-        self._start_process(job, self.devnull, kernel.workspace, env, target)
+        self._start_process(
+            job, self.devnull, kernel.workspace, env, target, argv=argv, then_cwd=cwd
+        )
 
     def _bash_done(self, job: Job) -> None:
         kernel: KernelState = job.extra["kernel"]
@@ -1080,6 +1186,7 @@ class Supervisor:
         stdin = self._stdin(family, msg.get("stdin") or "")
         env = {**self._env(family, cwd), **(msg.get("env") or {})}
         memory = int(msg.get("memory_bytes") or 0)
+        argv: list[str] | None = None  # a program to exec (not Python in this interpreter)
         if "python" in msg:
             script = str(msg.get("script") or "main.py")
             where = self._where(family, cwd, script)
@@ -1091,10 +1198,10 @@ class Supervisor:
                 return
             target = lambda: children.run_python_main(script, source, args)  # noqa: E731
         else:
-            argv = [str(a) for a in msg["argv"]]
-            target = lambda: children.exec_program(argv, env)  # noqa: E731
+            program = argv = [str(a) for a in msg["argv"]]
+            target = lambda: children.exec_program(program, env)  # noqa: E731
         try:
-            self._start_process(job, stdin, cwd, env, target, memory, warm="python" in msg)
+            self._start_process(job, stdin, cwd, env, target, memory, "python" in msg, argv)
         finally:
             os.close(stdin)
 
