@@ -88,7 +88,8 @@ $(COMPAT_VENV)/.installed: $(COMPAT_REQS)
 
 compat-venv: $(COMPAT_VENV)/.installed
 
-test: lint runtime toolchains compose-images redis sql-databases k8s-tools compat-venv mcp-servers
+# toolchains before runtime: their gcc builds the exec shim
+test: lint toolchains runtime compose-images redis sql-databases k8s-tools compat-venv mcp-servers
 	$(RUN) pytest
 
 bench: sync
