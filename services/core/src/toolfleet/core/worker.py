@@ -44,6 +44,7 @@ from toolfleet.core.tool import Tool
 log = logging.getLogger(__name__)
 
 READ_BLOCK_MS = 1000
+HOUSEKEEPING_STEP_S = 5.0  # one round of heartbeat, renewals and reclaims at most
 STOP_STEP_S = 10.0  # a Redis step of the drain (heartbeat, deregistering) at most
 STOP_MARGIN_S = 60.0  # past drain_grace_s + drain_timeout_s, a draining worker exits anyway
 
@@ -407,16 +408,21 @@ class Worker:
             await asyncio.sleep(self.settings.heartbeat_s)
             self._touch_heartbeat_file()
             try:
-                await self._heartbeat()
-                await self._renew()
-                await self._reclaim()
-                await self._reap_dead_workers()
+                # bounded: a Redis reply that never resumes its reader (seen after a Redis
+                # restart) must not stop the heartbeats, or the worker is taken for dead
+                await _bounded(self._housekeep(), HOUSEKEEPING_STEP_S, "housekeeping")
             except REDIS_DOWN as exc:
                 log.warning("worker %s: Redis is unreachable (%s)", self.id, exc)
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
                 await self._create_groups()
+
+    async def _housekeep(self) -> None:
+        await self._heartbeat()
+        await self._renew()
+        await self._reclaim()
+        await self._reap_dead_workers()
 
     def _touch_heartbeat_file(self) -> None:
         """Show a liveness probe that the event loop runs (``worker_heartbeat_file``)."""

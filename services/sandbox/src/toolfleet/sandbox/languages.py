@@ -252,6 +252,15 @@ def resolve(name: str) -> str | None:
     return language.name if language else None
 
 
+PROBE_TOOL_TIMEOUT_S = 30  # one toolchain's version command (a JVM on a loaded machine)
+
+
+def probe_parallelism(processes: int) -> int:
+    """How many version commands the probe runs at once: JVMs and node start tens of threads,
+    which count against the family's process limit (``RLIMIT_NPROC``, the cgroup's pids)."""
+    return max(1, min(3, processes // 32))
+
+
 def probe_script(parallel: int = 3) -> str:
     """A shell script printing ``name<TAB>version`` for each toolchain that answers (run in
     the sandbox at the service's start), a few at a time — JVM tools take a while — then
@@ -265,7 +274,8 @@ def probe_script(parallel: int = 3) -> str:
             said = "" if pass_ else f' || echo "{language.name}: ${{v:-{tool} not found}}" >&2'
             lines.append(
                 f"[ -s {out} ] || {{ command -v {tool} >/dev/null && "
-                f"v=$({language.probe} 2>&1 | head -n 1) && [[ $v == *[0-9]* ]] && "
+                f"v=$(timeout {PROBE_TOOL_TIMEOUT_S} {language.probe} 2>&1 | head -n 1) && "
+                "[[ $v == *[0-9]* ]] && "
                 f"printf '%s\\t%s\\n' {language.name} \"$v\" > {out}{said}; }} {pass_}"
             )
             if pass_:

@@ -152,13 +152,14 @@ class Programs:
     async def probe(self) -> None:
         """Ask the sandbox which toolchains it has (their versions): once, at start."""
         found: dict[str, str] = {}
+        parallel = languages.probe_parallelism(self.sandbox.settings.processes)
         for _ in range(PROBE_ATTEMPTS):  # a probe cut short (a loaded machine) is asked again
             kernel = await self.sandbox._take(light=True)
             try:
                 reply = await run(
                     kernel.family,
                     PROBE_TIMEOUT_S,
-                    argv=["bash", "-c", languages.probe_script()],
+                    argv=["bash", "-c", languages.probe_script(parallel)],
                     max_output=1 << 16,
                     memory_bytes=PROBE_MEMORY_MB << 20,  # runtimes reserve address space
                 )
