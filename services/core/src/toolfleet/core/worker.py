@@ -44,6 +44,7 @@ from toolfleet.core.tool import Tool
 log = logging.getLogger(__name__)
 
 READ_BLOCK_MS = 1000
+ORDINAL_WAIT_S = 60.0  # how long a starting worker waits for Redis
 HOUSEKEEPING_STEP_S = 5.0  # one round of heartbeat, renewals and reclaims at most
 STOP_STEP_S = 10.0  # a Redis step of the drain (heartbeat, deregistering) at most
 STOP_MARGIN_S = 60.0  # past drain_grace_s + drain_timeout_s, a draining worker exits anyway
@@ -595,10 +596,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _ordinal(settings: Settings) -> int:
-    """This worker's ordinal: a counter in Redis, one step per worker started."""
+    """This worker's ordinal: a counter in Redis, one step per worker started (a worker
+    started while Redis restarts waits for it, up to ORDINAL_WAIT_S)."""
     client = SyncRedis.from_url(settings.redis_url or "", socket_connect_timeout=5)
+    give_up = time.monotonic() + ORDINAL_WAIT_S
     try:
-        return int(client.incr(Keys(settings.redis_prefix).ordinal)) - 1
+        while True:
+            try:
+                return int(client.incr(Keys(settings.redis_prefix).ordinal)) - 1
+            except REDIS_DOWN:
+                if time.monotonic() > give_up:
+                    raise
+                time.sleep(0.5)
     finally:
         client.close()
 
