@@ -75,6 +75,7 @@ def enter(
         jail.ptrace(jail.PTRACE_TRACEME, 0)
         os.kill(os.getpid(), signal.SIGSTOP)  # the supervisor sets its options here
     jail.drop_privileges(confinement.uid, limits, base, confinement.uid_limits)
+    jail.prctl(jail.PR_SET_PDEATHSIG, signal.SIGKILL)  # the uid change cleared it
     # The family's own process (not the supervisor's non-dumpable state it was forked with):
     # /proc shows it as the family's, which is how stragglers are found by uid.
     jail.prctl(jail.PR_SET_DUMPABLE, 1)

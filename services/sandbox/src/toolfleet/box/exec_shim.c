@@ -203,6 +203,8 @@ int main(int argc, char **argv) {
     if (setresgid((gid_t)uid, (gid_t)uid, (gid_t)uid) != 0) fail("setresgid", errno);
     if (setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) != 0) fail("setresuid", errno);
   }
+  /* the uid change cleared the parent-death signal: set it again */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) fail("pdeathsig", errno);
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail("no_new_privs", errno);
   if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0) fail("dumpable", errno);
   if (seccomp_fd >= 0) {
