@@ -48,6 +48,35 @@ async def test_stdio_upstream_calls_errors_images_and_a_crash(sandbox: bool) -> 
         assert status["restarts"] == 1 and status["pool_alive"] == 1
 
 
+async def test_a_stateful_server_per_session_its_crash_and_a_fork() -> None:
+    registry = mcp_registry(upstreams=[synthetic(stateful=True)])
+    async with gateway(registry) as client:
+        a, b = await new_session(client), await new_session(client)
+
+        async def counted(session: str) -> tuple[int, str]:
+            obs = await call(client, "syn.counter", {}, session_id=session)
+            assert obs["ok"], obs
+            return obs["data"]["calls"], obs["content"][0]["text"]
+
+        assert [(await counted(a))[0] for _ in range(2)] == [1, 2]
+        assert (await counted(b))[0] == 1  # a process of its own
+        # a crash is retryable, and says the session's next server starts empty
+        crash = await call(client, "syn.crash", {}, session_id=a)
+        assert crash["error"]["kind"] == "unavailable" and crash["error"]["retryable"]
+        assert "starts empty" in crash["error"]["hint"]
+        calls, note = await counted(a)
+        assert calls == 1 and "had stopped and was restarted" in note
+        assert (await counted(b))[0] == 2  # the other session's server lived on
+        fork = (await client.post(f"/v1/sessions/{b}/fork")).json()["session_id"]
+        calls, note = await counted(fork)
+        assert calls == 1 and note.startswith("This session was forked")
+        assert (await counted(b))[0] == 3
+        status = (await client.get("/readyz")).json()["services"]["mcp"]["upstreams"]["syn"]
+        assert status["restarts"] == 1 and status["pool_alive"] == 0
+        for session in (a, b, fork):
+            assert (await client.delete(f"/v1/sessions/{session}")).status_code == 200
+
+
 async def test_the_jail_has_no_network_no_root_and_a_private_tmp() -> None:
     registry = mcp_registry(upstreams=[synthetic(), synthetic("other")])
     async with gateway(registry) as client:
