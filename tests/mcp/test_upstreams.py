@@ -4,6 +4,7 @@ crashes and restarts, timeouts, errors and images, per-session servers."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import sqlite3
@@ -162,6 +163,34 @@ async def test_stateful_http_upstream_gets_an_mcp_session_per_toolfleet_session(
                 await call(client, "r.echo", {"text": "x"}, session_id=a)
             counted = await call(client, "r.counter", {}, session_id=b)
             assert counted["ok"]
+
+
+async def test_an_http_upstream_that_goes_away_or_restarts() -> None:
+    port = free_port()
+    with contextlib.ExitStack() as first:
+        url = first.enter_context(synthetic_http(port=port))
+        upstreams = [{"name": "r", "url": url}, {"name": "s", "url": url, "stateful": True}]
+        async with gateway(mcp_registry(upstreams=upstreams)) as client:
+            sid = await new_session(client)
+            assert (await call(client, "r.echo", {"text": "a"}))["ok"]
+            assert (await call(client, "s.echo", {"text": "a"}, session_id=sid))["ok"]
+            first.close()  # the server goes away: retryable, said at once
+            gone = await call(client, "r.echo", {"text": "b"}, timeout_s=10)
+            assert gone["error"]["kind"] == "unavailable" and gone["error"]["retryable"]
+            with synthetic_http(port=port):  # back: the next call reconnects
+                back = await call(client, "r.echo", {"text": "c"})
+                assert back["ok"] and text(back).endswith("c"), back
+            with synthetic_http(port=port):
+                # restarted between two calls, it answers 404 to the old MCP session: a
+                # stateless call is sent again on a new session, unseen by the model ...
+                again = await call(client, "r.echo", {"text": "d"})
+                assert again["ok"] and text(again).endswith("d"), again
+                # ... a stateful one is told its server's state is gone
+                lost = await call(client, "s.echo", {"text": "d"}, session_id=sid)
+                assert lost["error"]["kind"] == "unavailable" and lost["error"]["retryable"]
+                assert "404" in lost["error"]["message"]
+                fresh = await call(client, "s.echo", {"text": "e"}, session_id=sid)
+                assert fresh["ok"] and "was restarted" in fresh["content"][0]["text"]
 
 
 def test_bad_configuration_is_refused_clearly() -> None:
