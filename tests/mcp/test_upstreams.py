@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import sqlite3
 import threading
@@ -191,6 +192,17 @@ async def test_an_http_upstream_that_goes_away_or_restarts() -> None:
                 assert "404" in lost["error"]["message"]
                 fresh = await call(client, "s.echo", {"text": "e"}, session_id=sid)
                 assert fresh["ok"] and "was restarted" in fresh["content"][0]["text"]
+
+
+async def test_a_separator_that_openai_function_names_accept() -> None:
+    registry = mcp_registry(upstreams=[synthetic(tools=5, sandbox=False)], separator="__")
+    async with gateway(registry) as client:
+        listed = (await client.get("/v1/tools", params={"format": "openai"})).json()
+        names = [f["function"]["name"] for f in listed]
+        assert "syn__crm_create_contact" in names
+        assert all(re.fullmatch(r"[A-Za-z0-9_-]{1,64}", n) for n in names), names
+        echo = await call(client, "syn__echo", {"text": "hi"})
+        assert echo["ok"] and text(echo) == "hi"
 
 
 def test_bad_configuration_is_refused_clearly() -> None:
