@@ -46,8 +46,14 @@ async def test_stdio_upstream_calls_errors_images_and_a_crash(sandbox: bool) -> 
         again = await call(client, "syn.echo", {"text": "back"})
         assert again["ok"] and text(again).endswith("back")
         assert "restarted" in again["content"][0]["text"]
+        # a server that died between calls is restarted before the next call goes out
+        assert (await call(client, "syn.crash", {"after_s": 0.1}))["ok"]
+        await asyncio.sleep(1)
+        later = await call(client, "syn.echo", {"text": "later"})
+        assert later["ok"] and text(later).endswith("later"), later
+        assert "restarted" in later["content"][0]["text"]
         status = (await client.get("/readyz")).json()["services"]["mcp"]["upstreams"]["syn"]
-        assert status["restarts"] == 1 and status["pool_alive"] == 1
+        assert status["restarts"] == 2 and status["pool_alive"] == 1
 
 
 async def test_a_stateful_server_per_session_its_crash_and_a_fork() -> None:

@@ -81,11 +81,25 @@ class Connection:
         self._errlog = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115
         self.failure: BaseException | None = None
         self.session_lost = False  # an HTTP server answered 404 to this session
+        self._stdout: Any = None  # a stdio server's stream of messages (closed when it exits)
 
     @property
     def alive(self) -> bool:
-        """True while the session is open and nothing has failed on it."""
-        return self.session is not None and self.failure is None and not self._closing.is_set()
+        """True while the session is open and nothing has failed on it: a stdio server that
+        exited between calls is seen here (its output ended), before a call is sent to it."""
+        return (
+            self.session is not None
+            and self.failure is None
+            and not self._closing.is_set()
+            and not self.exited
+        )
+
+    @property
+    def exited(self) -> bool:
+        """Whether a stdio server's output has ended (the process exited): the SDK closes
+        the writing end of an anyio memory stream at the end of the server's stdout."""
+        statistics = getattr(self._stdout, "statistics", None)
+        return statistics is not None and statistics().open_send_streams == 0
 
     async def open(self) -> Connection:
         """Start the server (or the HTTP session) and initialise it; raises
@@ -120,6 +134,7 @@ class Connection:
                     read, write = await stack.enter_async_context(
                         stdio_client(params, errlog=self._errlog)  # type: ignore[arg-type]
                     )
+                    self._stdout = read
                 else:
                     client = create_mcp_http_client(headers=self.config.headers or None)
                     client.event_hooks["response"].append(self._seen)
