@@ -137,6 +137,8 @@ async def test_usage_ledger_per_tool(client):
             "cost": 0.0,
             "run_ms": usage["tools"]["fail"]["run_ms"],
             "queue_ms": usage["tools"]["fail"]["queue_ms"],
+            "input_tokens": 0,
+            "output_tokens": 0,
         }
     )
     assert usage["total"]["calls"] == 4 and usage["total"]["errors"] == 2

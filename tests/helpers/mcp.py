@@ -95,9 +95,10 @@ def toml_config(services: list[str], **mcp: Any) -> str:
 
 
 @contextmanager
-def synthetic_http(tools: int = 0) -> Iterator[str]:
-    """The generated server over Streamable HTTP in a process of its own; its /mcp URL."""
-    port = free_port()
+def synthetic_http(tools: int = 0, port: int | None = None) -> Iterator[str]:
+    """The generated server over Streamable HTTP in a process of its own (on ``port``, or a
+    free one); its /mcp URL."""
+    port = port or free_port()
     proc = subprocess.Popen(
         [sys.executable, str(SYNTHETIC), "--tools", str(tools), "--http", str(port)],
         stdout=subprocess.DEVNULL,

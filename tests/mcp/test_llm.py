@@ -1,5 +1,5 @@
 """The llm tool kind against a stand-in OpenAI-compatible server on 127.0.0.1: the answer, the
-tokens, the cost booked in the ledger, and the endpoint's failures as diagnostics."""
+tokens and the cost booked in the ledger, and the endpoint's failures as diagnostics."""
 
 from __future__ import annotations
 
@@ -79,6 +79,7 @@ async def test_model_as_a_tool_with_cost_in_the_ledger(monkeypatch) -> None:
             assert obs["data"]["input_tokens"] == 5 and obs["data"]["output_tokens"] == 3
             cost = 5 * PRICE_IN + 3 * PRICE_OUT
             assert abs(obs["usage"]["cost"] - cost) < 1e-12
+            assert (obs["usage"]["input_tokens"], obs["usage"]["output_tokens"]) == (5, 3)
             assert seen[-1]["auth"] == "Bearer sk-test"
             assert seen[-1]["body"]["model"] == "tiny-1"
             assert seen[-1]["body"]["messages"][0] == {"role": "system", "content": "be brief"}
@@ -92,6 +93,10 @@ async def test_model_as_a_tool_with_cost_in_the_ledger(monkeypatch) -> None:
             usage = (await client.get("/v1/trajectories/t1/usage")).json()
             assert usage["tools"]["planner"]["calls"] == 2
             assert abs(usage["total"]["cost"] - cost - chat["usage"]["cost"]) < 1e-12
+            # the tokens are booked with the cost: 5 + 4 read, 3 + 2 written
+            booked = usage["tools"]["planner"]
+            assert (booked["input_tokens"], booked["output_tokens"]) == (9, 5)
+            assert (usage["total"]["input_tokens"], usage["total"]["output_tokens"]) == (9, 5)
 
             busy = await call(client, "planner", {"prompt": "fail 503"})
             assert busy["error"]["kind"] == "unavailable" and busy["error"]["retryable"]

@@ -4,7 +4,9 @@ crashes and restarts, timeouts, errors and images, per-session servers."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import re
 import socket
 import sqlite3
 import threading
@@ -44,8 +46,43 @@ async def test_stdio_upstream_calls_errors_images_and_a_crash(sandbox: bool) -> 
         again = await call(client, "syn.echo", {"text": "back"})
         assert again["ok"] and text(again).endswith("back")
         assert "restarted" in again["content"][0]["text"]
+        # a server that died between calls is restarted before the next call goes out
+        assert (await call(client, "syn.crash", {"after_s": 0.1}))["ok"]
+        await asyncio.sleep(1)
+        later = await call(client, "syn.echo", {"text": "later"})
+        assert later["ok"] and text(later).endswith("later"), later
+        assert "restarted" in later["content"][0]["text"]
         status = (await client.get("/readyz")).json()["services"]["mcp"]["upstreams"]["syn"]
-        assert status["restarts"] == 1 and status["pool_alive"] == 1
+        assert status["restarts"] == 2 and status["pool_alive"] == 1
+
+
+async def test_a_stateful_server_per_session_its_crash_and_a_fork() -> None:
+    registry = mcp_registry(upstreams=[synthetic(stateful=True)])
+    async with gateway(registry) as client:
+        a, b = await new_session(client), await new_session(client)
+
+        async def counted(session: str) -> tuple[int, str]:
+            obs = await call(client, "syn.counter", {}, session_id=session)
+            assert obs["ok"], obs
+            return obs["data"]["calls"], obs["content"][0]["text"]
+
+        assert [(await counted(a))[0] for _ in range(2)] == [1, 2]
+        assert (await counted(b))[0] == 1  # a process of its own
+        # a crash is retryable, and says the session's next server starts empty
+        crash = await call(client, "syn.crash", {}, session_id=a)
+        assert crash["error"]["kind"] == "unavailable" and crash["error"]["retryable"]
+        assert "starts empty" in crash["error"]["hint"]
+        calls, note = await counted(a)
+        assert calls == 1 and "had stopped and was restarted" in note
+        assert (await counted(b))[0] == 2  # the other session's server lived on
+        fork = (await client.post(f"/v1/sessions/{b}/fork")).json()["session_id"]
+        calls, note = await counted(fork)
+        assert calls == 1 and note.startswith("This session was forked")
+        assert (await counted(b))[0] == 3
+        status = (await client.get("/readyz")).json()["services"]["mcp"]["upstreams"]["syn"]
+        assert status["restarts"] == 1 and status["pool_alive"] == 0
+        for session in (a, b, fork):
+            assert (await client.delete(f"/v1/sessions/{session}")).status_code == 200
 
 
 async def test_the_jail_has_no_network_no_root_and_a_private_tmp() -> None:
@@ -133,6 +170,45 @@ async def test_stateful_http_upstream_gets_an_mcp_session_per_toolfleet_session(
                 await call(client, "r.echo", {"text": "x"}, session_id=a)
             counted = await call(client, "r.counter", {}, session_id=b)
             assert counted["ok"]
+
+
+async def test_an_http_upstream_that_goes_away_or_restarts() -> None:
+    port = free_port()
+    with contextlib.ExitStack() as first:
+        url = first.enter_context(synthetic_http(port=port))
+        upstreams = [{"name": "r", "url": url}, {"name": "s", "url": url, "stateful": True}]
+        async with gateway(mcp_registry(upstreams=upstreams)) as client:
+            sid = await new_session(client)
+            assert (await call(client, "r.echo", {"text": "a"}))["ok"]
+            assert (await call(client, "s.echo", {"text": "a"}, session_id=sid))["ok"]
+            first.close()  # the server goes away: retryable, said at once
+            gone = await call(client, "r.echo", {"text": "b"}, timeout_s=10)
+            assert gone["error"]["kind"] == "unavailable" and gone["error"]["retryable"]
+            with synthetic_http(port=port):  # back: the next call reconnects
+                back = await call(client, "r.echo", {"text": "c"})
+                assert back["ok"] and text(back).endswith("c"), back
+            with synthetic_http(port=port):
+                # restarted between two calls, it answers 404 to the old MCP session: a
+                # stateless call is sent again on a new session, unseen by the model ...
+                again = await call(client, "r.echo", {"text": "d"})
+                assert again["ok"] and text(again).endswith("d"), again
+                # ... a stateful one is told its server's state is gone
+                lost = await call(client, "s.echo", {"text": "d"}, session_id=sid)
+                assert lost["error"]["kind"] == "unavailable" and lost["error"]["retryable"]
+                assert "404" in lost["error"]["message"]
+                fresh = await call(client, "s.echo", {"text": "e"}, session_id=sid)
+                assert fresh["ok"] and "was restarted" in fresh["content"][0]["text"]
+
+
+async def test_a_separator_that_openai_function_names_accept() -> None:
+    registry = mcp_registry(upstreams=[synthetic(tools=5, sandbox=False)], separator="__")
+    async with gateway(registry) as client:
+        listed = (await client.get("/v1/tools", params={"format": "openai"})).json()
+        names = [f["function"]["name"] for f in listed]
+        assert "syn__crm_create_contact" in names
+        assert all(re.fullmatch(r"[A-Za-z0-9_-]{1,64}", n) for n in names), names
+        echo = await call(client, "syn__echo", {"text": "hi"})
+        assert echo["ok"] and text(echo) == "hi"
 
 
 def test_bad_configuration_is_refused_clearly() -> None:

@@ -162,8 +162,8 @@ SPECIAL = [
     ),
     types.Tool(
         name="crash",
-        description="Kills the server process.",
-        input_schema={"type": "object", "properties": {}},
+        description="Kills the server process (after answering, after_s later, when given).",
+        input_schema={"type": "object", "properties": {"after_s": {"type": "number"}}},
     ),
     types.Tool(
         name="fail",
@@ -217,7 +217,10 @@ def build(count: int) -> Server[Any]:
         if name == "counter":
             return text(str(state["calls"]), structured_content={"calls": state["calls"]})
         if name == "crash":
-            os._exit(3)
+            if "after_s" not in args:
+                os._exit(3)
+            asyncio.get_running_loop().call_later(float(args["after_s"]), os._exit, 3)
+            return text("crashing soon")
         if name == "fail":
             return text(f"it went wrong: {args.get('why', 'no reason')}", is_error=True)
         if name == "sleep":

@@ -83,6 +83,12 @@ class Usage(BaseModel):
     queue_ms: float = Field(default=0.0, description="Time waiting before the tool started.")
     run_ms: float = Field(default=0.0, description="Time the tool ran.")
     cost: float = Field(default=0.0, description="Cost units charged (e.g. 1 per search).")
+    input_tokens: int = Field(
+        default=0, ge=0, description="Tokens a model read (a model tool's call; else 0)."
+    )
+    output_tokens: int = Field(
+        default=0, ge=0, description="Tokens a model wrote (a model tool's call; else 0)."
+    )
 
 
 # --------------------------------------------------------------------------- content parts
@@ -291,6 +297,8 @@ class ToolUsage(BaseModel):
     cost: float = Field(default=0.0, description="Cost units charged.")
     run_ms: float = Field(default=0.0, description="Total run time in milliseconds.")
     queue_ms: float = Field(default=0.0, description="Total queue time in milliseconds.")
+    input_tokens: int = Field(default=0, description="Tokens model tools read.")
+    output_tokens: int = Field(default=0, description="Tokens model tools wrote.")
 
     def add(self, obs: Observation) -> None:
         """Book one observation."""
@@ -299,6 +307,8 @@ class ToolUsage(BaseModel):
         self.cost += obs.usage.cost
         self.run_ms += obs.usage.run_ms
         self.queue_ms += obs.usage.queue_ms
+        self.input_tokens += obs.usage.input_tokens
+        self.output_tokens += obs.usage.output_tokens
 
 
 class TrajectoryUsage(BaseModel):

@@ -131,6 +131,8 @@ class Executor:
             queue_ms=max(0.0, (began - inv.submitted_at) * 1000.0),
             run_ms=(finished - began) * 1000.0,
             cost=tool.cost if result is None or result.cost is None else result.cost,
+            input_tokens=0 if result is None else result.input_tokens,
+            output_tokens=0 if result is None else result.output_tokens,
         )
         if result is None:
             assert error is not None  # every way out of the tool without a result sets one

@@ -214,7 +214,8 @@ return out
 )
 
 # Book one answer into a usage hash. ARGV from ``first``: tool, failed, cost, run_ms,
-# queue_ms, how long to keep the ledger.
+# queue_ms, how long to keep the ledger, input tokens, output tokens (a model tool's; the
+# last two may be absent: a booking made before they were booked).
 _BOOK = """
 local function book(key, a, first)
   local t = a[first]
@@ -223,6 +224,10 @@ local function book(key, a, first)
   if a[first + 2] ~= '0' then redis.call('HINCRBYFLOAT', key, t .. '|cost', a[first + 2]) end
   redis.call('HINCRBYFLOAT', key, t .. '|run_ms', a[first + 3])
   redis.call('HINCRBYFLOAT', key, t .. '|queue_ms', a[first + 4])
+  for i, name in ipairs({'input_tokens', 'output_tokens'}) do
+    local n = a[first + 5 + i]
+    if n and n ~= '0' then redis.call('HINCRBY', key, t .. '|' .. name, n) end
+  end
   redis.call('EXPIRE', key, a[first + 5])
 end
 """
@@ -477,7 +482,8 @@ class RedisUsageLedger(UsageLedger):
     """Per-trajectory usage in Redis hashes (kept ``max_session_ttl_s`` after the last
     booking, or until the trajectory is released)."""
 
-    FIELDS = ("calls", "errors", "cost", "run_ms", "queue_ms")
+    FIELDS = ("calls", "errors", "cost", "run_ms", "queue_ms", "input_tokens", "output_tokens")
+    COUNTS = ("calls", "errors", "input_tokens", "output_tokens")  # integers
 
     def __init__(self, state: RedisState) -> None:
         self.state = state
@@ -496,6 +502,8 @@ class RedisUsageLedger(UsageLedger):
             repr(obs.usage.run_ms),
             repr(obs.usage.queue_ms),
             max(1, int(self.state.settings.max_session_ttl_s)),
+            obs.usage.input_tokens,
+            obs.usage.output_tokens,
         ]
 
     async def record(self, tenant: str, trajectory_id: str, obs: Observation) -> None:
@@ -545,6 +553,10 @@ def queue_booking(pipe: Pipeline, key: str, obs: Observation, keep: int) -> None
         pipe.hincrbyfloat(key, f"{tool}|cost", obs.usage.cost)
     pipe.hincrbyfloat(key, f"{tool}|run_ms", obs.usage.run_ms)
     pipe.hincrbyfloat(key, f"{tool}|queue_ms", obs.usage.queue_ms)
+    if obs.usage.input_tokens:
+        pipe.hincrby(key, f"{tool}|input_tokens", obs.usage.input_tokens)
+    if obs.usage.output_tokens:
+        pipe.hincrby(key, f"{tool}|output_tokens", obs.usage.output_tokens)
     pipe.expire(key, keep)
 
 
@@ -556,7 +568,7 @@ def _usage(trajectory_id: str, fields: dict[Any, Any]) -> TrajectoryUsage:
             continue  # "_": the trajectory is known, nothing booked yet
         usage = book.tools.setdefault(tool, ToolUsage())
         number = float(_text(value))
-        setattr(usage, name, int(number) if name in ("calls", "errors") else number)
+        setattr(usage, name, int(number) if name in RedisUsageLedger.COUNTS else number)
     for usage in book.tools.values():
         for name in RedisUsageLedger.FIELDS:
             setattr(book.total, name, getattr(book.total, name) + getattr(usage, name))

@@ -41,6 +41,8 @@ class ToolResult:
     error: ErrorDiagnostic | None = None
     truncated: bool = False
     cost: float | None = None  # None: the tool's default cost
+    input_tokens: int = 0  # a model tool's tokens read and written, booked in the ledger
+    output_tokens: int = 0
 
     @classmethod
     def text(cls, text: str, **kwargs: Any) -> ToolResult:

@@ -3,8 +3,9 @@
 As in ToolOrchestra, an orchestrating model may hand a sub-task to another model; what that
 costs is what an efficiency reward needs. Each call POSTs ``{url}/chat/completions`` and
 returns the answer's text; the endpoint's token counts (``usage``) are priced with the
-configured per-token prices and booked as the call's cost in the usage ledger, and shown in
-the observation's ``data`` (tokens and cost).
+configured per-token prices and booked as the call's cost in the usage ledger, the tokens
+with it (``input_tokens``, ``output_tokens``: the call's ``usage`` and the trajectory's
+ledger), and shown in the observation's ``data``.
 """
 
 from __future__ import annotations
@@ -122,6 +123,9 @@ class LlmTool(Tool[LlmArgs]):
             payload = response.json()
             text = payload["choices"][0]["message"].get("content") or ""
             usage = payload.get("usage") or {}
+            # counts the ledger books: whole and not negative
+            tokens_in = max(0, int(usage.get("prompt_tokens") or 0))
+            tokens_out = max(0, int(usage.get("completion_tokens") or 0))
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise ToolError(
                 ErrorKind.internal,
@@ -129,8 +133,6 @@ class LlmTool(Tool[LlmArgs]):
                 detail=response.text[:2000] or None,
                 retryable=True,
             ) from None
-        tokens_in = int(usage.get("prompt_tokens") or 0)
-        tokens_out = int(usage.get("completion_tokens") or 0)
         cost = tokens_in * self.config.price_input + tokens_out * self.config.price_output
         data = {
             "model": payload.get("model", self.config.model),
@@ -139,4 +141,10 @@ class LlmTool(Tool[LlmArgs]):
             "cost": cost,
             "finish_reason": payload["choices"][0].get("finish_reason"),
         }
-        return ToolResult.text(text or "(empty answer)", data=data, cost=cost)
+        return ToolResult.text(
+            text or "(empty answer)",
+            data=data,
+            cost=cost,
+            input_tokens=tokens_in,
+            output_tokens=tokens_out,
+        )

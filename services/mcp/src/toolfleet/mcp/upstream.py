@@ -59,6 +59,12 @@ class UpstreamDown(Exception):
         self.detail = detail
 
 
+class SessionLost(UpstreamDown):
+    """A Streamable HTTP server answered 404 to a request of this connection's MCP session:
+    it no longer knows the session (it restarted, or expired it), and the request was not
+    run. The specification's remedy is a new session."""
+
+
 class Connection:
     """One MCP client session with one server, held open by a background task."""
 
@@ -74,11 +80,26 @@ class Connection:
         # the server's stderr (a file: the SDK hands it to the process), read on failures
         self._errlog = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115
         self.failure: BaseException | None = None
+        self.session_lost = False  # an HTTP server answered 404 to this session
+        self._stdout: Any = None  # a stdio server's stream of messages (closed when it exits)
 
     @property
     def alive(self) -> bool:
-        """True while the session is open and nothing has failed on it."""
-        return self.session is not None and self.failure is None and not self._closing.is_set()
+        """True while the session is open and nothing has failed on it: a stdio server that
+        exited between calls is seen here (its output ended), before a call is sent to it."""
+        return (
+            self.session is not None
+            and self.failure is None
+            and not self._closing.is_set()
+            and not self.exited
+        )
+
+    @property
+    def exited(self) -> bool:
+        """Whether a stdio server's output has ended (the process exited): the SDK closes
+        the writing end of an anyio memory stream at the end of the server's stdout."""
+        statistics = getattr(self._stdout, "statistics", None)
+        return statistics is not None and statistics().open_send_streams == 0
 
     async def open(self) -> Connection:
         """Start the server (or the HTTP session) and initialise it; raises
@@ -113,8 +134,10 @@ class Connection:
                     read, write = await stack.enter_async_context(
                         stdio_client(params, errlog=self._errlog)  # type: ignore[arg-type]
                     )
+                    self._stdout = read
                 else:
                     client = create_mcp_http_client(headers=self.config.headers or None)
+                    client.event_hooks["response"].append(self._seen)
                     await stack.enter_async_context(client)
                     read, write = await stack.enter_async_context(
                         streamable_http_client(self.config.url or "", http_client=client)
@@ -140,6 +163,13 @@ class Connection:
         finally:
             self.session = None
 
+    async def _seen(self, response: Any) -> None:
+        """An HTTP response of this connection: a 404 to a request that carried the MCP
+        session's id says the server lost the session (the SDK reports it only as an error
+        whose wording depends on the server)."""
+        if response.status_code == 404 and "mcp-session-id" in response.request.headers:
+            self.session_lost = True
+
     def stderr_tail(self) -> str | None:
         """The last lines the server wrote to stderr (stdio), for diagnostics."""
         try:
@@ -161,6 +191,12 @@ class Connection:
         except (TimeoutError, asyncio.CancelledError):
             raise
         except Exception as exc:
+            if self.session_lost:
+                self.failure = self.failure or exc
+                raise SessionLost(
+                    f"the {self.config.name} MCP server no longer knows this connection's "
+                    "session (HTTP 404: it restarted or ended the session)"
+                ) from exc
             if (self._task is not None and self._task.done()) or _is_transport(exc):
                 self.failure = self.failure or exc
                 raise UpstreamDown(

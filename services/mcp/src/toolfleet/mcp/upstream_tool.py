@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from toolfleet.core.errors import ToolError
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, ImagePart, TextPart, ToolSpec
 from toolfleet.core.tool import CallContext, Tool, ToolResult, closed_schema
-from toolfleet.mcp.upstream import SessionServer, Upstream, UpstreamDown, down_error
+from toolfleet.mcp.upstream import SessionLost, SessionServer, Upstream, UpstreamDown, down_error
 
 
 class UpstreamArguments(BaseModel):
@@ -97,7 +97,14 @@ class UpstreamTool(Tool[BaseModel]):
         else:
             try:
                 connection, restarted = await self.upstream.pooled()
-                result = await connection.call(self.remote_name, arguments, timeout_s)
+                try:
+                    result = await connection.call(self.remote_name, arguments, timeout_s)
+                except SessionLost:
+                    # the request was not run and no state is lost: sent again at once on a
+                    # new session (the pool replaces the lost one)
+                    connection, _ = await self.upstream.pooled()
+                    result = await connection.call(self.remote_name, arguments, timeout_s)
+                    restarted = True
             except UpstreamDown as exc:
                 raise down_error(exc, "the server is restarted for the next call.") from None
             if restarted:
