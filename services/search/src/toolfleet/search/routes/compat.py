@@ -88,11 +88,9 @@ def limits(request: Request) -> SearchSettings:
     """The search tool's limits: its own settings when it runs in this process, else the
     ``[search]`` settings of this gateway's config and environment (a distributed
     deployment gives its workers the same)."""
-    registry = getattr(request.app.state.runtime.dispatcher, "registry", None)
-    if registry is not None and SEARCH_TOOL in registry:
-        config = getattr(registry.get(SEARCH_TOOL), "config", None)
-        if isinstance(config, SearchSettings):
-            return config
+    service = request.app.state.runtime.local_service("search")
+    if service is not None and isinstance(service.settings, SearchSettings):
+        return service.settings
     cached = getattr(request.app.state, "search_limits", None)
     if cached is None:
         cached = SearchSettings.from_config(request.app.state.settings.config_file)
