@@ -31,7 +31,8 @@ runtime: sync
 run: sync runtime
 	$(RUN) toolfleet serve
 
-# mypy --strict on the typed surface (core, the protocol, the client; [tool.mypy]).
+# mypy --strict on the typed surface (core, the protocol, the client, the kernel's channel;
+# [tool.mypy]).
 lint: sync
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .

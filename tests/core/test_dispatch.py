@@ -1,5 +1,6 @@
-"""The in-process dispatcher directly: what it lists and reports, and that calls, forks and
-ends reach the one executor and its session state; services start and stop with it."""
+"""The in-process dispatcher directly: what it lists and reports, the services it runs, and
+that calls, forks and ends reach the one executor and its session state; services start and
+stop with it."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ async def test_in_process_dispatcher():
     await dispatcher.start()
     assert counting.events == ["start"]
     assert dispatcher.status() == {"counting": {"starts": 1}}
+    # a route may read the settings of a service whose tools run here
+    assert dispatcher.local_service("counting") is counting
+    assert dispatcher.local_service("nope") is None
 
     assert value(await dispatcher.dispatch(invocation("counter", {"add": 4}, session_id="a"))) == 4
     await dispatcher.fork_session("a", "b")

@@ -1,7 +1,7 @@
 """One config file configures the gateway and every service: ``toolfleet serve --config`` and
-``toolfleet worker --config`` reach ``[sandbox]``, ``[sql]``, ``[search]`` and ``[vision]``
-(not only a file named by TOOLFLEET_CONFIG, which these processes do not have), as /readyz and
-calls through the gateway show."""
+``toolfleet worker --config`` reach ``[sandbox]``, ``[sql]``, ``[search]``, ``[vision]`` and
+``[mcp]`` (not only a file named by TOOLFLEET_CONFIG, which these processes do not have), as
+/readyz, the tool list and calls through the gateway show."""
 
 from __future__ import annotations
 
@@ -71,6 +71,12 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
         "[vision]\n"
         "workers = 3\n"
         f"media_root = {q(media)}\n"
+        "[mcp]\n"
+        "find_tools = false\n"
+        "[[mcp.llm]]\n"
+        'name = "planner"\n'
+        'url = "http://127.0.0.1:9/v1"\n'
+        'model = "configured-model"\n'
     )
     return Config(path, databases, media)
 
@@ -84,6 +90,13 @@ def check_sections(services: dict[str, Any], config: Config) -> None:
     assert services["search"]["indexes"] == {"tiny": {"passages": 3, "retrievers": ["bm25"]}}
     assert services["vision"]["threads"] == 3, services
     assert services["vision"]["media_root"] == str(config.media), services
+    assert services["mcp"]["llm"] == ["planner"], services
+
+
+def check_tools(listed: dict[str, Any]) -> None:
+    """The tools the sections configured: [mcp]'s model tool, and no find_tools."""
+    names = {t["name"] for t in listed["tools"]}
+    assert "planner" in names and "find_tools" not in names, names
 
 
 def check_calls(results: dict[str, dict[str, Any]]) -> None:
@@ -114,6 +127,7 @@ def served(config: Config) -> Iterator[str]:
 def test_serve_config_reaches_every_service_section(served: str, config: Config) -> None:
     with httpx.Client(base_url=served, timeout=60) as client:
         check_sections(client.get("/readyz").json()["services"], config)
+        check_tools(client.get("/v1/tools").json())
         results = {}
         for key, (tool, arguments) in CALLS.items():
             r = client.post(f"/v1/tools/{tool}/call", json={"arguments": arguments})
@@ -125,7 +139,7 @@ def test_serve_config_reaches_every_service_section(served: str, config: Config)
 async def test_worker_config_reaches_every_service_section(
     cluster: Cluster, config: Config
 ) -> None:
-    services = ("sandbox", "sql", "search", "vision")
+    services = ("sandbox", "sql", "search", "vision", "mcp")
     cluster.start_worker(
         "--config", str(config.path), *services, command=("toolfleet.client.cli", "worker")
     )
@@ -133,6 +147,7 @@ async def test_worker_config_reaches_every_service_section(
     async with cluster.gateway() as client:
         ready = (await client.get("/readyz")).json()
         check_sections(ready["services"], config)
+        check_tools((await client.get("/v1/tools")).json())
         results = {
             key: await call(client, tool, arguments) for key, (tool, arguments) in CALLS.items()
         }

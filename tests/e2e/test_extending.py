@@ -2,7 +2,8 @@
 the notes service is built from the page's own code blocks, installed as a package installs
 (its code on the path, its entry points in a ``.dist-info``), configured by its ``[notes]``
 table of the config file, served by ``toolfleet serve --config``, and called through the
-gateway: its tools, its state across turns and forks, its route, its status."""
+gateway: its tools, its state across turns and forks, its route (and its /docs example), its
+status."""
 
 from __future__ import annotations
 
@@ -114,6 +115,9 @@ def test_a_documented_service_is_served_and_called_through_the_gateway(notes_gat
         # the service's route, mounted by the gateway from the package's entry point
         assert client.get(f"/v1/sessions/{fork}/notes").json() == {"count": 1}
         assert client.get("/v1/sessions/s-nope/notes").status_code == 404
+        documented = client.get("/openapi.json").json()["paths"]["/v1/sessions/{session_id}/notes"]
+        ok = documented["get"]["responses"]["200"]["content"]["application/json"]
+        assert ok["example"] == {"count": 1}  # the route's own example, in /docs
 
         ready = client.get("/readyz").json()
         assert ready["services"] == {"notes": {"taken": 3, "max_notes": 2}}

@@ -12,7 +12,7 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from tests.helpers import free_port, new_session
+from tests.helpers import free_port, new_session, rpc
 from tests.helpers.tools import PNG_1x1
 
 
@@ -83,10 +83,6 @@ async def test_session_state_through_mcp_with_toolfleet_options(base_url: str) -
         assert '"value": 3' in first.content[0].text
         second = await session.call_tool("counter", {"add": 3}, meta={"toolfleet/session_id": sid})
         assert '"value": 6' in second.content[0].text
-
-
-def rpc(method: str, params: dict | None = None, id_: int = 1) -> dict:
-    return {"jsonrpc": "2.0", "id": id_, "method": method, "params": params or {}}
 
 
 HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}

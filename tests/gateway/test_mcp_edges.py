@@ -11,15 +11,11 @@ import httpx
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, Observation, TablePart, TextPart
 from toolfleet.gateway.mcp_endpoint import to_result
 
-from tests.helpers import gateway, new_session
+from tests.helpers import gateway, new_session, rpc
 
 HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 OLD = {"mcp-protocol-version": "2025-03-26"}
 NEW = {"mcp-protocol-version": "2025-06-18"}
-
-
-def rpc(method: str, params: dict | None = None, id_: int = 1) -> dict:
-    return {"jsonrpc": "2.0", "id": id_, "method": method, "params": params or {}}
 
 
 def call(name: str, arguments: dict[str, Any], meta: dict | None = None, id_: int = 1) -> dict:

@@ -19,7 +19,7 @@ from toolfleet.sandbox.settings import SandboxSettings
 from toolfleet.vision import tools_for as vision_tools
 from toolfleet.vision.settings import VisionSettings
 
-from tests.helpers import gateway, new_session
+from tests.helpers import call, gateway, new_session
 from tests.helpers.sandbox import run
 from tests.helpers.tools import test_registry
 
@@ -73,12 +73,6 @@ async def client():
     registry = ToolRegistry([*test_registry(), *sandbox, *vision_tools(VisionSettings())])
     async with gateway(registry) as c:
         yield c
-
-
-async def call(client, tool: str, arguments: dict[str, Any], **options: Any) -> dict:
-    r = await client.post(f"/v1/tools/{tool}/call", json={"arguments": arguments, **options})
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 async def test_timeout_among_the_arguments_is_refused_and_told_where_it_goes(client) -> None:

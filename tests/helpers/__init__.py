@@ -140,6 +140,11 @@ def text(obs: dict[str, Any]) -> str:
     return "\n".join(p["text"] for p in obs["content"] if p["type"] == "text")
 
 
+def rpc(method: str, params: dict[str, Any] | None = None, id_: int = 1) -> dict[str, Any]:
+    """A JSON-RPC request of ``/mcp``."""
+    return {"jsonrpc": "2.0", "id": id_, "method": method, "params": params or {}}
+
+
 def invocation(tool: str, arguments: dict[str, Any] | None = None, **fields: Any) -> Invocation:
     """A resolved call as a dispatcher carries it (tenant ``t``, 5 s, submitted now)."""
     values: dict[str, Any] = {

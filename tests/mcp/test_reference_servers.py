@@ -13,7 +13,7 @@ import pytest
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.helpers import serving
+from tests.helpers import serving, text
 from tests.helpers.mcp import installed, reference_servers, toml_config
 
 
@@ -30,10 +30,6 @@ def call(client: httpx.Client, tool: str, arguments: dict, **options: object) ->
     response = client.post(f"/v1/tools/{tool}/call", json={"arguments": arguments, **options})
     assert response.status_code == 200, response.text
     return response.json()
-
-
-def text(obs: dict) -> str:
-    return "\n".join(p["text"] for p in obs["content"] if p["type"] == "text")
 
 
 def test_tools_are_listed_under_their_prefix_with_their_schemas(url: str) -> None:

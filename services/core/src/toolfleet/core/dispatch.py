@@ -13,6 +13,7 @@ from toolfleet.core.executor import Executor
 from toolfleet.core.metrics import Metrics
 from toolfleet.core.protocol import Invocation, Observation, ToolSpec
 from toolfleet.core.registry import ToolRegistry
+from toolfleet.core.service import Service
 
 
 class Dispatcher(abc.ABC):
@@ -38,6 +39,11 @@ class Dispatcher(abc.ABC):
     def status(self) -> dict[str, Any]:
         """Per service, what it reports for operators (see ``Service.status``)."""
         return {}
+
+    def local_service(self, name: str) -> Service[Any] | None:
+        """The service of that name when its tools run in this process (None: they run
+        elsewhere, or it is not served)."""
+        return None
 
     async def readiness(self) -> str | None:
         """Why calls cannot be taken now (None: they can)."""
@@ -82,6 +88,9 @@ class InProcessDispatcher(Dispatcher):
 
     def status(self) -> dict[str, Any]:
         return self.registry.status()
+
+    def local_service(self, name: str) -> Service[Any] | None:
+        return next((s for s in self.registry.services() if s.name == name), None)
 
     async def dispatch(self, inv: Invocation) -> Observation:
         return await self.executor.run(inv)

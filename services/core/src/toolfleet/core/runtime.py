@@ -54,6 +54,7 @@ from toolfleet.core.redis_state import (
     RedisState,
     SessionQuery,
 )
+from toolfleet.core.service import Service
 from toolfleet.core.service_metrics import ServiceStatusCollector
 from toolfleet.core.sessions import MemorySessionStore, Session, SessionStore
 from toolfleet.core.settings import Settings
@@ -167,6 +168,11 @@ class Runtime:
     def status(self) -> dict[str, Any]:
         """Per service, what it reports for operators (``/readyz`` ``services``)."""
         return self.dispatcher.status()
+
+    def local_service(self, name: str) -> Service[Any] | None:
+        """The service of that name when its tools run in this process (embedded), so a
+        route can read its settings; None in distributed mode or when it is not served."""
+        return self.dispatcher.local_service(name)
 
     async def readiness(self) -> str | None:
         """Why the runtime cannot take calls now (None: it can): the shared state's store

@@ -56,8 +56,9 @@ class MCPEndpoint:
         self.server: Server[Any] = Server(
             "toolfleet",
             version=__version__,
-            instructions="Sandboxed tools for language models: code interpreter, search, SQL, "
-            "vision. Tool failures come back as results with isError and a diagnostic.",
+            # the services are installed plugins: tools/list says which this gateway serves
+            instructions="Sandboxed tools for language models (tools/list gives those served "
+            "here). Tool failures come back as results with isError and a diagnostic.",
             on_list_tools=self._list_tools,
             on_call_tool=self._call_tool,
         )

@@ -1,10 +1,12 @@
 """What the OpenAPI document (and so ``/docs``) shows beyond what FastAPI derives: a request
 and a response example for every route, the gateway's real error body for every error status
 (422 included: ``invalid_request`` with ``fields``, not FastAPI's ``HTTPValidationError``),
-and the raw request body of the upload routes (``PUT`` files and media)."""
+and the raw request body of the upload routes (``PUT`` files and media). The gateway's own
+routes have their examples here; a service's routes declare theirs (:func:`examples`)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import FastAPI
@@ -93,8 +95,6 @@ USAGE = {
     "tools": {"python": {"calls": 2, "errors": 1, "cost": 2.0, "run_ms": 11.2, "queue_ms": 0.4}},
     "total": {"calls": 2, "errors": 1, "cost": 2.0, "run_ms": 11.2, "queue_ms": 0.4},
 }
-FILE = {"path": "data.csv", "size": 12}
-MEDIA = {"index": 1, "id": "img-3f2a", "kind": "image", "width": 640, "height": 480}
 
 #: (method, path) → (request example or None, response example).
 EXAMPLES: dict[tuple[str, str], tuple[Any, Any]] = {
@@ -114,46 +114,25 @@ EXAMPLES: dict[tuple[str, str], tuple[Any, Any]] = {
         {**SESSION, "session_id": "s-9a0b1c", "parent_id": "s-5c1f0e"}),
     ("get", "/v1/trajectories/{trajectory_id}/usage"): (None, USAGE),
     ("delete", "/v1/trajectories/{trajectory_id}"): (None, USAGE),
-    ("post", "/v1/judge"): (
-        {"language": "python", "code": "print(sum(map(int, input().split())))",
-         "cases": [{"stdin": "2 3", "expected_stdout": "5"}], "checker": "whitespace"},
-        {**OBSERVATION, "tool": "judge", "content": [{"type": "text", "text": "AC: 1/1 passed"}],
-         "data": {"verdict": "AC", "passed": 1, "total": 1, "score": 1.0, "cases": [{"index": 0,
-         "verdict": "AC", "time_s": 0.012, "cpu_s": 0.01, "memory_mb": 9.5, "exit_code": 0,
-         "signal": None, "stdout": "5\n", "stderr": "", "message": ""}], "compile": None,
-         "wall_s": 0.02}}),
     ("get", "/healthz"): (None, {"status": "ok"}),
     ("get", "/readyz"): (None, {"status": "ready", "tools": 12, "sessions": 0, "in_flight": 0,
         "services": {"sandbox": {"backend": "local", "pool_ready": 4, "pool_size": 4}}}),
     ("get", "/metrics"): (None, "# HELP toolfleet_calls_total Tool calls ...\n"),
-    ("get", "/v1/sessions/{session_id}/files"): (None, {"files": [FILE]}),
-    ("put", "/v1/sessions/{session_id}/files/{path}"): ("a,b\n1,2\n3,4\n", FILE),
-    ("get", "/v1/sessions/{session_id}/files/{path}"): (None, "a,b\n1,2\n3,4\n"),
-    ("post", "/run_code"): ({"code": "print(1+1)", "language": "python"}, {"status":
-        "Success", "message": "", "compile_result": None, "run_result": {"status": "Finished",
-        "execution_time": 0.01, "return_code": 0, "stdout": "2\n", "stderr": ""},
-        "executor_pod_name": None, "files": {}}),
-    ("post", "/get_observation"): ({"trajectory_ids": ["t1"], "actions":
-        ["<python>print(6*7)</python>"], "finish": [False], "is_last_step": [False]},
-        {"observations": ["\n<result>\n42\n</result>\n"], "dones": [False], "valids": [True]}),
-    ("post", "/retrieve"): ({"queries": ["who founded ABC?"], "topk": 3, "return_scores":
-        True}, {"result": [[{"document": {"id": "17", "contents": "\"ABC\"\nThe American "
-        "Broadcasting Company ..."}, "score": 12.3}]]}),
-    ("post", "/search"): ({"query": "who founded ABC?", "top_n": 3, "return_score": False},
-        [{"id": "17", "contents": "\"ABC\"\nThe American Broadcasting Company ..."}]),
-    ("post", "/batch_search"): ({"query": ["who founded ABC?"], "top_n": 3, "return_score":
-        False}, [[{"id": "17", "contents": "\"ABC\"\nThe American Broadcasting Company ..."}]]),
-    ("put", "/v1/sessions/{session_id}/media"): ("<the image or video bytes>", MEDIA),
-    ("post", "/v1/sessions/{session_id}/media"): ({"data": "iVBORw0KGgo..."}, MEDIA),
-    ("get", "/v1/sessions/{session_id}/media"): (None, {"images": [MEDIA], "videos": []}),
-    ("get", "/v1/sessions/{session_id}/media/{ref}"): (None, MEDIA),
 }  # fmt: skip
 
-#: The routes whose body is raw bytes (not JSON), with what the bytes are.
-UPLOADS = {
-    "/v1/sessions/{session_id}/files/{path}": "The file's bytes (any type).",
-    "/v1/sessions/{session_id}/media": "The image (PNG, JPEG, WebP ...) or video (MP4 ...).",
-}
+#: The key of a route's ``openapi_extra`` holding what :func:`examples` declares.
+EXAMPLES_KEY = "x-toolfleet-examples"
+
+
+def examples(
+    request: Any = None, response: Any = None, *, raw_body: str | None = None
+) -> dict[str, Any]:
+    """A route's ``openapi_extra``: the request and response examples ``/docs`` shows for it,
+    and, for a body of raw bytes (not JSON), what the bytes are. A service's routes declare
+    their own, so that the gateway names none of them."""
+    # as JSON text: FastAPI leaves the None values of openapi_extra out of the document
+    declared = {"request": request, "response": response, "raw_body": raw_body}
+    return {EXAMPLES_KEY: json.dumps(declared)}
 
 
 def install(app: FastAPI) -> None:
@@ -187,17 +166,21 @@ def document(schema: dict[str, Any]) -> dict[str, Any]:
                     if status == "422":
                         response["description"] = "Malformed request: each field named"
                     response["content"] = {"application/json": {"schema": ref, "example": example}}
-            if method == "put" and path in UPLOADS:
+            declared = json.loads(op.pop(EXAMPLES_KEY, "null"))
+            if declared is not None and declared["raw_body"] is not None:
                 op["requestBody"] = {
                     "required": True,
-                    "description": UPLOADS[path],
+                    "description": declared["raw_body"],
                     "content": {
                         "application/octet-stream": {
                             "schema": {"type": "string", "format": "binary"}
                         }
                     },
                 }
-            request, response_example = EXAMPLES.get((method, path), (None, None))
+            if declared is not None:
+                request, response_example = declared["request"], declared["response"]
+            else:
+                request, response_example = EXAMPLES.get((method, path), (None, None))
             body = op.get("requestBody", {}).get("content", {})
             if request is not None:
                 for content in body.values():

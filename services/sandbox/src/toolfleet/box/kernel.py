@@ -24,9 +24,22 @@ import signal
 import socket
 import sys
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from toolfleet.box import children, wire
+
+if TYPE_CHECKING:
+    from toolfleet.box.messages import (
+        CellReport,
+        CellRequest,
+        ErrorMsg,
+        Hello,
+        ImageMsg,
+        KernelDone,
+        KernelFork,
+        ProgramRequest,
+        ReapRequest,
+    )
 
 CURRENT: Kernel | None = None  # the kernel this process serves (for PIL's Image.show)
 
@@ -61,21 +74,25 @@ class Kernel:
         # handler, not SIG_IGN, so that programs the model runs get the default back at exec.
         signal.signal(signal.SIGHUP, lambda *_: None)
         pid = os.getpid()
-        wire.send(self.chan, {"op": "hello", "pid": pid})
+        hello: Hello = {"op": "hello", "pid": pid}
+        wire.send(self.chan, hello)
         while True:
             try:
                 msg, fds = wire.recv(self.chan)
             except (wire.ChannelClosedError, OSError):
                 os._exit(0)
+            reply: CellReport | KernelDone
             try:
-                if msg.get("op") == "python":
-                    reply = self.run_cell(msg)
-                elif msg.get("op") == "program":
-                    self.become_program(msg, fds)  # never returns
-                elif msg.get("op") == "fork":
-                    reply = self.fork(msg["workspace"], fds)
-                elif msg.get("op") == "reap":
-                    reply = {"op": "done", "reaped": _reap_children(msg.get("pids") or [])}
+                op = msg.get("op")
+                if op == "python":
+                    reply = self.run_cell(cast("CellRequest", msg))
+                elif op == "program":
+                    self.become_program(cast("ProgramRequest", msg), fds)  # never returns
+                elif op == "fork":
+                    reply = self.fork(cast("KernelFork", msg)["workspace"], fds)
+                elif op == "reap":
+                    reaped = _reap_children(cast("ReapRequest", msg).get("pids") or [])
+                    reply = {"op": "done", "reaped": reaped}
                 else:
                     reply = {"op": "done", "error": {"kind": "internal", "message": "bad op"}}
             except KeyboardInterrupt:
@@ -89,7 +106,7 @@ class Kernel:
             except OSError:
                 os._exit(0)
 
-    def become_program(self, msg: dict[str, Any], fds: list[int]) -> None:
+    def become_program(self, msg: ProgramRequest, fds: list[int]) -> None:
         """Become a Python program (a stateless run in a fresh kernel that has run nothing of
         the model's): the channel closed, ``fds[0]`` as stdin, a lower memory limit if asked,
         then the source as ``python script args...`` would run it. Never returns; the
@@ -114,7 +131,7 @@ class Kernel:
 
     # ------------------------------------------------------------------ cells
 
-    def run_cell(self, msg: dict[str, Any]) -> dict[str, Any]:
+    def run_cell(self, msg: CellRequest) -> CellReport:
         """Run one cell; the report of its value, images and exception."""
         _reap_children([])  # what earlier cells left and the supervisor killed
         code: str = msg["code"]
@@ -125,7 +142,7 @@ class Kernel:
         saved_stdin = sys.stdin
         sys.stdin = io.StringIO(msg.get("stdin") or "")
         result: str | None = None
-        error: dict[str, Any] | None = None
+        error: ErrorMsg | None = None
         self.running = True
         try:
             result = self._execute(code, filename, display, int(msg["max_result"]))
@@ -165,6 +182,7 @@ class Kernel:
     def _execute(self, code: str, filename: str, display: Display, max_result: int) -> str | None:
         tree = ast.parse(code, filename, "exec")
         last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        assert last is None or isinstance(last, ast.Expr)
         exec(compile(tree, filename, "exec"), self.namespace)
         if last is None:
             return None
@@ -188,7 +206,7 @@ class Kernel:
 
     # ------------------------------------------------------------------ fork
 
-    def fork(self, workspace: str, fds: list[int]) -> dict[str, Any]:
+    def fork(self, workspace: str, fds: list[int]) -> KernelDone:
         """Copy the workspace into ``workspace`` and fork; the copy serves the channel and
         output pipes in ``fds``."""
         if len(fds) != 3:
@@ -227,7 +245,7 @@ class Display:
     the supervisor can say how many were dropped."""
 
     def __init__(self, max_images: int, max_image_bytes: int) -> None:
-        self.images: list[dict[str, Any]] = []
+        self.images: list[ImageMsg] = []
         self.shown = 0
         self.max_images = max_images
         self.max_image_bytes = max_image_bytes
@@ -241,15 +259,20 @@ class Display:
         if len(self.images) > self.max_images:
             return True
         data, width, height = png
-        image: dict[str, Any] = {"mime_type": "image/png"}
         scale = 1.0
         for _ in range(6):
             if len(data) <= self.max_image_bytes:
                 break
             scale *= max(0.1, min(0.9, (self.max_image_bytes / len(data)) ** 0.5 * 0.9))
-            image["downscaled_from"] = [png[1], png[2]]
             data, width, height = _png_of(obj, scale) or (data, width, height)
-        image.update(data=base64.b64encode(data).decode(), width=width, height=height)
+        image: ImageMsg = {
+            "mime_type": "image/png",
+            "data": base64.b64encode(data).decode(),
+            "width": width,
+            "height": height,
+        }
+        if scale < 1.0:
+            image["downscaled_from"] = [png[1], png[2]]
         self.images.append(image)
         return True
 
@@ -308,7 +331,7 @@ def _reap_children(killed: list[int]) -> int:
         reaped += 1
 
 
-def _syntax_error(exc: SyntaxError) -> dict[str, Any]:
+def _syntax_error(exc: SyntaxError) -> ErrorMsg:
     line = (exc.text or "").rstrip("\n")
     caret = " " * max((exc.offset or 1) - 1, 0) + "^"
     where = f"line {exc.lineno}, column {exc.offset}"
@@ -322,7 +345,7 @@ def _syntax_error(exc: SyntaxError) -> dict[str, Any]:
     }
 
 
-def _runtime_error(exc: BaseException) -> dict[str, Any]:
+def _runtime_error(exc: BaseException) -> ErrorMsg:
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith("<cell-")]
     lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
     lines += traceback.format_exception_only(type(exc), exc)

@@ -88,13 +88,17 @@ class ErrorMsg(TypedDict, total=False):
     column: int | None
 
 
-class ImageMsg(TypedDict):
-    """A PNG the kernel rendered, checked by the supervisor (signature, size, dimensions)."""
-
+class _Image(TypedDict):
     mime_type: str
     data: str  # base64
     width: int
     height: int
+
+
+class ImageMsg(_Image, total=False):
+    """A PNG the kernel rendered, checked by the supervisor (signature, size, dimensions)."""
+
+    downscaled_from: list[int]  # [width, height] before the kernel shrank it to fit
 
 
 class SpawnRequest(TypedDict):
@@ -267,7 +271,27 @@ class CellReport(TypedDict, total=False):
     op: Literal["done"]
     result: str | None
     images: list[ImageMsg]
+    shown: int  # images and figures the cell displayed, kept or not
     error: ErrorMsg | None
+
+
+class ProgramRequest(TypedDict):
+    """Supervisor → a fresh kernel: become a Python program (stdin passed with it); the
+    kernel closes its channel and never answers."""
+
+    op: Literal["program"]
+    cwd: str
+    script: str  # the file name the program's tracebacks give
+    source: str
+    args: list[str]
+    address_space: int  # RLIMIT_AS to lower to (0: the family's)
+
+
+class ReapRequest(TypedDict):
+    """Supervisor → kernel, after a cell: collect the children the supervisor killed."""
+
+    op: Literal["reap"]
+    pids: list[int]
 
 
 class KernelFork(TypedDict):
@@ -278,8 +302,22 @@ class KernelFork(TypedDict):
     workspace: str
 
 
+class KernelDone(TypedDict, total=False):
+    """Kernel → supervisor: the answer to ``fork`` (the copy's pid), ``reap`` (how many it
+    collected), or to a request that failed (``error``)."""
+
+    op: Literal["done"]
+    pid: int
+    reaped: int
+    error: ErrorMsg
+
+
 class Hello(TypedDict):
     """A new kernel's greeting on its channel."""
 
     op: Literal["hello"]
     pid: int
+
+
+#: What a kernel is asked, one request at a time (``op`` tells which).
+KernelRequest = CellRequest | ProgramRequest | KernelFork | ReapRequest

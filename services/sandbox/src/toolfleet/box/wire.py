@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import struct
+from collections.abc import Mapping
 from typing import Any
 
 HEADER = struct.Struct("!I")
@@ -25,7 +26,7 @@ class ChannelClosedError(ConnectionError):
     """The other end went away."""
 
 
-def encode(obj: dict[str, Any]) -> bytes:
+def encode(obj: Mapping[str, Any]) -> bytes:
     """One frame."""
     data = json.dumps(obj, separators=(",", ":")).encode()
     return HEADER.pack(len(data)) + data
@@ -38,7 +39,7 @@ def _ancillary(fds: list[int]) -> list[tuple[int, int, bytes]]:
 # --------------------------------------------------------------------------- blocking side
 
 
-def send(sock: socket.socket, obj: dict[str, Any], fds: list[int] | None = None) -> None:
+def send(sock: socket.socket, obj: Mapping[str, Any], fds: list[int] | None = None) -> None:
     """Send one frame (and ``fds`` with its first byte)."""
     frame = encode(obj)
     if fds:
@@ -91,7 +92,7 @@ def _close(fd: int) -> None:
 # --------------------------------------------------------------------------- asyncio side
 
 
-async def asend(sock: socket.socket, obj: dict[str, Any], fds: list[int] | None = None) -> None:
+async def asend(sock: socket.socket, obj: Mapping[str, Any], fds: list[int] | None = None) -> None:
     """Send one frame from asyncio (the socket must be non-blocking)."""
     loop = asyncio.get_running_loop()
     frame = encode(obj)

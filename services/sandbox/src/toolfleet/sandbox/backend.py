@@ -1,4 +1,5 @@
-"""Where kernels run: the backend interface, and the service's side of zygotes and families.
+"""Where kernels run: the backend interface (and ``make_backend``, the one the settings name),
+and the service's side of zygotes and families.
 
 A backend (local namespaces, docker containers) provides *families*: a session and its
 forks, which share a uid (or a container), a disk, a cgroup and namespaces of their own, and
@@ -26,6 +27,7 @@ from typing import Any
 
 from toolfleet.box import wire
 from toolfleet.box.jail import Limits
+from toolfleet.sandbox.settings import SandboxSettings
 
 MAX_REPLY_BYTES = 512 << 20
 ANSWER_MARGIN_S = 10.0  # how long past a request's own deadline a supervisor may take
@@ -264,3 +266,14 @@ def remove_stale_state(state_dir: Path, prefix: str) -> None:
         pid = entry.name.removeprefix(f"{prefix}-")
         if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def make_backend(settings: SandboxSettings) -> Backend:
+    """The backend ``settings.backend`` names."""
+    if settings.backend == "docker":
+        from toolfleet.sandbox.docker import DockerBackend
+
+        return DockerBackend(settings)
+    from toolfleet.sandbox.local import LocalBackend
+
+    return LocalBackend(settings)

@@ -57,7 +57,7 @@ class Sandbox(Service[SandboxSettings]):
         super().__init__(settings)
         settings = self.settings
         if backend is None:
-            from toolfleet.sandbox.backends import make_backend
+            from toolfleet.sandbox.backend import make_backend
 
             backend = make_backend(settings)
         self.backend = backend

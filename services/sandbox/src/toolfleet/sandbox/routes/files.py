@@ -13,11 +13,14 @@ from fastapi import APIRouter, Request, Response
 from toolfleet.core.protocol import Observation, TextPart
 from toolfleet.core.surrogates import NOTE_PREFIX as NOTE
 from toolfleet.gateway.auth import Tenant
+from toolfleet.gateway.openapi_docs import examples
 from toolfleet.gateway.tool_routes import call_tool
 
 router = APIRouter(prefix="/v1/sessions/{session_id}/files", tags=["sessions"])
 
 WORKSPACE_TOOL = "workspace"
+FILE = {"path": "data.csv", "size": 12}  # /docs examples
+CSV = "a,b\n1,2\n3,4\n"
 
 
 async def _workspace(
@@ -33,7 +36,7 @@ async def _workspace(
     )
 
 
-@router.get("", summary="List a session's files")
+@router.get("", summary="List a session's files", openapi_extra=examples(None, {"files": [FILE]}))
 async def list_files(session_id: str, request: Request, tenant: Tenant) -> Any:
     """Every file in the session's working directory, with its size. A name that is not
     valid UTF-8 is shown with U+FFFD in place of its bad bytes, and ``notes`` says so."""
@@ -44,7 +47,11 @@ async def list_files(session_id: str, request: Request, tenant: Tenant) -> Any:
     return {**(obs.data or {}), "notes": notes} if notes else obs.data
 
 
-@router.put("/{path:path}", summary="Upload a file into a session")
+@router.put(
+    "/{path:path}",
+    summary="Upload a file into a session",
+    openapi_extra=examples(CSV, FILE, raw_body="The file's bytes (any type)."),
+)
 async def upload(session_id: str, path: str, request: Request, tenant: Tenant) -> Any:
     """The request body (raw bytes) becomes the file at ``path`` (parents are created)."""
     data = await request.body()
@@ -59,6 +66,7 @@ async def upload(session_id: str, path: str, request: Request, tenant: Tenant) -
     summary="Download a file from a session",
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {}}}},
+    openapi_extra=examples(None, CSV),
 )
 async def download(session_id: str, path: str, request: Request, tenant: Tenant) -> Response:
     """The file's bytes."""

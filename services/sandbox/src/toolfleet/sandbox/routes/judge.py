@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Request
 from toolfleet.core.protocol import CallRequest, Observation
 from toolfleet.gateway.auth import Tenant
+from toolfleet.gateway.openapi_docs import OBSERVATION, examples
 from toolfleet.gateway.routes.tools import runtime
 
 router = APIRouter(tags=["sandbox"])
@@ -16,7 +17,23 @@ router = APIRouter(tags=["sandbox"])
 MARGIN_S = 30.0  # compile, checker and the sandbox's own overhead beyond the cases' time
 
 
-@router.post("/v1/judge", summary="Judge a program against test cases", response_model=None)
+EXAMPLES = examples(
+    {"language": "python", "code": "print(sum(map(int, input().split())))",
+     "cases": [{"stdin": "2 3", "expected_stdout": "5"}], "checker": "whitespace"},
+    {**OBSERVATION, "tool": "judge", "content": [{"type": "text", "text": "AC: 1/1 passed"}],
+     "data": {"verdict": "AC", "passed": 1, "total": 1, "score": 1.0, "cases": [{"index": 0,
+     "verdict": "AC", "time_s": 0.012, "cpu_s": 0.01, "memory_mb": 9.5, "exit_code": 0,
+     "signal": None, "stdout": "5\n", "stderr": "", "message": ""}], "compile": None,
+     "wall_s": 0.02}},
+)  # fmt: skip
+
+
+@router.post(
+    "/v1/judge",
+    summary="Judge a program against test cases",
+    response_model=None,
+    openapi_extra=EXAMPLES,
+)
 async def judge(
     request: Request, tenant: Tenant, body: Annotated[dict[str, Any], Body()]
 ) -> Observation:

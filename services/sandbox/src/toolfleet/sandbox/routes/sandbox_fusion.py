@@ -35,6 +35,7 @@ from pydantic import BaseModel, Field, ValidationError
 from toolfleet.core.protocol import CallRequest, ErrorKind
 from toolfleet.gateway.auth import Tenant
 from toolfleet.gateway.errors import error_response
+from toolfleet.gateway.openapi_docs import examples
 from toolfleet.gateway.routes.tools import runtime
 
 router = APIRouter(tags=["compatibility"])
@@ -77,6 +78,20 @@ SANDBOX_FUSION_LANGUAGES = frozenset(
     ]
 )
 EXAMPLE = {"code": "print(int(input()) * 2)", "language": "python", "stdin": "21", "run_timeout": 5}
+ANSWER = {
+    "status": "Success",
+    "message": "",
+    "compile_result": None,
+    "run_result": {
+        "status": "Finished",
+        "execution_time": 0.01,
+        "return_code": 0,
+        "stdout": "42\n",
+        "stderr": "",
+    },
+    "executor_pod_name": None,
+    "files": {},
+}
 
 
 class RunCodeRequest(BaseModel):
@@ -154,7 +169,8 @@ async def _parse(request: Request) -> RunCodeRequest:
                     "example": EXAMPLE,
                 }
             },
-        }
+        },
+        **examples(EXAMPLE, ANSWER),
     },
 )
 async def run_code(request: Request, tenant: Tenant) -> RunCodeResponse | JSONResponse:

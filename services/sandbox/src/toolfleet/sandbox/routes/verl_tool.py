@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from toolfleet.core.errors import TrajectoryNotFoundError
 from toolfleet.core.runtime import Runtime
 from toolfleet.gateway.auth import Tenant
+from toolfleet.gateway.openapi_docs import examples
 from toolfleet.gateway.routes.tools import runtime
 from toolfleet.sandbox.routes.verl_tool_tools import (
     BY_TYPE,
@@ -124,7 +125,18 @@ def tool_set(rt: Runtime, tool_type: str | None) -> ToolSet:
 
 
 @router.post(
-    "/get_observation", summary="verl-tool tool server (drop-in)", response_model=AgentResponse
+    "/get_observation",
+    summary="verl-tool tool server (drop-in)",
+    response_model=AgentResponse,
+    openapi_extra=examples(
+        {
+            "trajectory_ids": ["t1"],
+            "actions": ["<python>print(6*7)</python>"],
+            "finish": [False],
+            "is_last_step": [False],
+        },
+        {"observations": ["\n<result>\n42\n</result>\n"], "dones": [False], "valids": [True]},
+    ),
 )
 async def get_observation(
     body: ActionRequest,

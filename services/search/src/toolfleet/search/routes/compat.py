@@ -36,6 +36,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 from toolfleet.gateway.auth import Tenant
+from toolfleet.gateway.openapi_docs import examples
 from toolfleet.gateway.tool_routes import call_tool
 from toolfleet.search.settings import SearchSettings
 
@@ -88,11 +89,9 @@ def limits(request: Request) -> SearchSettings:
     """The search tool's limits: its own settings when it runs in this process, else the
     ``[search]`` settings of this gateway's config and environment (a distributed
     deployment gives its workers the same)."""
-    registry = getattr(request.app.state.runtime.dispatcher, "registry", None)
-    if registry is not None and SEARCH_TOOL in registry:
-        config = getattr(registry.get(SEARCH_TOOL), "config", None)
-        if isinstance(config, SearchSettings):
-            return config
+    service = request.app.state.runtime.local_service("search")
+    if service is not None and isinstance(service.settings, SearchSettings):
+        return service.settings
     cached = getattr(request.app.state, "search_limits", None)
     if cached is None:
         cached = SearchSettings.from_config(request.app.state.settings.config_file)
@@ -183,7 +182,18 @@ def _document(hit: dict[str, Any]) -> dict[str, Any]:
     return {"id": hit["id"], "contents": f"{title}\n{text}" if text or not title else title}
 
 
-@router.post("/retrieve", summary="Search-R1 retrieval (drop-in)", response_model=None)
+ABC = {"id": "17", "contents": '"ABC"\nThe American Broadcasting Company ...'}  # /docs
+
+
+@router.post(
+    "/retrieve",
+    summary="Search-R1 retrieval (drop-in)",
+    response_model=None,
+    openapi_extra=examples(
+        {"queries": ["who founded ABC?"], "topk": 3, "return_scores": True},
+        {"result": [[{"document": ABC, "score": 12.3}]]},
+    ),
+)
 async def retrieve(body: RetrieveRequest, request: Request, tenant: Tenant) -> Any:
     """Search-R1's retriever API over the default search index."""
     queries = body.queries if body.queries is not None else [body.query or ""]
@@ -198,7 +208,12 @@ async def retrieve(body: RetrieveRequest, request: Request, tenant: Tenant) -> A
     return batch.respond({"result": result})
 
 
-@router.post("/search", summary="FlashRAG search (drop-in)", response_model=None)
+@router.post(
+    "/search",
+    summary="FlashRAG search (drop-in)",
+    response_model=None,
+    openapi_extra=examples({"query": "who founded ABC?", "top_n": 3, "return_score": False}, [ABC]),
+)
 async def flash_search(body: FlashSearchRequest, request: Request, tenant: Tenant) -> Any:
     """FlashRAG's retrieval server API: one query."""
     batch = Batch([body.query], limits(request))
@@ -209,7 +224,14 @@ async def flash_search(body: FlashSearchRequest, request: Request, tenant: Tenan
     return batch.respond([docs, [h["score"] for h in found[0]]] if body.return_score else docs)
 
 
-@router.post("/batch_search", summary="FlashRAG batch search (drop-in)", response_model=None)
+@router.post(
+    "/batch_search",
+    summary="FlashRAG batch search (drop-in)",
+    response_model=None,
+    openapi_extra=examples(
+        {"query": ["who founded ABC?"], "top_n": 3, "return_score": False}, [[ABC]]
+    ),
+)
 async def flash_batch_search(body: FlashBatchRequest, request: Request, tenant: Tenant) -> Any:
     """FlashRAG's retrieval server API: several queries."""
     batch = Batch(body.query, limits(request))

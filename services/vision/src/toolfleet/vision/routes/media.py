@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from toolfleet.core.protocol import Observation
 from toolfleet.gateway.auth import Tenant
+from toolfleet.gateway.openapi_docs import examples
 from toolfleet.gateway.responses import SafeJSONResponse
 from toolfleet.gateway.tool_routes import call_tool
 
@@ -52,13 +53,25 @@ async def _media(
     )
 
 
+MEDIA = {"index": 1, "id": "img-3f2a", "kind": "image", "width": 640, "height": 480}  # /docs
+
+
 def _answer(obs: Observation | Response, status: int = 200) -> Any:
     if isinstance(obs, Response):
         return obs
     return SafeJSONResponse(obs.data or {}, status_code=status)
 
 
-@router.put("", status_code=201, summary="Upload an image or a video into a session")
+@router.put(
+    "",
+    status_code=201,
+    summary="Upload an image or a video into a session",
+    openapi_extra=examples(
+        "<the image or video bytes>",
+        MEDIA,
+        raw_body="The image (PNG, JPEG, WebP ...) or video (MP4 ...).",
+    ),
+)
 async def upload_media(session_id: str, request: Request, tenant: Tenant) -> Any:
     """The request body (the file's raw bytes) is checked (a supported, decodable image or
     video within the size and pixel limits), stored, and appended to the session's image or
@@ -71,7 +84,12 @@ async def upload_media(session_id: str, request: Request, tenant: Tenant) -> Any
     return _answer(obs, 201)
 
 
-@router.post("", status_code=201, summary="Add media to a session from base64, a path or a URL")
+@router.post(
+    "",
+    status_code=201,
+    summary="Add media to a session from base64, a path or a URL",
+    openapi_extra=examples({"data": "iVBORw0KGgo..."}, MEDIA),
+)
 async def add_media(session_id: str, body: MediaSource, request: Request, tenant: Tenant) -> Any:
     """Like the upload, from base64 ``data``, a ``path`` under the server's media root, or a
     ``url`` on an allowed host (only when URL fetching is on)."""
@@ -80,7 +98,11 @@ async def add_media(session_id: str, body: MediaSource, request: Request, tenant
     return _answer(obs, 201)
 
 
-@router.get("", summary="List a session's images and videos")
+@router.get(
+    "",
+    summary="List a session's images and videos",
+    openapi_extra=examples(None, {"images": [MEDIA], "videos": []}),
+)
 async def list_media(session_id: str, request: Request, tenant: Tenant) -> Any:
     """Every image (uploads and tool results, in list order) and video of the session."""
     return _answer(await _media(request, tenant, session_id, action="list"))
@@ -91,6 +113,7 @@ async def list_media(session_id: str, request: Request, tenant: Tenant) -> Any:
     summary="Download an image or a video of a session",
     response_class=Response,
     responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "video/mp4": {}}}},
+    openapi_extra=examples(None, MEDIA),
 )
 async def download_media(
     session_id: str,
