@@ -6,7 +6,11 @@ SHELL := /bin/bash
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --frozen
 
-.PHONY: help sync runtime run test lint format bench sandbox-images compose-images redis sql-databases k8s-tools compat-venv mcp-servers toolchains deploy-files
+<<<<<<< HEAD
+.PHONY: help sync lock runtime run test lint format bench sandbox-images compose-images redis sql-databases k8s-tools compat-venv mcp-servers toolchains deploy-files
+=======
+.PHONY: help sync lock runtime run test lint format bench sandbox-images compose-images redis sql-databases k8s-tools compat-venv mcp-servers toolchains deploy-files
+>>>>>>> main
 
 help:
 	@echo "make run    serve the gateway with embedded defaults on 127.0.0.1:8000"
@@ -20,6 +24,10 @@ $(CURDIR)/.tools/bin/uv:
 
 sync: $(UV)
 	$(UV) sync --frozen --all-packages
+
+# uv.lock again after a package's dependencies changed (uv from PATH or .tools/).
+lock: $(UV)
+	$(UV) lock
 
 # The Python environment the model's code runs in (a virtualenv of its own, never the
 # service's): /opt/toolfleet/runtime-<hash> as root, else ~/.local/share/toolfleet/. And the

@@ -10,7 +10,7 @@ Prints, driven by wrk against the gateway's REST API on 127.0.0.1:
 Uses the machine's Redis (TOOLFLEET_BENCH_REDIS_URL, default redis://127.0.0.1:6379/0)
 under a key prefix of its own, deleted afterwards. Asserts nothing.
 
-Usage: uv run python bench/distributed.py [--duration 10]
+Usage: .venv/bin/python bench/distributed.py [--duration 10]
 """
 
 from __future__ import annotations

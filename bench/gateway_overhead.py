@@ -2,7 +2,7 @@
 at concurrency 1 and 32, driven by wrk (Debian package ``wrk``), against a bare FastAPI
 endpoint in the same server as the baseline. Prints figures; asserts nothing.
 
-Usage: uv run python bench/gateway_overhead.py [--duration 10]
+Usage: .venv/bin/python bench/gateway_overhead.py [--duration 10]
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ serve``, sandbox tools only). Prints:
 The problem: given n integers and K, count the pairs i < j with a_i + a_j <= K
 (n <= 2000, |a_i| <= 10^9). Solutions sort and walk two pointers; the brute force is O(n^2).
 
-    uv run python bench/judge.py [--rounds 5] [--sf http://127.0.0.1:PORT] [--judge-only]
+    .venv/bin/python bench/judge.py [--rounds 5] [--sf http://127.0.0.1:PORT] [--judge-only]
     (TOOLFLEET_SANDBOX_JUDGE_PARALLEL=N: cases at once, default the CPUs)
 """
 

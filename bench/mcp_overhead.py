@@ -12,7 +12,7 @@ by toolfleet as configured by default; Streamable HTTP: the server in a process 
 - gateway: the same through ``POST /v1/tools/syn.echo/call`` of a gateway (uvicorn, in a
   process of its own) over HTTP, i.e. what a trainer sees, the gateway's HTTP included.
 
-Usage: uv run python bench/mcp_overhead.py [--calls 2000] [--no-jail]
+Usage: .venv/bin/python bench/mcp_overhead.py [--calls 2000] [--no-jail]
 """
 
 from __future__ import annotations

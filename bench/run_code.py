@@ -9,7 +9,7 @@ routes alternate over ``--rounds`` rounds (a machine whose load drifts weighs on
 the medians of the rounds are printed. ``--peer URL`` adds SandboxFusion itself (its own
 server, started by you outside this tree) on the same rows. Asserts nothing.
 
-    uv run python bench/run_code.py [--rounds 3] [--count 100] [--duration 8] [--peer URL]
+    .venv/bin/python bench/run_code.py [--rounds 3] [--count 100] [--duration 8] [--peer URL]
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Before each new-session sample the pools are given time to refill (the figure is
 from a warm pool, not the refill rate). Asserts nothing. Needs the Docker engine and image
 (deploy/docker/install-docker.sh, build-images.sh).
 
-Usage: uv run python bench/sandbox_docker.py [--iterations 50] [--runtime runsc]
+Usage: .venv/bin/python bench/sandbox_docker.py [--iterations 50] [--runtime runsc]
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ made and synced under /tmp, its own virtualenv), the two trees in turn ``--round
 this run (so that a machine whose load drifts weighs on both alike), and prints the median of
 the rounds of each side by side. Asserts nothing.
 
-    uv run python bench/sandbox_local.py [--duration 10] [--idle 500] [--compare ff33a1b]
+    .venv/bin/python bench/sandbox_local.py [--duration 10] [--idle 500] [--compare ff33a1b]
                                          [--rounds 3]
 """
 

@@ -14,7 +14,7 @@ Prints:
   against bm25s's numpy scoring per query, and what a query costs beyond its postings at 1M
   and 21M passages, now and with the old buffer passes (``--synthetic-only`` runs this part
   alone).
-Asserts nothing. Usage: uv run python bench/search.py [--duration 10] [--synthetic 1000000]
+Asserts nothing. Usage: .venv/bin/python bench/search.py [--duration 10] [--synthetic 1000000]
 [--reuse] (--reuse keeps the indexes an earlier run left in --work: the figures then come
 from the current code against them, the build figures from that earlier run)
 """

@@ -12,7 +12,7 @@ question near its passage): 512 are measured, the other 488 warm the index up fi
 pages of memory-mapped vectors come in on first use). Deterministic (seeded). Each index
 type is built and served in a process of its own, so their memory figures do not mix.
 
-Usage: uv run python bench/search_ann.py [--passages 1000000] [--work /tmp/...] [--reuse]
+Usage: .venv/bin/python bench/search_ann.py [--passages 1000000] [--work /tmp/...] [--reuse]
 (--reuse keeps vectors and indexes an earlier run left in --work: then the build figures
 are that run's, read from its meta.json).
 """

@@ -13,7 +13,7 @@ Prints:
   shipped encoder setting) and hybrid over the 2,067 dev passages (every question's gold
   passage is there), with ``--full`` dense and hybrid over the whole corpus too (bf16).
 
-Asserts nothing. Usage: uv run python bench/search_encoders.py [--passages 512] [--full]
+Asserts nothing. Usage: .venv/bin/python bench/search_encoders.py [--passages 512] [--full]
 """
 
 from __future__ import annotations

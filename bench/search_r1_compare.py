@@ -21,7 +21,7 @@ before them (written here, not theirs) makes ``.cuda()`` a no-op, keeps fp32 (``
 no-op: fp16 on a CPU is slow and is not what a GPU computes either), and binds the server to
 127.0.0.1 on a free port. Nothing else of theirs is changed.
 
-Usage: uv run python bench/search_r1_compare.py --search-r1 /tmp/Search-R1 \\
+Usage: .venv/bin/python bench/search_r1_compare.py --search-r1 /tmp/Search-R1 \\
            --python /tmp/sr1-venv/bin/python [--work /tmp/...] [--batches 10]
 """
 

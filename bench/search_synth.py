@@ -3,7 +3,7 @@
 Each passage's length is drawn from the real passages' lengths and its words from the real
 corpus's word frequencies (unigram); titles are real titles. Deterministic (seeded).
 
-Usage: uv run python bench/search_synth.py OUT.jsonl [--passages 1000000]
+Usage: .venv/bin/python bench/search_synth.py OUT.jsonl [--passages 1000000]
 """
 
 from __future__ import annotations

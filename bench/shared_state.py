@@ -14,7 +14,7 @@ Prints:
 Uses the machine's Redis (TOOLFLEET_BENCH_REDIS_URL, default redis://127.0.0.1:6379/0) under
 a key prefix of its own, deleted afterwards. Asserts nothing.
 
-Usage: uv run --frozen python bench/shared_state.py [--calls 2000] [--duration 15]
+Usage: .venv/bin/python bench/shared_state.py [--calls 2000] [--duration 15]
 """
 
 from __future__ import annotations

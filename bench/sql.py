@@ -9,7 +9,7 @@ Also p50 of the same lookup run directly with the engine's driver (no gateway, n
 for comparison, and for SQLite through one worker process of the service's pool (no
 gateway): what running queries out of process adds per query. Asserts nothing.
 
-Usage: uv run python bench/sql.py [--duration 10] [--engines sqlite,postgresql,mariadb]
+Usage: .venv/bin/python bench/sql.py [--duration 10] [--engines sqlite,postgresql,mariadb]
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ band, scaled up) and the real videos of ../shared/data/vision/videos, then print
 - the same crop on a server without the decoded-image cache (each call decodes the JPEG).
 Every response body is checked for ``"ok":true`` (column "failed"). Asserts nothing.
 
-Usage: uv run python bench/vision.py [--duration 10]
+Usage: .venv/bin/python bench/vision.py [--duration 10]
 """
 
 from __future__ import annotations

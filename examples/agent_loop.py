@@ -11,10 +11,10 @@ observations), makes one malformed call and one buggy program on purpose, and re
 the diagnostics it is shown. Swap it for your inference engine (``generate(context) -> str``
 with the format's ``stop`` strings) and the loop is unchanged.
 
-    uv run --frozen toolfleet serve &                     # the gateway (python, bash ...)
-    uv run --frozen python examples/agent_loop.py         # Hermes / Qwen tool calls
-    uv run --frozen python examples/agent_loop.py --format torl --rollouts 4
-    uv run --frozen python examples/agent_loop.py --branches 3   # a rollout tree (forks)
+    .venv/bin/toolfleet serve &                     # the gateway (python, bash ...)
+    .venv/bin/python examples/agent_loop.py         # Hermes / Qwen tool calls
+    .venv/bin/python examples/agent_loop.py --format torl --rollouts 4
+    .venv/bin/python examples/agent_loop.py --branches 3   # a rollout tree (forks)
 """
 
 from __future__ import annotations

@@ -411,6 +411,9 @@ def test_observation_text_of_each_part_and_of_failures():
         "partial output\nError (timeout): timed out after 5 s\nHint: Try again."
     )
     assert observation_text(other, errors=False) == "partial output"
+    # a tool's text that says the message and the hint: neither said again
+    hinted = failed(ErrorKind.timeout, "ran out of time", "ran out of time\nTry again.")
+    assert observation_text(hinted) == "ran out of time\nTry again."
 
 
 def test_search_r1_information_block():

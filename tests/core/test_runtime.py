@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis
+from toolfleet.client.adapters import observation_text
 from toolfleet.core import Settings
 from toolfleet.core.dispatch import InProcessDispatcher
 from toolfleet.core.errors import (
@@ -219,7 +220,11 @@ async def test_an_expired_trajectory_session_is_said_once_not_replaced_silently(
     assert not obs.ok and obs.error.kind is ErrorKind.session_expired
     assert obs.error.retryable is False and obs.data["restarted"] is True
     assert "expired" in obs.error.message and "lost" in obs.error.message
-    assert "session_expired" in obs.content[0].text  # the model sees it as text too
+    # the model sees it as text too, once, as every failure is said
+    assert [p.text for p in obs.content] == [
+        f"Error (session_expired): {obs.error.message}\nHint: {obs.error.hint}"
+    ]
+    assert observation_text(obs).count(obs.error.hint) == 1  # a trainer's rendering
     usage = await rt.usage("t", "tr")
     assert (usage.total.calls, usage.total.errors) == (1, 0)  # not booked against the model
     # told once: the next call runs in a fresh session

@@ -44,6 +44,9 @@ STARTS_GATEWAY = re.compile(r"^\s*(make run|\.venv/bin/toolfleet serve)\b.*$", r
 GATEWAY_ADDRESS = re.compile(r"\b(localhost|127\.0\.0\.1|TOOLFLEET_HOST):8000\b")
 ERROR_BODY = re.compile(r'\{"error":\s*\{"code":')
 MAX_SKIPPED = 16  # the blocks that cannot run here (GPU, your data, containers): keep it small
+#: A command that needs uv on the PATH, which ``make`` does not put there (it may bootstrap uv
+#: into .tools/): documented commands use ``.venv/bin/...`` or a make target instead.
+NEEDS_UV = re.compile(r"(?:^|[^/\w.-])uv (?:run|sync|lock|pip|add|tool)\b", re.M)
 
 
 @dataclass
@@ -89,6 +92,20 @@ def test_the_skipped_blocks_are_few_and_say_why() -> None:
     unknown = [b.name for b in blocks() if b.marker and not b.marker.startswith(("skip", "python"))]
     assert unknown == []
     assert len(RUNNABLE) >= 8  # the README's curl, CLI and Python blocks at least
+
+
+def test_no_documented_command_needs_uv_on_the_path() -> None:
+    """Every command the README, the docs, the examples' and the bench scripts' usage lines
+    give works verbatim on a fresh machine after ``make run``, prose included."""
+    written = [*DOCS, *(ROOT / "examples").rglob("*.py"), *(ROOT / "bench").glob("*.py")]
+    written.append(ROOT / "bench" / "README.md")
+    found = [
+        f"{path.relative_to(ROOT)}:{text[: m.start()].count(chr(10)) + 1}"
+        for path in written
+        for text in [path.read_text()]
+        for m in NEEDS_UV.finditer(text)
+    ]
+    assert found == []
 
 
 @pytest.fixture(scope="module")

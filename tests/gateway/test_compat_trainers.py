@@ -79,6 +79,19 @@ async def test_run_code_success_with_stdin_files_and_fetch(client) -> None:
     assert "missing.txt" not in body["files"]
 
 
+async def test_run_code_names_the_fields_it_does_not_read(client) -> None:
+    """Ignored as SandboxFusion ignores them, but said: a misspelt limit is not silent."""
+    read = sandbox_fusion_request("print(1)", memory_limit_MB=128)  # under this cap
+    plain = (await client.post("/run_code", json=read)).json()
+    assert plain["status"] == "Success" and plain["message"] == ""  # verl's body: all read
+    body = {**read, "run_timout": 1, "extra": {"a": 1}}
+    answer = (await client.post("/run_code", json=body)).json()
+    assert answer["status"] == "Success" and answer["run_result"]["stdout"] == "1\n"
+    assert (
+        answer["message"] == "fields not read (ignored, as SandboxFusion does): extra, run_timout"
+    )
+
+
 async def test_run_code_failures_in_sandbox_fusion_terms(client) -> None:
     crashed = (await client.post("/run_code", json=sandbox_fusion_request("1/0"))).json()
     assert crashed["status"] == "Failed"

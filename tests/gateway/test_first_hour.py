@@ -1,6 +1,7 @@
-"""The first hour: POST bodies are JSON whatever the Content-Type says, ``/docs`` works
-offline, the OpenAPI document has examples and the real error bodies, a port in use is said
-at once, and the CLI says which URL it could not reach."""
+"""The first hour: POST bodies are JSON whatever the Content-Type says, a retrieval route
+without an index says how to serve one, ``/docs`` works offline, the OpenAPI document has
+examples and the real error bodies, a port in use is said at once, and the CLI says which URL
+it could not reach."""
 
 from __future__ import annotations
 
@@ -20,6 +21,16 @@ async def test_json_bodies_whatever_the_content_type() -> None:
             r = await http.post("/v1/sessions", content=b'{"ttl_s": 60}', headers=headers)
             assert r.status_code == 201, (declared, r.text)
             assert r.json()["ttl_s"] == 60
+
+
+async def test_retrieval_without_an_index_says_how_to_serve_one() -> None:
+    async with gateway() as http:  # the test tools only: no search index
+        for route, body in (("/retrieve", {"queries": ["x"]}), ("/search", {"query": "x"})):
+            r = await http.post(route, json=body)
+            assert r.status_code == 404, r.text
+            error = r.json()["error"]
+            assert error["code"] == "no_search"
+            assert "TOOLFLEET_SEARCH_INDEXES" in error["message"], error
 
 
 async def test_docs_are_served_from_local_assets() -> None:

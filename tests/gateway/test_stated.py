@@ -125,3 +125,22 @@ async def test_allowed_origins_may_post() -> None:
             "/v1/tools/echo/call", content='{"arguments": {"text": "x"}}', headers=page
         )
         assert r.status_code == 200
+
+
+async def test_a_trajectorys_session_and_a_reused_key_over_http() -> None:
+    """A session opened for a trajectory is the one its calls run in; a key sent again with
+    other arguments is a 409 conflict, not the first answer again."""
+    async with gateway() as http:
+        r = await http.post("/v1/sessions", json={"trajectory_id": "t"})
+        sid = r.json()["session_id"]
+        await call(http, "counter", {"add": 4}, session_id=sid)
+        obs = await call(http, "counter", {"add": 1}, trajectory_id="t")
+        assert obs["session_id"] == sid and obs["content"][0]["data"] == {"value": 5}
+        first = await call(http, "echo", {"text": "a"}, idempotency_key="k")
+        again = await call(http, "echo", {"text": "a"}, idempotency_key="k")
+        assert again["call_id"] == first["call_id"]
+        other = {"arguments": {"text": "b"}, "idempotency_key": "k"}
+        r = await http.post("/v1/tools/echo/call", json=other)
+        assert r.status_code == 409
+        error = r.json()["error"]
+        assert error["code"] == "idempotency_conflict" and error["idempotency_key"] == "k"

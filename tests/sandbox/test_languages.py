@@ -7,15 +7,16 @@ CI installs every toolchain (make toolchains): a language missing here fails, ne
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 import pytest_asyncio
 from toolfleet.core.registry import ToolRegistry
 from toolfleet.sandbox.interpreters import tools_for
-from toolfleet.sandbox.languages import LANGUAGES, resolve
+from toolfleet.sandbox.languages import LANGUAGES, NATIVE, resolve
 from toolfleet.sandbox.settings import SandboxSettings
 
-from tests.helpers import call, gateway
+from tests.helpers import ROOT, call, gateway
 from tests.sandbox import programs as P
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -44,6 +45,25 @@ async def test_every_language_has_programs():
     assert {lang.name for lang in LANGUAGES} - {"go_test"} == set(ALL)
     assert resolve("c++") == "cpp" and resolve("JavaScript") == "nodejs"
     assert resolve("python3") == "python" and resolve("cobol") is None
+
+
+def test_the_readme_names_every_language_and_the_limits_in_force() -> None:
+    """What a newcomer reads first: the languages served and the sandbox's default limits."""
+    readme = " ".join(ROOT.joinpath("README.md").read_text().split())
+    paragraph = readme[readme.index("**Languages.**") :][:1000]
+    named = set(re.findall(r"[\w+#]+", paragraph))
+    assert {lang.name for lang in LANGUAGES} | set(NATIVE.values()) <= named
+    s = SandboxSettings()
+    for said in (
+        f"{s.memory_mb} MiB of memory per interpreter",
+        f"{s.processes} processes",
+        f"{s.disk_mb} MiB of workspace disk",
+        f"{s.file_mb} MiB per file",
+        f"{s.max_output_chars:,} characters of stdout+stderr",
+        f"({s.max_program_output_bytes >> 20} MiB per program run)",
+        f"{s.max_images} images of at most {s.max_image_bytes >> 20} MiB",
+    ):
+        assert said in readme, said
 
 
 async def test_every_toolchain_is_offered(client):

@@ -88,9 +88,9 @@ class SessionExpiredError(SessionNotFoundError):
     def __init__(self, session_id: str, trajectory_id: str | None = None) -> None:
         super().__init__(session_id)
         self.trajectory_id = trajectory_id
-        whose = f"trajectory {trajectory_id!r}'s session" if trajectory_id else "session"
+        of = f" of trajectory {trajectory_id!r}" if trajectory_id else ""
         self.args = (
-            f"{whose} {session_id!r} expired (idle longer than its TTL) and was ended; its "
+            f"session {session_id!r}{of} expired (idle longer than its TTL) and was ended; its "
             "state (variables, files, registered images) is lost",
         )
 

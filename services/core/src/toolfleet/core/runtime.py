@@ -453,11 +453,9 @@ def _expired(tool: str, request: CallRequest, exc: SessionExpiredError) -> Obser
     diagnostic = ErrorDiagnostic(
         kind=ErrorKind.session_expired, message=str(exc), hint=hint, retryable=False
     )
-    return Observation.failure(
+    return _failure(
         tool,
-        _new_call_id(),
         diagnostic,
-        content=[TextPart(text=f"session_expired: {exc}\n{hint}")],
         data={"restarted": True, "expired_session_id": exc.session_id},
         trajectory_id=request.trajectory_id,
     )

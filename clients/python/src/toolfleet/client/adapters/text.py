@@ -86,7 +86,7 @@ def observation_text(
             text = error_text(obs.error, hints=hints, detail=True)
         elif obs.error.message not in text:
             text = f"{text}\n{error_text(obs.error, hints=hints)}"
-        elif hints and obs.error.hint:
+        elif hints and obs.error.hint and obs.error.hint not in text:
             text = f"{text}\nHint: {obs.error.hint}"
     return text
 

@@ -31,7 +31,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from toolfleet.core.protocol import CallRequest, ErrorKind
 from toolfleet.gateway.auth import Tenant
 from toolfleet.gateway.errors import error_response
@@ -95,7 +95,11 @@ ANSWER = {
 
 
 class RunCodeRequest(BaseModel):
-    """SandboxFusion's run_code request."""
+    """SandboxFusion's run_code request. Fields it does not know are ignored, as
+    SandboxFusion ignores them, and named in the answer's ``message`` (a misspelt
+    ``run_timout`` must not pass unnoticed)."""
+
+    model_config = ConfigDict(extra="allow")
 
     code: str = Field(description="The program's source.")
     language: str = Field(
@@ -133,6 +137,14 @@ class RunCodeResponse(BaseModel):
     run_result: CommandRunResult | None = None
     executor_pod_name: str | None = None
     files: dict[str, str] = Field(default_factory=dict)
+
+
+def _message(body: RunCodeRequest, notes: list[str]) -> str:
+    """The answer's ``message``: ``notes``, then the request's fields not read here."""
+    if body.model_extra:
+        names = ", ".join(sorted(body.model_extra))
+        notes = [*notes, f"fields not read (ignored, as SandboxFusion does): {names}"]
+    return "; ".join(notes)
 
 
 def _sandbox_error(message: str) -> RunCodeResponse:
@@ -198,7 +210,8 @@ async def run_code(request: Request, tenant: Tenant) -> RunCodeResponse | JSONRe
     data = obs.data or {}
     compiled = _command_result(data["compile"]) if data.get("compile") else None
     if data.get("status") == "compile_error":
-        return RunCodeResponse(status="Failed", message=obs.error.message if obs.error else "",
+        said = [obs.error.message] if obs.error else []
+        return RunCodeResponse(status="Failed", message=_message(body, said),
                                compile_result=compiled)  # fmt: skip
     if "status" not in data:
         error = obs.error.message if obs.error else "unknown"
@@ -223,7 +236,7 @@ async def run_code(request: Request, tenant: Tenant) -> RunCodeResponse | JSONRe
     success = result.status == "Finished" and result.return_code == 0
     return RunCodeResponse(
         status="Success" if success else "Failed",
-        message="; ".join(data.get("notes") or []),
+        message=_message(body, data.get("notes") or []),
         compile_result=compiled,
         run_result=result,
         files=data.get("files") or {},

@@ -45,6 +45,11 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["compatibility"])
 
 SEARCH_TOOL = "search"
+NO_INDEX = (
+    "no search index is served, so there is nothing to retrieve from: build one "
+    "(toolfleet search build CORPUS.jsonl --out DIR) and serve it with "
+    'TOOLFLEET_SEARCH_INDEXES=\'{"NAME": "DIR"}\' (docs/search.md)'
+)
 #: FlashRAG's server answers ``top_n`` passages, 10 unless the request says otherwise.
 FLASHRAG_TOP_N = 10
 NOTICE_HEADER = "X-Toolfleet-Notice"
@@ -147,7 +152,7 @@ class Batch:
             arguments: dict[str, Any] = {"queries": [q for _, q in chunk]}
             if top_k:
                 arguments["top_k"] = top_k
-            obs = await call_tool(request, tenant, SEARCH_TOOL, arguments)
+            obs = await call_tool(request, tenant, SEARCH_TOOL, arguments, missing=NO_INDEX)
             if isinstance(obs, Response):
                 return obs
             results = (obs.data or {}).get("results", [])
