@@ -6,11 +6,7 @@ SHELL := /bin/bash
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --frozen
 
-<<<<<<< HEAD
 .PHONY: help sync lock runtime run test lint format bench sandbox-images compose-images redis sql-databases k8s-tools compat-venv mcp-servers toolchains deploy-files
-=======
-.PHONY: help sync lock runtime run test lint format bench sandbox-images compose-images redis sql-databases k8s-tools compat-venv mcp-servers toolchains deploy-files
->>>>>>> main
 
 help:
 	@echo "make run    serve the gateway with embedded defaults on 127.0.0.1:8000"
