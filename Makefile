@@ -6,7 +6,7 @@ SHELL := /bin/bash
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --frozen
 
-.PHONY: help sync lock runtime run test lint format bench sandbox-images compose-images redis sql-databases k8s-tools compat-venv mcp-servers toolchains
+.PHONY: help sync lock runtime run test lint format bench sandbox-images compose-images redis sql-databases k8s-tools compat-venv mcp-servers toolchains deploy-files
 
 help:
 	@echo "make run    serve the gateway with embedded defaults on 127.0.0.1:8000"
@@ -73,6 +73,11 @@ sql-databases: sync
 # /opt/toolfleet/mcp: installed ahead of time, as the jail they run in has no network.
 mcp-servers:
 	bash deploy/mcp/install-servers.sh
+
+# The per-service parts of docker-compose.yml and deploy/k8s, written from the service list
+# (deploy/generate.py; tests/deploy/test_generate.py fails when the checked-in files differ).
+deploy-files:
+	python3 deploy/generate.py
 
 # kubectl kustomize for the manifests' offline validation (tests/deploy/test_k8s.py)
 k8s-tools:
