@@ -27,7 +27,7 @@ from typing import Any
 
 from toolfleet.core.state import SessionStates
 from toolfleet.core.tool import CallContext, Tool
-from toolfleet.sandbox.interpreters import Sandbox
+from toolfleet.sandbox.service import Sandbox
 from toolfleet.sandbox.settings import SandboxSettings
 
 REFILL_WAIT_S = 30.0

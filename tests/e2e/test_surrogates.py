@@ -19,7 +19,7 @@ from toolfleet.core.registry import ToolRegistry
 from toolfleet.core.settings import Settings
 from toolfleet.core.surrogates import ARGUMENTS_NOTE, REPLACED_NOTE, scrub, scrub_text
 from toolfleet.core.tool import CallContext, ToolArguments, ToolError
-from toolfleet.sandbox.interpreters import tools_for
+from toolfleet.sandbox import tools_for
 from toolfleet.sandbox.settings import SandboxSettings
 
 from tests.helpers import gateway, new_session, text

@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 from toolfleet.core import Tool
 from toolfleet.core.registry import ToolRegistry
-from toolfleet.sandbox.interpreters import tools_for as sandbox_tools
+from toolfleet.sandbox import tools_for as sandbox_tools
 from toolfleet.sandbox.settings import SandboxSettings
 from toolfleet.vision import tools_for as vision_tools
 from toolfleet.vision.settings import VisionSettings
@@ -26,7 +26,10 @@ from tests.helpers.tools import test_registry
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 SERVICE_MODULES = [
-    "toolfleet.sandbox.interpreters",
+    "toolfleet.sandbox.python",
+    "toolfleet.sandbox.bash",
+    "toolfleet.sandbox.run_program",
+    "toolfleet.sandbox.workspace",
     "toolfleet.sandbox.judge",
     "toolfleet.search.indexed",
     "toolfleet.search.web",

@@ -23,7 +23,7 @@ from toolfleet.core.state import SessionStates
 from toolfleet.core.tool import CallContext, Tool, ToolResult
 from toolfleet.sandbox import docker as docker_backend
 from toolfleet.sandbox.backend import SandboxUnavailableError
-from toolfleet.sandbox.interpreters import STATE_KEY, Sandbox
+from toolfleet.sandbox.service import STATE_KEY, Sandbox
 from toolfleet.sandbox.settings import SandboxSettings
 
 from tests.helpers import PYTHON, ROOT, free_port, wait_healthy

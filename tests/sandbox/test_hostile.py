@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from toolfleet.core.registry import ToolRegistry
-from toolfleet.sandbox.interpreters import tools_for
+from toolfleet.sandbox import tools_for
 from toolfleet.sandbox.settings import SandboxSettings
 
 from tests.helpers import ROOT, gateway, new_session

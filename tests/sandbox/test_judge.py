@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import pytest_asyncio
 from toolfleet.core.registry import ToolRegistry
-from toolfleet.sandbox.interpreters import tools_for
+from toolfleet.sandbox import tools_for
 from toolfleet.sandbox.judge import compare
 from toolfleet.sandbox.settings import SandboxSettings
 

@@ -12,7 +12,7 @@ import re
 import pytest
 import pytest_asyncio
 from toolfleet.core.registry import ToolRegistry
-from toolfleet.sandbox.interpreters import tools_for
+from toolfleet.sandbox import tools_for
 from toolfleet.sandbox.languages import LANGUAGES, NATIVE, resolve
 from toolfleet.sandbox.settings import SandboxSettings
 

@@ -9,7 +9,7 @@ import time
 
 import httpx
 from toolfleet.core.registry import ToolRegistry
-from toolfleet.sandbox.interpreters import tools_for
+from toolfleet.sandbox import tools_for
 from toolfleet.sandbox.settings import SandboxSettings
 
 from tests.helpers import PYTHON, ROOT, free_port, gateway, new_session, wait_healthy

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from toolfleet.sandbox.kernels import KernelPool
+from toolfleet.sandbox.pool import KernelPool
 
 
 class SlowFamily:

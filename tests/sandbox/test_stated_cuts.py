@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 from toolfleet.core.registry import ToolRegistry
-from toolfleet.sandbox.interpreters import tools_for
+from toolfleet.sandbox import tools_for
 from toolfleet.sandbox.settings import SandboxSettings
 
 from tests.helpers import call, gateway, text

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from toolfleet.core.registry import ToolRegistry
-from toolfleet.sandbox.interpreters import tools_for
+from toolfleet.sandbox import tools_for
 from toolfleet.sandbox.settings import SandboxSettings
 
 from tests.helpers import call, gateway, new_session, text

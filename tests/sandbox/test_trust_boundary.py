@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 from toolfleet.core.registry import ToolRegistry
 from toolfleet.core.surrogates import REPLACED_NOTE
-from toolfleet.sandbox.interpreters import tools_for
+from toolfleet.sandbox import tools_for
 from toolfleet.sandbox.settings import SandboxSettings
 
 from tests.helpers import gateway, new_session, text

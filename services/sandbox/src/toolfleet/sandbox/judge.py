@@ -22,8 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, TextPart, ToolSpec
 from toolfleet.core.tool import CallContext, ToolArguments, ToolError, ToolResult
 from toolfleet.sandbox.backend import Family
-from toolfleet.sandbox.interpreters import SandboxTool, compile_failure, with_languages
 from toolfleet.sandbox.programs import Prepared, anchored, run
+from toolfleet.sandbox.run_program import compile_failure, with_languages
+from toolfleet.sandbox.service import SandboxTool
 
 Verdict = Literal["AC", "WA", "TLE", "MLE", "RE", "CE", "SKIPPED"]
 MAX_CASES = 1000
@@ -422,6 +423,6 @@ def _compile_error(language: str, prepared: Prepared, total: int, started: float
 
 
 def _close_later(kernel: Any) -> None:
-    from toolfleet.sandbox.interpreters import _later
+    from toolfleet.sandbox.service import _later
 
     _later(kernel.close())

@@ -28,7 +28,7 @@ from toolfleet.sandbox.backend import Family, SandboxUnavailableError
 from toolfleet.sandbox.languages import Language
 
 if TYPE_CHECKING:
-    from toolfleet.sandbox.interpreters import Sandbox
+    from toolfleet.sandbox.service import Sandbox
 
 log = logging.getLogger(__name__)
 
