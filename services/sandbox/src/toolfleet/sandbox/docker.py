@@ -42,6 +42,7 @@ from toolfleet.sandbox.backend import (
     remove_stale_state,
     zygote_init,
 )
+from toolfleet.sandbox.pool import later
 from toolfleet.sandbox.seccomp import compile_filter
 from toolfleet.sandbox.settings import SandboxSettings
 
@@ -184,7 +185,7 @@ class DockerBackend(Backend):
             if candidate.alive():
                 container = candidate
                 break
-            self._later(self.discard(candidate))
+            later(self.discard(candidate))
         self._wakeup.set()
         if container is None:
             container = await self._start_container()
@@ -291,7 +292,7 @@ class DockerBackend(Backend):
 
     def _remove_orphan(self, create: asyncio.Future[Any]) -> None:
         if not create.cancelled() and create.exception() is None:
-            self._later(self._blocking(self._remove_container, create.result()))
+            later(self._blocking(self._remove_container, create.result()))
 
     async def _connect(self, container_id: str, path: Path, deadline: float) -> socket.socket:
         """Connect to the zygote's socket once it appears (it binds it right after start)."""
@@ -439,14 +440,6 @@ class DockerBackend(Backend):
             return data.decode(errors="replace").strip()[-2000:]
 
         return await asyncio.to_thread(read)
-
-    def _later(self, awaitable: Any) -> None:
-        task = asyncio.ensure_future(awaitable)
-        _background.add(task)
-        task.add_done_callback(_background.discard)
-
-
-_background: set[asyncio.Task[Any]] = set()
 
 
 def _connect() -> Any:

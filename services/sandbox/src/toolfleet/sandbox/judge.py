@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, TextPart, ToolSpec
 from toolfleet.core.tool import CallContext, ToolArguments, ToolError, ToolResult
 from toolfleet.sandbox.backend import Family
+from toolfleet.sandbox.pool import later
 from toolfleet.sandbox.programs import Prepared, anchored, run
 from toolfleet.sandbox.run_program import compile_failure, with_languages
 from toolfleet.sandbox.service import SandboxTool
@@ -190,9 +191,9 @@ class JudgeTool(SandboxTool[JudgeArgs]):
                                         checker_kernel.family if checker_kernel else None,
                                         checker)  # fmt: skip
         finally:
-            _close_later(kernel)
+            later(kernel.close())
             if checker_kernel is not None:
-                _close_later(checker_kernel)
+                later(checker_kernel.close())
         compiled = prepared.compiled.describe() if prepared.compiled else None
         return _summary(results, compiled, started)
 
@@ -420,9 +421,3 @@ def _compile_error(language: str, prepared: Prepared, total: int, started: float
     )
     error: ErrorDiagnostic | None = failure.error
     return ToolResult(content=failure.content, data=output.model_dump(), error=error)
-
-
-def _close_later(kernel: Any) -> None:
-    from toolfleet.sandbox.service import _later
-
-    _later(kernel.close())

@@ -59,11 +59,11 @@ class KernelHandle:
             except asyncio.CancelledError:
                 # The caller gave up first: the kernel may be mid-call; end it.
                 self.alive = False
-                _later(self.close())
+                later(self.close())
                 raise
             if reply.get("kernel_alive") is False or _gone(reply):
                 self.alive = False
-                _later(self.close())
+                later(self.close())
             return reply
 
     async def fork(self) -> KernelHandle:
@@ -104,8 +104,10 @@ def _gone(reply: dict[str, Any]) -> bool:
 _background: set[asyncio.Task[Any]] = set()
 
 
-def _later(coro: Any) -> None:
-    task = asyncio.get_running_loop().create_task(coro)
+def later(coro: Any) -> None:
+    """Run ``coro`` in the background (a reference is kept until it ends), e.g. a close
+    nobody waits for."""
+    task = asyncio.ensure_future(coro)
     _background.add(task)
     task.add_done_callback(_background.discard)
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, TextPart, ToolSpec
 from toolfleet.core.tool import CallContext, ToolArguments, ToolError, ToolResult
 from toolfleet.sandbox import caps, languages
+from toolfleet.sandbox.pool import later
 from toolfleet.sandbox.programs import Compiled
 from toolfleet.sandbox.programs import run as programs_run
 from toolfleet.sandbox.render import (
@@ -21,7 +22,7 @@ from toolfleet.sandbox.render import (
     _strings,
     _text,
 )
-from toolfleet.sandbox.service import SandboxTool, _later
+from toolfleet.sandbox.service import SandboxTool
 
 # pytest runs the program's file as `pytest main.py ARGS` does, in the warm interpreter
 PYTEST_MAIN = "import sys\nimport pytest\n\nsys.exit(pytest.main())\n"
@@ -151,7 +152,7 @@ class RunProgramTool(SandboxTool[ProgramArgs]):
             limit = min(limit, self.sandbox.time_left(ctx))
             reply = await programs_run(kernel.family, limit, **fields)
         finally:
-            _later(kernel.close())
+            later(kernel.close())
         result = program_result(reply, limit, s.max_program_output_bytes)
         if compiled is not None and isinstance(result.data, dict):
             result.data["compile"] = compiled.describe()

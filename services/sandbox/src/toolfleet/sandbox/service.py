@@ -4,7 +4,6 @@ session kernels, the toolchains) and :class:`SandboxTool`, the base of its tools
 from __future__ import annotations
 
 import ast
-import asyncio
 import logging
 import time
 from typing import Any
@@ -14,7 +13,7 @@ from toolfleet.core.service import Service
 from toolfleet.core.tool import ArgsT, CallContext, Tool, ToolError
 from toolfleet.sandbox import runtime
 from toolfleet.sandbox.backend import Backend, SandboxUnavailableError
-from toolfleet.sandbox.pool import KernelDiedError, KernelHandle, KernelPool
+from toolfleet.sandbox.pool import KernelDiedError, KernelHandle, KernelPool, later
 from toolfleet.sandbox.programs import Programs
 from toolfleet.sandbox.settings import SandboxSettings
 
@@ -164,7 +163,7 @@ class Sandbox(Service[SandboxSettings]):
             ) from exc
         finally:
             if stateless:
-                _later(kernel.close())
+                later(kernel.close())
         if (
             not stateless
             and reply.get("ended") == "timeout"
@@ -186,12 +185,3 @@ class SandboxTool(Tool[ArgsT]):
     def __init__(self, sandbox: Sandbox) -> None:
         super().__init__(sandbox)
         self.sandbox = sandbox
-
-
-_pending: set[asyncio.Task[Any]] = set()
-
-
-def _later(coro: Any) -> None:
-    task = asyncio.get_running_loop().create_task(coro)
-    _pending.add(task)
-    task.add_done_callback(_pending.discard)
