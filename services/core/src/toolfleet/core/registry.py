@@ -107,6 +107,10 @@ class ToolRegistry:
         """Why ``name``, served before, is no longer served (None: it is, or never was)."""
         return None if name in self._tools else self._removed.get(name)
 
+    def removed_names(self) -> dict[str, str]:
+        """Every tool served before and no longer served, with why."""
+        return dict(self._removed)
+
     def on_change(self, listener: Callable[[], None]) -> None:
         """Call ``listener()`` (synchronously) after each :meth:`update` that changed
         something."""
