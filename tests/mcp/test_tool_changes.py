@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from tests.helpers import call, free_port, gateway, text
+from tests.helpers import call, free_port, gateway, new_session, text
 from tests.helpers.mcp import mcp_registry, synthetic, synthetic_http
 
 MCP_HEADERS = {
@@ -123,6 +123,20 @@ async def test_a_stdio_upstream_that_adds_changes_and_removes_tools() -> None:
         status = (await client.get("/readyz")).json()["services"]["mcp"]["upstreams"]["syn"]
         assert status["tool_list_changes"] == 4, status
         assert status["tools"] == len([n for n in await tools(client) if n.startswith("syn.")])
+
+
+async def test_a_stateful_upstreams_session_server_announces_its_change() -> None:
+    registry = mcp_registry(upstreams=[synthetic(changing=True, stateful=True)])
+    async with gateway(registry) as client:
+        sid = await new_session(client)
+        added = await call(
+            client, "syn.add_tool", {"name": "weather", "properties": WEATHER}, session_id=sid
+        )
+        assert added["ok"], added
+        # one list per upstream: the announcing session's server's
+        await eventually(lambda: _has(client, "syn.weather"))
+        obs = await call(client, "syn.weather", {"city": "Oslo"}, session_id=sid)
+        assert obs["ok"], obs
 
 
 async def test_an_http_upstream_notifies_and_a_restarted_one_is_listed_again() -> None:
