@@ -41,12 +41,15 @@ def python_show() -> list[str]:
     return [str(ROOT), str(Path(sys.base_prefix).resolve())]
 
 
-def synthetic(name: str = "syn", tools: int = 0, **fields: Any) -> dict[str, Any]:
-    """The generated server as a stdio upstream (jailed unless ``sandbox=False``)."""
+def synthetic(
+    name: str = "syn", tools: int = 0, changing: bool = False, **fields: Any
+) -> dict[str, Any]:
+    """The generated server as a stdio upstream (jailed unless ``sandbox=False``; with
+    ``changing``, its add_tool and remove_tool change its tool list)."""
     return {
         "name": name,
         "command": sys.executable,
-        "args": [str(SYNTHETIC), "--tools", str(tools)],
+        "args": [str(SYNTHETIC), "--tools", str(tools), *(["--changing"] if changing else [])],
         "show": python_show(),
         **fields,
     }
@@ -95,12 +98,15 @@ def toml_config(services: list[str], **mcp: Any) -> str:
 
 
 @contextmanager
-def synthetic_http(tools: int = 0, port: int | None = None) -> Iterator[str]:
+def synthetic_http(
+    tools: int = 0, port: int | None = None, changing: bool = False
+) -> Iterator[str]:
     """The generated server over Streamable HTTP in a process of its own (on ``port``, or a
     free one); its /mcp URL."""
     port = port or free_port()
+    extra = ["--changing"] if changing else []
     proc = subprocess.Popen(
-        [sys.executable, str(SYNTHETIC), "--tools", str(tools), "--http", str(port)],
+        [sys.executable, str(SYNTHETIC), "--tools", str(tools), "--http", str(port), *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

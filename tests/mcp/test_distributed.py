@@ -1,7 +1,8 @@
 """The mcp service in worker processes (``toolfleet worker mcp`` over this machine's Redis):
 a stateful upstream's calls reach the worker holding the session's server, find_tools
 in a worker searches the whole deployment's catalogue, read from Redis, and a model tool's
-tokens and cost are booked in the shared ledger."""
+tokens and cost are booked in the shared ledger; a worker whose upstream's tool list changes
+announces its new tool table, which the gateway serves."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from tests.helpers import call, free_port, serve_app
 from tests.helpers.cluster import Cluster
 from tests.helpers.mcp import synthetic
 from tests.mcp.test_llm import stand_in
+from tests.mcp.test_tool_changes import WEATHER, eventually, tools
 
 
 async def test_mcp_workers(cluster: Cluster) -> None:
@@ -55,3 +57,30 @@ async def test_mcp_workers(cluster: Cluster) -> None:
         assert "tally" in [t["name"] for t in found["data"]["tools"]]  # another service's tool
         for sid in sessions:
             assert (await client.delete(f"/v1/sessions/{sid}")).status_code == 200
+
+
+async def test_a_worker_announces_its_upstreams_changed_tools(cluster: Cluster) -> None:
+    upstreams = json.dumps([synthetic("syn", changing=True, sandbox=False)])
+    cluster.start_worker("mcp", command=("toolfleet.client.cli", "worker"), mcp_upstreams=upstreams)
+    cluster.wait_workers(1, timeout_s=180)
+    async with cluster.gateway() as client:
+        assert "syn.weather" not in await tools(client)
+        added = await call(client, "syn.add_tool", {"name": "weather", "properties": WEATHER})
+        assert added["ok"], added
+
+        async def listed() -> bool:
+            return "syn.weather" in await tools(client)
+
+        await eventually(listed)
+        obs = await call(client, "syn.weather", {"city": "Oslo"})
+        assert obs["ok"] and '"city": "Oslo"' in obs["content"][0]["text"], obs
+        assert (await call(client, "syn.remove_tool", {"name": "weather"}))["ok"]
+
+        async def unlisted() -> bool:
+            return not await listed()
+
+        await eventually(unlisted)
+        gone = await client.post("/v1/tools/syn.weather/call", json={"arguments": {}})
+        assert gone.status_code == 404
+        assert "syn MCP server no longer lists it" in gone.json()["error"]["message"], gone.text
+        assert "syn.echo" in await tools(client)  # the rest of the table stays

@@ -1,7 +1,10 @@
 """A generated MCP server for the tests: a catalogue of N enterprise-API tools, plus a few
-tools that misbehave on purpose (crash, fail, sleep) or keep state (a counter).
+tools that misbehave on purpose (crash, fail, sleep) or keep state (a counter), and tools
+that change the tool list (with ``--changing``: ``add_tool``, ``remove_tool``; the process's
+list changes, and the server sends ``notifications/tools/list_changed`` unless ``notify`` is
+false).
 
-    python synthetic.py [--tools N] [--http PORT]     (stdio without --http)
+    python synthetic.py [--tools N] [--changing] [--http PORT]     (stdio without --http)
 
 The catalogue is what TheMCPCompany-style deployments look like: 10 systems, 20 kinds of
 record each, 5 operations on each kind (create, get, list, update, delete) = 1,000 tools,
@@ -192,13 +195,39 @@ SPECIAL = [
 ]
 
 
-def build(count: int) -> Server[Any]:
-    tools = SPECIAL + catalogue(count)
-    names = {t.name for t in tools}
+CHANGING = [
+    types.Tool(
+        name="add_tool",
+        description="Adds (or replaces) a tool that says its name and arguments back.",
+        input_schema={
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "description": {"type": "string"},
+                "properties": {"type": "object", "description": "Its arguments' schemas."},
+                "notify": {"type": "boolean", "description": "Send list_changed (default)."},
+            },
+            "required": ["name"],
+        },
+    ),
+    types.Tool(
+        name="remove_tool",
+        description="Removes a tool from the list.",
+        input_schema={
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "notify": {"type": "boolean"}},
+            "required": ["name"],
+        },
+    ),
+]
+
+
+def build(count: int, changing: bool = False) -> Server[Any]:
+    tools = {t.name: t for t in SPECIAL + (CHANGING if changing else []) + catalogue(count)}
     state = {"calls": 0}
 
     async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=tools)
+        return types.ListToolsResult(tools=list(tools.values()))
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         name, args = params.name, dict(params.arguments or {})
@@ -207,6 +236,8 @@ def build(count: int) -> Server[Any]:
         def text(value: str, **kw: Any) -> types.CallToolResult:
             return types.CallToolResult(content=[types.TextContent(text=value)], **kw)
 
+        if name not in tools:  # what many servers do: an error result
+            return text(f"unknown tool {name}", is_error=True)
         if name == "echo":
             return text(str(args.get("text")))
         if name == "add":
@@ -232,9 +263,20 @@ def build(count: int) -> Server[Any]:
             )
         if name == "env":
             return text(json.dumps(environment()))
-        if name in names:
-            return text(json.dumps({"tool": name, "arguments": args, "ok": True}))
-        return text(f"unknown tool {name}", is_error=True)
+        if name in ("add_tool", "remove_tool"):
+            target = str(args["name"])
+            if name == "add_tool":
+                tools[target] = types.Tool(
+                    name=target,
+                    description=str(args.get("description") or f"The added tool {target}."),
+                    input_schema={"type": "object", "properties": args.get("properties") or {}},
+                )
+            elif tools.pop(target, None) is None:
+                return text(f"no tool {target}", is_error=True)
+            if args.get("notify", True):
+                await ctx.session.send_tool_list_changed()
+            return text(f"{len(tools)} tools")
+        return text(json.dumps({"tool": name, "arguments": args, "ok": True}))
 
     return Server("synthetic", on_list_tools=list_tools, on_call_tool=call_tool)
 
@@ -304,8 +346,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tools", type=int, default=0, help="generated tools (up to 1000)")
     parser.add_argument("--http", type=int, help="serve Streamable HTTP on this port")
+    parser.add_argument("--changing", action="store_true", help="add_tool and remove_tool")
     args = parser.parse_args()
-    server = build(args.tools)
+    server = build(args.tools, args.changing)
     if args.http:
         serve_http(server, args.http)
     else:

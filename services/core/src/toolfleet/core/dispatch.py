@@ -36,6 +36,10 @@ class Dispatcher(abc.ABC):
     def has_tool(self, name: str) -> bool:
         """True when a tool of that name is reachable."""
 
+    def removed(self, name: str) -> str | None:
+        """Why a tool served before is no longer served (None: unknown)."""
+        return None
+
     def status(self) -> dict[str, Any]:
         """Per service, what it reports for operators (see ``Service.status``)."""
         return {}
@@ -70,21 +74,28 @@ class InProcessDispatcher(Dispatcher):
         self.registry = registry
         self.executor = Executor(registry)
         self._specs = registry.specs()
+        self._version = registry.version
 
     async def start(self) -> None:
         await self.executor.start()
         # a tool's schema may depend on what its service found at start (the sandbox's
         # languages)
         self._specs = self.registry.specs()
+        self._version = self.registry.version
 
     async def stop(self) -> None:
         await self.executor.stop()
 
     def specs(self) -> list[ToolSpec]:
+        if self._version != self.registry.version:  # a service changed its tools
+            self._specs, self._version = self.registry.specs(), self.registry.version
         return self._specs
 
     def has_tool(self, name: str) -> bool:
         return name in self.registry
+
+    def removed(self, name: str) -> str | None:
+        return self.registry.removed(name)
 
     def status(self) -> dict[str, Any]:
         return self.registry.status()

@@ -44,15 +44,20 @@ class UnknownToolError(ToolfleetError, LookupError):
     status = 404
     code = "unknown_tool"
 
-    def __init__(self, name: str, available: list[str]) -> None:
+    def __init__(self, name: str, available: list[str], removed: str | None = None) -> None:
         self.closest = closest_names(name, available)
         guess = f"; did you mean {' or '.join(map(repr, self.closest))}?" if self.closest else ""
-        super().__init__(f"unknown tool {name!r}{guess}")
+        why = f" ({removed})" if removed else ""
+        super().__init__(f"unknown tool {name!r}{why}{guess}")
         self.name = name
         self.available = available
+        self.removed = removed  # why a tool served before is no longer served
 
     def details(self) -> dict[str, Any]:
-        return {"available": self.available, "closest": self.closest}
+        found: dict[str, Any] = {"available": self.available, "closest": self.closest}
+        if self.removed:
+            found["removed"] = self.removed
+        return found
 
 
 def closest_names(name: str, known: list[str], n: int = 3) -> list[str]:

@@ -165,7 +165,8 @@ def unknown_tool(exc: UnknownToolError) -> ErrorDiagnostic:
     guess = f"Did you mean {' or '.join(exc.closest)}? " if exc.closest else ""
     return ErrorDiagnostic(
         kind=ErrorKind.not_found,
-        message=f"there is no tool named {exc.name!r}",
+        message=f"there is no tool named {exc.name!r}"
+        + (f" any more: {exc.removed}" if exc.removed else ""),
         hint=f"{guess}Available tools: {', '.join(exc.available) or '(none)'}.",
     )
 

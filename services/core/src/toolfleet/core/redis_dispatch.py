@@ -143,6 +143,7 @@ class RedisDispatcher(Dispatcher):
         self.metrics: Metrics | None = None
         self._pending: dict[str, asyncio.Future[bytes]] = {}
         self._tools: dict[str, RemoteTool] = {}  # by name
+        self._tables: tuple[tuple[str, str], ...] = ()  # (worker, its table's digest) read
         self._alive: dict[str, WorkerInfo] = {}  # worker id -> its last heartbeat
         self._bindings: dict[tuple[str, str], str] = {}  # (session, service) -> worker id
         self._load: Counter[str] = Counter()  # worker id -> its sessions in _bindings
@@ -597,14 +598,9 @@ class RedisDispatcher(Dispatcher):
         )
         alive: dict[str, WorkerInfo] = {}
         for worker_id, raw in zip(worker_ids, infos, strict=True):
-            if raw is None:
-                continue
-            info: WorkerInfo = json.loads(raw)
-            alive[worker_id] = info
-            for tool in info.get("tools", []):
-                if tool["spec"]["name"] not in self._tools:
-                    spec = ToolSpec.model_validate(tool["spec"])
-                    self._tools[spec.name] = RemoteTool(spec, tool.get("hidden", False))
+            if raw is not None:
+                alive[worker_id] = json.loads(raw)
+        self._tools = self._tool_table(alive)
         self._alive = alive
         self._refreshed = time.monotonic()
         self._seen_services |= self._live_services()
@@ -620,6 +616,37 @@ class RedisDispatcher(Dispatcher):
             for service in info.get("services", []):
                 by_service.setdefault(service, []).append(bool(info.get("books")))
         self._booking = {s for s, books in by_service.items() if all(books)}
+
+    def _tool_table(self, alive: dict[str, WorkerInfo]) -> dict[str, RemoteTool]:
+        """The tools the live workers announce (a tool's spec as the first announcing worker
+        has it; a worker may announce a changed table, see :mod:`toolfleet.core.worker`),
+        read again only when a worker came, left or announced another table. A service with
+        no live worker keeps the tools it had: their calls answer that no worker serves
+        them, not that they do not exist."""
+        key = tuple(sorted((w, info.get("tools_digest", "")) for w, info in alive.items()))
+        if key == self._tables:
+            return self._tools
+        self._tables = key
+        found: dict[str, RemoteTool] = {}
+        for info in alive.values():
+            for announced in info.get("tools", []):
+                if announced["spec"]["name"] not in found:
+                    spec = ToolSpec.model_validate(announced["spec"])
+                    found[spec.name] = RemoteTool(spec, announced.get("hidden", False))
+        served = {s for info in alive.values() for s in info.get("services", [])}
+        for name, known in self._tools.items():
+            if name not in found and known.spec.service not in served:
+                found[name] = known
+        return found
+
+    def removed(self, name: str) -> str | None:
+        if name in self._tools:
+            return None
+        for info in self._alive.values():
+            why = info.get("removed", {}).get(name)
+            if why:
+                return why
+        return None
 
     async def _measure(self) -> None:
         if self.metrics is None or self.redis is None:

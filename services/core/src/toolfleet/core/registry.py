@@ -4,12 +4,17 @@ Services are found by their entry point in the ``toolfleet.services`` group, whi
 :class:`~toolfleet.core.service.Service` subclass (or a factory of one); each service creates
 its tools. Adding a tool to a service is one module and one line in its ``tools()`` list.
 Tests and benchmarks build registries by hand, from tools (a tool's service comes with it).
+
+What a registry serves may change while it runs (an MCP upstream that adds or removes tools):
+a service then calls :meth:`ToolRegistry.update`, which bumps :attr:`ToolRegistry.version`
+(readers that cache the tool list compare it) and calls the registry's listeners; a removed
+tool's name is remembered with the reason, which the unknown-tool error then gives.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -32,6 +37,10 @@ class ToolRegistry:
     def __init__(self, tools: Iterable[Tool[Any]] = ()) -> None:
         self._tools: dict[str, Tool[Any]] = {}
         self._services: dict[str, Service[Any]] = {}
+        self._removed: dict[str, str] = {}  # tool name -> why it is no longer served
+        self._listeners: list[Callable[[], None]] = []
+        self.version = 0  # bumped by every update() after construction
+        self.allowed: set[str] | None = None  # settings.tools: the only names served
         for tool in tools:
             self.register(tool)
 
@@ -64,7 +73,48 @@ class ToolRegistry:
         try:
             return self._tools[name]
         except KeyError:
-            raise UnknownToolError(name, self.names()) from None
+            raise UnknownToolError(name, self.names(), self._removed.get(name)) from None
+
+    def update(
+        self,
+        add: Iterable[Tool[Any]] = (),
+        remove: Iterable[str] = (),
+        reason: str = "it was removed",
+    ) -> bool:
+        """Change what is served while running: ``remove`` these names (remembered with
+        ``reason``), then add (or replace, by name) the tools of ``add`` that
+        :attr:`allowed` admits. True when something changed; then :attr:`version` is bumped
+        and the listeners are called."""
+        changed = False
+        for name in remove:
+            if self._tools.pop(name, None) is not None:
+                self._removed[name] = reason
+                changed = True
+        for tool in add:
+            if self.allowed is not None and tool.name not in self.allowed:
+                continue
+            self._tools.pop(tool.name, None)
+            self._removed.pop(tool.name, None)
+            self.register(tool)
+            changed = True
+        if changed:
+            self.version += 1
+            for listener in list(self._listeners):
+                listener()
+        return changed
+
+    def removed(self, name: str) -> str | None:
+        """Why ``name``, served before, is no longer served (None: it is, or never was)."""
+        return None if name in self._tools else self._removed.get(name)
+
+    def removed_names(self) -> dict[str, str]:
+        """Every tool served before and no longer served, with why."""
+        return dict(self._removed)
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` (synchronously) after each :meth:`update` that changed
+        something."""
+        self._listeners.append(listener)
 
     def __contains__(self, name: object) -> bool:
         return name in self._tools
@@ -102,6 +152,7 @@ class ToolRegistry:
         filter them), each service configured by ``settings`` (its section of the config
         file the process was started with)."""
         registry = cls()
+        registry.allowed = set(settings.tools) if settings.tools is not None else None
         for ep in sorted(entry_points(group=SERVICES_GROUP), key=lambda e: e.name):
             if settings.services is not None and ep.name not in settings.services:
                 continue

@@ -163,7 +163,8 @@ class Runtime:
     def check_tool(self, name: str) -> None:
         """Raise :class:`UnknownToolError` unless the tool is served."""
         if not self.dispatcher.has_tool(name):
-            raise UnknownToolError(name, [s.name for s in self.specs()])
+            available = [s.name for s in self.specs()]
+            raise UnknownToolError(name, available, self.dispatcher.removed(name))
 
     def status(self) -> dict[str, Any]:
         """Per service, what it reports for operators (``/readyz`` ``services``)."""

@@ -56,6 +56,8 @@ class WorkerInfo(TypedDict):
     status: NotRequired[dict[str, Any]]  # each service's status (``Service.status``)
     draining: NotRequired[bool]  # stopping: takes no new calls or sessions (worker drain)
     books: NotRequired[bool]  # reads a call's session from its entry, books answers (read_entry)
+    removed: NotRequired[dict[str, str]]  # tools it served before and no longer: why
+    tools_digest: NotRequired[str]  # changes with ``tools`` (gateways read them again then)
 
 
 @dataclass(frozen=True)

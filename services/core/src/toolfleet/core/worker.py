@@ -9,6 +9,11 @@ reclaims calls that dead workers held (running those they never started, answeri
 those they died running: no call runs twice), and answers for the sessions of dead workers.
 SIGTERM drains: no new calls or sessions; the sessions it holds are served until they end or
 ``drain_grace_s`` passes; running calls finish; the rest is answered "state lost".
+
+When its registry's tools change while it runs (an MCP upstream's tool list changed), the
+worker reads the new tools' streams too and heartbeats at once: gateways serve the new table
+from their next refresh, and a removed tool's name with the reason (``removed``), which
+their unknown-tool error then gives.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import importlib
 import json
 import logging
@@ -38,7 +44,7 @@ from toolfleet.core.redis_state import queue_booking, usage_key
 from toolfleet.core.registry import ToolRegistry
 from toolfleet.core.service import Service
 from toolfleet.core.settings import WORKER_ORDINAL_ENV, Settings
-from toolfleet.core.streams import GROUP, REDIS_DOWN, Keys, WorkerInfo
+from toolfleet.core.streams import GROUP, REDIS_DOWN, Keys, ToolInfo, WorkerInfo
 from toolfleet.core.tool import Tool
 
 log = logging.getLogger(__name__)
@@ -71,16 +77,19 @@ class Worker:
         self.shared_streams = [self.keys.calls(t.name) for t in registry]
         # the services it was started for (listed even before they have tools), and its tools'
         self.services = sorted({*(services or ()), *(t.service for t in registry)})
-        # what every heartbeat repeats unchanged: built once
+        # what every heartbeat repeats unchanged: built once, and again when the tools change
+        self._digest = ""  # of the tool table (set by _tool_table)
         self._identity: WorkerInfo = {
             "services": self.services,
             "pid": os.getpid(),
             "host": socket.gethostname(),
-            "tools": [
-                {"spec": t.spec().model_dump(mode="json"), "hidden": t.hidden} for t in registry
-            ],
+            "tools": self._tool_table(),
             "books": True,  # gateways may resolve sessions as they queue (streams.read_entry)
+            "tools_digest": self._digest,
         }
+        self._announced = registry.version  # the registry version the table describes
+        self._retooled = asyncio.Event()  # the tools changed: heartbeat now
+        registry.on_change(self._retooled.set)
         self.redis: Redis | None = None
         self._claim: Any = None
         self._running: dict[tuple[str, bytes], asyncio.Task[None]] = {}
@@ -112,9 +121,9 @@ class Worker:
         await self.executor.start()
         # a tool's schema may depend on what its service found at start (the sandbox's
         # languages): announced as it is now
-        self._identity["tools"] = [
-            {"spec": t.spec().model_dump(mode="json"), "hidden": t.hidden} for t in self.registry
-        ]
+        self._identity["tools"] = self._tool_table()
+        self._identity["tools_digest"] = self._digest
+        self._announced = self.registry.version
         self._touch_heartbeat_file()
         try:
             await self._create_groups()
@@ -136,9 +145,37 @@ class Worker:
             await self.executor.stop()
             await _bounded(self.redis.aclose(), STOP_STEP_S, "closing the Redis client")
 
-    async def _create_groups(self) -> None:
+    def _tool_table(self) -> list[ToolInfo]:
+        """The tools as heartbeats announce them (and the table's digest in the identity)."""
+        table: list[ToolInfo] = [
+            {"spec": t.spec().model_dump(mode="json"), "hidden": t.hidden} for t in self.registry
+        ]
+        encoded = json.dumps(table, sort_keys=True).encode()
+        self._digest = hashlib.sha256(encoded).hexdigest()[:16]
+        return table
+
+    async def _retool(self) -> bool:
+        """When the registry's tools changed since they were announced: read the new tools'
+        streams, and announce the new table (with the removed names) from the next heartbeat.
+        True when they had changed."""
+        if self._announced == self.registry.version:
+            return False
+        self._announced = self.registry.version
+        self._identity["tools"] = self._tool_table()
+        self._identity["tools_digest"] = self._digest
+        names = {t.name for t in self.registry}
+        self._identity["removed"] = self.registry.removed_names()
+        streams_now = [self.keys.calls(n) for n in sorted(names)]
+        new = [s for s in streams_now if s not in self.shared_streams]
+        # a removed tool's stream is no longer read: its calls wait for a worker serving it
+        self.shared_streams = streams_now
+        await self._create_groups(new)
+        log.info("worker %s: tools changed, now %d", self.id, len(names))
+        return True
+
+    async def _create_groups(self, only: list[str] | None = None) -> None:
         assert self.redis is not None
-        for stream in [*self.shared_streams, self.own_stream]:
+        for stream in [*self.shared_streams, self.own_stream] if only is None else only:
             try:
                 await self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
             except ResponseError as exc:
@@ -169,8 +206,13 @@ class Worker:
         worker holds, until it holds none or ``drain_grace_s`` passed."""
         assert self.redis is not None
         every: dict[Any, Any] = dict.fromkeys([*self.shared_streams, self.own_stream], ">")
+        reading = self.shared_streams
         grace_until: float | None = None
         while True:
+            await self._retool()
+            if reading is not self.shared_streams:  # the tools changed
+                reading = self.shared_streams
+                every = dict.fromkeys([*reading, self.own_stream], ">")
             wanted, block = every, READ_BLOCK_MS
             if self._stopping.is_set():
                 if grace_until is None:
@@ -406,7 +448,10 @@ class Worker:
 
     async def _housekeeping(self) -> None:
         while True:
-            await asyncio.sleep(self.settings.heartbeat_s)
+            with contextlib.suppress(TimeoutError):  # a heartbeat at once when tools change
+                async with asyncio.timeout(self.settings.heartbeat_s):
+                    await self._retooled.wait()
+            self._retooled.clear()
             self._touch_heartbeat_file()
             try:
                 # bounded: a Redis reply that never resumes its reader (seen after a Redis
@@ -420,6 +465,7 @@ class Worker:
                 await self._create_groups()
 
     async def _housekeep(self) -> None:
+        await self._retool()
         await self._heartbeat()
         await self._renew()
         await self._reclaim()

@@ -7,8 +7,9 @@ entities), its description, and its parameters' names and descriptions. The inde
 (bm25s, stemmed when PyStemmer is there) and, when the search service is installed, the
 dense encoder it serves (all-MiniLM-L6-v2 through ONNX), the two rankings fused by
 reciprocal rank (the encoder is loaded only for catalogues of ``dense_min_tools`` or more).
-It is built at start and again whenever the catalogue changes (checked
-every ``catalogue_refresh_s``), in a thread, the old index answering meanwhile.
+It is built at start and again whenever the catalogue changes (checked every
+``catalogue_refresh_s``, and at once when this process's tools change: :meth:`Catalogue.changed`),
+in a thread, the old index answering meanwhile.
 """
 
 from __future__ import annotations
@@ -153,6 +154,7 @@ class Catalogue:
         self._encoder: Any | None = None
         self._task: asyncio.Task[None] | None = None
         self._redis: Any = None
+        self._changed = asyncio.Event()
         self.ready = asyncio.Event()
 
     @property
@@ -191,7 +193,14 @@ class Catalogue:
                 await self.refresh()
             except Exception:
                 log.exception("find_tools: indexing the catalogue failed")
-            await asyncio.sleep(settings.catalogue_refresh_s)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(settings.catalogue_refresh_s):
+                    await self._changed.wait()
+            self._changed.clear()
+
+    def changed(self) -> None:
+        """This process's tools changed: check the catalogue now, not at the next period."""
+        self._changed.set()
 
     async def specs(self) -> list[ToolSpec]:
         """Every tool served (not hidden), by name."""

@@ -4,6 +4,13 @@ Upstream tools are known when the service's tools are created (the registry asks
 before anything starts): :meth:`McpService.tools` starts each configured server once, lists
 its tools and stops it. :meth:`McpService.start` then opens the stateless servers' pools;
 stateful servers start per session, on the session's first call.
+
+When an upstream's tool list changes while running (see :mod:`toolfleet.mcp.upstream`),
+:meth:`McpService.retool` updates the registry: added tools appear, changed ones are served
+with their new schema, removed ones answer ``unknown tool`` saying the server no longer lists
+them; the find_tools catalogue is indexed again at once. The gateway's ``/mcp`` reads
+``tools/list`` from the registry on each request (its transport is stateless: no standing
+stream to notify), and a worker re-announces its tools in its next heartbeat.
 """
 
 from __future__ import annotations
@@ -17,6 +24,9 @@ from toolfleet.core.settings import Settings
 from toolfleet.core.tool import Tool
 from toolfleet.mcp.settings import McpSettings
 from toolfleet.mcp.upstream import Upstream, run_blocking
+
+if TYPE_CHECKING:
+    import mcp_types as types
 
 if TYPE_CHECKING:
     from toolfleet.core.registry import ToolRegistry
@@ -34,6 +44,8 @@ class McpService(Service[McpSettings]):
     def __init__(self, settings: McpSettings | None = None) -> None:
         super().__init__(settings)
         self.upstreams = [Upstream(c, self.settings) for c in self.settings.upstreams]
+        for upstream in self.upstreams:
+            upstream.on_tools = self.retool
         self.registry: ToolRegistry | None = None
         self.redis_url: str | None = None
         self.redis_prefix = "toolfleet"
@@ -61,9 +73,8 @@ class McpService(Service[McpSettings]):
 
         if self.upstreams:
             run_blocking(self._discover())
-        sep = self.settings.separator
         tools: list[Tool] = [
-            UpstreamTool(self, upstream, tool, f"{upstream.config.name}{sep}{tool.name}")
+            UpstreamTool(self, upstream, tool, self.served_name(upstream, tool.name))
             for upstream in self.upstreams
             for tool in upstream.tools
         ]
@@ -72,6 +83,36 @@ class McpService(Service[McpSettings]):
             tools.append(FindTools(self))
         self._tools = tools
         return tools
+
+    def served_name(self, upstream: Upstream, name: str) -> str:
+        """The name an upstream's tool is served under (``memory.create_entities``)."""
+        return f"{upstream.config.name}{self.settings.separator}{name}"
+
+    def retool(self, upstream: Upstream, before: list[types.Tool]) -> None:
+        """Serve ``upstream``'s new tool list (it was ``before``): new and changed tools
+        (re)registered, removed ones unregistered, the catalogue indexed again."""
+        from toolfleet.mcp.upstream_tool import UpstreamTool
+
+        old = {t.name: t for t in before}
+        new = {t.name: t for t in upstream.tools}
+        add = [
+            UpstreamTool(self, upstream, tool, self.served_name(upstream, name))
+            for name, tool in new.items()
+            if name not in old or old[name] != tool
+        ]
+        remove = [self.served_name(upstream, name) for name in old if name not in new]
+        if self._tools is not None:
+            gone = {*remove, *(t.name for t in add)}
+            self._tools = [t for t in self._tools if t.name not in gone] + add
+        if self.registry is not None:
+            self.registry.update(
+                add,
+                remove,
+                reason=f"the {upstream.config.name} MCP server no longer lists it (its tool "
+                "list changed)",
+            )
+        if self.catalogue is not None:
+            self.catalogue.changed()
 
     async def _discover(self) -> None:
         async def one(upstream: Upstream) -> None:

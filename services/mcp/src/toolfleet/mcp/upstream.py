@@ -13,6 +13,14 @@ least busy of a pool of ``pool_size``; for a stateful one, the session's own
 server, since a server's state cannot be copied). A connection that died (the process
 crashed, the HTTP server went away) fails its calls with a retryable ``unavailable``
 diagnostic and is replaced by the next call.
+
+An upstream's tool list may change while it runs. It is listed again (:meth:`Upstream.relist`)
+when a server sends ``notifications/tools/list_changed``, when a connection is restarted
+(a new process or HTTP session may list other tools), and when a call fails in a way that
+may mean the tool is gone (:meth:`Upstream.lacks`); a list that differs from the one served
+is handed to ``Upstream.on_tools`` (the service updates its registry and the catalogue). A
+stateful server's list is the one its announcing session lists: toolfleet serves one list per
+upstream, not one per session.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -143,7 +151,9 @@ class Connection:
                         streamable_http_client(self.config.url or "", http_client=client)
                     )
                 session = await stack.enter_async_context(
-                    ClientSession(read, write, client_info=CLIENT_INFO)
+                    ClientSession(
+                        read, write, client_info=CLIENT_INFO, message_handler=self._notified
+                    )
                 )
                 await session.initialize()
                 self.session = session
@@ -162,6 +172,12 @@ class Connection:
                 raise
         finally:
             self.session = None
+
+    async def _notified(self, message: Any) -> None:
+        """What the server sends unasked: a changed tool list is listed again (in a task of
+        its own: the SDK's reader waits for this handler, and the listing needs it)."""
+        if isinstance(message, types.ToolListChangedNotification):
+            self.upstream.relist(self, "the server said its tool list changed")
 
     async def _seen(self, response: Any) -> None:
         """An HTTP response of this connection: a 404 to a request that carried the MCP
@@ -261,6 +277,14 @@ class Upstream:
         self._pool_lock = asyncio.Lock()
         self.restarts = 0
         self.started = 0
+        #: called with this upstream and its previous tools when a re-list found others
+        self.on_tools: Callable[[Upstream, list[types.Tool]], None] | None = None
+        self.relists = 0  # tool lists read after the first
+        self.changes = 0  # of which differed from the list served
+        self._checked: dict[str, float] = {}  # tool -> when a failure of it had us list
+        self._list_lock = asyncio.Lock()
+        self._relisting: asyncio.Task[None] | None = None
+        self._again: tuple[Connection | None, str] | None = None
 
     # ------------------------------------------------------------------ processes
 
@@ -315,9 +339,76 @@ class Upstream:
             tools = await connection.list_tools()
         finally:
             await connection.close()
-        wanted = self.config.tools
-        self.tools = [t for t in tools if wanted is None or t.name in wanted]
+        self.tools = self._wanted(tools)
         return self.tools
+
+    def _wanted(self, tools: list[types.Tool]) -> list[types.Tool]:
+        wanted = self.config.tools
+        return [t for t in tools if wanted is None or t.name in wanted]
+
+    # ------------------------------------------------------------------ changes
+
+    def relist(self, connection: Connection | None, why: str) -> None:
+        """List the tools again soon, on ``connection`` (else a pooled or a passing one):
+        in a background task; requests made while one runs are coalesced into one more."""
+        self._again = (connection, why)
+        if self._relisting is None or self._relisting.done():
+            self._relisting = asyncio.create_task(
+                self._relist_loop(), name=f"mcp-relist-{self.config.name}"
+            )
+
+    async def _relist_loop(self) -> None:
+        while self._again is not None:
+            (connection, why), self._again = self._again, None
+            try:
+                await self.refresh(connection, why)
+            except Exception as exc:  # the server went away meanwhile: the next event retries
+                log.warning("mcp upstream %s: re-listing tools failed: %s", self.config.name, exc)
+
+    async def refresh(self, connection: Connection | None = None, why: str = "") -> bool:
+        """List the tools now; when they differ from those served, serve the new list
+        (``on_tools``). True when they differed."""
+        async with self._list_lock:
+            tools = self._wanted(await self._list(connection))
+            self.relists += 1
+            before = self.tools
+            if [t.model_dump() for t in tools] == [t.model_dump() for t in before]:
+                return False
+            self.tools = tools
+            self.changes += 1
+        log.info(
+            "mcp upstream %s: tool list changed (%s): %d tools, was %d",
+            self.config.name,
+            why or "re-listed",
+            len(tools),
+            len(before),
+        )
+        if self.on_tools is not None:
+            self.on_tools(self, before)
+        return True
+
+    async def _list(self, connection: Connection | None) -> list[types.Tool]:
+        if connection is not None and connection.alive:
+            return await connection.list_tools()
+        live = [c for c in self._pool if c.alive]
+        if live:
+            return await live[0].list_tools()
+        passing = await self.connect()  # a stateful server's, or a pool that is down
+        try:
+            return await passing.list_tools()
+        finally:
+            await passing.close()
+
+    async def lacks(self, name: str, connection: Connection | None, max_age_s: float) -> bool:
+        """Whether the server no longer lists the tool ``name`` (a call of it failed): its
+        tools listed again, unless a failure of this tool had them listed in the last
+        ``max_age_s`` (a tool that keeps failing costs one listing per period)."""
+        now = time.monotonic()
+        if now - self._checked.get(name, -max_age_s) >= max_age_s:
+            self._checked[name] = now
+            with contextlib.suppress(UpstreamDown, OSError, RuntimeError):
+                await self.refresh(connection, f"a call of {name} failed")
+        return all(t.name != name for t in self.tools)
 
     async def start(self) -> None:
         """A stateless server's pool is opened at start (a stateful one per session)."""
@@ -326,6 +417,10 @@ class Upstream:
 
     async def stop(self) -> None:
         """Close the pool."""
+        if self._relisting is not None:
+            self._relisting.cancel()
+            with contextlib.suppress(BaseException):
+                await self._relisting
         pool, self._pool = self._pool, []
         await asyncio.gather(*(c.close() for c in pool), return_exceptions=True)
 
@@ -342,6 +437,8 @@ class Upstream:
                     restarted = True
             if not self._pool:
                 self._pool = [await self.connect()]
+            if restarted:  # a new process or HTTP session may list other tools
+                self.relist(None, "a connection was restarted")
             return min(self._pool, key=lambda c: c.in_flight), restarted
 
     def status(self) -> dict[str, Any]:
@@ -353,6 +450,8 @@ class Upstream:
             "pool_alive": sum(c.alive for c in self._pool),
             "started": self.started,
             "restarts": self.restarts,
+            "relists": self.relists,
+            "tool_list_changes": self.changes,
         }
 
 
@@ -371,10 +470,12 @@ class SessionServer:
         when it is not the server the session had before."""
         async with self._lock:
             note = None
+            restarted = False
             if self.connection is not None and not self.connection.alive:
                 await self.connection.close()
                 self.connection = None
                 self.upstream.restarts += 1
+                restarted = True
                 note = (
                     f"The {self.upstream.config.name} server of this session had stopped and "
                     "was restarted: what it held before is gone."
@@ -388,6 +489,8 @@ class SessionServer:
                         "server's state cannot be copied)."
                     )
                     self.forked = False
+                if restarted:  # the new server may list other tools
+                    self.upstream.relist(self.connection, "a session's server was restarted")
             return self.connection, note
 
     async def fork(self) -> SessionServer:

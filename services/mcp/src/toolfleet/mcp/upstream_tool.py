@@ -7,6 +7,11 @@ usual ``invalid_arguments`` naming it; the full schema (types, enums, ranges) is
 with ``jsonschema`` before the call goes out. The result's content becomes the observation's
 parts (text, images, resources as text), ``structuredContent`` its ``data``, and
 ``isError`` a ``runtime_error`` diagnostic carrying the server's words.
+
+A call that fails (an error result, a JSON-RPC error) may have named a tool the server no
+longer has: its tools are listed again (unless listed in the last ``RELIST_AFTER_ERROR_S``)
+and, when the tool is gone, the call answers ``not_found`` naming the upstream (the tool
+leaves the catalogue with that listing).
 """
 
 from __future__ import annotations
@@ -22,7 +27,19 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from toolfleet.core.errors import ToolError
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, ImagePart, TextPart, ToolSpec
 from toolfleet.core.tool import CallContext, Tool, ToolResult, closed_schema
-from toolfleet.mcp.upstream import SessionLost, SessionServer, Upstream, UpstreamDown, down_error
+from toolfleet.mcp.upstream import (
+    Connection,
+    SessionLost,
+    SessionServer,
+    Upstream,
+    UpstreamDown,
+    down_error,
+)
+
+from mcp.shared.exceptions import MCPError
+
+#: A failed call lists its upstream's tools again unless they were listed this recently.
+RELIST_AFTER_ERROR_S = 2.0
 
 
 class UpstreamArguments(BaseModel):
@@ -89,7 +106,7 @@ class UpstreamTool(Tool[BaseModel]):
                 ctx.set_state(self.state_key, server)  # needs a session: a clear error if none
             try:
                 connection, note = await server.get()
-                result = await connection.call(self.remote_name, arguments, timeout_s)
+                result = await self._call(connection, arguments, timeout_s)
             except UpstreamDown as exc:
                 raise down_error(
                     exc, "the session gets a new server, which starts empty."
@@ -98,12 +115,12 @@ class UpstreamTool(Tool[BaseModel]):
             try:
                 connection, restarted = await self.upstream.pooled()
                 try:
-                    result = await connection.call(self.remote_name, arguments, timeout_s)
+                    result = await self._call(connection, arguments, timeout_s)
                 except SessionLost:
                     # the request was not run and no state is lost: sent again at once on a
                     # new session (the pool replaces the lost one)
                     connection, _ = await self.upstream.pooled()
-                    result = await connection.call(self.remote_name, arguments, timeout_s)
+                    result = await self._call(connection, arguments, timeout_s)
                     restarted = True
             except UpstreamDown as exc:
                 raise down_error(exc, "the server is restarted for the next call.") from None
@@ -113,6 +130,32 @@ class UpstreamTool(Tool[BaseModel]):
         if note:
             out.content.insert(0, TextPart(text=note))
         return out
+
+    async def _call(
+        self, connection: Connection, arguments: dict[str, Any], timeout_s: float
+    ) -> Any:
+        """tools/call on ``connection``; a failure that the tool is gone explains is told as
+        ``not_found``."""
+        try:
+            result = await connection.call(self.remote_name, arguments, timeout_s)
+        except MCPError:
+            await self._check_listed(connection)
+            raise
+        if result.is_error:
+            await self._check_listed(connection)
+        return result
+
+    async def _check_listed(self, connection: Connection) -> None:
+        """Raise ``not_found`` when the server no longer lists this tool."""
+        upstream = self.upstream.config.name
+        if await self.upstream.lacks(self.remote_name, connection, RELIST_AFTER_ERROR_S):
+            raise ToolError(
+                ErrorKind.not_found,
+                f"{self.name}: the {upstream} MCP server no longer has the tool "
+                f"{self.remote_name!r} (its tool list changed; toolfleet's list is updated)",
+                hint="List the tools again (GET /v1/tools, tools/list or find_tools) and call "
+                "one that is there.",
+            )
 
     def _check(self, arguments: dict[str, Any]) -> None:
         if self._validator is None:
