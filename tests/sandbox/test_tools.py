@@ -70,6 +70,22 @@ async def test_many_calls_at_once_each_answer_holds_its_own_output_only(client):
     assert all(out == token + "\n" for token, out in answers), answers
 
 
+async def test_pool_refills_go_on_while_a_long_call_runs(client):
+    # The supervisor serves one request at a time: a call that runs on must not hold back
+    # the pool's refills (new families, spawns): sessions beyond the pool's two open and
+    # answer while it runs.
+    busy = await new_session(client)
+    long_call = asyncio.create_task(run(client, "import time; time.sleep(20); print('late')",
+                                        session_id=busy, timeout_s=60))  # fmt: skip
+    await asyncio.sleep(1)
+    for i in range(5):
+        sid = await new_session(client)
+        obs = await run(client, f"print({i})", session_id=sid)
+        assert obs["data"]["stdout"] == f"{i}\n", obs
+    assert not long_call.done()
+    assert (await long_call)["data"]["stdout"] == "late\n"
+
+
 async def test_readyz_shows_the_isolation_in_force(client):
     sandbox = (await client.get("/readyz")).json()["services"]["sandbox"]
     assert sandbox["backend"] == "local"
