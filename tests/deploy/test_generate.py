@@ -6,7 +6,6 @@ kustomization entries and a KEDA ScaledObject from its package alone."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -17,20 +16,12 @@ import yaml
 
 from tests.deploy.test_k8s import v as validator
 from tests.e2e.test_extending import documented_files
+from tests.helpers import module_from_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _generator():
-    path = ROOT / "deploy/generate.py"
-    spec = importlib.util.spec_from_file_location("toolfleet_deploy_generate", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-generate = _generator()
+generate = module_from_file(ROOT / "deploy/generate.py", "toolfleet_deploy_generate")
 
 
 def test_the_checked_in_deploy_files_are_the_generators_output():

@@ -5,27 +5,19 @@ schema), and the rendered pods carry the security settings docs/operations.md pr
 from __future__ import annotations
 
 import copy
-import importlib.util
-import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.helpers import module_from_file
+
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 
 
-def _load_validator():
-    spec = importlib.util.spec_from_file_location("toolfleet_k8s_validate", K8S / "validate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-v = _load_validator()
+v = module_from_file(K8S / "validate.py", "toolfleet_k8s_validate")
 NAMES = [str(p.relative_to(K8S)) for p in v.kustomizations()]
 from tests.deploy.test_services import services as _services  # noqa: E402
 

@@ -5,7 +5,6 @@ from the one Dockerfile with nothing but its package (built for real with Docker
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -18,21 +17,13 @@ import pytest
 import yaml
 
 from tests.e2e.test_extending import documented_files
+from tests.helpers import module_from_file
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = "deploy/docker/Dockerfile"
 
 
-def _services_module():
-    path = ROOT / "deploy/docker/services.py"
-    spec = importlib.util.spec_from_file_location("toolfleet_deploy_services", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-services = _services_module()
+services = module_from_file(ROOT / "deploy/docker/services.py", "toolfleet_deploy_services")
 
 
 def test_the_service_list_is_the_packages_with_a_service_entry_point():

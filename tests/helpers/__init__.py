@@ -9,12 +9,14 @@ workers over Redis is ``tests.helpers.cluster``.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
 import sys
 import threading
 import time
+import types
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -156,3 +158,14 @@ def invocation(tool: str, arguments: dict[str, Any] | None = None, **fields: Any
         "submitted_at": time.time(),
     }
     return Invocation(**{**values, **fields})
+
+
+def module_from_file(path: Path, name: str) -> types.ModuleType:
+    """Import a script that is not in a package (deploy/generate.py, examples/...) by its
+    path, as ``name``."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
