@@ -59,7 +59,7 @@ def test_the_readme_names_every_language_and_the_limits_in_force() -> None:
         f"{s.processes} processes",
         f"{s.disk_mb} MiB of workspace disk",
         f"{s.file_mb} MiB per file",
-        f"{s.max_output_chars:,} characters of stdout+stderr",
+        f"{s.max_output_chars:,} bytes of stdout+stderr",
         f"({s.max_program_output_bytes >> 20} MiB per program run)",
         f"{s.max_images} images of at most {s.max_image_bytes >> 20} MiB",
     ):

@@ -57,7 +57,9 @@ class SandboxSettings(ServiceSettings):
     processes: int = Field(default=64, gt=0, description="Processes per family.")
     open_files: int = Field(default=256, gt=0, description="Open files per process.")
     cpu_seconds: int = Field(default=3600, gt=0, description="CPU seconds per kernel lifetime.")
-    max_output_chars: int = Field(default=100_000, gt=0, description="stdout+stderr per call.")
+    max_output_chars: int = Field(
+        default=100_000, gt=0, description="stdout+stderr bytes per call (UTF-8)."
+    )
     max_program_output_bytes: int = Field(
         default=16 << 20,
         gt=0,
