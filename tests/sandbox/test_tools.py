@@ -86,6 +86,19 @@ async def test_pool_refills_go_on_while_a_long_call_runs(client):
     assert (await long_call)["data"]["stdout"] == "late\n"
 
 
+async def test_a_program_runs_in_a_family_of_its_own_with_no_interpreter(client):
+    # Programs that are not Python get a fresh family from the family pool: no kernel is
+    # forked for them (it cost more CPU than a small program), and nothing else of theirs runs.
+    script = 'for p in /proc/[0-9]*; do [ -O "$p" ] && cat "$p/comm"; done; true'
+    first = await call(client, "run_program", {"language": "bash", "code": script})
+    second = await call(client, "run_program", {"language": "bash", "code": script})
+    for obs in (first, second):
+        assert obs["ok"], obs
+        assert set(obs["data"]["stdout"].split()) == {"bash"}, obs["data"]
+    sandbox = (await client.get("/readyz")).json()["services"]["sandbox"]
+    assert 0 <= sandbox["family_pool_ready"] <= sandbox["family_pool_size"] > 0
+
+
 async def test_readyz_shows_the_isolation_in_force(client):
     sandbox = (await client.get("/readyz")).json()["services"]["sandbox"]
     assert sandbox["backend"] == "local"

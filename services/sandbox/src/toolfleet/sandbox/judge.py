@@ -163,7 +163,7 @@ class JudgeTool(SandboxTool[JudgeArgs]):
         memory_mb = min(args.memory_limit_mb or s.memory_mb, s.memory_mb)
         files = {k: base64.b64encode(v.encode()).decode() for k, v in args.files.items()}
         light = language != "python" or not self.sandbox.needs_full(args.code)
-        kernel = await self.sandbox._take(light)
+        kernel = await self.sandbox.take_family(light)
         checker_kernel = None
         try:
             prepared = await programs.prepare(
@@ -174,7 +174,7 @@ class JudgeTool(SandboxTool[JudgeArgs]):
             prepared = await self._settle(kernel.family, prepared, ctx)
             checker = None
             if args.checker == "program" and checker_language is not None:
-                checker_kernel = await self.sandbox._take(light=True)
+                checker_kernel = await self.sandbox.take_family(light=True)
                 checker = await programs.prepare(
                     checker_kernel.family, checker_language, args.checker_code or "", {},
                     self.sandbox.time_left(ctx), s.memory_mb,

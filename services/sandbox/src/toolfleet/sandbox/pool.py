@@ -1,4 +1,4 @@
-"""The service's handle on a kernel, and the pool of ready kernels.
+"""The service's handle on a kernel, and the pools of ready kernels and ready families.
 
 A :class:`KernelHandle` is a session's state (it has ``fork`` and ``close``): one kernel of a
 family, reached through the family's supervisor. Requests go one at a time; the supervisor
@@ -92,6 +92,25 @@ class KernelHandle:
         await self.close()
 
 
+class FamilyHandle:
+    """A fresh family with no kernel: a stateless program's (its supervisor starts the
+    program; no interpreter is forked for it). Has ``family`` and ``close`` as a
+    :class:`KernelHandle` has."""
+
+    def __init__(self, family: Family) -> None:
+        self.family = family
+
+    @property
+    def alive(self) -> bool:
+        """True until the family is closed."""
+        return not self.family.closed
+
+    async def close(self) -> None:
+        """End the family (and whatever the program left in it)."""
+        with contextlib.suppress(SandboxUnavailableError):
+            await self.family.close()
+
+
 def _gone(reply: dict[str, Any]) -> bool:
     error = reply.get("error") or {}
     return (
@@ -116,9 +135,12 @@ class KernelPool:
     """Fresh kernels, each in a family of its own, kept ready so a new session or a
     stateless call does not wait for a fork."""
 
-    def __init__(self, backend: Backend, size: int, light: bool = False) -> None:
+    def __init__(
+        self, backend: Backend, size: int, light: bool = False, kernels: bool = True
+    ) -> None:
         self.backend = backend
         self.light = light
+        self.kernels = kernels  # False: families with no kernel (FamilyHandle), for programs
         self.size = size
         self._ready: asyncio.Queue[KernelHandle] = asyncio.Queue()
         self._refills: list[asyncio.Task[None]] = []
@@ -164,6 +186,8 @@ class KernelPool:
     async def spawn(self) -> KernelHandle:
         """A fresh kernel in a new family."""
         family = await self.backend.new_family(light=self.light)
+        if not self.kernels:
+            return FamilyHandle(family)  # type: ignore[return-value]
         try:
             info = await family.spawn()
         except BaseException:

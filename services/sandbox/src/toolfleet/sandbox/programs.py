@@ -154,7 +154,7 @@ class Programs:
         found: dict[str, str] = {}
         parallel = languages.probe_parallelism(self.sandbox.settings.processes)
         for _ in range(PROBE_ATTEMPTS):  # a probe cut short (a loaded machine) is asked again
-            kernel = await self.sandbox._take(light=True)
+            kernel = await self.sandbox.take_family(light=True)
             try:
                 reply = await run(
                     kernel.family,

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, TextPart, ToolSpec
 from toolfleet.core.tool import CallContext, ToolArguments, ToolError, ToolResult
 from toolfleet.sandbox import caps, languages
-from toolfleet.sandbox.pool import later
+from toolfleet.sandbox.pool import KernelHandle, later
 from toolfleet.sandbox.programs import Compiled
 from toolfleet.sandbox.programs import run as programs_run
 from toolfleet.sandbox.render import (
@@ -121,8 +121,10 @@ class RunProgramTool(SandboxTool[ProgramArgs]):
         cap = self.sandbox.time_left(ctx)
         limit = cap if args.time_limit_s is None else min(cap, args.time_limit_s)
         memory_mb = min(args.memory_limit_mb or s.memory_mb, s.memory_mb)
-        light = language not in ("python", "pytest") or not self.sandbox.needs_full(args.code)
-        kernel = await self.sandbox._take(light)
+        if language in ("python", "pytest"):  # the fresh kernel becomes the program
+            kernel = await self.sandbox._take(not self.sandbox.needs_full(args.code))
+        else:
+            kernel = await self.sandbox.take_family(light=True)
         try:
             prepared = await programs.prepare(
                 kernel.family, language, args.code, files, self.sandbox.time_left(ctx), memory_mb
@@ -147,8 +149,8 @@ class RunProgramTool(SandboxTool[ProgramArgs]):
                 fields["args"] = args.args
             else:
                 fields["argv"] = [*fields["argv"], *args.args]
-            if "python" in fields:  # the fresh kernel becomes the program: no fork, warm imports
-                fields["kernel"] = kernel.kid
+            if "python" in fields and isinstance(kernel, KernelHandle):
+                fields["kernel"] = kernel.kid  # the fresh kernel becomes it: warm imports
             limit = min(limit, self.sandbox.time_left(ctx))
             reply = await programs_run(kernel.family, limit, **fields)
         finally:

@@ -13,7 +13,13 @@ from toolfleet.core.service import Service
 from toolfleet.core.tool import ArgsT, CallContext, Tool, ToolError
 from toolfleet.sandbox import runtime
 from toolfleet.sandbox.backend import Backend, SandboxUnavailableError
-from toolfleet.sandbox.pool import KernelDiedError, KernelHandle, KernelPool, later
+from toolfleet.sandbox.pool import (
+    FamilyHandle,
+    KernelDiedError,
+    KernelHandle,
+    KernelPool,
+    later,
+)
 from toolfleet.sandbox.programs import Programs
 from toolfleet.sandbox.settings import SandboxSettings
 
@@ -42,6 +48,8 @@ class Sandbox(Service[SandboxSettings]):
         # Stateless calls that import none of the heavy libraries fork from a lighter template.
         light_size = settings.light_pool_size if backend.light_templates else 0
         self.light_pool = KernelPool(backend, light_size, light=True)
+        # Programs that are not Python (and judges) need a family, not an interpreter in it.
+        self.family_pool = KernelPool(backend, light_size, light=True, kernels=False)
         self.heavy_modules = {m.split(".")[0] for m in settings.preload} - {
             m.split(".")[0] for m in settings.light_preload
         }
@@ -68,12 +76,14 @@ class Sandbox(Service[SandboxSettings]):
         await self.backend.start()
         await self.pool.start()
         await self.light_pool.start()
+        await self.family_pool.start()
         try:
             await self.programs.probe()
         except (ToolError, SandboxUnavailableError) as exc:  # python and bash still serve
             log.error("sandbox: the toolchain probe failed: %s", exc)
 
     async def stop(self) -> None:
+        await self.family_pool.stop()
         await self.light_pool.stop()
         await self.pool.stop()
         await self.backend.stop()
@@ -87,6 +97,8 @@ class Sandbox(Service[SandboxSettings]):
             "pool_size": self.pool.size,
             "light_pool_ready": self.light_pool.ready,
             "light_pool_size": self.light_pool.size,
+            "family_pool_ready": self.family_pool.ready,
+            "family_pool_size": self.family_pool.size,
             "packages": runtime.packages() if self.settings.runtime_dir is None else None,
             "languages": dict(self.programs.versions),
             "compile_cache": {
@@ -131,6 +143,18 @@ class Sandbox(Service[SandboxSettings]):
         except SandboxUnavailableError as exc:
             raise ToolError(
                 ErrorKind.unavailable, f"the sandbox cannot start a kernel: {exc}", retryable=True
+            ) from exc
+
+    async def take_family(self, light: bool) -> KernelHandle | FamilyHandle:
+        """A fresh family for stateless programs (``.family``, ``.close()``): one with no
+        kernel from the family pool (light template), else a fresh kernel's."""
+        if not light or self.family_pool.size == 0:
+            return await self._take(light)
+        try:
+            return await self.family_pool.take()
+        except SandboxUnavailableError as exc:
+            raise ToolError(
+                ErrorKind.unavailable, f"the sandbox cannot open a family: {exc}", retryable=True
             ) from exc
 
     def time_left(self, ctx: CallContext) -> float:
