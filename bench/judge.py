@@ -9,7 +9,8 @@ serve``, sandbox tools only). Prints:
 - every language's hello world: compile p50, and run p50 (the program's own time) and call
   p50 (the whole call) of the cached program, through ``run_program``;
 - with ``--sf URL``, SandboxFusion at URL doing the same: cpp hello through its
-  ``/run_code``, and the 100 cases as 100 ``/run_code`` calls.
+  ``/run_code``, and each judge (C++ and Python) as 100 ``/run_code`` calls of the same
+  program, one per case, each output checked against the expected; with the speed-ups.
 
 The problem: given n integers and K, count the pairs i < j with a_i + a_j <= K
 (n <= 2000, |a_i| <= 10^9). Solutions sort and walk two pointers; the brute force is O(n^2).
@@ -130,6 +131,7 @@ def main() -> None:
         print(f"cpp hello /run_code: compile+run p50 {p50(fresh)} ms, cached p50 {p50(cached)} ms")
 
         tests = cases(args.cases)
+        judge_walls: dict[str, float] = {}
         for language, code in (("cpp", CPP), ("python", PYTHON)):
             body = {"language": language, "code": code, "cases": tests, "time_limit_s": 5}
             walls, inner = [], []
@@ -141,7 +143,7 @@ def main() -> None:
                 walls.append(time.perf_counter() - t)
                 assert out["data"]["verdict"] == "AC" and out["data"]["passed"] == args.cases
                 inner.append(out["data"]["wall_s"])
-            wall = statistics.median(walls)
+            wall = judge_walls[language] = statistics.median(walls)
             print(f"judge {language} {args.cases} cases: wall p50 {wall:.3f} s "
                   f"({args.cases / wall:.0f} cases/s; judge's own {statistics.median(inner):.3f}"
                   f" s); first (compile) {first['data']['wall_s']:.3f} s")  # fmt: skip
@@ -176,7 +178,7 @@ def main() -> None:
             print(f"{language:12} {versions.get(language, '')[:14]:14} {compiled} {p50(runs):>11} "
                   f"{p50(calls):>12}")  # fmt: skip
         if args.sf:
-            compare_sf(args.sf, args.rounds, tests)
+            compare_sf(args.sf, args.rounds, tests, p50(cached), judge_walls)
         else:
             print("SandboxFusion: not compared (no --sf URL)")
     finally:
@@ -191,8 +193,10 @@ def _variant(language: str, code: str, i: int) -> str:
     return f"{code}\n{comment} {time.time_ns()} {i}\n"
 
 
-def compare_sf(url: str, rounds: int, tests: list[dict[str, str]]) -> None:
-    """SandboxFusion: cpp hello, and the judge as one /run_code call per case."""
+def compare_sf(url: str, rounds: int, tests: list[dict[str, str]], cached_ms: float,
+               judge_walls: dict[str, float]) -> None:  # fmt: skip
+    """SandboxFusion: cpp hello, and each judge as one /run_code call per case, beside
+    toolfleet's cached cpp hello p50 (``cached_ms``) and judge wall p50s (``judge_walls``)."""
     http = httpx.Client(base_url=url, timeout=120)
     hello = P.HELLO["cpp"]
     times, statuses = [], []
@@ -201,19 +205,28 @@ def compare_sf(url: str, rounds: int, tests: list[dict[str, str]]) -> None:
         out = http.post("/run_code", json={"language": "cpp", "code": f"{hello}// {i}\n"}).json()
         times.append((time.perf_counter() - t) * 1000)
         statuses.append(out.get("status"))
-    print(f"SandboxFusion cpp hello /run_code p50 {p50(times)} ms (statuses {statuses})")
-    if "Success" not in statuses:
-        print("SandboxFusion does not run C++ here: the 100-case comparison is skipped")
-        return
-    t = time.perf_counter()
-    passed = 0
-    for case in tests:
-        out = http.post("/run_code", json={"language": "cpp", "code": CPP,
-                                           "stdin": case["stdin"]}).json()  # fmt: skip
-        run = out.get("run_result") or {}
-        passed += (run.get("stdout") or "").split() == case["expected_stdout"].split()
-    wall = time.perf_counter() - t
-    print(f"SandboxFusion 100 /run_code calls (cpp): {wall:.2f} s, {passed}/{len(tests)} right")
+    print(f"SandboxFusion cpp hello /run_code p50 {p50(times)} ms (statuses {statuses}); "
+          f"toolfleet's cached {cached_ms} ms: {p50(times) / cached_ms:.1f}x")  # fmt: skip
+    for language, code, hello_ok in (("cpp", CPP, "Success" in statuses),
+                                     ("python", PYTHON, None)):  # fmt: skip
+        if hello_ok is None:  # does SandboxFusion run this language here at all?
+            out = http.post("/run_code", json={"language": language, "code": "print(1)"}).json()
+            hello_ok = out.get("status") == "Success"
+        if not hello_ok:
+            print(f"SandboxFusion does not run {language} here ({out.get('message') or out}): "
+                  f"the 100-case comparison is skipped")  # fmt: skip
+            continue
+        t = time.perf_counter()
+        passed = 0
+        for case in tests:
+            out = http.post("/run_code", json={"language": language, "code": code,
+                                               "stdin": case["stdin"]}).json()  # fmt: skip
+            run = out.get("run_result") or {}
+            passed += (run.get("stdout") or "").split() == case["expected_stdout"].split()
+        wall = time.perf_counter() - t
+        print(f"SandboxFusion {len(tests)} /run_code calls ({language}): {wall:.2f} s, "
+              f"{passed}/{len(tests)} right; toolfleet's judge {judge_walls[language]:.3f} s: "
+              f"{wall / judge_walls[language]:.1f}x")  # fmt: skip
 
 
 if __name__ == "__main__":
