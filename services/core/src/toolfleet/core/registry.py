@@ -91,7 +91,7 @@ class ToolRegistry:
                 self._removed[name] = reason
                 changed = True
         for tool in add:
-            if self.allowed is not None and tool.name not in self.allowed:
+            if not self.admits(tool.name):
                 continue
             self._tools.pop(tool.name, None)
             self._removed.pop(tool.name, None)
@@ -102,6 +102,10 @@ class ToolRegistry:
             for listener in list(self._listeners):
                 listener()
         return changed
+
+    def admits(self, name: str) -> bool:
+        """Whether a tool of that name may be served (``settings.tools``, when set)."""
+        return self.allowed is None or name in self.allowed
 
     def removed(self, name: str) -> str | None:
         """Why ``name``, served before, is no longer served (None: it is, or never was)."""
@@ -157,7 +161,7 @@ class ToolRegistry:
             if settings.services is not None and ep.name not in settings.services:
                 continue
             for tool in load_service(ep, settings).tools():
-                if settings.tools is None or tool.name in settings.tools:
+                if registry.admits(tool.name):
                     registry.register(tool)
         log.info("serving tools: %s", ", ".join(registry.names()) or "(none)")
         return registry

@@ -78,16 +78,15 @@ class Worker:
         # the services it was started for (listed even before they have tools), and its tools'
         self.services = sorted({*(services or ()), *(t.service for t in registry)})
         # what every heartbeat repeats unchanged: built once, and again when the tools change
-        self._digest = ""  # of the tool table (set by _tool_table)
         self._identity: WorkerInfo = {
             "services": self.services,
             "pid": os.getpid(),
             "host": socket.gethostname(),
-            "tools": self._tool_table(),
+            "tools": [],  # _describe_tools
             "books": True,  # gateways may resolve sessions as they queue (streams.read_entry)
-            "tools_digest": self._digest,
         }
-        self._announced = registry.version  # the registry version the table describes
+        self._announced = 0  # the registry version the announced tools describe
+        self._describe_tools()
         self._retooled = asyncio.Event()  # the tools changed: heartbeat now
         registry.on_change(self._retooled.set)
         self.redis: Redis | None = None
@@ -121,9 +120,7 @@ class Worker:
         await self.executor.start()
         # a tool's schema may depend on what its service found at start (the sandbox's
         # languages): announced as it is now
-        self._identity["tools"] = self._tool_table()
-        self._identity["tools_digest"] = self._digest
-        self._announced = self.registry.version
+        self._describe_tools()
         self._touch_heartbeat_file()
         try:
             await self._create_groups()
@@ -145,14 +142,17 @@ class Worker:
             await self.executor.stop()
             await _bounded(self.redis.aclose(), STOP_STEP_S, "closing the Redis client")
 
-    def _tool_table(self) -> list[ToolInfo]:
-        """The tools as heartbeats announce them (and the table's digest in the identity)."""
+    def _describe_tools(self) -> None:
+        """The tools as heartbeats announce them: their table, its digest (gateways read the
+        table again when it changes) and the names no longer served, with why."""
         table: list[ToolInfo] = [
             {"spec": t.spec().model_dump(mode="json"), "hidden": t.hidden} for t in self.registry
         ]
         encoded = json.dumps(table, sort_keys=True).encode()
-        self._digest = hashlib.sha256(encoded).hexdigest()[:16]
-        return table
+        self._identity["tools"] = table
+        self._identity["tools_digest"] = hashlib.sha256(encoded).hexdigest()[:16]
+        self._identity["removed"] = self.registry.removed_names()
+        self._announced = self.registry.version
 
     async def _retool(self) -> bool:
         """When the registry's tools changed since they were announced: read the new tools'
@@ -160,11 +160,8 @@ class Worker:
         True when they had changed."""
         if self._announced == self.registry.version:
             return False
-        self._announced = self.registry.version
-        self._identity["tools"] = self._tool_table()
-        self._identity["tools_digest"] = self._digest
+        self._describe_tools()
         names = {t.name for t in self.registry}
-        self._identity["removed"] = self.registry.removed_names()
         streams_now = [self.keys.calls(n) for n in sorted(names)]
         new = [s for s in streams_now if s not in self.shared_streams]
         # a removed tool's stream is no longer read: its calls wait for a worker serving it

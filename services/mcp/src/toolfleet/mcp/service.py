@@ -27,8 +27,6 @@ from toolfleet.mcp.upstream import Upstream, run_blocking
 
 if TYPE_CHECKING:
     import mcp_types as types
-
-if TYPE_CHECKING:
     from toolfleet.core.registry import ToolRegistry
     from toolfleet.mcp.catalogue import Catalogue
 

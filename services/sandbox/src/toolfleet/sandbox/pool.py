@@ -9,10 +9,11 @@ lost.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from toolfleet.sandbox.backend import (
     ANSWER_MARGIN_S,
@@ -131,18 +132,18 @@ def later(coro: Any) -> None:
     task.add_done_callback(_background.discard)
 
 
-class KernelPool:
-    """Fresh kernels, each in a family of its own, kept ready so a new session or a
-    stateless call does not wait for a fork."""
+HandleT = TypeVar("HandleT", KernelHandle, FamilyHandle)
 
-    def __init__(
-        self, backend: Backend, size: int, light: bool = False, kernels: bool = True
-    ) -> None:
+
+class ReadyPool(abc.ABC, Generic[HandleT]):
+    """Fresh handles (each in a family of its own) kept ready so a call does not wait for
+    them to be made; :meth:`spawn` makes one."""
+
+    def __init__(self, backend: Backend, size: int, light: bool = False) -> None:
         self.backend = backend
         self.light = light
-        self.kernels = kernels  # False: families with no kernel (FamilyHandle), for programs
         self.size = size
-        self._ready: asyncio.Queue[KernelHandle] = asyncio.Queue()
+        self._ready: asyncio.Queue[HandleT] = asyncio.Queue()
         self._refills: list[asyncio.Task[None]] = []
         self._wakeup = asyncio.Event()
         self._spawning = 0  # kernels the refill tasks are making now
@@ -168,8 +169,12 @@ class KernelPool:
         while not self._ready.empty():
             await self._ready.get_nowait().close()
 
-    async def take(self) -> KernelHandle:
-        """A fresh kernel: from the pool (waiting for the next one the refill makes when it is
+    @abc.abstractmethod
+    async def spawn(self) -> HandleT:
+        """A fresh one, made now."""
+
+    async def take(self) -> HandleT:
+        """A fresh one: from the pool (waiting for the next one the refill makes when it is
         empty, rather than competing with it for the zygote), else spawned now."""
         if not self._refills or all(t.done() for t in self._refills):
             return await self.spawn()
@@ -182,18 +187,6 @@ class KernelPool:
             self._wakeup.set()
             if kernel.alive:
                 return kernel
-
-    async def spawn(self) -> KernelHandle:
-        """A fresh kernel in a new family."""
-        family = await self.backend.new_family(light=self.light)
-        if not self.kernels:
-            return FamilyHandle(family)  # type: ignore[return-value]
-        try:
-            info = await family.spawn()
-        except BaseException:
-            await family.close()
-            raise
-        return KernelHandle(family, int(info["kernel"]), int(info["pid"]), info["workspace"])
 
     async def _keep_filled(self) -> None:
         while True:
@@ -210,3 +203,25 @@ class KernelPool:
                 finally:
                     self._spawning -= 1
             await self._wakeup.wait()
+
+
+class KernelPool(ReadyPool[KernelHandle]):
+    """Fresh kernels, each in a family of its own, for new sessions and stateless calls."""
+
+    async def spawn(self) -> KernelHandle:
+        """A fresh kernel in a new family."""
+        family = await self.backend.new_family(light=self.light)
+        try:
+            info = await family.spawn()
+        except BaseException:
+            await family.close()
+            raise
+        return KernelHandle(family, int(info["kernel"]), int(info["pid"]), info["workspace"])
+
+
+class FamilyPool(ReadyPool[FamilyHandle]):
+    """Fresh families with no kernel, for programs that are not Python and for judges."""
+
+    async def spawn(self) -> FamilyHandle:
+        """A new family."""
+        return FamilyHandle(await self.backend.new_family(light=self.light))

@@ -15,6 +15,7 @@ from toolfleet.sandbox import runtime
 from toolfleet.sandbox.backend import Backend, SandboxUnavailableError
 from toolfleet.sandbox.pool import (
     FamilyHandle,
+    FamilyPool,
     KernelDiedError,
     KernelHandle,
     KernelPool,
@@ -49,7 +50,7 @@ class Sandbox(Service[SandboxSettings]):
         light_size = settings.light_pool_size if backend.light_templates else 0
         self.light_pool = KernelPool(backend, light_size, light=True)
         # Programs that are not Python (and judges) need a family, not an interpreter in it.
-        self.family_pool = KernelPool(backend, light_size, light=True, kernels=False)
+        self.family_pool = FamilyPool(backend, light_size, light=True)
         self.heavy_modules = {m.split(".")[0] for m in settings.preload} - {
             m.split(".")[0] for m in settings.light_preload
         }
