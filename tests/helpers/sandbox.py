@@ -32,3 +32,35 @@ def processes_of(uids: range | set[int]) -> list[tuple[int, int, str]]:
         except OSError:
             continue
     return found
+
+
+def fork_servers(below: int) -> list[int]:
+    """The zygotes' fork servers (``toolfleet.box.forker``) among the descendants of ``below``:
+    root processes started by a zygote from the zygote's own command line."""
+    parents: dict[int, int] = {}
+    commands: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                commands[int(entry)] = f.read().replace(b"\0", b" ").decode()
+            if os.stat(f"/proc/{entry}").st_uid == 0:
+                parents[int(entry)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+        except OSError:
+            continue
+    below_us = {below}
+    grew = True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in below_us} - below_us
+        below_us |= more
+        grew = bool(more)
+
+    def zygote(pid: int) -> bool:
+        return "toolfleet.box.zygote" in commands.get(pid, "")
+
+    return [
+        pid for pid, parent in parents.items() if pid in below_us and zygote(pid) and zygote(parent)
+    ]

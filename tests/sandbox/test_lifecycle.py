@@ -13,7 +13,7 @@ from toolfleet.sandbox import tools_for
 from toolfleet.sandbox.settings import SandboxSettings
 
 from tests.helpers import PYTHON, ROOT, free_port, gateway, new_session, wait_healthy
-from tests.helpers.sandbox import processes_of, run
+from tests.helpers.sandbox import fork_servers, processes_of, run
 
 UIDS = range(220_000, 220_100)
 
@@ -63,10 +63,13 @@ def test_killing_the_service_leaves_no_process_or_state(tmp_path):
             assert r.json()["ok"], r.text
         assert processes_of(UIDS)  # the session's kernel and the pool's
         assert list(tmp_path.glob("local-*"))
+        servers = fork_servers(proc.pid)
+        assert servers
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert wait_until(lambda: processes_of(UIDS) == []), processes_of(UIDS)
+    assert wait_until(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in servers))
     assert wait_until(
         lambda: not [p for p in processes_of(range(0, 1 << 32)) if f"{tmp_path}/local-" in p[2]]
     )
@@ -79,6 +82,34 @@ def test_killing_the_service_leaves_no_process_or_state(tmp_path):
         proc.wait(timeout=30)
     assert wait_until(lambda: processes_of(UIDS) == [])
     assert list(tmp_path.glob("local-*")) == []
+
+
+async def test_the_supervisor_forks_itself_once_its_fork_server_is_gone():
+    """The fork server (box/forker.py) killed: kernels, Python programs and judges are forked
+    by the supervisor itself from then on; no call notices."""
+    settings = SandboxSettings(backend="local", zygotes=1, pool_size=1, light_pool_size=1)
+    async with gateway(ToolRegistry(tools_for(settings))) as client:
+        servers = fork_servers(os.getpid())
+        assert len(servers) == 2  # the full and the light template's
+        for pid in servers:
+            os.kill(pid, signal.SIGKILL)
+        for _ in range(3):  # each takes a pooled kernel and spawns its replacement
+            obs = await run(client, "print(6 * 7)")
+            assert obs["data"]["stdout"] == "42\n", obs
+        sid = await new_session(client)
+        obs = await run(client, "x = 6 * 7\nprint(x)", session_id=sid)
+        assert obs["data"]["stdout"] == "42\n", obs
+        response = await client.post(
+            "/v1/judge",
+            json={"language": "python", "code": "print(int(input()) * 2)",
+                  "cases": [{"stdin": "21", "expected_stdout": "42"},
+                            {"stdin": "2", "expected_stdout": "4"}]},
+        )  # fmt: skip
+        assert response.json()["data"]["verdict"] == "AC", response.text
+        r = await client.post("/run_code", json={"code": "import sys; sys.exit(3)",
+                                                 "language": "python"})  # fmt: skip
+        assert r.json()["run_result"]["return_code"] == 3, r.text
+        assert fork_servers(os.getpid()) == []
 
 
 async def test_without_namespaces_families_still_keep_their_files_apart():

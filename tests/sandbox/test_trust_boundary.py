@@ -288,6 +288,49 @@ async def test_sessions_share_no_ipc_shm_or_abstract_sockets(client, bystander):
     assert obs["data"]["result"] == "['shm file', 'abstract socket', 'sysv segment']"
 
 
+LEAVE_SOCKET = """
+import os, socket
+print(os.readlink('/proc/self/ns/net'))
+# an abstract name on a socket that only an in-flight message holds: it can outlive us
+held = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+held.bind('\\0tf-left-behind')
+held.listen(1)
+a, b = socket.socketpair()
+socket.send_fds(a, [b'x'], [held.fileno(), b.fileno()])  # b holds itself
+"""
+
+NET_PROBE = """
+import os, socket, time
+time.sleep(float(os.environ.get('TF_HOLD', '0')))
+try:
+    socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).connect('\\0tf-left-behind')
+    reached = True
+except OSError:
+    reached = False
+print(os.readlink('/proc/self/ns/net'), reached)
+"""
+
+
+async def test_a_recycled_network_namespace_carries_nothing_to_its_next_family():
+    """Network namespaces are reused (jail.Namespaces: making one costs a millisecond): never
+    by two families at once, and never with anything of the previous family left in it."""
+    async with sandbox_gateway(**BACKENDS["local"]) as client:
+        obs = await run(client, LEAVE_SOCKET)
+        assert obs["ok"], obs
+        first = obs["data"]["stdout"].split()[0]
+        seen = [first]
+        for _ in range(45):  # past the queue of spare namespaces (32)
+            obs = await run(client, NET_PROBE)
+            net, reached = obs["data"]["stdout"].split()
+            assert reached == "False", obs
+            seen.append(net)
+        assert len(set(seen)) < len(seen), "no network namespace was reused"
+        hold = "import os\nos.environ['TF_HOLD'] = '1'\n"
+        together = await asyncio.gather(*(run(client, hold + NET_PROBE) for _ in range(6)))
+        nets = [obs["data"]["stdout"].split()[0] for obs in together]
+        assert len(set(nets)) == len(nets), nets  # calls at the same time: one each
+
+
 async def test_filling_dev_shm_breaks_no_other_session(client, bystander):
     a = await new_session(client)
     obs = await run(

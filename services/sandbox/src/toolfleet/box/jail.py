@@ -13,6 +13,7 @@ limits and a seccomp filter.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import errno
@@ -256,9 +257,19 @@ class Namespaces:
     ``/tmp``, ``/dev/shm`` and ``/mnt`` inside), keeps descriptors of the new namespaces and
     of ``/box``, and returns to its own namespaces and jail. The descriptors keep the
     namespaces and files alive until the family ends; every process of the family enters them
-    (``enter``) before it drops its privileges."""
+    (``enter``) before it drops its privileges.
+
+    Network namespaces are recycled: making one and tearing it down costs about a
+    millisecond of CPU (a third of what the zygote spends on a stateless call), where IPC and
+    mount namespaces cost a tenth of that. An ended family's network namespace waits in a
+    queue (``release``) behind up to ``SPARE_NETS`` others — by then every process of that
+    family was killed long ago — and is given to a new family only if no socket is left in it
+    (``/proc/net/unix`` read from inside). Nothing else of a family can stay in one: its
+    processes cannot create IP, packet or netlink sockets (seccomp) or change the namespace
+    (no capability), so an empty one is as new. A namespace with a socket left is dropped."""
 
     KINDS = (("ipc", CLONE_NEWIPC), ("net", CLONE_NEWNET), ("mnt", CLONE_NEWNS))
+    SPARE_NETS = 32
 
     def __init__(self, jail_root: str) -> None:
         self.jail_root = jail_root  # the jail's root in the zygote's mount namespace
@@ -266,11 +277,16 @@ class Namespaces:
             name: os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
             for name, _ in self.KINDS
         }
+        self.spare_nets: collections.deque[int] = collections.deque()
+        self.nets_reused = 0
 
     def create(self, uid: int, disk_bytes: int) -> FamilyRoot:
         """A family's namespaces and root (as root in the jail)."""
-        unshare(CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWNS)
+        net = self._spare_net()
+        unshare(CLONE_NEWIPC | CLONE_NEWNS | (CLONE_NEWNET if net < 0 else 0))
         try:
+            if net >= 0:
+                setns(net, CLONE_NEWNET)
             mount("none", "/", None, MS_REC | MS_PRIVATE, None)
             mount(
                 "tmpfs",
@@ -286,14 +302,50 @@ class Namespaces:
                 os.chmod(path, 0o1777)
                 mount(path, target, None, MS_BIND, None)
             found = {
-                name: os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+                name: net
+                if name == "net" and net >= 0
+                else os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
                 for name, _ in self.KINDS
             }
             box = os.open(BOX_ROOT, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except BaseException:
+            if net >= 0:
+                os.close(net)
+            raise
         finally:
             self._home()
         places = {BOX_ROOT: (box, "")} | {t: (box, n) for t, n in FAMILY_DIRS.items()}
         return FamilyRoot(box, BOX_ROOT, found, places)
+
+    def release(self, family: FamilyRoot) -> None:
+        """An ended family's network namespace, queued for reuse (once every process of the
+        family has been killed); the caller closes the rest."""
+        net = family.namespaces.pop("net", -1)
+        if net < 0:
+            return
+        self.spare_nets.append(net)
+        while len(self.spare_nets) > self.SPARE_NETS:
+            os.close(self.spare_nets.popleft())
+
+    def _spare_net(self) -> int:
+        """The oldest queued network namespace with no socket left in it, or -1. Only once
+        the queue is full: the newest stay queued while their families' killed processes
+        finish exiting."""
+        while len(self.spare_nets) >= self.SPARE_NETS:
+            net = self.spare_nets.popleft()
+            try:
+                setns(net, CLONE_NEWNET)
+                with open("/proc/thread-self/net/unix", "rb") as table:
+                    empty = len(table.read().splitlines()) <= 1  # the header only
+            except OSError:
+                empty = False
+            finally:
+                setns(self.home["net"], CLONE_NEWNET)
+            if empty:
+                self.nets_reused += 1
+                return net
+            os.close(net)
+        return -1
 
     def _home(self) -> None:
         for name, kind in self.KINDS:
@@ -301,10 +353,11 @@ class Namespaces:
         os.chroot(self.jail_root)  # entering a mount namespace leaves the jail: back in
         os.chdir("/")
 
-    def enter(self, family: FamilyRoot) -> None:
-        """In a new process of the family: its namespaces, in the jail."""
+    def enter(self, namespaces: dict[str, int]) -> None:
+        """In a new process of the family: its namespaces (descriptors by kind), in the
+        jail."""
         for name, kind in self.KINDS:
-            setns(family.namespaces[name], kind)
+            setns(namespaces[name], kind)
         os.chroot(self.jail_root)
         os.chdir("/")
 

@@ -15,9 +15,10 @@ For each request:
   kills it if it does not stop, and when the kernel reports back, kills whatever the cell
   left running, stops the kernel again (SIGSTOP), drains the pipes, checks the kernel's
   report (value, images, exception) and answers;
-- **bash** and **programs** (``bash``, ``run``): forks the process itself, confined and
-  traced, so its exit status, signals, time and memory come from ``wait4``, never from the
-  process, and nothing it leaves behind outlives its exit event;
+- **bash** and **programs** (``bash``, ``run``): starts the process as its own child (the exec
+  shim, or a clone by the fork server, ``forker.py``), confined and traced, so its exit
+  status, signals, time and memory come from ``wait4``, never from the process, and nothing
+  it leaves behind outlives its exit event;
 - **forks** of a session, and the **files API**, which it does itself (``files.py``).
 
 Between calls no process of a family runs: kernels are stopped, everything else is killed.
@@ -37,11 +38,13 @@ import socket
 import sys
 import time
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from toolfleet.box import children, files, jail, processes, shim, wire
 from toolfleet.box.capture import Output, check_png
 from toolfleet.box.cgroups import FamilyCgroups
+from toolfleet.box.forker import ForkServer
 from toolfleet.box.jail import FamilyRoot, Namespaces, new_workspace
 from toolfleet.box.kernel import Kernel
 
@@ -181,6 +184,8 @@ class Supervisor:
         self.last_sweep = time.monotonic()
         self.ending: dict[int, int] = {}  # ended families' cgroups still to remove: fid -> uid
         self.shim, self.seccomp_fd = self._find_shim()
+        # last: the fork server is a copy of the template as it is now
+        self.forker: ForkServer | None = ForkServer.start(self._born, (control.fileno(),))
 
     def _find_shim(self) -> tuple[str | None, int]:
         """The exec shim that starts programs without a fork of this process (``shim.py``),
@@ -344,6 +349,8 @@ class Supervisor:
                 del self.procs[pid]
         for pid in self._members(family):
             _signal(pid, signal.SIGKILL)
+        if self.namespaces is not None:
+            self.namespaces.release(family.root)  # killed: its network namespace may serve again
         family.root.close()
         if family.tasks is not None:
             _close(family.tasks)
@@ -436,23 +443,13 @@ class Supervisor:
         out_r, out_w = _pipe()
         err_r, err_w = _pipe()
         env = self._env(family, workspace)
-        pid = os.fork()
-        if pid == 0:
-            try:
-                ours.close()
-                self._enter(family)
-                children.enter(
-                    family.conf, (self.devnull, out_w, err_w), (theirs.fileno(),), workspace, env
-                )
-                Kernel(theirs, workspace).serve()
-            except BaseException as exc:
-                with contextlib.suppress(OSError):
-                    os.write(2, f"the kernel could not start: {exc!r}\n".encode())
-            finally:
-                os._exit(1)
-        theirs.close()
-        os.close(out_w)
-        os.close(err_w)
+        birth = {"run": "kernel", "cwd": workspace, "env": env}
+        try:
+            pid = self._new_process(family, birth, [self.devnull, out_w, err_w, theirs.fileno()])
+        finally:
+            theirs.close()
+            os.close(out_w)
+            os.close(err_w)
         egg = Hatching(int(msg["id"]), family, ours, out_r, err_r, pid, workspace, env)
         self.kernel_pids.add(pid)  # spared by sweeps from now on
         self.hatching[pid] = egg
@@ -502,12 +499,70 @@ class Supervisor:
         tmp = "/tmp" if family.root.namespaces or self.private_tmp else workspace
         return {**self.env, "HOME": workspace, "TMPDIR": tmp, "MPLCONFIGDIR": workspace}
 
-    def _enter(self, family: Family) -> None:
-        """In a new process of the family, still root: its namespaces and cgroup."""
-        if family.root.namespaces and self.namespaces is not None:
-            self.namespaces.enter(family.root)
-        if family.cgroup and self.cgroups is not None:
-            self.cgroups.join(family.fid, os.getpid())
+    def _new_process(self, family: Family, birth: dict[str, Any], fds: list[int]) -> int:
+        """A new process of the family, the supervisor's child, that runs ``birth``
+        (``_born``) with ``fds``: stdin, stdout, stderr, then a kernel's channel. Forked by
+        the fork server (``forker.py``), else by the supervisor itself."""
+        limits = family.conf.limits
+        birth = {
+            **birth,
+            "fid": family.fid,
+            "uid": family.conf.uid,
+            "limits": {f.name: getattr(limits, f.name) for f in dataclass_fields(limits)},
+            "cgroup": bool(family.cgroup and self.cgroups is not None),
+            "namespaces": bool(family.root.namespaces and self.namespaces is not None),
+        }
+        if birth["namespaces"]:
+            fds = fds + [family.root.namespaces[name] for name, _ in Namespaces.KINDS]
+        if self.forker is not None:
+            try:
+                return self.forker.fork(birth, fds)
+            except (OSError, ValueError) as exc:
+                print(f"supervisor: the fork server failed ({exc!r}), forking directly",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                self.forker.close()
+                self.forker = None
+        pid = os.fork()
+        if pid == 0:
+            self._born(birth, fds)
+        return pid
+
+    def _born(self, birth: dict[str, Any], fds: list[int]) -> None:
+        """In a new process of a family, still root (a child of the fork server's or ours):
+        enter the family's namespaces and cgroup, confine, run what ``birth`` says. Never
+        returns."""
+        kernel = birth["run"] == "kernel"
+        try:
+            if birth["namespaces"] and self.namespaces is not None:
+                kinds = [name for name, _ in Namespaces.KINDS]
+                self.namespaces.enter(dict(zip(kinds, fds[-len(kinds) :], strict=True)))
+            if birth["cgroup"] and self.cgroups is not None:
+                self.cgroups.join(int(birth["fid"]), os.getpid())
+            conf = children.Confinement(
+                int(birth["uid"]), jail.Limits(**birth["limits"]), self.base_vm, self.seccomp,
+                self.uid_limits,
+            )  # fmt: skip
+            keep = (fds[3],) if kernel else ()
+            children.enter(
+                conf, (fds[0], fds[1], fds[2]), keep, str(birth["cwd"]), birth["env"],
+                int(birth.get("memory_bytes") or 0), bool(birth.get("warm", True)),
+                not kernel,
+            )  # fmt: skip
+            if kernel:
+                Kernel(socket.socket(fileno=fds[3]), str(birth["cwd"])).serve()
+            elif birth["run"] == "python":
+                children.run_python_main(birth["script"], birth["source"], birth["args"])
+            else:
+                then = birth.get("then_cwd")
+                if then and os.path.isdir(then):
+                    os.chdir(then)
+                children.exec_program(birth["argv"], birth["env"])
+        except BaseException as exc:
+            what = "kernel could not start" if kernel else "sandbox could not start the process"
+            with contextlib.suppress(OSError):
+                os.write(2, f"the {what}: {exc!r}\n".encode())
+        finally:
+            os._exit(1 if kernel else 126)
 
     def _adopt(
         self,
@@ -870,6 +925,8 @@ class Supervisor:
                 if self.cgroups is None or self.cgroups.remove(fid, within_s=0):
                     del self.ending[fid]
         known = self.kernel_pids | set(self.procs)
+        if self.forker is not None:
+            known.add(self.forker.pid)
         live = {f.conf.uid for f in self.families.values()}
         for pid in processes.children(os.getpid()):
             if pid not in known and processes.uid_of(pid) not in live:
@@ -966,38 +1023,32 @@ class Supervisor:
         stdin: int,
         cwd: str,
         env: dict[str, str],
-        target: Any,
+        birth: dict[str, Any],
         memory_bytes: int = 0,
         warm: bool = False,
-        argv: list[str] | None = None,
-        then_cwd: str | None = None,
     ) -> None:
-        """Start a confined, traced process of the job's family that runs ``target()`` in a
-        fork of the supervisor — or, for a program (``argv``, run in ``then_cwd`` when that
-        is a directory) where the exec shim is built, spawns the shim, which does the same
-        and execs it; its pipes are the job's."""
+        """Start a confined, traced process of the job's family that runs ``birth`` (a
+        Python program in the warm interpreter, or ``argv`` executed, in ``then_cwd`` when
+        that is a directory) in a fork of the template — or, for a program where the exec
+        shim is built, spawns the shim, which does the same and execs it; its pipes are the
+        job's."""
         family = job.family
         out_r, out_w = _pipe()
         err_r, err_w = _pipe()
         self._oom_since(family)
         pid = 0
-        if argv is not None and self.shim is not None:
-            pid = self._spawn_shim(family, (stdin, out_w, err_w), cwd, env, argv, then_cwd,
-                                   memory_bytes)  # fmt: skip
+        if birth["run"] == "exec" and self.shim is not None:
+            pid = self._spawn_shim(family, (stdin, out_w, err_w), cwd, env, birth["argv"],
+                                   birth.get("then_cwd"), memory_bytes)  # fmt: skip
         if not pid:
-            pid = os.fork()
-        if pid == 0:
             try:
-                self._enter(family)
-                children.enter(
-                    family.conf, (stdin, out_w, err_w), (), cwd, env, memory_bytes, warm, True
-                )
-                target()
-            except BaseException as exc:
-                with contextlib.suppress(OSError):
-                    os.write(2, f"the sandbox could not start the process: {exc!r}\n".encode())
-            finally:
-                os._exit(126)
+                pid = self._new_process(family, {**birth, "cwd": cwd, "env": env,
+                                          "memory_bytes": memory_bytes, "warm": warm},
+                                 [stdin, out_w, err_w])  # fmt: skip
+            except BaseException:
+                for fd in (out_r, out_w, err_r, err_w):
+                    _close(fd)
+                raise
         for fd in (out_w, err_w):
             os.close(fd)
         job.pid = pid
@@ -1122,18 +1173,9 @@ class Supervisor:
         env = {**kernel.bash_env, "__TF_STATE": f"{family.root.view.rstrip('/')}/{state}"}
         script = STATE_TRAP + str(msg["command"])
 
-        argv = [BASH, "-c", script]
-
-        def target() -> None:
-            if not os.path.isdir(cwd):  # the command's last directory is gone
-                os.chdir(kernel.workspace)
-            else:
-                os.chdir(cwd)
-            children.exec_program(argv, env)
-
-        self._start_process(
-            job, self.devnull, kernel.workspace, env, target, argv=argv, then_cwd=cwd
-        )
+        # in the command's last directory, else (gone) the kernel's workspace
+        birth = {"run": "exec", "argv": [BASH, "-c", script], "then_cwd": cwd}
+        self._start_process(job, self.devnull, kernel.workspace, env, birth)
 
     def _bash_done(self, job: Job) -> None:
         kernel: KernelState = job.extra["kernel"]
@@ -1186,7 +1228,6 @@ class Supervisor:
         stdin = self._stdin(family, msg.get("stdin") or "")
         env = {**self._env(family, cwd), **(msg.get("env") or {})}
         memory = int(msg.get("memory_bytes") or 0)
-        argv: list[str] | None = None  # a program to exec (not Python in this interpreter)
         if "python" in msg:
             script = str(msg.get("script") or "main.py")
             where = self._where(family, cwd, script)
@@ -1196,12 +1237,11 @@ class Supervisor:
             job.extra["warm"] = True
             if kernel is not None and self._become_program(job, kernel, stdin, memory, script):
                 return
-            target = lambda: children.run_python_main(script, source, args)  # noqa: E731
+            birth = {"run": "python", "script": script, "source": source, "args": args}
         else:
-            program = argv = [str(a) for a in msg["argv"]]
-            target = lambda: children.exec_program(program, env)  # noqa: E731
+            birth = {"run": "exec", "argv": [str(a) for a in msg["argv"]]}
         try:
-            self._start_process(job, stdin, cwd, env, target, memory, "python" in msg, argv)
+            self._start_process(job, stdin, cwd, env, birth, memory, "python" in msg)
         finally:
             os.close(stdin)
 

@@ -1,0 +1,124 @@
+"""The fork server: the zygote's quiet twin, which forks the families' processes for the
+supervisor.
+
+A ``fork`` write-protects every page of the process that forks. The supervisor runs its event
+loop between forks, so after each one it copied back every page it then touched: about 500
+pages per kernel, a millisecond of CPU on each stateless call. The fork server is forked from
+the zygote once, after the preload and before any family exists, and does nothing but fork:
+its pages stay shared with the kernels, and the supervisor's are its own after one copy.
+
+Its children are cloned with ``CLONE_PARENT``: they are the supervisor's children (its
+``wait4`` and rusage, its ptrace, their parent-death signal on it), exactly as if it had forked
+them itself. The supervisor sends one request per process (what it runs, the family's
+confinement) with its descriptors (the family's namespaces, stdio, a kernel's channel); the
+server answers the pid, closes them, and keeps nothing of any family. It runs no model code.
+Where ``CLONE_PARENT`` is refused (a sandbox kernel without it), the supervisor forks itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import platform
+import signal
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from toolfleet.box import jail, wire
+
+CLONE_PARENT = 0x00008000
+SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(platform.machine())
+_nogil = ctypes.PyDLL(None, use_errno=True)  # keeps the GIL across the call, as os.fork does
+_nogil.syscall.restype = ctypes.c_long
+
+
+def clone_sibling() -> int:
+    """``fork()`` whose child is our parent's child (``CLONE_PARENT``), with the interpreter's
+    own before/after-fork steps (import lock, ``os.register_at_fork`` hooks, threads).
+    Only from a single-threaded process: glibc's own fork handlers do not run."""
+    if SYS_CLONE is None:
+        raise OSError(f"no clone system call number for {platform.machine()}")
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    pid = _nogil.syscall(SYS_CLONE, CLONE_PARENT | signal.SIGCHLD, 0, 0, 0, 0)
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    err = ctypes.get_errno()
+    api.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(err, f"clone: {os.strerror(err)}")
+    return int(pid)
+
+
+class ForkServer:
+    """The supervisor's end of a fork server."""
+
+    def __init__(self, chan: socket.socket, pid: int) -> None:
+        self.chan = chan
+        self.pid = pid
+
+    @classmethod
+    def start(
+        cls, born: Callable[[dict[str, Any], list[int]], None], drop: tuple[int, ...]
+    ) -> ForkServer:
+        """Fork the server from this process (the template, ready); ``born(request, fds)``
+        runs in each child it makes; ``drop``: descriptors the server closes (the
+        supervisor's own channels)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                ours.close()
+                for fd in drop:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+                _serve(theirs, born)
+            finally:
+                os._exit(1)
+        theirs.close()
+        return cls(ours, pid)
+
+    def fork(self, request: dict[str, Any], fds: list[int]) -> int:
+        """A new child of the supervisor that runs ``born(request, fds)``; its pid."""
+        wire.send(self.chan, request, fds)
+        reply, _ = wire.recv(self.chan, max_frame=4096)
+        if "pid" not in reply:
+            raise OSError(str(reply.get("error", "the fork server did not answer a pid")))
+        return int(reply["pid"])
+
+    def close(self) -> None:
+        self.chan.close()
+
+
+def _serve(chan: socket.socket, born: Callable[[dict[str, Any], list[int]], None]) -> None:
+    jail.prctl(jail.PR_SET_PDEATHSIG, signal.SIGKILL)  # never outlives the supervisor
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.set_wakeup_fd(-1)
+    while True:
+        try:
+            request, fds = wire.recv(chan)
+        except (wire.ChannelClosedError, OSError):
+            os._exit(0)
+        reply: dict[str, Any]
+        try:
+            pid = clone_sibling()
+        except OSError as exc:
+            reply = {"error": str(exc)}
+        else:
+            if pid == 0:
+                chan.close()
+                try:
+                    born(request, fds)
+                finally:
+                    os._exit(126)
+            reply = {"pid": pid}
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        try:
+            wire.send(chan, reply)
+        except OSError:
+            os._exit(0)
