@@ -53,6 +53,10 @@ def clone_sibling() -> int:
     return int(pid)
 
 
+class ForkRefused(Exception):
+    """The fork server could not clone (the error it met, e.g. no more processes)."""
+
+
 class ForkServer:
     """The supervisor's end of a fork server."""
 
@@ -81,12 +85,17 @@ class ForkServer:
         theirs.close()
         return cls(ours, pid)
 
-    def fork(self, request: dict[str, Any], fds: list[int]) -> int:
-        """A new child of the supervisor that runs ``born(request, fds)``; its pid."""
+    def ask(self, request: dict[str, Any], fds: list[int]) -> None:
+        """Ask for a new child of the supervisor that runs ``born(request, fds)``; answers
+        come in the order asked (``answer``)."""
         wire.send(self.chan, request, fds)
+
+    def answer(self) -> int:
+        """The pid of the child asked for first and not yet answered. Raises ``ForkRefused``
+        where the clone failed, ``OSError`` where the server is gone."""
         reply, _ = wire.recv(self.chan, max_frame=4096)
         if "pid" not in reply:
-            raise OSError(str(reply.get("error", "the fork server did not answer a pid")))
+            raise ForkRefused(str(reply.get("error", "the fork server did not answer a pid")))
         return int(reply["pid"])
 
     def close(self) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import contextlib
 import fcntl
 import os
@@ -44,7 +45,7 @@ from typing import Any
 from toolfleet.box import children, files, jail, processes, shim, wire
 from toolfleet.box.capture import Output, check_png
 from toolfleet.box.cgroups import FamilyCgroups
-from toolfleet.box.forker import ForkServer
+from toolfleet.box.forker import ForkRefused, ForkServer
 from toolfleet.box.jail import FamilyRoot, Namespaces, new_workspace
 from toolfleet.box.kernel import Kernel
 
@@ -132,7 +133,7 @@ class KernelState:
     stat: int = -1  # descriptor of /proc/<pid>/stat, read after every call
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity (``Supervisor.births``)
 class Hatching:
     """A kernel being started: forked, not yet greeted (its spawn request waits)."""
 
@@ -175,7 +176,8 @@ class Supervisor:
         self.kernels: dict[int, KernelState] = {}
         self.kernel_pids: set[int] = set()
         self.busy: dict[int, KernelState] = {}  # kernels running a call, by id
-        self.hatching: dict[int, Hatching] = {}  # kernels started, not yet greeted: by pid
+        self.hatching: dict[int, Hatching] = {}  # kernels started, not yet greeted: by channel
+        self.births: collections.deque[Hatching] = collections.deque()  # pids due (forker)
         self.procs: dict[int, Job] = {}  # pid -> the bash or program job it runs
         self.next_kid = 1
         self.sel = selectors.DefaultSelector()
@@ -185,7 +187,29 @@ class Supervisor:
         self.ending: dict[int, int] = {}  # ended families' cgroups still to remove: fid -> uid
         self.shim, self.seccomp_fd = self._find_shim()
         # last: the fork server is a copy of the template as it is now
-        self.forker: ForkServer | None = ForkServer.start(self._born, (control.fileno(),))
+        self.forker: ForkServer | None = self._fork_server(control)
+
+    def _fork_server(self, control: socket.socket) -> ForkServer | None:
+        """The fork server, once a child it clones is seen to be ours (gVisor, for one, does
+        not give it to us); else None: the supervisor forks itself, as it says."""
+        try:
+            server = ForkServer.start(self._born, (control.fileno(),))
+        except OSError as exc:
+            print(f"supervisor: no fork server ({exc!r}), forking directly",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            return None
+        try:
+            server.ask({"run": "probe"}, [])
+            os.waitpid(server.answer(), 0)  # ChildProcessError: not our child
+            return server
+        except (OSError, ValueError, ForkRefused) as exc:
+            print(f"supervisor: the fork server's children are not ours ({exc!r}), "
+                  "forking directly", file=sys.stderr, flush=True)  # fmt: skip
+            server.close()
+            _signal(server.pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(server.pid, 0)
+            return None
 
     def _find_shim(self) -> tuple[str | None, int]:
         """The exec shim that starts programs without a fork of this process (``shim.py``),
@@ -221,6 +245,8 @@ class Supervisor:
         signal.signal(signal.SIGCHLD, lambda *_: None)
         self.sel.register(self.control, selectors.EVENT_READ, ("control", None))
         self.sel.register(wake_r, selectors.EVENT_READ, ("wakeup", None))
+        if self.forker is not None:
+            self.sel.register(self.forker.chan, selectors.EVENT_READ, ("forked", None))
         while True:
             for key, _ in self.sel.select(self._next_timer()):
                 if self.sel.get_map().get(key.fd) is not key:
@@ -240,6 +266,11 @@ class Supervisor:
                     self._on_kernel(owner)
                 elif what == "hello":
                     self._hatched(owner)
+                elif what == "forked":
+                    if self.births:
+                        self._clone_answered()
+                    else:
+                        self._forker_gone(ConnectionError("it spoke unasked"))
                 else:
                     self._on_output(key.fd, what, owner)
             self._timers()
@@ -444,19 +475,26 @@ class Supervisor:
         err_r, err_w = _pipe()
         env = self._env(family, workspace)
         birth = {"run": "kernel", "cwd": workspace, "env": env}
+        egg = Hatching(int(msg["id"]), family, ours, out_r, err_r, 0, workspace, env)
         try:
-            pid = self._new_process(family, birth, [self.devnull, out_w, err_w, theirs.fileno()])
+            # the fork server's answer (the pid) is read when it comes (``_clone_answered``): the
+            # clone of the template does not hold up the loop
+            egg.pid = self._new_process(
+                family, birth, [self.devnull, out_w, err_w, theirs.fileno()], later=egg
+            )
         finally:
             theirs.close()
             os.close(out_w)
             os.close(err_w)
-        egg = Hatching(int(msg["id"]), family, ours, out_r, err_r, pid, workspace, env)
-        self.kernel_pids.add(pid)  # spared by sweeps from now on
-        self.hatching[pid] = egg
+        if egg.pid:
+            self.kernel_pids.add(egg.pid)  # spared by sweeps from now on
+        self.hatching[ours.fileno()] = egg
         self.sel.register(ours, selectors.EVENT_READ, ("hello", egg))
 
     def _hatched(self, egg: Hatching) -> None:
         """A spawned kernel said hello (or died first): taken in, and its request answered."""
+        if not self._born_pid(egg):
+            return
         self._unhatch(egg)
         try:
             kernel = self._adopt(
@@ -473,15 +511,20 @@ class Supervisor:
         )  # fmt: skip
 
     def _unhatch(self, egg: Hatching) -> None:
-        self.hatching.pop(egg.pid, None)
+        self.hatching.pop(egg.chan.fileno(), None)
         self.kernel_pids.discard(egg.pid)  # _adopt adds it back when it is a kernel
         with contextlib.suppress(KeyError, ValueError):
             self.sel.unregister(egg.chan)
 
     def _addled(self, egg: Hatching, why: str) -> None:
-        """A kernel that never said hello (past HATCH_TIMEOUT_S, or its family ended)."""
+        """A kernel that never said hello (past HATCH_TIMEOUT_S, or its family ended), or
+        that the fork server could not clone."""
+        if egg.chan.fileno() < 0:
+            return  # already given up
+        self._born_pid(egg)
         self._unhatch(egg)
-        _signal(egg.pid, signal.SIGKILL)
+        if egg.pid:
+            _signal(egg.pid, signal.SIGKILL)
         egg.chan.close()
         for fd in (egg.out, egg.err):
             _close(fd)
@@ -499,10 +542,14 @@ class Supervisor:
         tmp = "/tmp" if family.root.namespaces or self.private_tmp else workspace
         return {**self.env, "HOME": workspace, "TMPDIR": tmp, "MPLCONFIGDIR": workspace}
 
-    def _new_process(self, family: Family, birth: dict[str, Any], fds: list[int]) -> int:
+    def _new_process(
+        self, family: Family, birth: dict[str, Any], fds: list[int], later: Hatching | None = None
+    ) -> int:
         """A new process of the family, the supervisor's child, that runs ``birth``
-        (``_born``) with ``fds``: stdin, stdout, stderr, then a kernel's channel. Forked by
-        the fork server (``forker.py``), else by the supervisor itself."""
+        (``_born``) with ``fds``: stdin, stdout, stderr, then a kernel's channel. Cloned by
+        the fork server (``forker.py``), else forked by the supervisor itself. Its pid; 0
+        when ``later`` is given and the fork server will answer (``_clone_answered`` sets
+        ``later.pid``)."""
         limits = family.conf.limits
         birth = {
             **birth,
@@ -515,22 +562,72 @@ class Supervisor:
         if birth["namespaces"]:
             fds = fds + [family.root.namespaces[name] for name, _ in Namespaces.KINDS]
         if self.forker is not None:
+            self._forked_all()  # answers are in order: the ones asked before come first
+        if self.forker is not None:
             try:
-                return self.forker.fork(birth, fds)
+                self.forker.ask(birth, fds)
+                if later is not None:
+                    self.births.append(later)
+                    return 0
+                return self.forker.answer()
+            except ForkRefused:
+                raise
             except (OSError, ValueError) as exc:
-                print(f"supervisor: the fork server failed ({exc!r}), forking directly",
-                      file=sys.stderr, flush=True)  # fmt: skip
-                self.forker.close()
-                self.forker = None
+                self._forker_gone(exc)
         pid = os.fork()
         if pid == 0:
             self._born(birth, fds)
         return pid
 
+    def _clone_answered(self) -> None:
+        """The fork server answered a kernel's spawn: its pid (or why it has none)."""
+        egg = self.births.popleft()
+        try:
+            assert self.forker is not None
+            egg.pid = self.forker.answer()
+        except ForkRefused as exc:
+            self._addled(egg, f"clone: {exc}")
+            return
+        except (OSError, ValueError) as exc:
+            self._forker_gone(exc)
+            self._addled(egg, f"the fork server is gone: {exc}")
+            return
+        if egg.chan.fileno() >= 0:
+            self.kernel_pids.add(egg.pid)
+        else:
+            _signal(egg.pid, signal.SIGKILL)  # given up on meanwhile (its family ended)
+
+    def _forked_all(self) -> None:
+        """Every answer still due from the fork server (before a look at our children)."""
+        while self.births and self.forker is not None:
+            self._clone_answered()
+
+    def _born_pid(self, egg: Hatching) -> bool:
+        """The spawned kernel's pid is known (its answer read now if it was due)."""
+        while not egg.pid and egg in self.births and self.forker is not None:
+            self._clone_answered()
+        return bool(egg.pid)
+
+    def _forker_gone(self, exc: BaseException) -> None:
+        """The fork server broke: the supervisor forks itself from now on; the spawns it
+        did not answer fail (their pools spawn again)."""
+        if self.forker is None:
+            return
+        print(f"supervisor: the fork server failed ({exc!r}), forking directly",
+              file=sys.stderr, flush=True)  # fmt: skip
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(self.forker.chan)
+        self.forker.close()
+        self.forker = None
+        while self.births:
+            self._addled(self.births.popleft(), f"the fork server is gone: {exc}")
+
     def _born(self, birth: dict[str, Any], fds: list[int]) -> None:
         """In a new process of a family, still root (a child of the fork server's or ours):
         enter the family's namespaces and cgroup, confine, run what ``birth`` says. Never
         returns."""
+        if birth["run"] == "probe":  # the fork server's first child (``_fork_server``)
+            os._exit(0)
         kernel = birth["run"] == "kernel"
         try:
             if birth["namespaces"] and self.namespaces is not None:
@@ -895,7 +992,7 @@ class Supervisor:
             if job.interrupted is None and now >= job.deadline:
                 self._interrupt(job, "timeout", job)
         for egg in list(self.hatching.values()):
-            if now >= egg.deadline:
+            if now >= egg.deadline and self._born_pid(egg):
                 where = processes.state_of(egg.pid)
                 self._addled(egg, f"no hello within {HATCH_TIMEOUT_S:g} s (it was {where})")
         if now >= self.last_sweep + SWEEP_INTERVAL_S:
@@ -920,6 +1017,7 @@ class Supervisor:
         """Every second: kill processes that came back to us (orphans) and belong to no
         live family — what was left of an ended one."""
         self.last_sweep = time.monotonic()
+        self._forked_all()  # a child whose pid is not read yet is no stray
         for fid in list(self.ending):
             with contextlib.suppress(OSError):
                 if self.cgroups is None or self.cgroups.remove(fid, within_s=0):
@@ -1469,6 +1567,7 @@ class Supervisor:
         """The family's processes that are our children (orphans come back to us) but no
         kernel and no job. With cgroups, only when the family has more processes than those
         (the common case costs one read)."""
+        self._forked_all()  # a kernel whose pid is not read yet is no orphan
         if family.cgroup and self.cgroups is not None:
             members = set(self.cgroups.procs(family.fid))
             if members <= spare:
@@ -1477,7 +1576,7 @@ class Supervisor:
         return [
             p
             for p in processes.children(os.getpid())
-            if p not in spare and processes.uid_of(p) == uid
+            if p not in spare and p not in self.kernel_pids and processes.uid_of(p) == uid
         ]
 
     def _freeze_idle(self, family: Family, but: KernelState | None = None) -> None:
