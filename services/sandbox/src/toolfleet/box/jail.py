@@ -278,7 +278,6 @@ class Namespaces:
             for name, _ in self.KINDS
         }
         self.spare_nets: collections.deque[int] = collections.deque()
-        self.nets_reused = 0
 
     def create(self, uid: int, disk_bytes: int) -> FamilyRoot:
         """A family's namespaces and root (as root in the jail)."""
@@ -302,11 +301,10 @@ class Namespaces:
                 os.chmod(path, 0o1777)
                 mount(path, target, None, MS_BIND, None)
             found = {
-                name: net
-                if name == "net" and net >= 0
-                else os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+                name: os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
                 for name, _ in self.KINDS
-            }
+                if name != "net" or net < 0
+            } | ({"net": net} if net >= 0 else {})
             box = os.open(BOX_ROOT, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except BaseException:
             if net >= 0:
@@ -342,7 +340,6 @@ class Namespaces:
             finally:
                 setns(self.home["net"], CLONE_NEWNET)
             if empty:
-                self.nets_reused += 1
                 return net
             os.close(net)
         return -1

@@ -561,15 +561,15 @@ class Supervisor:
         }
         if birth["namespaces"]:
             fds = fds + [family.root.namespaces[name] for name, _ in Namespaces.KINDS]
-        if self.forker is not None:
-            self._forked_all()  # answers are in order: the ones asked before come first
+        if later is None:
+            self._forked_all()  # answers come in order: the ones asked before are read first
         if self.forker is not None:
             try:
                 self.forker.ask(birth, fds)
-                if later is not None:
-                    self.births.append(later)
-                    return 0
-                return self.forker.answer()
+                if later is None:
+                    return self.forker.answer()
+                self.births.append(later)
+                return 0
             except ForkRefused:
                 raise
             except (OSError, ValueError) as exc:
@@ -1567,7 +1567,8 @@ class Supervisor:
         """The family's processes that are our children (orphans come back to us) but no
         kernel and no job. With cgroups, only when the family has more processes than those
         (the common case costs one read)."""
-        self._forked_all()  # a kernel whose pid is not read yet is no orphan
+        if any(egg.family is family for egg in self.births):
+            self._forked_all()  # a kernel of the family whose pid is not read yet is no orphan
         if family.cgroup and self.cgroups is not None:
             members = set(self.cgroups.procs(family.fid))
             if members <= spare:
