@@ -1,11 +1,15 @@
 """The kernel pool keeps at most its size ready, however many refill tasks run at once (the
-counts ``/readyz`` shows: ``pool_ready`` never above ``pool_size``)."""
+counts ``/readyz`` shows: ``pool_ready`` never above ``pool_size``); a pool and a family's
+requests stop when they are cancelled."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
+import pytest
+from toolfleet.sandbox.backend import FamilyChannel
 from toolfleet.sandbox.pool import KernelPool
 
 
@@ -38,3 +42,24 @@ async def test_parallel_refills_never_pass_the_pool_size() -> None:
         for task in pool._refills:
             task.cancel()
         await asyncio.gather(*pool._refills, return_exceptions=True)
+
+
+async def test_a_request_cancelled_as_its_reply_comes_is_cancelled() -> None:
+    """A family request whose caller is cancelled in the very turn its reply arrives raises
+    CancelledError (``asyncio.wait_for`` on Python 3.11 returned the reply and lost the
+    cancellation: a pool's refill, cancelled by ``stop()`` mid-spawn, then waited forever and
+    the service's shutdown hung)."""
+    ours, theirs = socket.socketpair()
+    channel = FamilyChannel(ours)
+    try:
+        request = asyncio.ensure_future(channel.request({"op": "ping"}, 30))
+        while not channel._waiting:
+            await asyncio.sleep(0)
+        (future,) = channel._waiting.values()
+        future.set_result({"ok": True})  # the reply and the cancellation in one turn
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+    finally:
+        channel.close()
+        theirs.close()

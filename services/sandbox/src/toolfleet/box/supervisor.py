@@ -267,9 +267,11 @@ class Supervisor:
                 elif what == "hello":
                     self._hatched(owner)
                 elif what == "forked":
+                    # readiness seen with other events of this turn may be stale: a fork
+                    # asked for meanwhile read every answer due (``_forked_all``)
                     if self.births:
                         self._clone_answered()
-                    else:
+                    elif self.forker is not None and _readable(self.forker.chan):
                         self._forker_gone(ConnectionError("it spoke unasked"))
                 else:
                     self._on_output(key.fd, what, owner)
@@ -1601,6 +1603,17 @@ class ExitUsage:
 def _signal(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Whether ``sock`` holds something to read, or has closed (without waiting)."""
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _pipe() -> tuple[int, int]:

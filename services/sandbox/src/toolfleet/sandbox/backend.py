@@ -92,7 +92,10 @@ class FamilyChannel:
         try:
             async with self._send_lock:
                 await wire.asend(self.sock, {**msg, "id": rid})
-            return await asyncio.wait_for(future, answer_within_s)
+            # (not asyncio.wait_for: on Python 3.11 it returns the reply and loses the
+            # cancellation when both come at once, e.g. a pool's refill stopped mid-spawn)
+            async with asyncio.timeout(answer_within_s):
+                return await future
         except TimeoutError:
             self.close()
             raise SandboxUnavailableError("the sandbox did not answer in time") from None

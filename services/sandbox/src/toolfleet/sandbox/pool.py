@@ -181,7 +181,8 @@ class ReadyPool(abc.ABC, Generic[HandleT]):
         self._wakeup.set()
         while True:
             try:
-                kernel = await asyncio.wait_for(self._ready.get(), TAKE_TIMEOUT_S)
+                async with asyncio.timeout(TAKE_TIMEOUT_S):  # (see FamilyChannel.request)
+                    kernel = await self._ready.get()
             except TimeoutError:
                 raise SandboxUnavailableError("no kernel could be started in time") from None
             self._wakeup.set()
