@@ -26,7 +26,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from toolfleet.box import jail, wire
+from toolfleet.box import children, jail, wire
 
 CLONE_PARENT = 0x00008000
 SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(platform.machine())
@@ -104,8 +104,7 @@ class ForkServer:
 
 def _serve(chan: socket.socket, born: Callable[[dict[str, Any], list[int]], None]) -> None:
     jail.prctl(jail.PR_SET_PDEATHSIG, signal.SIGKILL)  # never outlives the supervisor
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.set_wakeup_fd(-1)
+    children.default_signals()  # once here, not in every child
     while True:
         try:
             request, fds = wire.recv(chan)
