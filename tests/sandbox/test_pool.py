@@ -63,3 +63,52 @@ async def test_a_request_cancelled_as_its_reply_comes_is_cancelled() -> None:
     finally:
         channel.close()
         theirs.close()
+
+
+async def test_replies_reach_their_requests_however_the_bytes_arrive() -> None:
+    """The supervisor answers out of order, and a reply may come in pieces (or two in one
+    read): each request gets its own reply."""
+    from toolfleet.box import wire
+
+    ours, theirs = socket.socketpair()
+    channel = FamilyChannel(ours)
+    try:
+        first = asyncio.ensure_future(channel.request({"op": "ping", "n": 1}, 30))
+        second = asyncio.ensure_future(channel.request({"op": "ping", "n": 2}, 30))
+        while len(channel._waiting) < 2:
+            await asyncio.sleep(0)
+        theirs.setblocking(True)
+        asked = [await asyncio.to_thread(wire.recv, theirs) for _ in range(2)]
+        ids = {msg["n"]: msg["id"] for msg, _ in asked}
+        big = "x" * 300_000  # more than one read of the channel
+        stream = wire.encode({"id": ids[2], "v": big}) + wire.encode({"id": ids[1], "v": 1})
+        for at in range(0, len(stream), 70_001):
+            theirs.sendall(stream[at : at + 70_001])
+            await asyncio.sleep(0)
+        assert (await first)["v"] == 1
+        assert (await second)["v"] == big
+    finally:
+        channel.close()
+        theirs.close()
+
+
+async def test_a_broken_reply_fails_every_waiting_request() -> None:
+    """A frame that is not a JSON object ends the channel: the requests waiting on it fail
+    at once (none waits for its timeout), and later ones are refused."""
+    from toolfleet.box import wire
+    from toolfleet.sandbox.backend import SandboxUnavailableError
+
+    ours, theirs = socket.socketpair()
+    channel = FamilyChannel(ours)
+    try:
+        waiting = asyncio.ensure_future(channel.request({"op": "ping"}, 30))
+        while not channel._waiting:
+            await asyncio.sleep(0)
+        theirs.sendall(wire.HEADER.pack(2) + b"[]")
+        with pytest.raises(SandboxUnavailableError):
+            await asyncio.wait_for(waiting, 5)
+        with pytest.raises(SandboxUnavailableError):
+            await channel.request({"op": "ping"}, 30)
+    finally:
+        channel.close()
+        theirs.close()

@@ -347,7 +347,8 @@ class CallLog:
             with contextlib.suppress(asyncio.QueueFull):
                 self._queue.put_nowait(_STOP)  # wakes a writer waiting on an empty queue
             try:
-                await asyncio.wait_for(writer, STOP_TIMEOUT_S)
+                async with asyncio.timeout(STOP_TIMEOUT_S):  # not wait_for: see _pause
+                    await writer
             except TimeoutError:
                 lost = self._queue.qsize()
                 log.error("call log: stopped with %d calls unwritten", lost)
@@ -443,8 +444,11 @@ class CallLog:
 
     async def _pause(self, seconds: float) -> None:
         """Sleep ``seconds``, or less when the log is stopping."""
+        # not asyncio.wait_for: on Python 3.11 a cancellation arriving as the wait ends
+        # is lost, and a stop cancelling this task would wait on it forever
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
 
     async def _write_one_by_one(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:

@@ -61,6 +61,7 @@ HATCH_TIMEOUT_S = 20.0
 KERNEL_IO_TIMEOUT_S = 5.0  # a kernel that stalls in the middle of a frame is broken
 FORK_TIMEOUT_S = 60.0
 SWEEP_INTERVAL_S = 1.0
+CONTINUE_AFTER_BYTES = 32 << 10  # a request this big is sent to a kernel already continued
 TRACE_OPTIONS = jail.PTRACE_O_TRACEEXIT | jail.PTRACE_O_TRACEEXEC | jail.PTRACE_O_EXITKILL
 SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 # signals the supervisor handles or ignores (Python ignores SIGPIPE): a program starts with
@@ -269,10 +270,11 @@ class Supervisor:
                 elif what == "forked":
                     # readiness seen with other events of this turn may be stale: a fork
                     # asked for meanwhile read every answer due (``_forked_all``)
-                    if self.births:
-                        self._clone_answered()
-                    elif self.forker is not None and _readable(self.forker.chan):
-                        self._forker_gone(ConnectionError("it spoke unasked"))
+                    if self.forker is not None and _readable(self.forker.chan):
+                        if self.births:
+                            self._clone_answered()
+                        else:
+                            self._forker_gone(ConnectionError("it spoke unasked"))
                 else:
                     self._on_output(key.fd, what, owner)
             self._timers()
@@ -775,7 +777,6 @@ class Supervisor:
         job = self._job(family, msg, "python")
         job.cpu_before = kernel.cpu_ms
         self._busy(kernel, job)
-        _signal(kernel.pid, signal.SIGCONT)
         cell = {
             "op": "python",
             "code": msg["code"],
@@ -784,10 +785,23 @@ class Supervisor:
             "max_image_bytes": int(msg["max_image_bytes"]),
             "max_result": int(msg["max_result"]),
         }
+        self._send_continued(kernel, cell)
+
+    def _send_continued(
+        self, kernel: KernelState, msg: dict[str, Any], fds: list[int] | None = None
+    ) -> None:
+        """Send the stopped kernel a request and continue it. A frame that fits in the
+        channel's buffer goes first, so that the kernel wakes once, with its request there
+        (continued first, it would wake in its wait for it, and again when it comes)."""
+        frame = wire.encode(msg)
+        if len(frame) > CONTINUE_AFTER_BYTES:
+            _signal(kernel.pid, signal.SIGCONT)  # it must read as we write
         try:
-            wire.send(kernel.chan, cell)
+            wire.send_frame(kernel.chan, frame, fds)
         except OSError:
             self._kernel_gone(kernel)
+        else:
+            _signal(kernel.pid, signal.SIGCONT)
 
     def _job(self, family: Family, msg: dict[str, Any], kind: str) -> Job:
         now = time.monotonic()
@@ -826,7 +840,7 @@ class Supervisor:
     def _cell_done(self, kernel: KernelState, job: Job, report: dict[str, Any]) -> None:
         family = kernel.family
         threads, cpu = processes.threads_and_cpu(kernel.pid, kernel.stat)
-        if not self._alone(family):
+        if not self._alone(family, kernel, threads):
             direct = [c for c in processes.children(kernel.pid) if c not in self.kernel_pids]
             if direct and self._kill_below(kernel.pid):
                 self._reap_for(kernel, direct)
@@ -840,17 +854,18 @@ class Supervisor:
         self._freeze_idle(family, but=kernel)
         self._reply(family, reply)
 
-    def _alone(self, family: Family) -> bool:
+    def _alone(self, family: Family, kernel: KernelState, threads: int) -> bool:
         """True when the family's kernels are all there is of it (its cgroup counts no
-        other task): nothing to look for after a call. One ``pread``."""
+        other task): nothing to look for after a call. One ``pread`` (and one per other
+        kernel of the family: ``kernel`` has ``threads``)."""
         if family.tasks is None or any(j.family is family for j in self.procs.values()):
             return False
         try:
             count = int(os.pread(family.tasks, 32, 0))
         except (OSError, ValueError):
             return False
-        kernels = [self.kernels[k] for k in family.kernels]
-        return count == sum(processes.threads_and_cpu(k.pid, k.stat)[0] for k in kernels)
+        others = [self.kernels[k] for k in family.kernels if k != kernel.kid]
+        return count == threads + sum(processes.threads_and_cpu(k.pid, k.stat)[0] for k in others)
 
     def _cell_reply(
         self, job: Job, report: dict[str, Any], threads: int, cpu: float, alive: bool
@@ -1459,12 +1474,9 @@ class Supervisor:
         err_r, err_w = _pipe()
         job.extra.update(chan=ours, out=out_r, err=err_r, workspace=workspace)
         self._busy(kernel, job)
-        _signal(kernel.pid, signal.SIGCONT)
         try:
-            wire.send(kernel.chan, {"op": "fork", "workspace": workspace},
-                      [theirs.fileno(), out_w, err_w])  # fmt: skip
-        except OSError:
-            self._kernel_gone(kernel)
+            request = {"op": "fork", "workspace": workspace}
+            self._send_continued(kernel, request, [theirs.fileno(), out_w, err_w])
         finally:
             theirs.close()
             os.close(out_w)

@@ -41,7 +41,11 @@ def _ancillary(fds: list[int]) -> list[tuple[int, int, bytes]]:
 
 def send(sock: socket.socket, obj: Mapping[str, Any], fds: list[int] | None = None) -> None:
     """Send one frame (and ``fds`` with its first byte)."""
-    frame = encode(obj)
+    send_frame(sock, encode(obj), fds)
+
+
+def send_frame(sock: socket.socket, frame: bytes, fds: list[int] | None = None) -> None:
+    """Send a frame made by :func:`encode` (and ``fds`` with its first byte)."""
     if fds:
         sent = sock.sendmsg([frame], _ancillary(fds))
         frame = frame[sent:]
@@ -130,3 +134,33 @@ async def arecv(sock: socket.socket, max_frame: int = MAX_FRAME) -> dict[str, An
     if not isinstance(obj, dict):
         raise ChannelClosedError("frame is not a JSON object")
     return obj
+
+
+class FrameBuffer:
+    """Frames out of a byte stream read in pieces (by a caller that reads what is there)."""
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self.max_frame = max_frame
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        """Add ``data``; every frame now complete, decoded. A frame over ``max_frame`` or
+        one that is not a JSON object raises :class:`ChannelClosedError`."""
+        buf = self._buf
+        buf += data
+        frames: list[dict[str, Any]] = []
+        while len(buf) >= HEADER.size:
+            (size,) = HEADER.unpack_from(buf)
+            if size > self.max_frame:
+                raise ChannelClosedError(
+                    f"frame of {size} bytes is over the limit of {self.max_frame}"
+                )
+            end = HEADER.size + size
+            if len(buf) < end:
+                break
+            obj = json.loads(buf[HEADER.size : end])
+            del buf[:end]
+            if not isinstance(obj, dict):
+                raise ChannelClosedError("frame is not a JSON object")
+            frames.append(obj)
+        return frames

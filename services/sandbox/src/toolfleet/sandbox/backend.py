@@ -69,8 +69,9 @@ class ZygoteClient:
 
 
 class FamilyChannel:
-    """The service's end of a family's channel to its supervisor: requests carry an id, and one
-    reader task hands each reply to the request that waits for it."""
+    """The service's end of a family's channel to its supervisor: requests carry an id, and
+    the loop's reader callback hands each reply to the request that waits for it (no task
+    in between: the reply resumes its request directly)."""
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -79,7 +80,9 @@ class FamilyChannel:
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._send_lock = asyncio.Lock()
-        self._reader = asyncio.get_running_loop().create_task(self._read(), name="family")
+        self._frames = wire.FrameBuffer(MAX_REPLY_BYTES)
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._readable)
 
     async def request(self, msg: dict[str, Any], answer_within_s: float) -> dict[str, Any]:
         """Send one request; its reply. The supervisor enforces the request's own deadline:
@@ -87,7 +90,7 @@ class FamilyChannel:
         if self.closed:
             raise SandboxUnavailableError("the session's sandbox is gone")
         rid = next(self._ids)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[dict[str, Any]] = self._loop.create_future()
         self._waiting[rid] = future
         try:
             async with self._send_lock:
@@ -97,34 +100,45 @@ class FamilyChannel:
             async with asyncio.timeout(answer_within_s):
                 return await future
         except TimeoutError:
+            self._waiting.pop(rid, None)  # failed here, not by close()
             self.close()
             raise SandboxUnavailableError("the sandbox did not answer in time") from None
         except (OSError, wire.ChannelClosedError) as exc:
+            self._waiting.pop(rid, None)
             self.close()
             raise SandboxUnavailableError(f"the session's sandbox is gone: {exc}") from exc
         finally:
             self._waiting.pop(rid, None)
 
-    async def _read(self) -> None:
+    def _readable(self) -> None:
+        """The loop's callback: read what the supervisor sent, answer each complete reply."""
         try:
-            while True:
-                reply = await wire.arecv(self.sock, MAX_REPLY_BYTES)
+            data = self.sock.recv(1 << 20)
+            if not data:
+                raise wire.ChannelClosedError("channel closed")
+            for reply in self._frames.feed(data):
                 future = self._waiting.get(int(reply.get("id", -1)))
                 if future is not None and not future.done():
                     future.set_result(reply)
-        except (OSError, wire.ChannelClosedError, ValueError):
-            pass
-        finally:
-            self.closed = True
-            for future in self._waiting.values():
-                if not future.done():
-                    future.set_exception(SandboxUnavailableError("the session's sandbox is gone"))
+        except (BlockingIOError, InterruptedError):
+            return
+        except (OSError, wire.ChannelClosedError, ValueError, TypeError):
+            self._broken()
+
+    def _broken(self) -> None:
+        self.closed = True
+        with contextlib.suppress(ValueError, OSError):
+            self._loop.remove_reader(self.sock.fileno())
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(SandboxUnavailableError("the session's sandbox is gone"))
 
     def close(self) -> None:
         """Close the channel: the supervisor ends every process of the family."""
+        if self.sock.fileno() >= 0:
+            self._broken()
+            self.sock.close()
         self.closed = True
-        self._reader.cancel()
-        self.sock.close()
 
 
 class Family(abc.ABC):
