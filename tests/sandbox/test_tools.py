@@ -50,6 +50,16 @@ async def test_print_stateless(client):
     assert obs["usage"]["cost"] == 1.0
 
 
+async def test_a_cell_larger_than_the_channel_buffer_runs_in_a_session(client):
+    # A stopped kernel is sent a small request before it is continued; a request larger
+    # than the channel can hold goes to a kernel continued first (else neither would move).
+    sid = await new_session(client)
+    for size in (10, 40_000, 600_000):
+        code = f"s = {'x' * size!r}\nprint(len(s))"
+        obs = await run(client, code, session_id=sid)
+        assert obs["data"]["stdout"] == f"{size}\n", obs
+
+
 async def test_many_calls_at_once_each_answer_holds_its_own_output_only(client):
     # Stateless cells, programs and bash commands at once: kernels are made, taken in, run
     # and ended while others' pipes open and close (their descriptor numbers reused), and

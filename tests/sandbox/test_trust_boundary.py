@@ -410,6 +410,30 @@ async def test_workspace_files_count_as_the_familys_memory():
         assert (await run(client, "print(1)", session_id=other))["data"]["stdout"] == "1\n"
 
 
+async def test_a_reused_cgroup_starts_clean():
+    """An ended family's cgroup serves a new family: none of the old family's processes is
+    in it, and its OOM kill is not the new family's (a kernel that dies of something else
+    is told "killed", not "memory limit")."""
+    settings = {**COMMON, **BACKENDS["local"], "disk_mb": 512, "family_memory_mb": 160}
+    async with sandbox_gateway(**settings) as client:
+        old = await new_session(client)
+        bomb = "x = []\nwhile True:\n    x.append(bytearray(8 << 20))"
+        obs = await run(client, bomb, session_id=old, timeout_s=30)
+        assert "more memory than allowed" in obs["error"]["message"], obs["error"]
+        await client.delete(f"/v1/sessions/{old}")
+        await asyncio.sleep(1.5)  # its processes gone, its cgroup is a spare
+        suicide = "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"
+        # the pool's kernel (made before the release), then the one made after it, in the
+        # ended family's cgroup
+        for _ in range(3):
+            sid = await new_session(client)
+            obs = await run(client, suicide, session_id=sid, timeout_s=30)
+            assert "interpreter was killed (it crashed" in obs["error"]["message"], obs
+            await client.delete(f"/v1/sessions/{sid}")
+        sid = await new_session(client)
+        assert (await run(client, "print(2)", session_id=sid))["data"]["stdout"] == "2\n"
+
+
 def zygotes_memory_mb(status: dict[str, Any]) -> int:
     """What the instance's zygotes (the templates) hold, from its memory cgroup."""
     memory = status["cgroup_dirs"]["memory"]

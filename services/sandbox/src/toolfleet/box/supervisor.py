@@ -342,8 +342,10 @@ class Supervisor:
             uid, jail.Limits(**limits), self.base_vm, self.seccomp, self.uid_limits
         )
         self._wait_gone(uid)  # a uid is a new family's only once its last process is gone
+        reused = False
         if cgroup and self.cgroups is not None:
-            self.cgroups.create(fid, conf.limits.family_memory_bytes, conf.limits.processes + 4)
+            limits = (conf.limits.family_memory_bytes, conf.limits.processes + 4)
+            reused = self.cgroups.create(fid, *limits)
         try:
             if self.namespaces is not None:
                 root = self.namespaces.create(uid, conf.limits.disk_bytes)
@@ -360,6 +362,8 @@ class Supervisor:
         family = Family(fid, chan, conf, root, cgroup=cgroup)
         if cgroup and self.cgroups is not None:
             family.tasks = self.cgroups.tasks_file(fid)
+            if reused:  # its OOM count starts where the ended family's stopped
+                family.oom_seen = self.cgroups.oom_kills(fid)
         self.families[fid] = family
         self.sel.register(chan, selectors.EVENT_READ, ("family", family))
         return {"ok": True}
@@ -560,7 +564,9 @@ class Supervisor:
             "fid": family.fid,
             "uid": family.conf.uid,
             "limits": {f.name: getattr(limits, f.name) for f in dataclass_fields(limits)},
-            "cgroup": bool(family.cgroup and self.cgroups is not None),
+            "cgroup": self.cgroups.name(family.fid)
+            if family.cgroup and self.cgroups is not None
+            else "",
             "namespaces": bool(family.root.namespaces and self.namespaces is not None),
         }
         if birth["namespaces"]:
@@ -638,7 +644,7 @@ class Supervisor:
                 kinds = [name for name, _ in Namespaces.KINDS]
                 self.namespaces.enter(dict(zip(kinds, fds[-len(kinds) :], strict=True)))
             if birth["cgroup"] and self.cgroups is not None:
-                self.cgroups.join(int(birth["fid"]), os.getpid())
+                self.cgroups.join(str(birth["cgroup"]), os.getpid())
             conf = children.Confinement(
                 int(birth["uid"]), jail.Limits(**birth["limits"]), self.base_vm, self.seccomp,
                 self.uid_limits,
@@ -1203,7 +1209,7 @@ class Supervisor:
             args.append(f"root={self.namespaces.jail_root}")
         if family.cgroup and self.cgroups is not None:
             for fd in self.cgroups.fds.values():
-                args.append(f"cg={fd}:f{family.fid}/cgroup.procs")
+                args.append(f"cg={fd}:{self.cgroups.name(family.fid)}/cgroup.procs")
                 passed.append(fd)
         args += [
             f"cwd={cwd}",

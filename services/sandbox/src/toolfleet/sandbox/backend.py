@@ -151,10 +151,8 @@ class Family(abc.ABC):
         limits: Limits,
         on_close: Callable[[int], None] | None = None,
         fid: int | None = None,
-        cgroup: bool = True,
     ) -> None:
         self.zygote = zygote
-        self.cgroup = cgroup  # a cgroup of its own (where the sandbox has cgroups)
         self.uid = uid
         self.fid = uid if fid is None else fid
         self.limits = limits

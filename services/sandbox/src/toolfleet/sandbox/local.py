@@ -224,10 +224,6 @@ class LocalBackend(Backend):
             self.limits,
             on_close=self._free_uids.append if self.jailed else None,
             fid=self._families,
-            # A light family serves one stateless call: it stays in the zygotes' cgroup, under
-            # the instance's ceiling, and saves a cgroup move per call (its disk and its
-            # processes' memory are bounded by disk_mb and memory_mb).
-            cgroup=not light,
         )
         try:
             await family.open()
