@@ -262,31 +262,35 @@ class FamilyCgroups:
         name = self.names.get(fid)
         if name is None:
             return True
-        deadline = time.monotonic() + within_s
         keep = len(self.spare) < self.SPARE
-        for fd in self.fds.values():
-            while True:
-                pids = _read_pids(f"{name}/cgroup.procs", fd)
-                for pid in pids:
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.kill(pid, signal.SIGKILL)
-                if keep:
-                    if not pids:
-                        break
-                else:
-                    try:
-                        os.rmdir(name, dir_fd=fd)
-                        break
-                    except FileNotFoundError:
-                        break
-                    except OSError:
-                        pass
-                if time.monotonic() >= deadline:
-                    return False
-                time.sleep(0.005)
+        deadline = time.monotonic() + within_s
+        while not self._let_go(name, keep):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
         del self.names[fid]
         if keep:
             self.spare.append(name)
         else:
             self._limits.pop(name, None)
         return True
+
+    def _let_go(self, name: str, keep: bool) -> bool:
+        """One attempt: kill what is left in the cgroups ``name``; True once they are empty
+        in every hierarchy (to be kept) or removed from each."""
+        done = True
+        for fd in self.fds.values():
+            pids = _read_pids(f"{name}/cgroup.procs", fd)
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            if keep:
+                done = done and not pids
+                continue
+            try:
+                os.rmdir(name, dir_fd=fd)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                done = False
+        return done

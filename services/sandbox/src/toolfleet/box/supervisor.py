@@ -800,13 +800,15 @@ class Supervisor:
         channel's buffer goes first, so that the kernel wakes once, with its request there
         (continued first, it would wake in its wait for it, and again when it comes)."""
         frame = wire.encode(msg)
-        if len(frame) > CONTINUE_AFTER_BYTES:
-            _signal(kernel.pid, signal.SIGCONT)  # it must read as we write
+        first = len(frame) > CONTINUE_AFTER_BYTES  # it must read as we write
+        if first:
+            _signal(kernel.pid, signal.SIGCONT)
         try:
             wire.send_frame(kernel.chan, frame, fds)
         except OSError:
             self._kernel_gone(kernel)
-        else:
+            return
+        if not first:
             _signal(kernel.pid, signal.SIGCONT)
 
     def _job(self, family: Family, msg: dict[str, Any], kind: str) -> Job:

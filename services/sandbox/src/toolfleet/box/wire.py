@@ -32,6 +32,22 @@ def encode(obj: Mapping[str, Any]) -> bytes:
     return HEADER.pack(len(data)) + data
 
 
+def _size(header: bytes | bytearray, max_frame: int) -> int:
+    """A frame's size from its header; over ``max_frame`` closes the channel."""
+    (size,) = HEADER.unpack_from(header)
+    if size > max_frame:
+        raise ChannelClosedError(f"frame of {size} bytes is over the limit of {max_frame}")
+    return int(size)
+
+
+def _decoded(payload: bytes | bytearray) -> dict[str, Any]:
+    """A frame's JSON object; anything else closes the channel."""
+    obj = json.loads(payload)
+    if not isinstance(obj, dict):
+        raise ChannelClosedError("frame is not a JSON object")
+    return obj
+
+
 def _ancillary(fds: list[int]) -> list[tuple[int, int, bytes]]:
     return [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
 
@@ -73,19 +89,12 @@ def recv(sock: socket.socket, max_frame: int = MAX_FRAME) -> tuple[dict[str, Any
     sent with it."""
     fds: list[int] = []
     try:
-        (size,) = HEADER.unpack(_recv_exact(sock, HEADER.size, fds))
-        if size > max_frame:
-            raise ChannelClosedError(f"frame of {size} bytes is over the limit of {max_frame}")
-        obj = json.loads(_recv_exact(sock, size, fds))
+        size = _size(_recv_exact(sock, HEADER.size, fds), max_frame)
+        return _decoded(_recv_exact(sock, size, fds)), fds
     except BaseException:
         for fd in fds:
             _close(fd)
         raise
-    if not isinstance(obj, dict):
-        for fd in fds:
-            _close(fd)
-        raise ChannelClosedError("frame is not a JSON object")
-    return obj, fds
 
 
 def _close(fd: int) -> None:
@@ -127,13 +136,8 @@ async def _arecv_exact(sock: socket.socket, size: int) -> bytes:
 
 async def arecv(sock: socket.socket, max_frame: int = MAX_FRAME) -> dict[str, Any]:
     """Receive one frame from asyncio; frames over ``max_frame`` close the channel."""
-    (size,) = HEADER.unpack(await _arecv_exact(sock, HEADER.size))
-    if size > max_frame:
-        raise ChannelClosedError(f"frame of {size} bytes is over the limit of {max_frame}")
-    obj = json.loads(await _arecv_exact(sock, size))
-    if not isinstance(obj, dict):
-        raise ChannelClosedError("frame is not a JSON object")
-    return obj
+    size = _size(await _arecv_exact(sock, HEADER.size), max_frame)
+    return _decoded(await _arecv_exact(sock, size))
 
 
 class FrameBuffer:
@@ -150,17 +154,10 @@ class FrameBuffer:
         buf += data
         frames: list[dict[str, Any]] = []
         while len(buf) >= HEADER.size:
-            (size,) = HEADER.unpack_from(buf)
-            if size > self.max_frame:
-                raise ChannelClosedError(
-                    f"frame of {size} bytes is over the limit of {self.max_frame}"
-                )
-            end = HEADER.size + size
+            end = HEADER.size + _size(buf, self.max_frame)
             if len(buf) < end:
                 break
-            obj = json.loads(buf[HEADER.size : end])
+            payload = buf[HEADER.size : end]
             del buf[:end]
-            if not isinstance(obj, dict):
-                raise ChannelClosedError("frame is not a JSON object")
-            frames.append(obj)
+            frames.append(_decoded(payload))
         return frames

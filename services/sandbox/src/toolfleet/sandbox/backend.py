@@ -99,13 +99,11 @@ class FamilyChannel:
             # cancellation when both come at once, e.g. a pool's refill stopped mid-spawn)
             async with asyncio.timeout(answer_within_s):
                 return await future
-        except TimeoutError:
+        except (OSError, wire.ChannelClosedError) as exc:  # TimeoutError included
             self._waiting.pop(rid, None)  # failed here, not by close()
             self.close()
-            raise SandboxUnavailableError("the sandbox did not answer in time") from None
-        except (OSError, wire.ChannelClosedError) as exc:
-            self._waiting.pop(rid, None)
-            self.close()
+            if isinstance(exc, TimeoutError):
+                raise SandboxUnavailableError("the sandbox did not answer in time") from None
             raise SandboxUnavailableError(f"the session's sandbox is gone: {exc}") from exc
         finally:
             self._waiting.pop(rid, None)
@@ -138,7 +136,6 @@ class FamilyChannel:
         if self.sock.fileno() >= 0:
             self._broken()
             self.sock.close()
-        self.closed = True
 
 
 class Family(abc.ABC):
