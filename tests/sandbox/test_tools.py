@@ -115,6 +115,28 @@ async def test_readyz_shows_the_isolation_in_force(client):
     assert sandbox["backend"] == "local"
     assert sandbox["jailed"] is True and sandbox["seccomp"] is True
     assert sandbox["pid_namespace"] is True
+    # CI builds libconfine (make runtime): children confine themselves in C, and the fork
+    # server loops in C; a build that fails shows here, not as a slower sandbox
+    assert sandbox["confine"] == "libconfine" and sandbox["fork_server"] == "c"
+
+
+SERVICE_MODULES = ["asyncio", "logging", "ssl", "subprocess", "threading"]
+
+
+async def test_model_code_starts_without_the_services_modules(client):
+    """The template imports only what kernels and programs need: none of these is loaded
+    until the model's code imports it (threading's and logging's at-fork hooks would cost
+    every forked child page copies), and importing them works."""
+    code = (
+        "import sys\n"
+        f"print(sorted(m for m in {SERVICE_MODULES!r} if m in sys.modules))\n"
+        "import asyncio, threading\n"
+        "print(asyncio.run(asyncio.sleep(0, 'ok')), threading.active_count())"
+    )
+    stateless = await call(client, "python", {"code": code})
+    program = await call(client, "run_program", {"language": "python", "code": code})
+    assert stateless["data"]["stdout"] == "[]\nok 1\n", stateless
+    assert program["data"]["stdout"] == "[]\nok 1\n", program
 
 
 async def test_tools_listed_with_schemas_workspace_hidden(client):

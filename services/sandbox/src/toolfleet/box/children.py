@@ -49,7 +49,7 @@ def enter(
     # member exits while it is stopped; and, as a group leader, it cannot leave the session.
     os.setpgid(0, 0)
     jail.prctl(jail.PR_SET_PDEATHSIG, signal.SIGKILL)
-    if not _signals_default:
+    if not signals_default:
         default_signals()
     # Model code is the OOM killer's first choice, host-wide and in the instance's ceiling,
     # before any zygote (raising a score needs no privilege; lowering one may be refused)
@@ -63,7 +63,7 @@ def enter(
         low = fd + 1
     os.closerange(low, 1 << 16)
     os.chdir(cwd)
-    _set_environ(env)
+    set_environ(env)
     limits = confinement.limits
     if memory_bytes:
         limits = dataclasses.replace(limits, memory_bytes=memory_bytes)
@@ -81,21 +81,21 @@ def enter(
         jail.load_seccomp(confinement.seccomp)
 
 
-_signals_default = False  # set in a process whose signals are the defaults already
+signals_default = False  # set in a process whose signals are the defaults already
 
 
 def default_signals() -> None:
     """The signals the supervisor handles or ignores (Python ignores SIGPIPE) back to their
     defaults, as a program starts with them, in this process and the ones it forks (the fork
     server does it once for all its children)."""
-    global _signals_default
+    global signals_default
     for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
-    _signals_default = True
+    signals_default = True
 
 
-def _set_environ(env: dict[str, str]) -> None:
+def set_environ(env: dict[str, str]) -> None:
     """``os.environ`` (and the C environment) becomes ``env``: only what differs changes
     (a fork's first touch of each page of the interpreter's costs a page copy)."""
     for key in [k for k in os.environ if k not in env]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import platform
 import signal
@@ -66,11 +67,15 @@ class ForkServer:
 
     @classmethod
     def start(
-        cls, born: Callable[[dict[str, Any], list[int]], None], drop: tuple[int, ...]
+        cls,
+        born: Callable[[dict[str, Any], list[int]], None],
+        drop: tuple[int, ...],
+        library: str | None = None,
     ) -> ForkServer:
         """Fork the server from this process (the template, ready); ``born(request, fds)``
         runs in each child it makes; ``drop``: descriptors the server closes (the
-        supervisor's own channels)."""
+        supervisor's own channels); ``library``: libconfine, whose loop in C serves (else
+        the loop is Python's)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pid = os.fork()
         if pid == 0:
@@ -79,6 +84,8 @@ class ForkServer:
                 for fd in drop:
                     with contextlib.suppress(OSError):
                         os.close(fd)
+                if library is not None:
+                    _serve_in_c(theirs, born, library)
                 _serve(theirs, born)
             finally:
                 os._exit(1)
@@ -102,9 +109,39 @@ class ForkServer:
         self.chan.close()
 
 
-def _serve(chan: socket.socket, born: Callable[[dict[str, Any], list[int]], None]) -> None:
+def _serve_in_c(
+    chan: socket.socket, born: Callable[[dict[str, Any], list[int]], None], library: str
+) -> None:
+    """libconfine's loop (``fork_loop.c``) serves; it returns only in a child, which runs
+    ``born``. Returns (to the Python loop) only where the library does not load."""
+    try:
+        loop = ctypes.PyDLL(library).tf_fork_loop  # the GIL held across, as os.fork does
+    except (OSError, AttributeError):
+        return
+    loop.restype = ctypes.c_int
+    _prepare_server()
+    data, size, count = ctypes.c_char_p(), ctypes.c_int(), ctypes.c_int()
+    fds = (ctypes.c_int * 16)()
+    # Held for every clone to come, as around one fork: the server itself never runs Python
+    # again, so only the children (PyOS_AfterFork_Child) ever release them.
+    ctypes.pythonapi.PyOS_BeforeFork()
+    loop(chan.fileno(), ctypes.byref(data), ctypes.byref(size), fds, len(fds), ctypes.byref(count))
+    ctypes.pythonapi.PyOS_AfterFork_Child()
+    chan.close()
+    request = json.loads(ctypes.string_at(data, size.value))
+    try:
+        born(request, list(fds[: count.value]))
+    finally:
+        os._exit(126)
+
+
+def _prepare_server() -> None:
     jail.prctl(jail.PR_SET_PDEATHSIG, signal.SIGKILL)  # never outlives the supervisor
     children.default_signals()  # once here, not in every child
+
+
+def _serve(chan: socket.socket, born: Callable[[dict[str, Any], list[int]], None]) -> None:
+    _prepare_server()
     while True:
         try:
             request, fds = wire.recv(chan)

@@ -30,6 +30,7 @@ import base64
 import binascii
 import collections
 import contextlib
+import ctypes
 import fcntl
 import os
 import selectors
@@ -187,6 +188,8 @@ class Supervisor:
         self.last_sweep = time.monotonic()
         self.ending: dict[int, int] = {}  # ended families' cgroups still to remove: fid -> uid
         self.shim, self.seccomp_fd = self._find_shim()
+        self.confine = self._load_confine()
+        self.fork_loop: str | None = None  # the fork server's loop: "c", "python" (or none)
         # last: the fork server is a copy of the template as it is now
         self.forker: ForkServer | None = self._fork_server(control)
 
@@ -194,7 +197,9 @@ class Supervisor:
         """The fork server, once a child it clones is seen to be ours (gVisor, for one, does
         not give it to us); else None: the supervisor forks itself, as it says."""
         try:
-            server = ForkServer.start(self._born, (control.fileno(),))
+            library = shim.find_library() if self.confine is not None else None
+            server = ForkServer.start(self._born, (control.fileno(),), library)
+            self.fork_loop = "c" if library else "python"
         except OSError as exc:
             print(f"supervisor: no fork server ({exc!r}), forking directly",
                   file=sys.stderr, flush=True)  # fmt: skip
@@ -235,6 +240,24 @@ class Supervisor:
                   file=sys.stderr, flush=True)  # fmt: skip
             return None, -1
         return path, fd
+
+    def _load_confine(self) -> Any:
+        """libconfine's ``tf_confine``, loaded here in the template (a child's dlopen would
+        copy pages); None without it or without the shim's seccomp memfd (it reads the
+        filter from there): children are then confined in Python."""
+        path = shim.find_library()
+        if path is None or self.shim is None or (self.seccomp is not None and self.seccomp_fd < 0):
+            print("supervisor: no libconfine, children confine themselves in Python",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            return None
+        try:
+            confine = ctypes.CDLL(path, use_errno=True).tf_confine
+        except (OSError, AttributeError) as exc:
+            print(f"supervisor: libconfine does not load ({exc!r})", file=sys.stderr, flush=True)
+            return None
+        confine.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]
+        confine.restype = ctypes.c_int
+        return confine
 
     # ------------------------------------------------------------------ loop
 
@@ -640,21 +663,11 @@ class Supervisor:
             os._exit(0)
         kernel = birth["run"] == "kernel"
         try:
-            if birth["namespaces"] and self.namespaces is not None:
-                kinds = [name for name, _ in Namespaces.KINDS]
-                self.namespaces.enter(dict(zip(kinds, fds[-len(kinds) :], strict=True)))
-            if birth["cgroup"] and self.cgroups is not None:
-                self.cgroups.join(str(birth["cgroup"]), os.getpid())
-            conf = children.Confinement(
-                int(birth["uid"]), jail.Limits(**birth["limits"]), self.base_vm, self.seccomp,
-                self.uid_limits,
-            )  # fmt: skip
-            keep = (fds[3],) if kernel else ()
-            children.enter(
-                conf, (fds[0], fds[1], fds[2]), keep, str(birth["cwd"]), birth["env"],
-                int(birth.get("memory_bytes") or 0), bool(birth.get("warm", True)),
-                not kernel,
-            )  # fmt: skip
+            ns_fds = fds[-len(Namespaces.KINDS) :] if birth["namespaces"] else []
+            if self.confine is not None:
+                self._confine_in_c(birth, fds, ns_fds)
+            else:
+                self._enter_in_python(birth, fds, ns_fds)
             if kernel:
                 Kernel(socket.socket(fileno=fds[3]), str(birth["cwd"])).serve()
             elif birth["run"] == "python":
@@ -670,6 +683,73 @@ class Supervisor:
                 os.write(2, f"the {what}: {exc!r}\n".encode())
         finally:
             os._exit(1 if kernel else 126)
+
+    def _words(
+        self,
+        uid: int,
+        limits: jail.Limits,
+        ns_fds: list[int],
+        cgroup: str | None,
+        cwd: str,
+        address_space: int,
+        trace: bool = True,
+    ) -> list[str]:
+        """The confinement of a family's new process as ``exec_shim.c`` reads it (the shim's
+        arguments, libconfine's words): ``ns_fds`` the family's namespaces (in
+        ``Namespaces.KINDS`` order, none where it has none), ``cgroup`` its cgroups' name."""
+        words: list[str] = []
+        if ns_fds and self.namespaces is not None:
+            kinds = [kind for _, kind in Namespaces.KINDS]
+            words += [f"ns={fd}:{kind}" for fd, kind in zip(ns_fds, kinds, strict=True)]
+            words.append(f"root={self.namespaces.jail_root}")
+        if cgroup and self.cgroups is not None:
+            words += [f"cg={fd}:{cgroup}/cgroup.procs" for fd in self.cgroups.fds.values()]
+        words += [f"cwd={cwd}", f"trace={int(trace)}", f"as={address_space}",
+                  f"fsize={limits.file_bytes}", f"nofile={limits.open_files}",
+                  f"cpu={limits.cpu_seconds}", f"uid={uid}"]  # fmt: skip
+        if self.uid_limits:
+            words.append(f"nproc={limits.processes}")
+        if self.seccomp_fd >= 0:
+            words.append(f"seccomp={self.seccomp_fd}:{len(self.seccomp or b'')}")
+        return words
+
+    def _confine_in_c(self, birth: dict[str, Any], fds: list[int], ns_fds: list[int]) -> None:
+        """``_enter_in_python``'s steps in one call of libconfine (``shim.py``: a forked
+        child's Python touching its pages costs more than the fork)."""
+        kernel = birth["run"] == "kernel"
+        limits = jail.Limits(**birth["limits"])
+        memory = int(birth.get("memory_bytes") or 0) or limits.memory_bytes
+        if birth.get("warm", True):
+            memory += self.base_vm  # the template's mappings count too, as in children.enter
+        if not children.signals_default:
+            children.default_signals()
+        words = self._words(int(birth["uid"]), limits, ns_fds, birth["cgroup"],
+                            str(birth["cwd"]), memory, trace=not kernel)  # fmt: skip
+        words += [f"stdio={fds[0]}:{fds[1]}:{fds[2]}", "pgid=1", f"status={1 if kernel else 126}"]
+        if kernel:
+            words.append(f"keep={fds[3]}")
+        encoded = [w.encode() for w in words]
+        assert self.confine is not None
+        self.confine(len(encoded), (ctypes.c_char_p * len(encoded))(*encoded))
+        children.set_environ(birth["env"])
+
+    def _enter_in_python(self, birth: dict[str, Any], fds: list[int], ns_fds: list[int]) -> None:
+        """Where libconfine is not built: the same steps in Python."""
+        kernel = birth["run"] == "kernel"
+        if ns_fds and self.namespaces is not None:
+            kinds = [name for name, _ in Namespaces.KINDS]
+            self.namespaces.enter(dict(zip(kinds, ns_fds, strict=True)))
+        if birth["cgroup"] and self.cgroups is not None:
+            self.cgroups.join(str(birth["cgroup"]), os.getpid())
+        conf = children.Confinement(
+            int(birth["uid"]), jail.Limits(**birth["limits"]), self.base_vm, self.seccomp,
+            self.uid_limits,
+        )  # fmt: skip
+        keep = (fds[3],) if kernel else ()
+        children.enter(
+            conf, (fds[0], fds[1], fds[2]), keep, str(birth["cwd"]), birth["env"],
+            int(birth.get("memory_bytes") or 0), bool(birth.get("warm", True)), not kernel,
+        )  # fmt: skip
 
     def _adopt(
         self,
@@ -1199,33 +1279,13 @@ class Supervisor:
         not be spawned (from then on programs are forked)."""
         assert self.shim is not None
         conf = family.conf
-        limits = conf.limits
-        memory = memory_bytes or limits.memory_bytes
-        args = [self.shim]
-        passed: list[int] = []
-        if family.root.namespaces and self.namespaces is not None:
-            for name, kind in Namespaces.KINDS:
-                fd = family.root.namespaces[name]
-                args.append(f"ns={fd}:{kind}")
-                passed.append(fd)
-            args.append(f"root={self.namespaces.jail_root}")
-        if family.cgroup and self.cgroups is not None:
-            for fd in self.cgroups.fds.values():
-                args.append(f"cg={fd}:{self.cgroups.name(family.fid)}/cgroup.procs")
-                passed.append(fd)
-        args += [
-            f"cwd={cwd}",
-            "trace=1",
-            f"as={memory}",
-            f"fsize={limits.file_bytes}",
-            f"nofile={limits.open_files}",
-            f"cpu={limits.cpu_seconds}",
-            f"uid={conf.uid}",
-        ]
-        if conf.uid_limits:
-            args.append(f"nproc={limits.processes}")
+        ns_fds = [family.root.namespaces[name] for name, _ in Namespaces.KINDS
+                  if family.root.namespaces]  # fmt: skip
+        cgroup = self.cgroups.name(family.fid) if family.cgroup and self.cgroups else None
+        args = [self.shim, *self._words(conf.uid, conf.limits, ns_fds, cgroup, cwd,
+                                        memory_bytes or conf.limits.memory_bytes)]  # fmt: skip
+        passed = [*ns_fds, *(self.cgroups.fds.values() if cgroup and self.cgroups else ())]
         if self.seccomp_fd >= 0:
-            args.append(f"seccomp={self.seccomp_fd}:{len(self.seccomp or b'')}")
             passed.append(self.seccomp_fd)
         if then_cwd is not None:
             args.append(f"then={then_cwd}")

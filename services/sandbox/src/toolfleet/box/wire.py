@@ -9,7 +9,6 @@ as JSON.
 from __future__ import annotations
 
 import array
-import asyncio
 import contextlib
 import json
 import os
@@ -107,6 +106,8 @@ def _close(fd: int) -> None:
 
 async def asend(sock: socket.socket, obj: Mapping[str, Any], fds: list[int] | None = None) -> None:
     """Send one frame from asyncio (the socket must be non-blocking)."""
+    import asyncio  # see _arecv_exact
+
     loop = asyncio.get_running_loop()
     frame = encode(obj)
     if fds:
@@ -122,6 +123,11 @@ async def asend(sock: socket.socket, obj: Mapping[str, Any], fds: list[int] | No
 
 
 async def _arecv_exact(sock: socket.socket, size: int) -> bytes:
+    # asyncio is imported here, on the service side only: never in the zygote, so that no
+    # kernel or program forked from it carries asyncio, ssl, threading and logging (whose
+    # at-fork hooks would copy ~100 pages in every forked child: docs/sandbox.md).
+    import asyncio
+
     loop = asyncio.get_running_loop()
     buf = bytearray(size)
     view = memoryview(buf)

@@ -97,6 +97,9 @@ def start(control: socket.socket, args: argparse.Namespace) -> Supervisor:
         "cgroups": cgroups.version if cgroups else None,
         "seccomp": seccomp is not None,
         "pid_namespace": pid_one,
+        # how children are confined and forked (libconfine, fork_loop.c; else Python's steps)
+        "confine": "libconfine" if supervisor.confine is not None else "python",
+        "fork_server": supervisor.fork_loop if supervisor.forker is not None else None,
     }
     wire.send(control, ready)
     return supervisor
