@@ -25,17 +25,17 @@ def library() -> str:
 
 
 def confine_child(library: str, words: list[str], then) -> tuple[int, str, str]:
-    """Fork; the child calls ``tf_confine(words)`` with its stdout and stderr on pipes, then
-    ``then()``, whose string it prints. The child's exit status, stdout and stderr."""
+    """Fork; the child calls ``tf_confine`` with ``words`` (packed, NUL-ended) and its
+    stdout and stderr on pipes, then ``then()``, whose string it prints. The child's exit
+    status, stdout and stderr."""
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     devnull = os.open("/dev/null", os.O_RDONLY)
     pid = os.fork()
     if pid == 0:
         try:
-            encoded = [w.encode() for w in [*words, f"stdio={devnull}:{out_w}:{err_w}"]]
-            confine = ctypes.CDLL(library).tf_confine
-            confine(len(encoded), (ctypes.c_char_p * len(encoded))(*encoded))
+            packed = "".join(f"{w}\0" for w in [*words, f"stdio={devnull}:{out_w}:{err_w}"])
+            ctypes.CDLL(library).tf_confine(packed.encode(), len(packed))
             os.write(1, then().encode())
         finally:
             os._exit(0)

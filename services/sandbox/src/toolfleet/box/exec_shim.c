@@ -22,10 +22,10 @@
  *   seccomp=FD:LEN the BPF program (LEN bytes at offset 0 of FD, a sealed memfd)
  * Every descriptor but 0/1/2 is closed before the program runs.
  *
- * Built with -DTF_LIBRARY -shared, the same source is libconfine: ``tf_confine(argc, argv)``
- * takes the same words (no "--", no program) in a process the fork server cloned from the
- * Python template, which then runs the model's code in its own interpreter (shim.py says
- * why). Its processes are not spawned, so it does what posix_spawn does for the shim:
+ * Built with -DTF_LIBRARY -shared, the same source is libconfine: ``tf_confine(words, len)``
+ * takes the same words (NUL-ended, no "--", no program) in a process the fork server cloned
+ * from the Python template, which then runs the model's code in its own interpreter (shim.py
+ * says why). Its processes are not spawned, so it does what posix_spawn does for the shim:
  *   stdio=A:B:C    dup2 A, B, C onto 0, 1, 2
  *   pgid=1         a process group of its own
  *   keep=FD        a descriptor (above 2) left open (a kernel's channel)
@@ -277,9 +277,16 @@ static void confine(const struct confinement *c) {
 
 #ifdef TF_LIBRARY
 /* The library's one entry (libconfine, built from this source): a process the fork server
- * cloned from the template confines itself with the same words before its Python runs the
- * model's code. A failure ends the process (status= , 126 by default), as the shim's. */
-int tf_confine(int argc, char **argv) {
+ * cloned from the template confines itself before its Python runs the model's code. The
+ * words come packed, each ended by a NUL (`len` bytes in all, at most 64 words). A failure
+ * ends the process (status= , 126 by default), as the shim's. */
+int tf_confine(const char *words, int len) {
+  char *argv[64];
+  int argc = 0;
+  for (int at = 0; at < len; at += (int)strlen(words + at) + 1) {
+    if (argc == 64) fail("arguments", E2BIG);
+    argv[argc++] = (char *)(words + at);
+  }
   struct confinement c;
   if (parse(argc, argv, &c) != argc) fail("arguments", EINVAL);
   confine(&c);

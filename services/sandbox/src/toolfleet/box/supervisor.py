@@ -255,7 +255,7 @@ class Supervisor:
         except (OSError, AttributeError) as exc:
             print(f"supervisor: libconfine does not load ({exc!r})", file=sys.stderr, flush=True)
             return None
-        confine.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]
+        confine.argtypes = [ctypes.c_char_p, ctypes.c_int]
         confine.restype = ctypes.c_int
         return confine
 
@@ -582,16 +582,24 @@ class Supervisor:
         when ``later`` is given and the fork server will answer (``_clone_answered`` sets
         ``later.pid``)."""
         limits = family.conf.limits
+        cgroup = self.cgroups.name(family.fid) if family.cgroup and self.cgroups else ""
         birth = {
             **birth,
             "fid": family.fid,
-            "uid": family.conf.uid,
-            "limits": {f.name: getattr(limits, f.name) for f in dataclass_fields(limits)},
-            "cgroup": self.cgroups.name(family.fid)
-            if family.cgroup and self.cgroups is not None
-            else "",
             "namespaces": bool(family.root.namespaces and self.namespaces is not None),
         }
+        if self.confine is not None:  # its words made here: the child only adds descriptors
+            kernel = birth["run"] == "kernel"
+            memory = int(birth.get("memory_bytes") or 0) or limits.memory_bytes
+            if birth.get("warm", True):
+                memory += self.base_vm  # the template's mappings count too (children.enter)
+            words = self._words(family.conf.uid, limits, cgroup, str(birth["cwd"]), memory,
+                                trace=not kernel)  # fmt: skip
+            words += ["pgid=1", f"status={1 if kernel else 126}"]
+            birth["confine"] = "\0".join(words)
+        else:
+            birth["uid"], birth["cgroup"] = family.conf.uid, cgroup
+            birth["limits"] = {f.name: getattr(limits, f.name) for f in dataclass_fields(limits)}
         if birth["namespaces"]:
             fds = fds + [family.root.namespaces[name] for name, _ in Namespaces.KINDS]
         if later is None:
@@ -688,20 +696,15 @@ class Supervisor:
         self,
         uid: int,
         limits: jail.Limits,
-        ns_fds: list[int],
-        cgroup: str | None,
+        cgroup: str,
         cwd: str,
         address_space: int,
         trace: bool = True,
     ) -> list[str]:
         """The confinement of a family's new process as ``exec_shim.c`` reads it (the shim's
-        arguments, libconfine's words): ``ns_fds`` the family's namespaces (in
-        ``Namespaces.KINDS`` order, none where it has none), ``cgroup`` its cgroups' name."""
+        arguments, libconfine's words), but its namespaces (``_ns_words``): ``cgroup`` the
+        name of the family's cgroups ("" where it has none)."""
         words: list[str] = []
-        if ns_fds and self.namespaces is not None:
-            kinds = [kind for _, kind in Namespaces.KINDS]
-            words += [f"ns={fd}:{kind}" for fd, kind in zip(ns_fds, kinds, strict=True)]
-            words.append(f"root={self.namespaces.jail_root}")
         if cgroup and self.cgroups is not None:
             words += [f"cg={fd}:{cgroup}/cgroup.procs" for fd in self.cgroups.fds.values()]
         words += [f"cwd={cwd}", f"trace={int(trace)}", f"as={address_space}",
@@ -713,24 +716,27 @@ class Supervisor:
             words.append(f"seccomp={self.seccomp_fd}:{len(self.seccomp or b'')}")
         return words
 
+    def _ns_words(self, ns_fds: list[int]) -> list[str]:
+        """The family's namespaces to enter (descriptors in ``Namespaces.KINDS`` order, none
+        where it has none), then the jail."""
+        if not ns_fds or self.namespaces is None:
+            return []
+        kinds = [kind for _, kind in Namespaces.KINDS]
+        words = [f"ns={fd}:{kind}" for fd, kind in zip(ns_fds, kinds, strict=True)]
+        return [*words, f"root={self.namespaces.jail_root}"]
+
     def _confine_in_c(self, birth: dict[str, Any], fds: list[int], ns_fds: list[int]) -> None:
-        """``_enter_in_python``'s steps in one call of libconfine (``shim.py``: a forked
-        child's Python touching its pages costs more than the fork)."""
-        kernel = birth["run"] == "kernel"
-        limits = jail.Limits(**birth["limits"])
-        memory = int(birth.get("memory_bytes") or 0) or limits.memory_bytes
-        if birth.get("warm", True):
-            memory += self.base_vm  # the template's mappings count too, as in children.enter
+        """``_enter_in_python``'s steps in one call of libconfine with the words
+        ``_new_process`` made, and the descriptors this process received (``shim.py``: a
+        forked child's Python touching its pages costs more than the fork)."""
         if not children.signals_default:
             children.default_signals()
-        words = self._words(int(birth["uid"]), limits, ns_fds, birth["cgroup"],
-                            str(birth["cwd"]), memory, trace=not kernel)  # fmt: skip
-        words += [f"stdio={fds[0]}:{fds[1]}:{fds[2]}", "pgid=1", f"status={1 if kernel else 126}"]
-        if kernel:
+        words = [birth["confine"], f"stdio={fds[0]}:{fds[1]}:{fds[2]}", *self._ns_words(ns_fds)]
+        if birth["run"] == "kernel":
             words.append(f"keep={fds[3]}")
-        encoded = [w.encode() for w in words]
+        packed = "\0".join(words).encode() + b"\0"
         assert self.confine is not None
-        self.confine(len(encoded), (ctypes.c_char_p * len(encoded))(*encoded))
+        self.confine(packed, len(packed))
         children.set_environ(birth["env"])
 
     def _enter_in_python(self, birth: dict[str, Any], fds: list[int], ns_fds: list[int]) -> None:
@@ -1281,9 +1287,10 @@ class Supervisor:
         conf = family.conf
         ns_fds = [family.root.namespaces[name] for name, _ in Namespaces.KINDS
                   if family.root.namespaces]  # fmt: skip
-        cgroup = self.cgroups.name(family.fid) if family.cgroup and self.cgroups else None
-        args = [self.shim, *self._words(conf.uid, conf.limits, ns_fds, cgroup, cwd,
-                                        memory_bytes or conf.limits.memory_bytes)]  # fmt: skip
+        cgroup = self.cgroups.name(family.fid) if family.cgroup and self.cgroups else ""
+        memory = memory_bytes or conf.limits.memory_bytes
+        args = [self.shim, *self._ns_words(ns_fds),
+                *self._words(conf.uid, conf.limits, cgroup, cwd, memory)]  # fmt: skip
         passed = [*ns_fds, *(self.cgroups.fds.values() if cgroup and self.cgroups else ())]
         if self.seccomp_fd >= 0:
             passed.append(self.seccomp_fd)
