@@ -13,6 +13,11 @@ them itself. The supervisor sends one request per process (what it runs, the fam
 confinement) with its descriptors (the family's namespaces, stdio, a kernel's channel); the
 server answers the pid, closes them, and keeps nothing of any family. It runs no model code.
 Where ``CLONE_PARENT`` is refused (a sandbox kernel without it), the supervisor forks itself.
+
+Where libconfine is built (``shim.py``), the server's loop is C (``fork_loop.c``): the same
+protocol, but the server never returns to Python between clones, so it no longer copies back
+the pages its interpreter touched after each one; only the child returns, decodes its
+request and runs ``born``.
 """
 
 from __future__ import annotations

@@ -582,7 +582,7 @@ class Supervisor:
         when ``later`` is given and the fork server will answer (``_clone_answered`` sets
         ``later.pid``)."""
         limits = family.conf.limits
-        cgroup = self.cgroups.name(family.fid) if family.cgroup and self.cgroups else ""
+        cgroup = self._cgroup_name(family)
         birth = {
             **birth,
             "fid": family.fid,
@@ -715,6 +715,12 @@ class Supervisor:
         if self.seccomp_fd >= 0:
             words.append(f"seccomp={self.seccomp_fd}:{len(self.seccomp or b'')}")
         return words
+
+    def _cgroup_name(self, family: Family) -> str:
+        """The name of the family's cgroups; "" where it has none."""
+        if family.cgroup and self.cgroups is not None:
+            return self.cgroups.name(family.fid)
+        return ""
 
     def _ns_words(self, ns_fds: list[int]) -> list[str]:
         """The family's namespaces to enter (descriptors in ``Namespaces.KINDS`` order, none
@@ -1285,13 +1291,16 @@ class Supervisor:
         not be spawned (from then on programs are forked)."""
         assert self.shim is not None
         conf = family.conf
-        ns_fds = [family.root.namespaces[name] for name, _ in Namespaces.KINDS
-                  if family.root.namespaces]  # fmt: skip
-        cgroup = self.cgroups.name(family.fid) if family.cgroup and self.cgroups else ""
+        ns_fds = []
+        if family.root.namespaces and self.namespaces is not None:
+            ns_fds = [family.root.namespaces[name] for name, _ in Namespaces.KINDS]
+        cgroup = self._cgroup_name(family)
         memory = memory_bytes or conf.limits.memory_bytes
         args = [self.shim, *self._ns_words(ns_fds),
                 *self._words(conf.uid, conf.limits, cgroup, cwd, memory)]  # fmt: skip
-        passed = [*ns_fds, *(self.cgroups.fds.values() if cgroup and self.cgroups else ())]
+        passed = list(ns_fds)
+        if cgroup and self.cgroups is not None:
+            passed += self.cgroups.fds.values()
         if self.seccomp_fd >= 0:
             passed.append(self.seccomp_fd)
         if then_cwd is not None:
