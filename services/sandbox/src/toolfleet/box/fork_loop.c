@@ -5,8 +5,7 @@
  * pages between two clones (the interpreter's frames, objects and refcounts): each a page
  * copy while the last child ran. Here the server touches a few pages of its own (this stack,
  * a static buffer) and never returns to Python: its pages stay shared with the template's
- * and the children's, and its 2 MiB pages stay whole, so a clone copies one page-table entry
- * per 2 MiB of them.
+ * and the children's (and 2 MiB pages, where the template has them, stay whole).
  *
  * The protocol is wire.py's: a frame is a 4-byte big-endian length and a JSON object, the
  * request's descriptors come with it (SCM_RIGHTS). The loop answers each request with

@@ -188,6 +188,7 @@ class Supervisor:
         self.last_sweep = time.monotonic()
         self.ending: dict[int, int] = {}  # ended families' cgroups still to remove: fid -> uid
         self.shim, self.seccomp_fd = self._find_shim()
+        self.confine_library = shim.find_library()
         self.confine = self._load_confine()
         self.fork_loop: str | None = None  # the fork server's loop: "c", "python" (or none)
         # last: the fork server is a copy of the template as it is now
@@ -197,7 +198,7 @@ class Supervisor:
         """The fork server, once a child it clones is seen to be ours (gVisor, for one, does
         not give it to us); else None: the supervisor forks itself, as it says."""
         try:
-            library = shim.find_library() if self.confine is not None else None
+            library = self.confine_library if self.confine is not None else None
             server = ForkServer.start(self._born, (control.fileno(),), library)
             self.fork_loop = "c" if library else "python"
         except OSError as exc:
@@ -245,7 +246,7 @@ class Supervisor:
         """libconfine's ``tf_confine``, loaded here in the template (a child's dlopen would
         copy pages); None without it or without the shim's seccomp memfd (it reads the
         filter from there): children are then confined in Python."""
-        path = shim.find_library()
+        path = self.confine_library
         if path is None or self.shim is None or (self.seccomp is not None and self.seccomp_fd < 0):
             print("supervisor: no libconfine, children confine themselves in Python",
                   file=sys.stderr, flush=True)  # fmt: skip
