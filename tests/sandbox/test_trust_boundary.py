@@ -150,6 +150,37 @@ async def test_a_patched_kernel_cannot_forge_output_or_files(client, bystander):
     assert [f["path"] for f in listed["files"]] == ["f.txt"]
 
 
+FORGE_FORK = """
+import os, socket
+import toolfleet.box.kernel as k
+import toolfleet.box.wire as w
+held = []
+def forged(self, workspace, fds):
+    # no fork: the supervisor's own pid named as the new kernel, its hello sent from here
+    chan = socket.socket(fileno=fds[0])
+    held.append(chan)
+    w.send(chan, {"op": "hello", "pid": os.getppid()})
+    return {"op": "done", "pid": os.getppid()}
+k.Kernel.fork = forged
+"""
+
+
+async def test_a_patched_kernel_cannot_name_another_process_as_its_fork(client, bystander):
+    """A session's fork is the kernel's own ``os.fork``, so the kernel says which pid the new
+    kernel has: a patched one names the supervisor. Adopted, it would be stopped like an
+    idle kernel (every session of the zygote stalls) and killed with the fork."""
+    sid = await new_session(client)
+    assert (await run(client, FORGE_FORK, session_id=sid))["ok"]
+    r = await client.post(f"/v1/sessions/{sid}/fork")
+    assert r.status_code == 409, r.text
+    assert r.json()["error"]["code"] == "fork_failed" and "not a process of" in r.text, r.text
+    obs = await run(client, "print('still here')", session_id=sid)
+    assert obs["data"]["stdout"] == "still here\n", obs
+    assert (await client.delete(f"/v1/sessions/{sid}")).status_code < 300
+    obs = await run(client, "print(kept)", session_id=bystander)
+    assert obs["data"]["stdout"] == "41\n", obs
+
+
 async def test_the_output_cap_holds_against_raw_writes_and_patched_streams(client, bystander):
     sid = await new_session(client)
     flood = (

@@ -166,6 +166,14 @@ class DispatchError(ToolfleetError, RuntimeError):
     retry_after_s = 1
 
 
+class ForkFailedError(ToolfleetError, RuntimeError):
+    """A session's state could not be copied (its interpreter could not fork, or what it
+    reported of the fork was refused); the session itself is unchanged."""
+
+    status = 409
+    code = "fork_failed"
+
+
 class ToolError(Exception):
     """Raised by a tool to fail the call with a diagnostic the model can learn from (an
     observation with ``ok: false``, not an HTTP error)."""

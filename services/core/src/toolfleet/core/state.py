@@ -11,6 +11,8 @@ import copy
 import logging
 from typing import Any, Protocol, runtime_checkable
 
+from toolfleet.core.errors import ForkFailedError
+
 log = logging.getLogger(__name__)
 
 
@@ -50,7 +52,12 @@ class SessionStates:
         try:
             for key, value in self._states.get(source_id, {}).items():
                 if isinstance(value, SessionState):
-                    copies[key] = await value.fork()
+                    try:
+                        copies[key] = await value.fork()
+                    except ForkFailedError:
+                        raise
+                    except Exception as exc:
+                        raise ForkFailedError(f"{key}: {exc}") from exc
                 else:
                     copies[key] = copy.deepcopy(value)
         except BaseException:

@@ -78,6 +78,29 @@ def parent_of(pid: int) -> int | None:
         return None
 
 
+def is_child(pid: int, parent: int, uid: int) -> bool:
+    """Whether ``pid`` is a child of ``parent`` running as ``uid`` — what a process that
+    claims to have forked ``pid`` (a kernel: model code may have patched it) must show
+    before anything signals or adopts it. Checked through a pidfd where the kernel has
+    them, so that the process checked is the one that was named, not a later one that
+    reused its pid."""
+    try:
+        handle = os.pidfd_open(pid)
+    except OSError:
+        handle = -1  # no pidfds (gVisor): /proc only
+    try:
+        if parent_of(pid) != parent or uid_of(pid) != uid:
+            return False
+        if handle >= 0:
+            signal.pidfd_send_signal(handle, 0)  # still the process that was looked at
+        return True
+    except OSError:
+        return False
+    finally:
+        if handle >= 0:
+            os.close(handle)
+
+
 def owned_by(uid: int) -> list[int]:
     """Every process of ``uid`` this namespace shows."""
     return [pid for pid in _all_pids() if uid_of(pid) == uid]  # not threads: gVisor lists them

@@ -1576,6 +1576,9 @@ class Supervisor:
         try:
             if not isinstance(pid, int) or pid <= 0:
                 raise ConnectionError(f"the interpreter could not fork: {report.get('error')}")
+            if not processes.is_child(pid, kernel.pid, family.conf.uid) or pid in self.procs:
+                raise ConnectionError(f"the kernel named pid {pid} as its fork, which is not "
+                                      "a process of this session")  # fmt: skip
             old = kernel.workspace
 
             def moved(value: str) -> str:
