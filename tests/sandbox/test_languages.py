@@ -13,7 +13,8 @@ import pytest
 import pytest_asyncio
 from toolfleet.core.registry import ToolRegistry
 from toolfleet.sandbox import tools_for
-from toolfleet.sandbox.languages import LANGUAGES, NATIVE, resolve
+from toolfleet.sandbox.backend import Family
+from toolfleet.sandbox.languages import BY_NAME, LANGUAGES, NATIVE, resolve
 from toolfleet.sandbox.settings import SandboxSettings
 
 from tests.helpers import ROOT, call, gateway
@@ -161,6 +162,50 @@ async def test_compile_cache_serves_the_same_program_again(client):
     assert (first["data"]["stdout"], again["data"]["stdout"]) == ("3\n", "7\n")
     other = await program(client, "cpp", code, stdin="1 2", files={"x.h": "// differs"})
     assert other["data"]["compile"]["cached"] is False  # the files are part of the key
+
+
+async def test_a_compiled_program_is_sent_to_its_zygote_once_and_again_when_dropped(
+    monkeypatch,
+):
+    """A cached program's binary (megabytes, statically linked) is named by key: its bytes
+    go to a zygote's supervisor with its first run there only; a supervisor that no longer
+    holds it says so, and it is sent again — the run still answers."""
+    tools = tools_for(SandboxSettings(**{**SETTINGS, "zygotes": 1}))
+    sent: list[dict] = []
+    request = Family.request
+
+    async def recorded(self, msg, answer_within_s):
+        if msg.get("op") == "run":
+            sent.append({k: msg.get(k) for k in ("stored", "store")})
+        return await request(self, msg, answer_within_s)
+
+    monkeypatch.setattr(Family, "request", recorded)
+    async with gateway(ToolRegistry(tools)) as c:
+        runs = [await program(c, "cpp", P.SUM["cpp"], stdin="1 2")]  # compiled, then run
+        del sent[:]
+        for stdin in ("3 4", "5 6"):
+            runs.append(await program(c, "cpp", P.SUM["cpp"], stdin=stdin))
+        assert [r["data"]["stdout"] for r in runs] == ["3\n", "7\n", "11\n"]
+        assert [r["data"]["compile"]["cached"] for r in runs] == [False, True, True]
+        first, second = sent
+        (key,) = first["stored"].values()
+        assert set(first["store"]) == {key} and len(first["store"][key]) > 100_000  # static
+        assert second["stored"] == first["stored"] and not second["store"]  # held: not sent
+
+        # A supervisor that does not hold it while the service believes it does (as after
+        # it dropped the program): asked without the bytes, it says so, and gets them.
+        code = P.SUM["cpp"].replace("a + b", "b + a")
+        assert (await program(c, "cpp", code, stdin="2 2"))["data"]["stdout"] == "4\n"
+        sandbox = tools[0].sandbox
+        key = sandbox.programs._key(BY_NAME["cpp"], code, {}) + "/main"
+        for zygote in [*sandbox.backend.zygotes, *sandbox.backend.light]:
+            zygote.stored.add(key)
+        del sent[:]
+        assert (await program(c, "cpp", code, stdin="2 3"))["data"]["stdout"] == "5\n"
+        assert [(m["stored"], m["store"] and list(m["store"])) for m in sent] == [
+            ({"main": key}, None),
+            ({"main": key}, [key]),
+        ]
 
 
 async def test_go_test(client):

@@ -205,6 +205,8 @@ class RunRequest(TypedDict, total=False):
     script: str  # the file name the python source is saved as (and shown in tracebacks)
     args: list[str]
     files: dict[str, str | None]  # path (relative, or absolute under /tmp or /mnt) -> base64
+    stored: dict[str, str]  # path -> the key of a compiled file the supervisor holds
+    store: dict[str, str]  # key -> base64: compiled files for the supervisor to hold first
     stdin: str
     timeout_s: float
     memory_bytes: int  # 0: the family's limit

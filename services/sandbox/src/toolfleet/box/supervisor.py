@@ -44,6 +44,7 @@ from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from toolfleet.box import children, files, jail, processes, shim, wire
+from toolfleet.box.artifacts import Artifacts
 from toolfleet.box.capture import Output, check_png
 from toolfleet.box.cgroups import FamilyCgroups
 from toolfleet.box.forker import ForkRefused, ForkServer
@@ -181,6 +182,7 @@ class Supervisor:
         self.hatching: dict[int, Hatching] = {}  # kernels started, not yet greeted: by channel
         self.births: collections.deque[Hatching] = collections.deque()  # pids due (forker)
         self.procs: dict[int, Job] = {}  # pid -> the bash or program job it runs
+        self.artifacts = Artifacts()  # compiled programs, sent once (``artifacts.py``)
         self.next_kid = 1
         self.sel = selectors.DefaultSelector()
         self.devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
@@ -1400,6 +1402,11 @@ class Supervisor:
     # ------------------------------------------------------------------ programs
 
     def _run(self, family: Family, msg: dict[str, Any]) -> None:
+        self.artifacts.keep(msg.get("store") or {})
+        stored, missing = self.artifacts.take(msg.get("stored") or {})
+        if missing:  # asked before anything is made: the service sends them and asks again
+            self._fail(family, int(msg["id"]), "artifact_missing", " ".join(missing))
+            return
         kernel = None
         if "python" in msg and msg.get("kernel"):  # a fresh kernel to become the program
             kernel = self._kernel(family, msg)
@@ -1411,16 +1418,17 @@ class Supervisor:
             or (kernel.workspace if kernel else new_workspace(family.root, family.conf.uid))
         )
         skipped = []
-        for path, data in (msg.get("files") or {}).items():
-            if data is None:
-                continue
+        given = [
+            (path, data) for path, data in (msg.get("files") or {}).items() if data is not None
+        ]
+        for path, data in [*given, *stored.items()]:
             where = self._where(family, cwd, path)
             if where is None:
                 skipped.append(f"{path} was not written: only the working directory, /tmp and "
                                "/mnt are writable")  # fmt: skip
                 continue
             try:
-                raw = base64.b64decode(data)
+                raw = data if isinstance(data, bytes) else base64.b64decode(data)
                 files.write_file(where[0], where[1], raw, family.conf.uid, _mode(raw))
             except (files.FileRefused, binascii.Error, ValueError) as exc:
                 skipped.append(f"{path} was not written: {exc}")

@@ -44,6 +44,7 @@ class ZygoteClient:
         sock.setblocking(False)
         self.sock = sock
         self.info: dict[str, Any] = {}
+        self.stored: set[str] = set()  # compiled files its supervisor holds (``box/artifacts``)
         self._lock = asyncio.Lock()
 
     async def handshake(self, init: dict[str, Any], timeout_s: float) -> dict[str, Any]:

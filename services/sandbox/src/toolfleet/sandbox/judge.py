@@ -200,13 +200,15 @@ class JudgeTool(SandboxTool[JudgeArgs]):
     async def _settle(self, family: Family, prepared: Prepared, ctx: CallContext) -> Prepared:
         """A compiled program's files written once into a directory of the family (its
         cases run it from there, each in a fresh directory of its own)."""
-        if prepared.cwd or "argv" not in prepared.fields or not prepared.fields.get("files"):
+        given = prepared.fields.get("files") or prepared.fields.get("stored")
+        if prepared.cwd or "argv" not in prepared.fields or not given:
             return prepared
         if prepared.compiled is None:
             return prepared  # interpreted: each case gets a fresh directory with the source
-        reply = await run(family, min(30.0, self.sandbox.time_left(ctx)), argv=["true"],
-                          files=prepared.fields["files"])  # fmt: skip
-        fields = {k: v for k, v in prepared.fields.items() if k != "files"}
+        reply = await run(family, min(30.0, self.sandbox.time_left(ctx)), prepared.artifacts,
+                          argv=["true"], files=prepared.fields.get("files") or {},
+                          stored=prepared.fields.get("stored") or {})  # fmt: skip
+        fields = {k: v for k, v in prepared.fields.items() if k not in ("files", "stored")}
         return Prepared(prepared.language, fields, cwd=str(reply.get("cwd")),
                         compiled=prepared.compiled)  # fmt: skip
 

@@ -87,7 +87,7 @@ LANGUAGES: tuple[Language, ...] = (
         "main.c",
         ("./main",),
         "gcc -dumpfullversion",
-        compile=("gcc", "-std=gnu11", "-O2", "-pipe", "-o", "main", "main.c", "-lm"),
+        compile=("gcc", "-std=gnu11", "-O2", "-pipe", "-static", "-o", "main", "main.c", "-lm"),
         artifact="main",
     ),
     Language(
@@ -96,7 +96,7 @@ LANGUAGES: tuple[Language, ...] = (
         "main.cpp",
         ("./main",),
         "g++ -dumpfullversion",
-        compile=("g++", *CPP_FLAGS, "-pipe", "-I", PCH_DIR, "-o", "main", "main.cpp"),
+        compile=("g++", *CPP_FLAGS, "-pipe", "-I", PCH_DIR, "-static", "-o", "main", "main.cpp"),
         artifact="main",
     ),
     Language(

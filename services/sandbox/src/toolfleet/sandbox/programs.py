@@ -116,14 +116,34 @@ class Prepared:
     fields: dict[str, Any]  # the run request's argv/python fields, files, env
     cwd: str | None = None  # the directory it was compiled in (its files are there)
     compiled: Compiled | None = None
+    artifacts: dict[str, bytes] = field(default_factory=dict)  # key -> a file ``stored`` names
 
 
-async def run(family: Family, timeout_s: float, **fields: Any) -> dict[str, Any]:
-    """One ``run`` request to the family's supervisor (its reply)."""
+MAX_HELD_KEYS = 4096  # per zygote, of the compiled files its supervisor holds
+
+
+async def run(
+    family: Family, timeout_s: float, artifacts: dict[str, bytes] | None = None, **fields: Any
+) -> dict[str, Any]:
+    """One ``run`` request to the family's supervisor (its reply). ``artifacts`` are the
+    compiled files (key -> bytes) its ``stored`` field names: sent along only where the
+    family's zygote is not known to hold them, and once more if it answers that it dropped
+    them (``box/artifacts.py``)."""
+    msg = {"op": "run", "timeout_s": timeout_s, **fields}
+    held = family.zygote.stored
     try:
-        return await family.request(
-            {"op": "run", "timeout_s": timeout_s, **fields}, timeout_s + ANSWER_MARGIN_S
-        )
+        for again in (False, True):
+            new = {k: v for k, v in (artifacts or {}).items() if again or k not in held}
+            if new:
+                msg["store"] = encode(new)
+            reply = await family.request(msg, timeout_s + ANSWER_MARGIN_S)
+            if (reply.get("error") or {}).get("kind") != "artifact_missing":
+                if len(held) > MAX_HELD_KEYS:
+                    held.clear()  # forgotten: the supervisor says which it dropped
+                held.update(artifacts or {})
+                break
+            held.difference_update(artifacts or {})
+        return reply
     except SandboxUnavailableError as exc:
         raise ToolError(
             ErrorKind.unavailable, f"the sandbox went away: {exc}", retryable=True
@@ -210,10 +230,12 @@ class Programs:
             return Prepared(name, {**run_fields, "files": {**files, **source}})
         key = self._key(language, code, files)
         compiled = self.cache.get(key)
-        if compiled is not None:
+        if compiled is not None:  # its files named by key: the supervisor may hold them
             hit = Compiled(**{**compiled.__dict__, "cached": True})
-            return Prepared(name, {**run_fields, "files": {**files, **encode(compiled.files)}},
-                            compiled=hit)  # fmt: skip
+            names = {path: f"{key}/{path}" for path in compiled.files}
+            artifacts = {names[path]: data for path, data in compiled.files.items()}
+            return Prepared(name, {**run_fields, "files": files, "stored": names},
+                            compiled=hit, artifacts=artifacts)  # fmt: skip
         limit = min(timeout_s, language.compile_timeout_s)
         reply = await run(
             family,

@@ -152,7 +152,7 @@ class RunProgramTool(SandboxTool[ProgramArgs]):
             if "python" in fields and isinstance(kernel, KernelHandle):
                 fields["kernel"] = kernel.kid  # the fresh kernel becomes it: warm imports
             limit = min(limit, self.sandbox.time_left(ctx))
-            reply = await programs_run(kernel.family, limit, **fields)
+            reply = await programs_run(kernel.family, limit, prepared.artifacts, **fields)
         finally:
             later(kernel.close())
         result = program_result(reply, limit, s.max_program_output_bytes)
