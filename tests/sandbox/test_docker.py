@@ -182,14 +182,20 @@ async def test_the_images_toolchains_compile_run_and_judge(box: Box) -> None:
     ran = await box.call("run_program", None, timeout_s=180, language="cpp", code=P.SUM["cpp"],
                          stdin="2 40\n", time_limit_s=60)  # fmt: skip
     assert ran.error is None and stdout(ran) == "42\n", ran
+    # cached: the binary goes to the new container's supervisor by key, with the run
+    again = await box.call("run_program", None, timeout_s=180, language="cpp",
+                           code=P.SUM["cpp"], stdin="1 2\n", time_limit_s=60)  # fmt: skip
+    assert again.data is not None and again.data["compile"]["cached"] is True, again
+    assert stdout(again) == "3\n", again
     wrong = await box.call("run_program", None, timeout_s=180, language="c",
                            code=P.COMPILE_ERROR["c"], time_limit_s=60)  # fmt: skip
     assert wrong.error is not None and wrong.error.kind == "compile_error", wrong
     cases = [{"stdin": f"{i} {i}\n", "expected_stdout": f"{2 * i}\n"} for i in range(3)]
-    judged = await box.call("judge", None, timeout_s=240, language="java", code=P.SUM["java"],
-                            cases=cases, time_limit_s=30)  # fmt: skip
-    assert judged.data is not None, judged
-    assert judged.data["verdict"] == "AC" and judged.data["passed"] == 3, judged.data
+    for language in ("java", "cpp"):  # cpp: cached, settled from the store once
+        judged = await box.call("judge", None, timeout_s=240, language=language,
+                                code=P.SUM[language], cases=cases, time_limit_s=30)  # fmt: skip
+        assert judged.data is not None, judged
+        assert judged.data["verdict"] == "AC" and judged.data["passed"] == 3, judged.data
 
 
 async def test_print_stateful_and_state_persists(box: Box) -> None:
