@@ -77,7 +77,7 @@ def test_killing_the_service_leaves_no_process_or_state(tmp_path):
     # a restarted service clears what the dead one left on disk
     proc = serve(port, str(tmp_path))
     try:
-        assert [p.name for p in tmp_path.glob("local-*")] == [f"local-{proc.pid}"]
+        assert [p.name for p in tmp_path.glob("local-*")] == [f"local-{proc.pid}-1"]
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)

@@ -271,12 +271,22 @@ def zygote_init(preload: list[str], seccomp: bytes | None, **extra: Any) -> dict
     }
 
 
+_BACKENDS = itertools.count(1)
+
+
+def state_dir_of(state_dir: Path, prefix: str) -> Path:
+    """A new backend's own directory, ``<state_dir>/<prefix>-<pid>-<n>``: two backends of
+    one process (a gateway and a worker in one, the tests) never share one, nor remove
+    each other's when they stop."""
+    return state_dir / f"{prefix}-{os.getpid()}-{next(_BACKENDS)}"
+
+
 def remove_stale_state(state_dir: Path, prefix: str) -> None:
-    """Delete ``<state_dir>/<prefix>-<pid>`` directories whose process is gone."""
+    """Delete ``<state_dir>/<prefix>-<pid>[-<n>]`` directories whose process is gone."""
     if not state_dir.is_dir():
         return
     for entry in state_dir.glob(f"{prefix}-*"):
-        pid = entry.name.removeprefix(f"{prefix}-")
+        pid = entry.name.removeprefix(f"{prefix}-").split("-")[0]
         if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
             shutil.rmtree(entry, ignore_errors=True)
 

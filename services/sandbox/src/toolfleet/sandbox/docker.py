@@ -40,6 +40,7 @@ from toolfleet.sandbox.backend import (
     SandboxUnavailableError,
     ZygoteClient,
     remove_stale_state,
+    state_dir_of,
     zygote_init,
 )
 from toolfleet.sandbox.pool import later
@@ -117,7 +118,7 @@ class DockerBackend(Backend):
         self.seccomp: bytes | None = None
         self.client: Any = None  # docker.DockerClient
         self.info: dict[str, Any] = {}
-        self._dir = settings.state_dir / f"docker-{os.getpid()}"
+        self._dir = state_dir_of(settings.state_dir, "docker")
         self._ready: list[Container] = []
         self._serial = 0
         self._refill: asyncio.Task[None] | None = None

@@ -21,6 +21,9 @@ from dataclasses import dataclass
 # it with exactly CPP_FLAGS; a stale one is ignored by g++, which then parses the header).
 PCH_DIR = "/usr/local/lib/toolfleet/pch"
 CPP_FLAGS = ["-std=gnu++17", "-O2"]
+# C and C++ link statically (no dynamic loader in every run), without symbols or unused
+# sections: a C++ hello world is 1.4 MB, where a dynamic one starts ~1.4 ms slower.
+STATIC = ("-static", "-s", "-Wl,--gc-sections")
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ LANGUAGES: tuple[Language, ...] = (
         "main.c",
         ("./main",),
         "gcc -dumpfullversion",
-        compile=("gcc", "-std=gnu11", "-O2", "-pipe", "-static", "-o", "main", "main.c", "-lm"),
+        compile=("gcc", "-std=gnu11", "-O2", "-pipe", *STATIC, "-o", "main", "main.c", "-lm"),
         artifact="main",
     ),
     Language(
@@ -96,7 +99,7 @@ LANGUAGES: tuple[Language, ...] = (
         "main.cpp",
         ("./main",),
         "g++ -dumpfullversion",
-        compile=("g++", *CPP_FLAGS, "-pipe", "-I", PCH_DIR, "-static", "-o", "main", "main.cpp"),
+        compile=("g++", *CPP_FLAGS, "-pipe", "-I", PCH_DIR, *STATIC, "-o", "main", "main.cpp"),
         artifact="main",
     ),
     Language(

@@ -33,6 +33,7 @@ from toolfleet.sandbox.backend import (
     SandboxUnavailableError,
     ZygoteClient,
     remove_stale_state,
+    state_dir_of,
     zygote_init,
 )
 from toolfleet.sandbox.seccomp import compile_filter
@@ -74,7 +75,7 @@ class LocalBackend(Backend):
         self._free_uids: deque[int] = deque()
         self._next_uid = 0
         self._families = 0
-        self._state_dir = settings.state_dir / f"local-{os.getpid()}"
+        self._state_dir = state_dir_of(settings.state_dir, "local")
 
     async def start(self) -> None:
         self.runtime_dir = self.settings.runtime_dir or runtime.default_dir()
