@@ -91,7 +91,8 @@ def test_int8_stays_close_to_fp32_and_ranks_as_it_does(
     int8 = TextEncoder(spec, threads=1).encode(texts, kind="passage")
     fp32 = TextEncoder(EncoderSpec(precision="fp32"), threads=1).encode(texts, kind="passage")
     cosine = (fp32 * int8).sum(1)
-    assert cosine.mean() > 0.99 and cosine.min() > 0.98  # measured: 0.998 and 0.996
+    # measured (AVX-512 VNNI, 8-bit weights): 0.998 and 0.996
+    assert cosine.mean() > 0.99 and cosine.min() > 0.98
     assert np.linalg.norm(int8, axis=1) == pytest.approx(1.0, abs=1e-5)
     # each question's best passage by int8 is fp32's best, or a near tie of it (measured:
     # 14 of 16 the same, two swaps of passages 0.003 apart in fp32's score)

@@ -27,6 +27,7 @@ import numpy as np
 if TYPE_CHECKING:
     from toolfleet.search.encoders import EncoderSpec
 
+QUANTIZATION = "overflow-fix-all"  # part of the cached IR's key: a change makes a new one
 CALIBRATION_PASSAGES = 300  # NNCF's default subset; more changed nothing measurable
 
 
@@ -61,7 +62,8 @@ def quantized_path(spec: EncoderSpec, calibration: Callable[[], list[str]] | Non
         )
     source = onnx_path(spec.model_copy(update={"runtime": "openvino"}))
     key = hashlib.sha256(
-        f"{source.name}|{spec.max_length}|{spec.passage_prefix}|{spec.calibration}".encode()
+        f"{source.name}|{spec.max_length}|{spec.passage_prefix}|{spec.calibration}|"
+        f"{QUANTIZATION}".encode()
     ).hexdigest()[:16]
     path = cache_dir() / f"{source.stem}-int8-{key}.xml"
     if path.is_file():
@@ -106,6 +108,12 @@ def quantize(source: Path, texts: list[str], spec: EncoderSpec, path: Path) -> N
         nncf.Dataset(samples),
         model_type=nncf.ModelType.TRANSFORMER,
         subset_size=len(samples),
+        # 7-bit weights in every layer: CPUs without VNNI (AVX2 only) multiply u8 by s8
+        # with an int16 sum that saturates, and the IR may run on another CPU than the one
+        # that made it
+        advanced_parameters=nncf.AdvancedQuantizationParameters(
+            overflow_fix=nncf.OverflowFix.ENABLE
+        ),
     )
     # the pair is written in a directory of its own and moved in, weights first: a process
     # that finds the .xml finds the whole model
