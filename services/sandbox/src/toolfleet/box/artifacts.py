@@ -29,12 +29,14 @@ class Artifacts:
         self.held: collections.OrderedDict[str, bytes] = collections.OrderedDict()
         self.size = 0
 
-    def keep(self, new: dict[str, str]) -> None:
+    def keep(self, new: dict[str, str]) -> dict[str, bytes]:
         """Hold the files of ``new`` (key -> base64), dropping the least recently used
-        past the size. Raises ``ValueError`` for a content that is not base64."""
+        past the size; the files decoded. Raises ``ValueError`` for a content that is not
+        base64."""
+        decoded: dict[str, bytes] = {}
         for key, data in new.items():
             try:
-                raw = base64.b64decode(data, validate=True)
+                raw = decoded[key] = base64.b64decode(data, validate=True)
             except binascii.Error as exc:
                 raise ValueError(f"artifact {key!r} is not base64: {exc}") from exc
             self._drop(key)
@@ -44,18 +46,24 @@ class Artifacts:
             self.size += len(raw)
         while self.size > self.max_bytes:
             self._drop(next(iter(self.held)))
+        return decoded
 
-    def take(self, stored: dict[str, str]) -> tuple[dict[str, bytes], list[str]]:
-        """The files a run names (path -> key): those held (path -> bytes), and the keys
-        that are not."""
+    def take(
+        self, stored: dict[str, str], given: dict[str, bytes] | None = None
+    ) -> tuple[dict[str, bytes], list[str]]:
+        """The files a run names (path -> key): those held or ``given`` with the run
+        (path -> bytes), and the keys that are neither."""
         found: dict[str, bytes] = {}
         missing: list[str] = []
         for path, key in stored.items():
             raw = self.held.get(key)
+            if raw is not None:
+                self.held.move_to_end(key)
+            else:
+                raw = (given or {}).get(key)
             if raw is None:
                 missing.append(key)
             else:
-                self.held.move_to_end(key)
                 found[path] = raw
         return found, missing
 

@@ -1402,8 +1402,8 @@ class Supervisor:
     # ------------------------------------------------------------------ programs
 
     def _run(self, family: Family, msg: dict[str, Any]) -> None:
-        self.artifacts.keep(msg.get("store") or {})
-        stored, missing = self.artifacts.take(msg.get("stored") or {})
+        given = self.artifacts.keep(msg.get("store") or {})
+        stored, missing = self.artifacts.take(msg.get("stored") or {}, given)
         if missing:  # asked before anything is made: the service sends them and asks again
             self._fail(family, int(msg["id"]), "artifact_missing", " ".join(missing))
             return
