@@ -1402,8 +1402,8 @@ class Supervisor:
     # ------------------------------------------------------------------ programs
 
     def _run(self, family: Family, msg: dict[str, Any]) -> None:
-        given = self.artifacts.keep(msg.get("store") or {})
-        stored, missing = self.artifacts.take(msg.get("stored") or {}, given)
+        brought = self.artifacts.keep(msg.get("store") or {})
+        stored, missing = self.artifacts.take(msg.get("stored") or {}, brought)
         if missing:  # asked before anything is made: the service sends them and asks again
             self._fail(family, int(msg["id"]), "artifact_missing", " ".join(missing))
             return
@@ -1418,10 +1418,8 @@ class Supervisor:
             or (kernel.workspace if kernel else new_workspace(family.root, family.conf.uid))
         )
         skipped = []
-        given = [
-            (path, data) for path, data in (msg.get("files") or {}).items() if data is not None
-        ]
-        for path, data in [*given, *stored.items()]:
+        sent = [(path, data) for path, data in (msg.get("files") or {}).items() if data is not None]
+        for path, data in [*sent, *stored.items()]:  # base64 strings, then the held bytes
             where = self._where(family, cwd, path)
             if where is None:
                 skipped.append(f"{path} was not written: only the working directory, /tmp and "
@@ -1584,7 +1582,8 @@ class Supervisor:
         try:
             if not isinstance(pid, int) or pid <= 0:
                 raise ConnectionError(f"the interpreter could not fork: {report.get('error')}")
-            if not processes.is_child(pid, kernel.pid, family.conf.uid) or pid in self.procs:
+            known = pid in self.procs or pid in self.kernel_pids  # a job's, or a kernel
+            if known or not processes.is_child(pid, kernel.pid, family.conf.uid):
                 raise ConnectionError(f"the kernel named pid {pid} as its fork, which is not "
                                       "a process of this session")  # fmt: skip
             old = kernel.workspace

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from toolfleet.box.artifacts import MAX_BYTES as STORE_BYTES
 from toolfleet.core.protocol import ErrorKind
 from toolfleet.core.tool import ToolError
 from toolfleet.sandbox import languages
@@ -140,7 +141,8 @@ async def run(
             if (reply.get("error") or {}).get("kind") != "artifact_missing":
                 if len(held) > MAX_HELD_KEYS:
                     held.clear()  # forgotten: the supervisor says which it dropped
-                held.update(artifacts or {})
+                # one larger than its whole store is never held: it goes with every run
+                held.update(k for k, v in (artifacts or {}).items() if len(v) <= STORE_BYTES)
                 break
             held.difference_update(artifacts or {})
         return reply
