@@ -10,7 +10,9 @@ serve``, sandbox tools only). Prints:
   p50 (the whole call) of the cached program, through ``run_program``;
 - with ``--sf URL``, SandboxFusion at URL doing the same: cpp hello through its
   ``/run_code``, and each judge (C++ and Python) as 100 ``/run_code`` calls of the same
-  program, one per case, each output checked against the expected; with the speed-ups.
+  program, one per case, each output checked against the expected, first one call after
+  another, then all at once as verl's ``check_correctness`` sends them (a thread pool of
+  max(32, 5 x CPUs)); with the speed-ups.
 
 The problem: given n integers and K, count the pairs i < j with a_i + a_j <= K
 (n <= 2000, |a_i| <= 10^9). Solutions sort and walk two pointers; the brute force is O(n^2).
@@ -27,6 +29,7 @@ import random
 import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -225,16 +228,33 @@ def compare_sf(url: str, rounds: int, tests: list[dict[str, str]], cached_ms: fl
             print(f"SandboxFusion does not run {language} here ({out.get('message') or out}): "
                   f"the 100-case comparison is skipped")  # fmt: skip
             continue
-        t = time.perf_counter()
-        passed = 0
-        for case in tests:
-            out = http.post("/run_code", json={"language": language, "code": code,
-                                               "stdin": case["stdin"]}).json()  # fmt: skip
+
+        def right(
+            case: dict[str, str], client: httpx.Client = http, language: str = language,
+            code: str = code,
+        ) -> bool:  # fmt: skip
+            out = client.post("/run_code", json={"language": language, "code": code,
+                                                 "stdin": case["stdin"]}).json()  # fmt: skip
             run = out.get("run_result") or {}
-            passed += (run.get("stdout") or "").split() == case["expected_stdout"].split()
+            return (run.get("stdout") or "").split() == case["expected_stdout"].split()
+
+        t = time.perf_counter()
+        passed = sum(right(case) for case in tests)
         wall = time.perf_counter() - t
-        print(f"SandboxFusion {len(tests)} /run_code calls ({language}): {wall:.2f} s, "
-              f"{passed}/{len(tests)} right; toolfleet's judge {judge_walls[language]:.3f} s: "
+        print(f"SandboxFusion {len(tests)} /run_code calls ({language}), one after another: "
+              f"{wall:.2f} s, {passed}/{len(tests)} right; toolfleet's judge "
+              f"{judge_walls[language]:.3f} s: {wall / judge_walls[language]:.1f}x")  # fmt: skip
+        # as verl's sandbox_fusion check_correctness calls it: every case at once, from a
+        # thread pool of max(32, 5 x CPUs) workers
+        workers = max(32, 5 * (os.cpu_count() or 1))
+        pool = httpx.Client(base_url=url, timeout=600, limits=httpx.Limits(max_connections=workers))
+        t = time.perf_counter()
+        with ThreadPoolExecutor(workers) as executor:
+            passed = sum(executor.map(right, tests, [pool] * len(tests)))
+        wall = time.perf_counter() - t
+        print(f"SandboxFusion {len(tests)} /run_code calls ({language}), at once as verl calls "
+              f"them ({workers} threads): {wall:.2f} s, {passed}/{len(tests)} right; "
+              f"toolfleet's judge {judge_walls[language]:.3f} s: "
               f"{wall / judge_walls[language]:.1f}x")  # fmt: skip
 
 

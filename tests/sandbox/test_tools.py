@@ -139,6 +139,40 @@ async def test_model_code_starts_without_the_services_modules(client):
     assert program["data"]["stdout"] == "[]\nok 1\n", program
 
 
+ANNOTATED = "def f(x: int): pass\nprint(f.__annotations__)"
+
+
+async def test_annotations_are_evaluated_as_python_does(client):
+    """The sandbox's own modules say ``from __future__ import annotations``; the model's
+    code does not inherit it (its annotations would be strings, and ``get_type_hints`` of a
+    local class would fail): programs, stateless calls and cells compile as ``python``."""
+    for tool, args in (("python", {}), ("run_program", {"language": "python"})):
+        obs = await call(client, tool, {**args, "code": ANNOTATED})
+        assert obs["data"]["stdout"] == "{'x': <class 'int'>}\n", (tool, obs)
+    sid = await new_session(client)
+    assert (await run(client, ANNOTATED, session_id=sid))["data"]["stdout"] == (
+        "{'x': <class 'int'>}\n"
+    )
+    # a cell's future import holds for the cells after it, as in Jupyter
+    assert (await run(client, "from __future__ import annotations", session_id=sid))["ok"]
+    obs = await run(client, "def g(y: int): pass\ng.__annotations__", session_id=sid)
+    assert obs["data"]["result"] == "{'y': 'int'}", obs
+
+
+async def test_a_program_compiled_once_still_warns_and_fails_as_python_does(client):
+    """The supervisor compiles a Python program once for all its runs; a program that
+    warns at compile time or does not compile is compiled by its own process, so the
+    warning or the error is on its stderr every time."""
+    for _ in range(2):
+        obs = await call(client, "run_program", {"language": "python", "code": "print(1 is 1)"})
+        assert obs["data"]["stdout"] == "True\n", obs
+        assert "SyntaxWarning" in obs["data"]["stderr"], obs
+        obs = await call(client, "run_program", {"language": "python", "code": "print(1"})
+        assert obs["data"]["exit_code"] == 1 and "SyntaxError" in obs["data"]["stderr"], obs
+        obs = await call(client, "run_program", {"language": "python", "code": ANNOTATED})
+        assert obs["data"]["stdout"] == "{'x': <class 'int'>}\n", obs
+
+
 async def test_tools_listed_with_schemas_workspace_hidden(client):
     names = {t["name"]: t for t in (await client.get("/v1/tools")).json()["tools"]}
     assert set(names) == {"python", "bash", "run_program", "judge"}

