@@ -67,7 +67,7 @@ KERNEL_IO_TIMEOUT_S = 5.0  # a kernel that stalls in the middle of a frame is br
 FORK_TIMEOUT_S = 60.0
 SWEEP_INTERVAL_S = 1.0
 CONTINUE_AFTER_BYTES = 32 << 10  # a request this big is sent to a kernel already continued
-COMPILED_MAX_CHARS = 64 << 10  # Python sources compiled here once for all their runs
+COMPILED_MAX_CHARS = 16 << 10  # Python sources compiled here once for all their runs
 COMPILED_KEPT = 32  # ... the last ones run
 TRACE_OPTIONS = jail.PTRACE_O_TRACEEXIT | jail.PTRACE_O_TRACEEXEC | jail.PTRACE_O_EXITKILL
 SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
@@ -1518,7 +1518,8 @@ class Supervisor:
         """``source`` compiled as the file ``script``, marshalled (base64), once for all its
         runs here: a judge's cases, a resubmitted program. Loading it costs a forked child
         less than compiling it (~0.3 ms of a judge case's CPU). None — the child compiles
-        it — for a long source (compiled here, it would hold up every family's calls), and
+        it — for a long source (compiled here, it would hold up every family's calls for
+        milliseconds: a 16 KiB source compiles in a few), and
         for one that does not compile or warns: the child compiles it and says so on the
         program's stderr, as ``python`` would. Compiling runs none of its code."""
         if len(source) > COMPILED_MAX_CHARS:
