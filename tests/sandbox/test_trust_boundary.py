@@ -208,6 +208,42 @@ async def test_a_fork_killed_and_reaped_by_its_parent_is_let_go(client, bystande
     assert obs["data"]["stdout"] == "41\n", obs
 
 
+PY_FORGERS = {
+    # a child left behind writes the answer once the program has exited
+    "left behind": "import os, sys, time\nif os.fork() == 0:\n    time.sleep(0.3)\n"
+    "    print(8)\n    sys.stdout.flush()\n    os._exit(0)\n",
+    # an answer printed, then a crash: the exit status is the supervisor's
+    "crash": "import os\nprint(8, flush=True)\nos.abort()\n",
+}
+# kills the process that forked it (a judge's case server), then answers right
+PARENT_KILLER = "import os, signal\ntry:\n    os.kill(os.getppid(), signal.SIGKILL)\n"
+PARENT_KILLER += "except OSError:\n    pass\nprint(8)\n"
+
+
+async def test_a_judged_python_program_cannot_forge_its_verdict(client, bystander):
+    """A judge's Python cases are forked by one process that loaded the program (its case
+    server): each is traced by the supervisor before its first line, so nothing it leaves
+    behind outlives it and its status is the supervisor's; a case that kills the server
+    leaves the other cases judged (they run as any program)."""
+    cases = [{"stdin": "1 7\n", "expected_stdout": "8\n"}] * 6
+
+    async def judge(code: str) -> dict[str, Any]:
+        body = {"language": "python", "code": code, "cases": cases, "time_limit_s": 10,
+                "stop_on_failure": False, "timeout_s": 120}  # fmt: skip
+        r = await client.post("/v1/judge", json=body)
+        assert r.status_code == 200 and r.json()["data"] is not None, r.text
+        return r.json()["data"]
+
+    for name, code in PY_FORGERS.items():
+        data = await judge(code)
+        assert data["passed"] == 0, (name, data)
+        assert {c["verdict"] for c in data["cases"]} <= {"WA", "RE"}, (name, data["cases"])
+    data = await judge(PARENT_KILLER)
+    assert data["verdict"] == "AC" and data["passed"] == 6, data["cases"]
+    obs = await run(client, "print(kept)", session_id=bystander)
+    assert obs["data"]["stdout"] == "41\n", obs
+
+
 async def test_the_output_cap_holds_against_raw_writes_and_patched_streams(client, bystander):
     sid = await new_session(client)
     flood = (

@@ -123,7 +123,16 @@ def run_python_main(path: str, source: str, args: list[str], compiled: str | Non
     handlers, non-daemon threads waited for. ``compiled``: the same source compiled already
     (marshalled, base64; ``Supervisor._compiled``), which costs less to load than compiling
     it here. Never returns."""
-    sys.argv = [path, *args]
+    main = prepare_main(path)
+    sys.argv[1:] = args
+    run_main(main, path, source, compiled)
+
+
+def prepare_main(path: str) -> types.ModuleType:
+    """What ``python path`` sets up before the program's first line: ``sys.argv``,
+    ``sys.path[0]`` (the script's directory), a fresh ``__main__``, text stdio on 0/1/2, the
+    SIGINT handler. A case server (``cases.py``) does it once for all the cases it forks."""
+    sys.argv = [path]
     sys.path[0:0] = [os.path.dirname(os.path.abspath(path))]
     main = types.ModuleType("__main__")
     main.__file__ = path
@@ -135,18 +144,30 @@ def run_python_main(path: str, source: str, args: list[str], compiled: str | Non
         io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace"
     )
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    return main
+
+
+def run_main(
+    main: types.ModuleType,
+    path: str,
+    source: str,
+    compiled: str | None = None,
+    code: types.CodeType | None = None,
+) -> None:
+    """Run the program in ``main`` (``prepare_main``): ``code`` if loaded already, else
+    ``compiled`` loaded, else ``source`` compiled; then exit as ``python`` does."""
     status = 0
     try:
-        if compiled:
+        if code is None and compiled:
             code = marshal.loads(base64.b64decode(compiled))
-        else:  # not this module's `from __future__ import annotations`: the program's own
+        elif code is None:  # not this module's `from __future__ import annotations`
             code = compile(source, path, "exec", dont_inherit=True)
         exec(code, main.__dict__)
     except SystemExit as exc:
         status = _exit_status(exc)
     except BaseException as exc:
         tb = exc.__traceback__
-        if tb is not None and tb.tb_frame.f_code is run_python_main.__code__:
+        if tb is not None and tb.tb_frame.f_code is run_main.__code__:
             tb = tb.tb_next  # this function's own frame: `python main.py` shows none
         exc.__traceback__ = tb  # the default hook prints the exception's own traceback
         try:

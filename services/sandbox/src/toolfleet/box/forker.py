@@ -165,10 +165,16 @@ def _serve(chan: socket.socket, born: Callable[[dict[str, Any], list[int]], None
                 finally:
                     os._exit(126)
             reply = {"pid": pid}
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        try:
-            wire.send(chan, reply)
-        except OSError:
-            os._exit(0)
+        answer(chan, fds, reply)
+
+
+def answer(chan: socket.socket, fds: list[int], reply: dict[str, Any]) -> None:
+    """A server's answer to a request for a process: the request's descriptors closed (the
+    child has its own), the reply sent; the server ends when the supervisor is gone."""
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    try:
+        wire.send(chan, reply)
+    except OSError:
+        os._exit(0)

@@ -98,6 +98,15 @@ def child_handle(pid: int, parent: int, uid: int) -> int | None:
         return None
 
 
+def has_pidfds() -> bool:
+    """Whether this kernel has pidfds (gVisor has none)."""
+    handle = open_handle(os.getpid())
+    if handle < 0:
+        return False
+    os.close(handle)
+    return True
+
+
 def open_handle(pid: int) -> int:
     """A pidfd of ``pid``, or -1 where the kernel has none (gVisor) or ``pid`` is gone."""
     try:

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from typing import Any
 
-from toolfleet.box import children, files, jail, processes, shim, wire
+from toolfleet.box import cases, children, files, jail, processes, shim, wire
 from toolfleet.box.artifacts import Artifacts
 from toolfleet.box.capture import Output, check_png
 from toolfleet.box.cgroups import FamilyCgroups
@@ -67,6 +67,7 @@ KERNEL_IO_TIMEOUT_S = 5.0  # a kernel that stalls in the middle of a frame is br
 FORK_TIMEOUT_S = 60.0
 SWEEP_INTERVAL_S = 1.0
 CONTINUE_AFTER_BYTES = 32 << 10  # a request this big is sent to a kernel already continued
+SERVING = ("kernel", "cases")  # births that serve on a channel (kept open, not traced)
 COMPILED_MAX_CHARS = 16 << 10  # Python sources compiled here once for all their runs
 COMPILED_KEPT = 32  # ... the last ones run
 TRACE_OPTIONS = jail.PTRACE_O_TRACEEXIT | jail.PTRACE_O_TRACEEXEC | jail.PTRACE_O_EXITKILL
@@ -169,6 +170,18 @@ class KernelState:
             time.sleep(0.001)
 
 
+@dataclass(eq=False)
+class CaseServer:
+    """A judge's Python program loaded in a process of its family, which forks its cases
+    (``cases.py``); the cases sent to it whose pid it has not named yet, in order."""
+
+    key: tuple[int, str, str, int]  # family, script, source, memory limit
+    family: Family
+    pid: int
+    chan: socket.socket
+    waiting: collections.deque[Job] = field(default_factory=collections.deque)
+
+
 @dataclass(eq=False)  # compared by identity (``Supervisor.births``)
 class Hatching:
     """A kernel being started: forked, not yet greeted (its spawn request waits)."""
@@ -217,6 +230,10 @@ class Supervisor:
         self.births: collections.deque[Hatching | Job] = collections.deque()
         self.procs: dict[int, Job] = {}  # pid -> the bash or program job it runs
         self.artifacts = Artifacts()  # compiled programs, sent once (``artifacts.py``)
+        self.case_servers: dict[tuple[int, str, str, int], CaseServer] = {}
+        # where a case could not be traced (gVisor lets a tracer seize only its own children,
+        # and has no pidfds), judges' cases are forked from the template
+        self.case_servers_fail = not processes.has_pidfds()
         # Python programs run lately, compiled (``_compiled``)
         self.compiled: collections.OrderedDict[tuple[str, str], str | None] = (
             collections.OrderedDict()
@@ -331,6 +348,13 @@ class Supervisor:
                     self._on_kernel(owner)
                 elif what == "hello":
                     self._hatched(owner)
+                elif what == "cases":
+                    try:
+                        self._case_answered(owner)
+                    except Exception as exc:  # never the loop's end: its cases are forked
+                        print(f"supervisor: a case server failed ({exc!r})", file=sys.stderr,
+                              flush=True)  # fmt: skip
+                        self._drop_case_server(owner)
                 elif what == "forked":
                     # readiness seen with other events of this turn may be stale: a fork
                     # asked for meanwhile read every answer due (``_forked_all``)
@@ -351,7 +375,10 @@ class Supervisor:
 
     def _jobs(self) -> list[Job]:
         jobs = [k.job for k in self.busy.values() if k.job is not None]
-        return jobs + list(self.procs.values()) + [e for e in self.births if isinstance(e, Job)]
+        jobs += [e for e in self.births if isinstance(e, Job)]
+        for server in self.case_servers.values():
+            jobs += server.waiting
+        return jobs + list(self.procs.values())
 
     def _reply(self, family: Family, msg: dict[str, Any]) -> None:
         try:
@@ -440,6 +467,8 @@ class Supervisor:
             self.sel.unregister(family.chan)
         family.chan.close()
         self._forked_all()  # its jobs' processes all known, to be killed below
+        for server in [c for c in self.case_servers.values() if c.family is family]:
+            self._drop_case_server(server)
         for kid in list(family.kernels):
             self.kernels[kid].send(signal.SIGKILL)
             self._drop_kernel(self.kernels[kid])
@@ -635,7 +664,7 @@ class Supervisor:
             "namespaces": bool(family.root.namespaces and self.namespaces is not None),
         }
         if self.confine is not None:  # its words made here: the child only adds descriptors
-            kernel = birth["run"] == "kernel"
+            kernel = birth["run"] in SERVING
             memory = int(birth.get("memory_bytes") or 0) or limits.memory_bytes
             if birth.get("warm", True):
                 memory += self.base_vm  # the template's mappings count too (children.enter)
@@ -730,14 +759,16 @@ class Supervisor:
         returns."""
         if birth["run"] == "probe":  # the fork server's first child (``_fork_server``)
             os._exit(0)
-        kernel = birth["run"] == "kernel"
+        kernel = birth["run"] in SERVING
         try:
             ns_fds = fds[-len(Namespaces.KINDS) :] if birth["namespaces"] else []
             if self.confine is not None:
                 self._confine_in_c(birth, fds, ns_fds)
             else:
                 self._enter_in_python(birth, fds, ns_fds)
-            if kernel:
+            if birth["run"] == "cases":
+                cases.serve(socket.socket(fileno=fds[3]), birth["script"], birth["compiled"])
+            elif kernel:
                 Kernel(socket.socket(fileno=fds[3]), str(birth["cwd"])).serve()
             elif birth["run"] == "python":
                 children.run_python_main(
@@ -801,7 +832,7 @@ class Supervisor:
         if not children.signals_default:
             children.default_signals()
         words = [birth["confine"], f"stdio={fds[0]}:{fds[1]}:{fds[2]}", *self._ns_words(ns_fds)]
-        if birth["run"] == "kernel":
+        if birth["run"] in SERVING:
             words.append(f"keep={fds[3]}")
         packed = "\0".join(words).encode() + b"\0"
         assert self.confine is not None
@@ -810,7 +841,7 @@ class Supervisor:
 
     def _enter_in_python(self, birth: dict[str, Any], fds: list[int], ns_fds: list[int]) -> None:
         """Where libconfine is not built: the same steps in Python."""
-        kernel = birth["run"] == "kernel"
+        kernel = birth["run"] in SERVING
         if ns_fds and self.namespaces is not None:
             kinds = [name for name, _ in Namespaces.KINDS]
             self.namespaces.enter(dict(zip(kinds, ns_fds, strict=True)))
@@ -1157,6 +1188,9 @@ class Supervisor:
         now = time.monotonic()
         if any(isinstance(e, Job) and now >= e.deadline for e in self.births):
             self._forked_all()  # a job out of time is killed by its pid
+        for server in list(self.case_servers.values()):
+            if server.waiting and now >= server.waiting[0].deadline:
+                self._drop_case_server(server)  # it named no pid in time: it is stuck
         for kernel in list(self.busy.values()):
             job = kernel.job
             if job is None:
@@ -1507,6 +1541,12 @@ class Supervisor:
             compiled = self._compiled(script, source)  # then its child needs no source
             birth = {"run": "python", "script": script, "source": "" if compiled else source,
                      "args": args, "compiled": compiled}  # fmt: skip
+            if compiled and msg.get("case_server"):
+                job.extra["birth"] = (stdin, cwd, env, birth, memory)
+                server = self._case_server(family, script, source, compiled, memory)
+                if server is not None and self._send_case(server, job):
+                    return  # its stdin, kept for a fallback, is closed once it is traced
+                del job.extra["birth"]
         else:
             birth = {"run": "exec", "argv": [str(a) for a in msg["argv"]]}
         try:
@@ -1539,6 +1579,136 @@ class Supervisor:
         while len(self.compiled) > COMPILED_KEPT:
             self.compiled.popitem(last=False)
         return blob
+
+    # ------------------------------------------------------------------ case servers
+
+    def _case_server(
+        self, family: Family, script: str, source: str, compiled: str, memory: int
+    ) -> CaseServer | None:
+        """The family's case server for this program (started with its first case), or None
+        where cases are forked from the template (no libconfine, or a case could not be
+        traced here)."""
+        if self.case_servers_fail or self.confine is None:
+            return None
+        key = (family.fid, script, source, memory)
+        server = self.case_servers.get(key)
+        if server is not None:
+            return server
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        sink = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        workspace = new_workspace(family.root, family.conf.uid)
+        birth = {"run": "cases", "cwd": workspace, "env": self._env(family, workspace),
+                 "script": script, "compiled": compiled, "memory_bytes": memory}  # fmt: skip
+        try:
+            pid = self._new_process(family, birth, [self.devnull, sink, sink, theirs.fileno()])
+        except (OSError, ValueError, ForkRefused):
+            ours.close()
+            return None
+        finally:
+            theirs.close()
+            os.close(sink)
+        ours.settimeout(KERNEL_IO_TIMEOUT_S)
+        server = CaseServer(key, family, pid, ours)
+        self.case_servers[key] = server
+        self.kernel_pids.add(pid)  # spared by sweeps, as kernels are
+        self.sel.register(ours, selectors.EVENT_READ, ("cases", server))
+        return server
+
+    def _send_case(self, server: CaseServer, job: Job) -> bool:
+        """Hand a case to its server: its stdin, new output pipes, and the pipe its process
+        waits on until it is traced. False (nothing sent) if the server is gone."""
+        stdin, cwd, env, birth, _ = job.extra["birth"]
+        out_r, out_w = _pipe()
+        err_r, err_w = _pipe()
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)
+        request = {"cwd": cwd, "env": env, "args": birth["args"]}
+        try:
+            wire.send(server.chan, request, [stdin, out_w, err_w, go_r])
+        except OSError:
+            for fd in (out_r, err_r, go_w):
+                _close(fd)
+            self._drop_case_server(server)
+            return False
+        finally:
+            for fd in (out_w, err_w, go_r):
+                _close(fd)
+        job.extra["go"] = go_w
+        job.started = time.monotonic()
+        job.pipes = {out_r: "stdout", err_r: "stderr"}
+        for fd, stream in job.pipes.items():
+            self.sel.register(fd, selectors.EVENT_READ, (stream, job))
+        server.waiting.append(job)
+        return True
+
+    def _case_answered(self, server: CaseServer) -> None:
+        """The case server named the pid of the case it forked: checked (its child, of the
+        family's uid, no process we know), traced, then let go to run the program."""
+        try:
+            reply, fds = wire.recv(server.chan, max_frame=4096)
+        except (wire.ChannelClosedError, OSError, ValueError):
+            self._drop_case_server(server)
+            return
+        for fd in fds:
+            _close(fd)
+        if not server.waiting:
+            self._drop_case_server(server)  # it spoke unasked
+            return
+        job = server.waiting.popleft()
+        pid = reply.get("pid")
+        valid = isinstance(pid, int) and pid > 0
+        known = not valid or pid in self.procs or pid in self.kernel_pids
+        uid = server.family.conf.uid
+        handle = None if known else processes.child_handle(pid, server.pid, uid)
+        if handle is None:
+            self._case_fallback(job)  # it could not fork, or named another process
+            self._drop_case_server(server)
+            return
+        try:
+            jail.ptrace(jail.PTRACE_SEIZE, pid, TRACE_OPTIONS)
+        except OSError:  # gVisor lets a tracer seize only its own children
+            _send(pid, handle, signal.SIGKILL)
+            self.case_servers_fail = True  # not traceable here: cases are forked from now on
+            self._case_fallback(job)
+            self._drop_case_server(server)
+            return
+        finally:
+            if handle >= 0:  # -1: no pidfds (gVisor)
+                os.close(handle)
+        job.pid = pid
+        job.extra["traced"] = True
+        self.procs[pid] = job
+        go = job.extra.pop("go")
+        with contextlib.suppress(OSError):
+            os.write(go, b"g")
+        _close(go)
+        _close(job.extra.pop("birth")[0])  # its stdin: the process has its own
+
+    def _case_fallback(self, job: Job) -> None:
+        """A case its server did not run: it runs as any program, forked from the template."""
+        for fd in list(job.pipes):
+            self._close_pipe(job, fd)
+        _close(job.extra.pop("go", -1))
+        stdin, cwd, env, birth, memory = job.extra.pop("birth")
+        try:
+            if job.family.fid in self.families:
+                self._start_process(job, stdin, cwd, env, birth, memory, True)
+        except Exception as exc:
+            self._fail(job.family, job.id, "internal", f"run failed in the supervisor: {exc!r}")
+        finally:
+            _close(stdin)
+
+    def _drop_case_server(self, server: CaseServer) -> None:
+        """End a case server (its family ended, it died, failed or lied): the cases it named
+        no pid for run as any program."""
+        if self.case_servers.pop(server.key, None) is None:
+            return
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(server.chan)
+        server.chan.close()
+        self.kernel_pids.discard(server.pid)
+        _signal(server.pid, signal.SIGKILL)  # our child: its pid is not reused before we reap
+        while server.waiting:
+            self._case_fallback(server.waiting.popleft())
 
     def _become_program(
         self, job: Job, kernel: KernelState, stdin: int, memory: int, script: str

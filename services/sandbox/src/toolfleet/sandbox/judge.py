@@ -320,6 +320,8 @@ def _case_fields(
     fields: dict[str, Any] = {"memory_bytes": memory_mb << 20, **prepared.fields,
                               "max_output": max_output}  # fmt: skip
     fields.pop("cwd", None)
+    if "python" in fields:
+        fields["case_server"] = True  # its cases forked by one process that loaded it
     if prepared.compiled is not None and prepared.cwd:
         names = prepared.compiled.files or {}
         fields["argv"] = anchored(fields["argv"], prepared.cwd, names)
