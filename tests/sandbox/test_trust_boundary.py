@@ -244,6 +244,27 @@ async def test_a_judged_python_program_cannot_forge_its_verdict(client, bystande
     assert obs["data"]["stdout"] == "41\n", obs
 
 
+SIBLING = (
+    "import ctypes, os, time\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+    "pid = libc.syscall(56, 0x8000 | 17, 0, 0, 0, 0)\n"  # clone(CLONE_PARENT | SIGCHLD)
+    "if pid == 0:\n    time.sleep(5)\n    os._exit(0)\n"
+    "print('refused' if pid < 0 else 'cloned')\n"
+)
+
+
+async def test_no_process_can_be_made_a_sibling_of_its_parent(client, bystander):
+    """A child made with CLONE_PARENT would be out of the tree the supervisor sweeps below a
+    program (a judge's case, whose parent is its case server, could leave one no sweep
+    finds): seccomp refuses it, in a cell and in a judged program."""
+    assert (await run(client, SIBLING))["data"]["stdout"] == "refused\n"
+    cases = [{"stdin": "", "expected_stdout": "refused\n"}] * 3
+    r = await client.post("/v1/judge", json={"language": "python", "code": SIBLING,
+                                             "cases": cases, "timeout_s": 120})  # fmt: skip
+    assert r.json()["data"]["passed"] == 3, r.text
+    obs = await run(client, "print(kept)", session_id=bystander)
+    assert obs["data"]["stdout"] == "41\n", obs
+
+
 async def test_the_output_cap_holds_against_raw_writes_and_patched_streams(client, bystander):
     sid = await new_session(client)
     flood = (
