@@ -50,3 +50,36 @@ def test_an_adopted_kernel_that_is_gone_is_not_signalled_by_its_pid() -> None:
     kernel.send(signal.SIGKILL)  # through the pidfd: nothing, and no error
     os.close(kernel.handle)
     chan.close()
+
+
+HEARING = """
+import os, signal, subprocess, sys, time
+from toolfleet.box import processes
+heard = []
+signal.signal(signal.SIGCHLD, lambda *_: heard.append(1))
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+def count(sig):
+    before = len(heard)
+    os.kill(child.pid, sig)
+    time.sleep(0.3)
+    return len(heard) - before
+print(count(signal.SIGSTOP), count(signal.SIGCONT))  # heard by default
+print(processes.hear_child_stops(False), count(signal.SIGSTOP), count(signal.SIGCONT))
+print(processes.hear_child_stops(True), count(signal.SIGSTOP), count(signal.SIGCONT))
+processes.hear_child_stops(False)
+before = len(heard)
+child.kill()
+time.sleep(0.3)
+print(len(heard) - before, child.wait())  # an exit is heard all the same
+"""
+
+
+def test_a_childs_stops_can_go_unheard_and_its_exit_is_heard() -> None:
+    """The supervisor stops and continues a kernel after every call: it hears of those stops
+    only while it traces a program (``Supervisor._hear_children``); Python's handler stays."""
+    out = subprocess.run([sys.executable, "-c", HEARING], capture_output=True, text=True,
+                         timeout=60, check=True).stdout.split("\n")  # fmt: skip
+    assert out[0] == "1 1"
+    assert out[1] == "True 0 0"
+    assert out[2] == "True 1 1"
+    assert out[3] == f"1 -{signal.SIGKILL}"

@@ -181,6 +181,38 @@ async def test_a_patched_kernel_cannot_name_another_process_as_its_fork(client, 
     assert obs["data"]["stdout"] == "41\n", obs
 
 
+SILENT_FORK = """
+import os, time
+import toolfleet.box.kernel as k
+def silent(self, workspace, fds):
+    pid = os.fork()
+    if pid == 0:  # the new kernel never says hello
+        time.sleep(60)
+        os._exit(0)
+    for fd in fds:
+        os.close(fd)
+    return {"op": "done", "pid": pid}
+k.Kernel.fork = silent
+"""
+
+
+async def test_a_fork_that_never_says_hello_holds_up_no_other_session(client, bystander):
+    """A patched kernel forks a child that never greets the supervisor: the fork request
+    fails when its time is up, and meanwhile every other session is answered (the loop
+    waited for the hello, up to 10 s, and every session of the zygote with it)."""
+    sid = await new_session(client)
+    assert (await run(client, SILENT_FORK, session_id=sid))["ok"]
+    fork = asyncio.create_task(client.post(f"/v1/sessions/{sid}/fork"))
+    await asyncio.sleep(1)  # the fork is waiting for its hello
+    obs = await run(client, "print(kept)", session_id=bystander)
+    assert obs["data"]["stdout"] == "41\n", obs
+    assert not fork.done()  # answered while the fork still waited
+    r = await fork
+    assert r.status_code >= 400 and "hello" in r.text, r.text
+    obs = await run(client, "print('still here')", session_id=sid)
+    assert obs["data"]["stdout"] == "still here\n", obs
+
+
 async def test_a_fork_killed_and_reaped_by_its_parent_is_let_go(client, bystander):
     """A forked kernel is a child of its parent kernel, which can kill and reap it: the
     supervisor then holds a pid that may be reused, and must reach it only through the
@@ -301,21 +333,25 @@ async def stamps_in(client, sid: str, name: str, low: float, high: float) -> lis
     return [s for s in stamps if low < s < high]
 
 
+CHANNEL = """
+import os
+def link(fd):
+    try:
+        return os.readlink(f'/proc/self/fd/{fd}')
+    except OSError:
+        return ''
+chan = [int(fd) for fd in os.listdir('/proc/self/fd') if link(fd).startswith('socket:')][0]
+"""  # the kernel's channel to the supervisor (its only socket), in a cell
+
+
 async def test_a_forged_report_on_the_channel_does_not_outlive_the_call(client, bystander):
     """The cell writes a fake 'done' frame on the kernel's own channel and keeps running: the
     call is answered early, but the rest of the cell stays frozen until a call pays for it."""
     sid = await new_session(client)
-    fake = (
-        "import json, os, struct, time\n"
+    fake = CHANNEL + (
+        "import json, struct, time\n"
         "frame = json.dumps({'op': 'done', 'result': \"'early'\", 'images': [], 'shown': 0,"
         " 'error': None}).encode()\n"
-        "def link(fd):\n"
-        "    try:\n"
-        "        return os.readlink(f'/proc/self/fd/{fd}')\n"
-        "    except OSError:\n"
-        "        return ''\n"
-        "fds = os.listdir('/proc/self/fd')\n"
-        "chan = [int(fd) for fd in fds if link(fd).startswith('socket:')][0]\n"
         "os.write(chan, struct.pack('!I', len(frame)) + frame)\n"
         "with open('stamps.txt', 'a') as f:\n"
         "    for _ in range(300):\n"
@@ -329,6 +365,25 @@ async def test_a_forged_report_on_the_channel_does_not_outlive_the_call(client, 
     assert obs["data"]["result"] == "'early'"
     await asyncio.sleep(1.5)
     assert await stamps_in(client, sid, "stamps.txt", answered + 0.2, answered + 1.4) == []
+
+
+async def test_half_a_frame_on_the_channel_holds_up_no_other_session(client, bystander):
+    """The cell writes the start of a frame on the kernel's channel and stays in the call:
+    the supervisor reads what comes as it comes, so the session next door is answered at
+    once (it waited for the rest of the frame, and every session of the zygote with it)."""
+    sid = await new_session(client)
+    half = CHANNEL + (
+        "import struct, time\n"
+        "os.write(chan, struct.pack('!I', 1000) + b'{\"op\": \"done\"')\n"
+        "time.sleep(60)\n"
+    )
+    hostile = asyncio.create_task(run(client, half, session_id=sid, timeout_s=8))
+    await asyncio.sleep(1)  # its half frame is on the channel
+    obs = await run(client, "print(kept)", session_id=bystander)
+    assert obs["data"]["stdout"] == "41\n", obs
+    assert not hostile.done()  # answered while the hostile call still ran
+    obs = await hostile
+    assert not obs["ok"], obs  # its call ended at its deadline, not with the half frame
 
 
 TICKER = """

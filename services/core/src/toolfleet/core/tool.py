@@ -8,6 +8,8 @@ Adding a tool is one module with a subclass and one line in its service's
 from __future__ import annotations
 
 import abc
+import copy
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
@@ -123,11 +125,24 @@ class Tool(abc.ABC, Generic[ArgsT]):
         return ToolSpec(
             name=self.name,
             description=self.description,
-            input_schema=plain_types(closed_schema(self.Arguments.model_json_schema())),
-            output_schema=self.Output.model_json_schema() if self.Output else None,
+            input_schema=copy.deepcopy(_input_schema(self.Arguments)),
+            output_schema=copy.deepcopy(_output_schema(self.Output)) if self.Output else None,
             service=self.service,
             stateful=self.stateful,
         )
+
+
+@functools.cache
+def _input_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON Schema of a tool's arguments, made once per model: pydantic builds it in
+    milliseconds, and ``find_tools`` asks for every tool's spec every few seconds."""
+    return plain_types(closed_schema(model.model_json_schema()))
+
+
+@functools.cache
+def _output_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON Schema of a tool's output, made once per model (see ``_input_schema``)."""
+    return model.model_json_schema()
 
 
 def closed_schema(schema: dict[str, Any]) -> dict[str, Any]:

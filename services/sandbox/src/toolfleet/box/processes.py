@@ -175,3 +175,27 @@ def cpu_ms(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) * 1000.0 / CLOCK_TICKS
     except (OSError, ValueError, IndexError):
         return 0.0
+
+
+# glibc's struct sigaction (x86_64 and aarch64 alike): the handler, a 1024-bit mask, the flags
+_SIGACTION_SIZE, _SA_FLAGS_AT, _SA_NOCLDSTOP = 152, 8 + 128, 1
+
+
+def hear_child_stops(on: bool) -> bool:
+    """Whether SIGCHLD comes when a child stops or continues (``SA_NOCLDSTOP`` cleared), as
+    well as when it exits: the handler Python installed stays, only that flag changes. A
+    tracer must hear its tracees' stops; a process that stops its children itself need not.
+    False when it could not be changed (the signal's handling is left as it was)."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        action = ctypes.create_string_buffer(_SIGACTION_SIZE)
+        if libc.sigaction(signal.SIGCHLD, None, action) != 0:
+            return False
+        flags = int.from_bytes(action.raw[_SA_FLAGS_AT : _SA_FLAGS_AT + 4], "little")
+        flags = flags & ~_SA_NOCLDSTOP if on else flags | _SA_NOCLDSTOP
+        ctypes.memmove(ctypes.addressof(action) + _SA_FLAGS_AT, flags.to_bytes(4, "little"), 4)
+        return libc.sigaction(signal.SIGCHLD, action, None) == 0
+    except (OSError, AttributeError):
+        return False

@@ -66,6 +66,9 @@ HATCH_TIMEOUT_S = 20.0
 KERNEL_IO_TIMEOUT_S = 5.0  # a kernel that stalls in the middle of a frame is broken
 FORK_TIMEOUT_S = 60.0
 SWEEP_INTERVAL_S = 1.0
+# a call's output pipes are watched from this long after its start on (its output is read at
+# its end anyway): a quick cell's print does not wake the loop once more before its report
+WATCH_OUTPUT_AFTER_S = 0.002
 CONTINUE_AFTER_BYTES = 32 << 10  # a request this big is sent to a kernel already continued
 SERVING = ("kernel", "cases")  # births that serve on a channel (kept open, not traced)
 COMPILED_MAX_CHARS = 16 << 10  # Python sources compiled here once for all their runs
@@ -99,6 +102,7 @@ class Family:
     kernels: set[int] = field(default_factory=set)  # kernel ids
     cgroup: bool = False  # a cgroup of its own (else its processes stay in the zygotes')
     tasks: int | None = None  # descriptor of its cgroup's task count, where there is one
+    frames: wire.FrameBuffer = field(default_factory=wire.FrameBuffer)  # its requests, framed
 
 
 @dataclass
@@ -114,6 +118,7 @@ class Job:
     started: float = field(default_factory=time.monotonic)
     interrupted: str | None = None  # "timeout" / "output_limit": why we stopped it
     kill_at: float | None = None
+    watch_at: float | None = None  # when its kernel's output pipes are to be watched
     pid: int | None = None  # the process of a bash command or program
     status: int | None = None  # its wait status
     usage: Any = None  # its resource usage (wait4)
@@ -142,6 +147,9 @@ class KernelState:
     stat: int = -1  # descriptor of /proc/<pid>/stat, read after every call
     handle: int = -1  # its pidfd (-1 without pidfds): a forked kernel is not our child, so
     # its pid could be reused once its parent kernel reaped it, before we hear it is gone
+    frames: wire.FrameBuffer = field(default_factory=wire.FrameBuffer)  # what it sent, framed
+    owed: int = 0  # answers due to ``_reap_for``'s requests (not a call's report)
+    watched: bool = False  # its output pipes are in the loop's selector (``_watch_output``)
 
     def send(self, sig: int) -> None:
         """Signal the kernel itself, never a later process with its pid."""
@@ -184,7 +192,7 @@ class CaseServer:
 
 @dataclass(eq=False)  # compared by identity (``Supervisor.births``)
 class Hatching:
-    """A kernel being started: forked, not yet greeted (its spawn request waits)."""
+    """A kernel being started: forked, not yet greeted (its spawn or fork request waits)."""
 
     rid: int
     family: Family
@@ -195,6 +203,8 @@ class Hatching:
     workspace: str
     env: dict[str, str]
     deadline: float = field(default_factory=lambda: time.monotonic() + HATCH_TIMEOUT_S)
+    bash_cwd: str | None = None  # a fork's: its parent's, moved to its workspace
+    handle: int | None = None  # a fork's pidfd (it is its parent kernel's child, not ours)
 
 
 class Supervisor:
@@ -239,6 +249,7 @@ class Supervisor:
             collections.OrderedDict()
         )
         self.next_kid = 1
+        self.hearing_stops = True  # whether a child's stop sends SIGCHLD (``_hear_children``)
         self.sel = selectors.DefaultSelector()
         self.devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
         self.base_rss = (processes.status_field(os.getpid(), "VmRSS") or 0) * 1024
@@ -366,9 +377,30 @@ class Supervisor:
                 else:
                     self._on_output(key.fd, what, owner)
             self._timers()
+            self._hear_children()
+
+    def _hear_children(self) -> None:
+        """Have SIGCHLD come for a child's stop only while a process that stops for the loop
+        can exist: a traced one (a program, a bash command, a judge's case) or one whose pid
+        is not read yet. Otherwise the only children that stop are kernels, stopped after
+        every call and continued for the next: each stop and continue would wake the loop
+        once more (a signal, the wakeup pipe, a turn) for nothing. Exits are always heard."""
+        need = (
+            bool(self.procs)
+            or any(isinstance(e, Job) for e in self.births)
+            or any(server.waiting for server in self.case_servers.values())
+        )
+        if need == self.hearing_stops:
+            return
+        if processes.hear_child_stops(need):
+            self.hearing_stops = need
+            if need:
+                self._reap()  # what stopped while nobody listened
 
     def _next_timer(self) -> float:
-        moments = [m for j in self._jobs() for m in (j.deadline, j.kill_at) if m is not None]
+        moments = [
+            m for j in self._jobs() for m in (j.deadline, j.kill_at, j.watch_at) if m is not None
+        ]
         moments += [egg.deadline for egg in self.hatching.values()]
         moments.append(self.last_sweep + SWEEP_INTERVAL_S)
         return max(0.0, min(moments) - time.monotonic())
@@ -522,13 +554,21 @@ class Supervisor:
     # ------------------------------------------------------------------ family requests
 
     def _on_family(self, family: Family) -> None:
+        """The service's requests on a family's channel, as they come (none carries a
+        descriptor)."""
         try:
-            msg, fds = wire.recv(family.chan)
-        except (wire.ChannelClosedError, OSError):
+            requests = family.frames.feed(wire.recv_available(family.chan))
+        except BlockingIOError:
+            return
+        except (wire.ChannelClosedError, OSError, ValueError):
             self._end_family(family)
             return
-        for fd in fds:
-            _close(fd)
+        for msg in requests:
+            if self.families.get(family.fid) is not family:
+                return  # ended by an earlier request of the batch
+            self._request(family, msg)
+
+    def _request(self, family: Family, msg: dict[str, Any]) -> None:
         rid = int(msg.get("id", 0))
         op = msg.get("op")
         handler = {
@@ -600,12 +640,14 @@ class Supervisor:
         self._unhatch(egg)
         try:
             kernel = self._adopt(
-                egg.family, egg.chan, egg.out, egg.err, egg.pid, egg.workspace, egg.workspace,
-                egg.env,
+                egg.family, egg.chan, egg.out, egg.err, egg.pid, egg.workspace,
+                egg.bash_cwd or egg.workspace, egg.env, egg.handle,
             )  # fmt: skip
         except (OSError, ConnectionError, ValueError) as exc:
             self._fail(egg.family, egg.rid, "internal", f"the kernel could not start: {exc}")
             return
+        if egg.handle is not None:
+            self._freeze_idle(egg.family)  # a fork: its parent's siblings stay stopped
         self._reply(
             egg.family,
             {"id": egg.rid, "ok": True, "kernel": kernel.kid, "pid": kernel.pid,
@@ -625,7 +667,10 @@ class Supervisor:
             return  # already given up
         self._born_pid(egg)
         self._unhatch(egg)
-        if egg.pid:
+        if egg.handle is not None:
+            _send(egg.pid, egg.handle, signal.SIGKILL)
+            _close(egg.handle)
+        elif egg.pid:
             _signal(egg.pid, signal.SIGKILL)
         egg.chan.close()
         for fd in (egg.out, egg.err):
@@ -637,8 +682,25 @@ class Supervisor:
         kernel.job = job
         if job is None:
             self.busy.pop(kernel.kid, None)
+            if kernel.watched:
+                kernel.watched = False
+                for fd in (kernel.out, kernel.err):
+                    with contextlib.suppress(KeyError, ValueError):
+                        self.sel.unregister(fd)
         else:
             self.busy[kernel.kid] = kernel
+            job.watch_at = job.started + WATCH_OUTPUT_AFTER_S
+
+    def _watch_output(self, kernel: KernelState) -> None:
+        """Read the busy kernel's output as it comes (and cap it while the call runs): from
+        ``WATCH_OUTPUT_AFTER_S`` into a call on. Until then the pipes hold what it writes
+        (64 KiB each: a kernel that writes more waits for them that long at most)."""
+        if kernel.job is not None:
+            kernel.job.watch_at = None
+        if not kernel.watched:
+            kernel.watched = True
+            self.sel.register(kernel.out, selectors.EVENT_READ, ("stdout", kernel))
+            self.sel.register(kernel.err, selectors.EVENT_READ, ("stderr", kernel))
 
     def _env(self, family: Family, workspace: str) -> dict[str, str]:
         tmp = "/tmp" if family.root.namespaces or self.private_tmp else workspace
@@ -873,7 +935,9 @@ class Supervisor:
         ``handle`` is its pidfd if the caller holds one (opened here otherwise)."""
         handle = processes.open_handle(pid) if handle is None else handle
         try:
-            chan.settimeout(HELLO_TIMEOUT_S)
+            # called once its channel is readable: a hello is one small write, all there
+            # (the rest of a frame never waited for: the loop serves every family)
+            chan.settimeout(0)
             hello, fds = wire.recv(chan, max_frame=4096)
             for fd in fds:
                 os.close(fd)
@@ -906,8 +970,6 @@ class Supervisor:
         self.kernel_pids.add(pid)
         family.kernels.add(kernel.kid)
         self.sel.register(chan, selectors.EVENT_READ, ("kernel", kernel))
-        self.sel.register(out, selectors.EVENT_READ, ("stdout", kernel))
-        self.sel.register(err, selectors.EVENT_READ, ("stderr", kernel))
         state = self._bash_state(kernel)
         with contextlib.suppress(FileExistsError):
             os.mkdir(state[1], 0o700, dir_fd=state[0])
@@ -1008,35 +1070,48 @@ class Supervisor:
         )
 
     def _on_kernel(self, kernel: KernelState) -> None:
-        job = kernel.job
+        """What a kernel sent: read as it comes, never waited for (a kernel that stops in
+        the middle of a frame holds up its own call, not the loop), each whole frame
+        handled."""
         limit = 8 << 20
-        if job is not None and job.kind == "python":
-            r = job.request
+        if kernel.job is not None and kernel.job.kind == "python":
+            r = kernel.job.request
             limit += (int(r["max_images"]) + 1) * int(r["max_image_bytes"]) * 4 // 3
             limit += int(r["max_result"]) * 4
+        kernel.frames.max_frame = limit
         try:
-            report, fds = wire.recv(kernel.chan, max_frame=limit)
+            reports = kernel.frames.feed(wire.recv_available(kernel.chan))
+        except BlockingIOError:
+            return  # the readiness was stale
         except (wire.ChannelClosedError, OSError, ValueError):
             self._kill_kernel(kernel)
             self._kernel_gone(kernel)
             return
-        for fd in fds:
-            os.close(fd)
-        if job is None:
-            return  # a kernel speaking out of turn (continued by a sibling): not listened to
-        if job.kind == "fork":
-            self._forked(kernel, job, report)
-        else:
-            self._cell_done(kernel, job, report)
+        for report in reports:
+            job = kernel.job
+            if kernel.owed:
+                kernel.owed -= 1  # the answer to ``_reap_for``'s request
+                if job is not None and "report" in job.extra:
+                    self._cell_done(kernel, job, job.extra["report"])  # its children collected
+                continue
+            if job is None or self.kernels.get(kernel.kid) is not kernel:
+                return  # a kernel speaking out of turn (continued by a sibling): not heard
+            if job.kind == "fork":
+                self._forked(kernel, job, report)
+            else:
+                self._cell_done(kernel, job, report)
 
     def _cell_done(self, kernel: KernelState, job: Job, report: dict[str, Any]) -> None:
         family = kernel.family
         threads, cpu = processes.threads_and_cpu(kernel.pid, kernel.stat)
         if not self._alone(family, kernel, threads) and kernel.alive():
             direct = [c for c in processes.children(kernel.pid) if c not in self.kernel_pids]
-            if direct and self._kill_below(kernel.pid):
-                self._reap_for(kernel, direct)
+            killed = bool(direct) and self._kill_below(kernel.pid)
             self._kill_orphans(family)
+            if killed and "report" not in job.extra:
+                job.extra["report"] = report
+                self._reap_for(kernel, direct)
+                return  # the call ends once the kernel has collected them (``_on_kernel``)
         kernel.send(signal.SIGSTOP)
         self._drain(job, kernel.out, "stdout")
         self._drain(job, kernel.err, "stderr")
@@ -1123,12 +1198,14 @@ class Supervisor:
 
     def _reap_for(self, kernel: KernelState, pids: list[int]) -> None:
         """Have the kernel collect the children we just killed (only a parent can; their
-        zombies would count against the family's process limit)."""
+        zombies would count against the family's process limit). Its answer is an event of
+        the loop (``_on_kernel``), which then ends the call: a kernel that does not answer
+        holds up only its own call, until its deadline."""
         try:
             wire.send(kernel.chan, {"op": "reap", "pids": pids})
-            wire.recv(kernel.chan, max_frame=4096)
-        except (wire.ChannelClosedError, OSError, ValueError):
-            pass  # a kernel that does not reap keeps its zombies: its family's problem
+        except OSError:
+            return  # a kernel that does not read keeps its zombies: its family's problem
+        kernel.owed += 1
 
     def _kernel_gone(self, kernel: KernelState) -> None:
         """The kernel's channel closed: it died (killed by us, a limit, or itself)."""
@@ -1178,9 +1255,10 @@ class Supervisor:
         with contextlib.suppress(BlockingIOError, OSError):
             while True:
                 data = os.read(fd, 1 << 16)
-                if not data:
-                    return
-                job.output.add(stream, data)
+                if data:
+                    job.output.add(stream, data)
+                if len(data) < 1 << 16:
+                    return  # that read emptied the pipe
 
     # ------------------------------------------------------------------ deadlines
 
@@ -1195,6 +1273,8 @@ class Supervisor:
             job = kernel.job
             if job is None:
                 continue
+            if job.watch_at is not None and now >= job.watch_at:
+                self._watch_output(kernel)
             if job.kill_at is not None and now >= job.kill_at:
                 self._kill_kernel(kernel)  # its channel closes: _kernel_gone answers
                 job.kill_at = None
@@ -1206,7 +1286,7 @@ class Supervisor:
         for egg in list(self.hatching.values()):
             if now >= egg.deadline and self._born_pid(egg):
                 where = processes.state_of(egg.pid)
-                self._addled(egg, f"no hello within {HATCH_TIMEOUT_S:g} s (it was {where})")
+                self._addled(egg, f"no hello in time (it was {where})")
         if now >= self.last_sweep + SWEEP_INTERVAL_S:
             self._sweep_strays()
 
@@ -1853,10 +1933,6 @@ class Supervisor:
                 return x["workspace"] + value[len(old) :] if value.startswith(old) else value
 
             env = {k: moved(v) for k, v in kernel.bash_env.items()}
-            child = self._adopt(
-                family, x["chan"], x["out"], x["err"], pid, x["workspace"],
-                moved(kernel.bash_cwd), env, handle,
-            )  # fmt: skip
         except (OSError, ConnectionError, ValueError) as exc:
             x["chan"].close()
             for fd in (x["out"], x["err"]):
@@ -1864,9 +1940,17 @@ class Supervisor:
                     os.close(fd)
             self._fail(family, job.id, "internal", str(exc))
             return
-        self._freeze_idle(family)
-        self._reply(family, {"id": job.id, "ok": True, "kernel": child.kid, "pid": child.pid,
-                             "workspace": child.workspace})  # fmt: skip
+        # taken in when it says hello (``_hatched``), an event of the loop: a fork that
+        # never does (its parent is model code) holds up nothing but its own request
+        egg = Hatching(
+            job.id, family, x["chan"], x["out"], x["err"], pid, x["workspace"], env,
+            time.monotonic() + HELLO_TIMEOUT_S, moved(kernel.bash_cwd), handle,
+        )  # fmt: skip
+        self.kernel_pids.add(pid)
+        self.hatching[egg.chan.fileno()] = egg
+        self.sel.register(egg.chan, selectors.EVENT_READ, ("hello", egg))
+        if _readable(egg.chan):
+            self._hatched(egg)  # it has said it already (a turn of the loop less)
 
     # ------------------------------------------------------------------ files
 

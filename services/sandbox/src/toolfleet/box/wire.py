@@ -101,6 +101,34 @@ def _close(fd: int) -> None:
         os.close(fd)
 
 
+def recv_available(sock: socket.socket, most: int = 4 << 20) -> bytes:
+    """What the peer has sent so far (up to about ``most`` bytes), never waiting: for a loop
+    that serves many peers, one of which may stop in the middle of a frame. Raises
+    ``BlockingIOError`` when nothing is there and :class:`ChannelClosedError` once the peer
+    is gone. Descriptors sent along are dropped (``read`` closes them)."""
+    chunks: list[bytes] = []
+    got = 0
+    fd, timed = sock.fileno(), sock.gettimeout() is not None
+    while got < most:
+        try:
+            # a socket with a timeout has a non-blocking descriptor, and its recv would poll
+            # first (up to the timeout): read(2) it; a blocking one is asked not to wait
+            data = os.read(fd, 1 << 16) if timed else sock.recv(1 << 16, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            break
+        if not data:
+            if chunks:
+                break  # the end is seen at the next read
+            raise ChannelClosedError("channel closed")
+        chunks.append(data)
+        got += len(data)
+        if len(data) < 1 << 16:
+            break
+    if not chunks:
+        raise BlockingIOError("nothing to read")
+    return b"".join(chunks)
+
+
 # --------------------------------------------------------------------------- asyncio side
 
 

@@ -141,6 +141,11 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.clear()
     os.environ.update(kernel_env())
+    with contextlib.suppress(OSError, AttributeError):
+        # everything of the sandbox (this supervisor, its fork server, kernels, programs) is
+        # batch work to the scheduler: woken, it does not preempt the gateway (a reply it
+        # sends, a request of another session), which then goes on serving meanwhile
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     try:
         control = socket.socket(fileno=args.fd) if args.fd is not None else _listen(args.listen)
     except TimeoutError:
