@@ -1108,9 +1108,8 @@ class Supervisor:
             direct = [c for c in processes.children(kernel.pid) if c not in self.kernel_pids]
             killed = bool(direct) and self._kill_below(kernel.pid)
             self._kill_orphans(family)
-            if killed and "report" not in job.extra:
+            if killed and "report" not in job.extra and self._reap_for(kernel, direct):
                 job.extra["report"] = report
-                self._reap_for(kernel, direct)
                 return  # the call ends once the kernel has collected them (``_on_kernel``)
         kernel.send(signal.SIGSTOP)
         self._drain(job, kernel.out, "stdout")
@@ -1196,16 +1195,18 @@ class Supervisor:
         seen, family.oom_seen = family.oom_seen, self.cgroups.oom_kills(family.fid)
         return family.oom_seen > seen
 
-    def _reap_for(self, kernel: KernelState, pids: list[int]) -> None:
+    def _reap_for(self, kernel: KernelState, pids: list[int]) -> bool:
         """Have the kernel collect the children we just killed (only a parent can; their
         zombies would count against the family's process limit). Its answer is an event of
         the loop (``_on_kernel``), which then ends the call: a kernel that does not answer
-        holds up only its own call, until its deadline."""
+        holds up only its own call, until its deadline. False when it could not be asked
+        (the call ends now: a kernel that does not read keeps its zombies)."""
         try:
             wire.send(kernel.chan, {"op": "reap", "pids": pids})
         except OSError:
-            return  # a kernel that does not read keeps its zombies: its family's problem
+            return False
         kernel.owed += 1
+        return True
 
     def _kernel_gone(self, kernel: KernelState) -> None:
         """The kernel's channel closed: it died (killed by us, a limit, or itself)."""
