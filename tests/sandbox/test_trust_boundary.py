@@ -386,6 +386,34 @@ async def test_half_a_frame_on_the_channel_holds_up_no_other_session(client, bys
     assert not obs["ok"], obs  # its call ended at its deadline, not with the half frame
 
 
+async def test_a_kernel_that_stops_reading_holds_up_no_other_session(client, bystander):
+    """The cell answers its call with a forged report and never returns to read the
+    channel; the next call's request (bigger than the channel's buffer) cannot all be sent.
+    The supervisor keeps the rest and sends it as the channel drains, an event of its loop:
+    the session next door is answered at once (the supervisor waited to send it all, and
+    every session of the zygote with it, up to 5 s, then killed the kernel)."""
+    sid = await new_session(client)
+    stuck = CHANNEL + (
+        "import json, struct, time\n"
+        "frame = json.dumps({'op': 'done', 'result': None, 'images': [], 'shown': 0,"
+        " 'error': None}).encode()\n"
+        "os.write(chan, struct.pack('!I', len(frame)) + frame)\n"
+        "time.sleep(600)\n"
+    )
+    assert (await run(client, stuck, session_id=sid))["ok"]
+    big = "# " + "x" * 900_000 + "\nprint('read')"  # a request of ~900 KB: over the buffer
+    hostile = asyncio.create_task(run(client, big, session_id=sid, timeout_s=8))
+    await asyncio.sleep(0.5)  # its request is being sent
+    asked = time.monotonic()
+    obs = await run(client, "print(kept)", session_id=bystander)
+    waited = time.monotonic() - asked
+    assert obs["data"]["stdout"] == "41\n", obs
+    assert waited < 3.5, waited  # it was ~4.5 s (the rest of a 5 s send timeout)
+    assert not hostile.done()  # answered while the hostile call still ran
+    obs = await hostile
+    assert not obs["ok"], obs  # that call ended at its deadline, its request never read
+
+
 TICKER = """
 import threading, time, os, subprocess
 def tick():

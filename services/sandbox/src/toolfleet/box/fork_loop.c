@@ -80,8 +80,12 @@ static void answer(int chan, long pid, int err) {
 
 /* Serve requests on `chan` until it closes. Returns (0) only in a child: `*data` and `*len`
  * are its request (valid for the child's life), `fds[0..*nfds)` its descriptors (received
- * as Python's recvmsg receives them: inheritable). */
-int tf_fork_loop(int chan, char **data, int *len, int *fds, int maxfds, int *nfds) {
+ * as Python's recvmsg receives them: inheritable). `sibling`: the children are our parent's
+ * (CLONE_PARENT: the fork server's, the supervisor's children); else our own (a judge's
+ * case server, whose cases are its children). */
+int tf_fork_loop(int chan, int sibling, char **data, int *len, int *fds, int maxfds,
+                 int *nfds) {
+  long flags = (sibling ? CLONE_PARENT_FLAG : 0) | SIGCHLD;
   for (;;) {
     uint32_t header;
     *nfds = 0;
@@ -94,7 +98,7 @@ int tf_fork_loop(int chan, char **data, int *len, int *fds, int maxfds, int *nfd
       if (buf == MAP_FAILED) _exit(1);
     }
     if (recv_exact(chan, buf, size, fds, maxfds, nfds) != 0) _exit(0);
-    long pid = syscall(SYS_clone, CLONE_PARENT_FLAG | SIGCHLD, 0, 0, 0, 0);
+    long pid = syscall(SYS_clone, flags, 0, 0, 0, 0);
     if (pid == 0) {
       *data = buf;
       *len = (int)size;

@@ -119,25 +119,39 @@ def _serve_in_c(
 ) -> None:
     """libconfine's loop (``fork_loop.c``) serves; it returns only in a child, which runs
     ``born``. Returns (to the Python loop) only where the library does not load."""
+    _prepare_server()
+    child = fork_loop_in_c(chan, library, sibling=True)
+    if child is None:
+        return
+    try:
+        born(*child)
+    finally:
+        os._exit(126)
+
+
+def fork_loop_in_c(
+    chan: socket.socket, library: str, sibling: bool
+) -> tuple[dict[str, Any], list[int]] | None:
+    """Serve requests for processes on ``chan`` in libconfine's loop (``fork_loop.c``):
+    it never returns in this process, which touches no page of Python's again between
+    clones. In each child it makes: returns the child's request and descriptors (``chan``
+    closed). ``sibling``: the children are our parent's (``CLONE_PARENT``), else ours.
+    None (at once) where the library does not load."""
     try:
         loop = ctypes.PyDLL(library).tf_fork_loop  # the GIL held across, as os.fork does
     except (OSError, AttributeError):
-        return
+        return None
     loop.restype = ctypes.c_int
-    _prepare_server()
     data, size, count = ctypes.c_char_p(), ctypes.c_int(), ctypes.c_int()
     fds = (ctypes.c_int * 16)()
     # Held for every clone to come, as around one fork: the server itself never runs Python
     # again, so only the children (PyOS_AfterFork_Child) ever release them.
     ctypes.pythonapi.PyOS_BeforeFork()
-    loop(chan.fileno(), ctypes.byref(data), ctypes.byref(size), fds, len(fds), ctypes.byref(count))
+    loop(chan.fileno(), int(sibling), ctypes.byref(data), ctypes.byref(size), fds, len(fds),
+         ctypes.byref(count))  # fmt: skip
     ctypes.pythonapi.PyOS_AfterFork_Child()
     chan.close()
-    request = json.loads(ctypes.string_at(data, size.value))
-    try:
-        born(request, list(fds[: count.value]))
-    finally:
-        os._exit(126)
+    return json.loads(ctypes.string_at(data, size.value)), list(fds[: count.value])
 
 
 def _prepare_server() -> None:

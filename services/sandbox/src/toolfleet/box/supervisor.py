@@ -63,7 +63,7 @@ HELLO_TIMEOUT_S = 10.0  # a forked kernel's, waited for in the loop
 # a spawned kernel's (a loaded machine; the loop serves others meanwhile): under the service's
 # wait for the spawn's answer (3 x ANSWER_MARGIN_S), so that a failure is answered, not lost
 HATCH_TIMEOUT_S = 20.0
-KERNEL_IO_TIMEOUT_S = 5.0  # a kernel that stalls in the middle of a frame is broken
+KERNEL_IO_TIMEOUT_S = 5.0  # a fresh kernel or a case server that stalls in a frame is broken
 FORK_TIMEOUT_S = 60.0
 SWEEP_INTERVAL_S = 1.0
 # a call's output pipes are watched from this long after its start on (its output is read at
@@ -150,6 +150,8 @@ class KernelState:
     frames: wire.FrameBuffer = field(default_factory=wire.FrameBuffer)  # what it sent, framed
     owed: int = 0  # answers due to ``_reap_for``'s requests (not a call's report)
     watched: bool = False  # its output pipes are in the loop's selector (``_watch_output``)
+    outbox: bytearray = field(default_factory=bytearray)  # sent to it once its channel takes it
+    outbox_at: int = 0  # how much of the outbox went
 
     def send(self, sig: int) -> None:
         """Signal the kernel itself, never a later process with its pid."""
@@ -341,12 +343,16 @@ class Supervisor:
         if self.forker is not None:
             self.sel.register(self.forker.chan, selectors.EVENT_READ, ("forked", None))
         while True:
-            for key, _ in self.sel.select(self._next_timer()):
+            for key, mask in self.sel.select(self._next_timer()):
                 if self.sel.get_map().get(key.fd) is not key:
                     # handling an earlier event of this batch closed that descriptor (and
                     # its number may already be another's): the event is stale
                     continue
                 what, owner = key.data
+                if what == "kernel" and mask & selectors.EVENT_WRITE:
+                    self._flush(owner)
+                    if not mask & selectors.EVENT_READ or self.kernels.get(owner.kid) is not owner:
+                        continue
                 if what == "family":
                     self._on_family(owner)
                 elif what == "control":
@@ -829,7 +835,8 @@ class Supervisor:
             else:
                 self._enter_in_python(birth, fds, ns_fds)
             if birth["run"] == "cases":
-                cases.serve(socket.socket(fileno=fds[3]), birth["script"], birth["compiled"])
+                chan = socket.socket(fileno=fds[3])
+                cases.serve(chan, birth["script"], birth["compiled"], self.confine_library)
             elif kernel:
                 Kernel(socket.socket(fileno=fds[3]), str(birth["cwd"])).serve()
             elif birth["run"] == "python":
@@ -958,7 +965,6 @@ class Supervisor:
                 said_text = said.decode(errors="replace")
                 raise ConnectionError(f"{exc!r}; it said: {said_text}") from exc
             raise
-        chan.settimeout(KERNEL_IO_TIMEOUT_S)
         for fd in (out, err):
             os.set_blocking(fd, False)
         kernel = KernelState(
@@ -1028,6 +1034,7 @@ class Supervisor:
             return
         job = self._job(family, msg, "python")
         job.cpu_before = kernel.cpu_ms
+        self._late_output(kernel, job)
         self._busy(kernel, job)
         cell = {
             "op": "python",
@@ -1039,6 +1046,19 @@ class Supervisor:
         }
         self._send_continued(kernel, cell)
 
+    def _late_output(self, kernel: KernelState, job: Job) -> None:
+        """What the stopped kernel's pipes hold as its call starts: written by a thread of
+        it after its last call's report, before the stop reached it (a stop is asynchronous:
+        a thread on the other CPU runs on a moment). This call's first output, said so."""
+        for fd, stream in ((kernel.out, "stdout"), (kernel.err, "stderr")):
+            before = job.output.total[stream]
+            self._drain(job, fd, stream)
+            if late := job.output.total[stream] - before:
+                job.extra.setdefault("notes", []).append(
+                    f"the first {late} bytes of {stream} were written after the session's "
+                    "previous call had ended (by a thread still running as it was stopped)"
+                )
+
     def _send_continued(
         self, kernel: KernelState, msg: dict[str, Any], fds: list[int] | None = None
     ) -> None:
@@ -1049,13 +1069,47 @@ class Supervisor:
         first = len(frame) > CONTINUE_AFTER_BYTES  # it must read as we write
         if first:
             kernel.send(signal.SIGCONT)
-        try:
-            wire.send_frame(kernel.chan, frame, fds)
-        except OSError:
+        if not self._to_kernel(kernel, frame, fds):
             self._kernel_gone(kernel)
             return
         if not first:
             kernel.send(signal.SIGCONT)
+
+    def _to_kernel(self, kernel: KernelState, frame: bytes, fds: list[int] | None = None) -> bool:
+        """Send a kernel a frame without waiting for it to read: a kernel is model code, and
+        one that stops reading would hold up the loop (every family of the zygote). What its
+        channel does not take now is kept and sent as the channel drains, an event of the
+        loop (``_flush``); its call's deadline bounds the wait. False when the kernel is gone
+        or its channel is still full of an earlier frame and ``fds`` must go (it answered
+        without reading its request: broken)."""
+        if kernel.outbox:
+            if fds:
+                return False
+            kernel.outbox += frame
+            return True
+        try:
+            sent = wire.send_available(kernel.chan, frame, fds)
+        except OSError:
+            return False
+        if sent < len(frame):
+            kernel.outbox += memoryview(frame)[sent:]
+            self.sel.modify(kernel.chan, selectors.EVENT_READ | selectors.EVENT_WRITE,
+                            ("kernel", kernel))  # fmt: skip
+        return True
+
+    def _flush(self, kernel: KernelState) -> None:
+        """The kernel's channel takes more: send it more of its outbox."""
+        try:
+            kernel.outbox_at += wire.send_available(
+                kernel.chan, memoryview(kernel.outbox)[kernel.outbox_at :]
+            )
+        except OSError:
+            self._kernel_gone(kernel)
+            return
+        if kernel.outbox_at >= len(kernel.outbox):
+            kernel.outbox.clear()
+            kernel.outbox_at = 0
+            self.sel.modify(kernel.chan, selectors.EVENT_READ, ("kernel", kernel))
 
     def _job(self, family: Family, msg: dict[str, Any], kind: str) -> Job:
         now = time.monotonic()
@@ -1136,7 +1190,7 @@ class Supervisor:
     def _cell_reply(
         self, job: Job, report: dict[str, Any], threads: int, cpu: float, alive: bool
     ) -> dict[str, Any]:
-        notes = job.output.notes()
+        notes = job.extra.get("notes", []) + job.output.notes()
         stdout, stderr = job.output.text("stdout"), job.output.text("stderr")
         r = job.request
         images, dropped = [], []
@@ -1201,9 +1255,7 @@ class Supervisor:
         the loop (``_on_kernel``), which then ends the call: a kernel that does not answer
         holds up only its own call, until its deadline. False when it could not be asked
         (the call ends now: a kernel that does not read keeps its zombies)."""
-        try:
-            wire.send(kernel.chan, {"op": "reap", "pids": pids})
-        except OSError:
+        if not self._to_kernel(kernel, wire.encode({"op": "reap", "pids": pids})):
             return False
         kernel.owed += 1
         return True
@@ -1834,6 +1886,7 @@ class Supervisor:
             "address_space": self.base_vm + memory if 0 < memory < limit else 0,
         }
         try:
+            kernel.chan.settimeout(KERNEL_IO_TIMEOUT_S)  # a fresh kernel: it reads
             wire.send(kernel.chan, request, [stdin])
         except OSError:
             _signal(pid, signal.SIGKILL)  # reaped as the job's process: it ends the job

@@ -68,6 +68,20 @@ def send_frame(sock: socket.socket, frame: bytes, fds: list[int] | None = None) 
         sock.sendall(frame)
 
 
+def send_available(
+    sock: socket.socket, data: bytes | memoryview, fds: list[int] | None = None
+) -> int:
+    """Send what the peer's side of the socket takes now (a non-blocking socket), never
+    waiting: how many bytes went (0 when it is full). ``fds`` go with the first byte; a
+    socket too full for one raises ``BlockingIOError``."""
+    try:
+        return sock.sendmsg([data], _ancillary(fds)) if fds else sock.send(data)
+    except (BlockingIOError, InterruptedError):
+        if fds:
+            raise BlockingIOError("the channel is full: no room for the descriptors") from None
+        return 0
+
+
 def _recv_exact(sock: socket.socket, size: int, fds: list[int]) -> bytes:
     chunks, remaining = [], size
     while remaining:
