@@ -83,3 +83,22 @@ def test_a_childs_stops_can_go_unheard_and_its_exit_is_heard() -> None:
     assert out[1] == "True 0 0"
     assert out[2] == "True 1 1"
     assert out[3] == f"1 -{signal.SIGKILL}"
+
+
+def test_working_directories_are_numbered_on_and_skip_what_is_there(tmp_path) -> None:
+    """Each run of a judge gets a fresh directory: numbered on from the last one (not looked
+    for from ``w1`` up each time), past a name the family made itself."""
+    from toolfleet.box import jail
+
+    root = jail.family_directory(str(tmp_path), 7, os.getuid(), private_tmp=False)
+    try:
+        first = jail.new_workspace(root, os.getuid())
+        os.mkdir(tmp_path / "f7" / "w2")  # the family's own, in its root
+        second = jail.new_workspace(root, os.getuid())
+        assert (first, second) == (f"{tmp_path}/f7/w1", f"{tmp_path}/f7/w3")
+        os.rmdir(first)  # a freed name is not handed out again
+        assert jail.new_workspace(root, os.getuid()) == f"{tmp_path}/f7/w4"
+        assert processes.status_field(os.getpid(), "Tgid") == os.getpid()
+        assert processes.status_field(os.getpid(), "NoSuchField") is None
+    finally:
+        root.close()

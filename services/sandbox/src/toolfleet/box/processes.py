@@ -10,6 +10,16 @@ from collections.abc import Container
 _CHILDREN_FILES = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
 
 
+def read_proc(path: str) -> bytes:
+    """A /proc file's bytes (one read: they are small). ``open()`` would build a text file
+    object for each (~6 us more a read, several reads for every program and judge case)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 16384)
+    finally:
+        os.close(fd)
+
+
 def children(pid: int) -> list[int]:
     """Direct children of ``pid``: from /proc/<pid>/task/*/children, or where the kernel has
     no such file (gVisor) from every process's parent."""
@@ -18,8 +28,7 @@ def children(pid: int) -> list[int]:
     found: list[int] = []
     with contextlib.suppress(OSError):
         for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                found.extend(int(c) for c in f.read().split())
+            found.extend(int(c) for c in read_proc(f"/proc/{pid}/task/{tid}/children").split())
     return found
 
 
@@ -72,8 +81,7 @@ def reap() -> list[int]:
 def parent_of(pid: int) -> int | None:
     """The parent pid of ``pid`` (None when it is gone)."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
+        return int(read_proc(f"/proc/{pid}/stat").rsplit(b")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
         return None
 
@@ -129,13 +137,11 @@ def uid_of(pid: int) -> int | None:
 def status_field(pid: int, name: str) -> int | None:
     """An integer field of /proc/<pid>/status (``Threads``, ``VmRSS`` in kB ...)."""
     try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(name + ":"):
-                    return int(line.split()[1])
+        text = b"\n" + read_proc(f"/proc/{pid}/status")
+        at = text.find(f"\n{name}:".encode())
+        return None if at < 0 else int(text[at + len(name) + 2 :].split(maxsplit=1)[0])
     except (OSError, ValueError, IndexError):
         return None
-    return None
 
 
 def state_of(pid: int) -> str:
@@ -156,12 +162,8 @@ def threads_and_cpu(pid: int, stat: int = -1) -> tuple[int, float]:
     """How many threads ``pid`` has and the CPU time (ms) it has used, in one read (of
     ``stat``, an open descriptor of its /proc/<pid>/stat, when given)."""
     try:
-        if stat >= 0:
-            text = os.pread(stat, 4096, 0).decode()
-        else:
-            with open(f"/proc/{pid}/stat") as f:
-                text = f.read()
-        fields = text.rsplit(")", 1)[1].split()
+        text = os.pread(stat, 4096, 0) if stat >= 0 else read_proc(f"/proc/{pid}/stat")
+        fields = text.rsplit(b")", 1)[1].split()
         return int(fields[17]), (int(fields[11]) + int(fields[12])) * 1000.0 / CLOCK_TICKS
     except (OSError, ValueError, IndexError):
         return 0, 0.0
@@ -170,8 +172,7 @@ def threads_and_cpu(pid: int, stat: int = -1) -> tuple[int, float]:
 def cpu_ms(pid: int) -> float:
     """CPU time (user + system) ``pid`` has used, in milliseconds; 0 when it is gone."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+        fields = read_proc(f"/proc/{pid}/stat").rsplit(b")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) * 1000.0 / CLOCK_TICKS
     except (OSError, ValueError, IndexError):
         return 0.0
