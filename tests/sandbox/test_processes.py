@@ -102,3 +102,24 @@ def test_working_directories_are_numbered_on_and_skip_what_is_there(tmp_path) ->
         assert processes.status_field(os.getpid(), "NoSuchField") is None
     finally:
         root.close()
+
+
+def test_every_child_of_a_big_tree_is_found() -> None:
+    """A task's children file comes a page of pids a read: all of them are read (a sweep that
+    saw the first ~600 would leave the rest running)."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, sys\n"
+         "kids = [subprocess.Popen(['sleep', '60']) for _ in range(800)]\n"
+         "print('ready', flush=True)\n"
+         "sys.stdin.read()\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert parent.stdout is not None and parent.stdout.readline() == b"ready\n"
+        found = processes.children(parent.pid)
+        assert len(found) == 800 and len(set(found)) == 800
+        assert all(processes.parent_of(pid) == parent.pid for pid in found[::50])
+    finally:
+        processes.kill_tree(parent.pid)
+        parent.wait()

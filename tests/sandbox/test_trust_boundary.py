@@ -414,6 +414,22 @@ async def test_a_kernel_that_stops_reading_holds_up_no_other_session(client, bys
     assert not obs["ok"], obs  # that call ended at its deadline, its request never read
 
 
+async def test_output_written_between_calls_is_said_to_be(client, bystander):
+    """A fork keeps a descriptor of its parent's output pipe that a cell made, and writes
+    into it while the parent is stopped between calls: the parent's next call shows those
+    bytes first and says they were written between calls (it showed them as its own)."""
+    sid = await new_session(client)
+    assert (await run(client, "import os\nkept = os.dup(1)", session_id=sid))["ok"]
+    child = (await client.post(f"/v1/sessions/{sid}/fork")).json()["session_id"]
+    obs = await run(client, "os.write(kept, b'from the fork\\n')", session_id=child)
+    assert obs["ok"] and obs["data"]["stdout"] == "", obs
+    obs = await run(client, "print('mine')", session_id=sid)
+    assert obs["data"]["stdout"] == "from the fork\nmine\n", obs
+    assert any("14 bytes of stdout were written between calls" in n for n in obs["data"]["notes"])
+    obs = await run(client, "print('again')", session_id=sid)
+    assert obs["data"]["stdout"] == "again\n" and not obs["data"].get("notes"), obs
+
+
 TICKER = """
 import threading, time, os, subprocess
 def tick():

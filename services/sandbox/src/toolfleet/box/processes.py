@@ -11,11 +11,15 @@ _CHILDREN_FILES = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
 
 
 def read_proc(path: str) -> bytes:
-    """A /proc file's bytes (one read: they are small). ``open()`` would build a text file
-    object for each (~6 us more a read, several reads for every program and judge case)."""
+    """A /proc file's bytes. ``open()`` would build a text file object for each (~6 us
+    more a read, several reads for every program and judge case)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        return os.read(fd, 16384)
+        data = os.read(fd, 16384)
+        # to its end: a file of records (a task's children) comes a page of them a read
+        while data and (more := os.read(fd, 16384)):
+            data += more
+        return data
     finally:
         os.close(fd)
 

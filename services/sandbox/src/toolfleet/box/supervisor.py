@@ -1047,16 +1047,19 @@ class Supervisor:
         self._send_continued(kernel, cell)
 
     def _late_output(self, kernel: KernelState, job: Job) -> None:
-        """What the stopped kernel's pipes hold as its call starts: written by a thread of
-        it after its last call's report, before the stop reached it (a stop is asynchronous:
-        a thread on the other CPU runs on a moment). This call's first output, said so."""
+        """What the stopped kernel's pipes hold as its call starts: written after its last
+        call had ended — by a thread of it after its report, before the stop reached it (a
+        stop is asynchronous: a thread on the other CPU runs on a moment), or by another
+        process of the session that holds its output (a fork keeps the descriptors a cell
+        made). This call's first output, said so."""
         for fd, stream in ((kernel.out, "stdout"), (kernel.err, "stderr")):
             before = job.output.total[stream]
             self._drain(job, fd, stream)
             if late := job.output.total[stream] - before:
                 job.extra.setdefault("notes", []).append(
-                    f"the first {late} bytes of {stream} were written after the session's "
-                    "previous call had ended (by a thread still running as it was stopped)"
+                    f"the first {late} bytes of {stream} were written between calls (after "
+                    "the session's previous call had ended, by a thread still running as "
+                    "it was stopped or by another process holding its output)"
                 )
 
     def _send_continued(
