@@ -191,3 +191,33 @@ async def test_a_compiled_program_cannot_forge_its_verdict(client, language):
     obs = await judge(client, language=language, code=FORGERS[language], cases=cases)
     assert obs["data"]["verdict"] == "WA", obs["data"]
     assert obs["data"]["passed"] == 0
+
+
+async def test_a_batch_of_cases_starts_none_after_a_failure(client):
+    """With a built-in checker the supervisor runs every case from one request: once one
+    fails it starts no more, and each case it did not start says why."""
+    cases = [{"stdin": f"{i}\n", "expected_stdout": "1\n"} for i in range(40)]
+    obs = await judge(client, language="python", code="print(2)\n", cases=cases)
+    data = obs["data"]
+    verdicts = [c["verdict"] for c in data["cases"]]
+    assert data["verdict"] == "WA" and data["passed"] == 0
+    assert 1 <= verdicts.count("WA") <= 8 and verdicts.count("SKIPPED") >= 32, verdicts
+    assert {c["message"] for c in data["cases"] if c["verdict"] == "SKIPPED"} == {
+        "an earlier case failed"
+    }
+    go_on = await judge(client, language="python", code="print(2)\n", cases=cases,
+                        stop_on_failure=False)  # fmt: skip
+    assert [c["verdict"] for c in go_on["data"]["cases"]] == ["WA"] * 40
+
+
+async def test_a_batch_compares_whole_outputs_and_answers_them_cut(client):
+    """Each output is compared whole by the supervisor; the answer holds the first 2000
+    characters of each (one frame for every case of a batch, however much they print)."""
+    code = "n = int(input())\nprint('x' * n)\n"
+    cases = [{"stdin": "60000\n", "expected_stdout": "x" * 60000 + "\n"} for _ in range(30)]
+    cases.append({"stdin": "60000\n", "expected_stdout": "x" * 59999 + "y\n"})
+    obs = await judge(client, language="python", code=code, cases=cases)
+    data = obs["data"]
+    assert [c["verdict"] for c in data["cases"]] == ["AC"] * 30 + ["WA"]
+    assert {len(c["stdout"]) for c in data["cases"]} == {2000}
+    assert "token 1" in data["cases"][30]["message"]

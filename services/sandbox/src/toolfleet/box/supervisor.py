@@ -53,6 +53,7 @@ from toolfleet.box.cgroups import FamilyCgroups
 from toolfleet.box.forker import ForkRefused, ForkServer
 from toolfleet.box.jail import FamilyRoot, Namespaces, new_workspace
 from toolfleet.box.kernel import Kernel
+from toolfleet.box.verdicts import CaseBatch
 
 BASH = "/bin/bash"
 STATE_TRAP = (
@@ -251,6 +252,10 @@ class Supervisor:
             collections.OrderedDict()
         )
         self.next_kid = 1
+        # the cases of judges' batches being run: their requests' ids (below 0) -> the batch,
+        # the case's index and its expected output (``_run_cases``)
+        self.batched: dict[int, tuple[CaseBatch, int, str | None]] = {}
+        self.next_batched = -1
         self.hearing_stops = True  # whether a child's stop sends SIGCHLD (``_hear_children``)
         self.sel = selectors.DefaultSelector()
         self.devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
@@ -419,6 +424,11 @@ class Supervisor:
         return jobs + list(self.procs.values())
 
     def _reply(self, family: Family, msg: dict[str, Any]) -> None:
+        if msg.get("id", 0) < 0:  # a case of a batch: its end is the batch's
+            batched = self.batched.pop(msg["id"], None)
+            if batched is not None:
+                self._case_done(*batched, msg)
+            return
         try:
             wire.send(family.chan, msg)
         except OSError:
@@ -505,6 +515,8 @@ class Supervisor:
             self.sel.unregister(family.chan)
         family.chan.close()
         self._forked_all()  # its jobs' processes all known, to be killed below
+        for rid in [r for r, (batch, _, _) in self.batched.items() if batch.family is family]:
+            del self.batched[rid]
         for server in [c for c in self.case_servers.values() if c.family is family]:
             self._drop_case_server(server)
         for kid in list(family.kernels):
@@ -582,6 +594,7 @@ class Supervisor:
             "python": self._python,
             "bash": self._bash,
             "run": self._run,
+            "run_cases": self._run_cases,
             "fork": self._fork,
             "read_file": self._files,
             "write_file": self._files,
@@ -1689,6 +1702,71 @@ class Supervisor:
             self._start_process(job, stdin, cwd, env, birth, memory, "python" in msg)
         finally:
             os.close(stdin)
+
+    def _run_cases(self, family: Family, msg: dict[str, Any]) -> None:
+        """A judge's cases from one request: each run as its own ``run`` request would be
+        (a new directory, its process traced, its output read here), ``parallel`` at a
+        time; its record checked here against its expected output, so that with
+        ``stop_on_failure`` no case starts after a failure. One answer, every case's record
+        (or why it was skipped). Saves the service a request and a reply per case."""
+        cases = [c if isinstance(c, dict) else {} for c in msg.pop("cases", None) or []]
+        base = {k: v for k, v in msg.items() if k not in ("parallel", "stop_on_failure",
+                "compare", "tolerance", "time_limit_s", "budget_s", "shown_chars")}  # fmt: skip
+        batch = CaseBatch(
+            int(msg["id"]), family, base, collections.deque(enumerate(cases)),
+            [None] * len(cases), time.monotonic() + float(msg["budget_s"]),
+            max(1, int(msg.get("parallel") or 1)), float(msg["time_limit_s"]),
+            bool(msg.get("stop_on_failure", True)), str(msg.get("compare") or "whitespace"),
+            float(msg.get("tolerance") or 0.0), int(msg.get("shown_chars") or 2000),
+        )  # fmt: skip
+        self._more_cases(batch)
+
+    def _more_cases(self, batch: CaseBatch) -> None:
+        """Start the batch's next cases (up to ``parallel`` at once); answer once all have
+        ended."""
+        family = batch.family
+        if batch.filling or self.families.get(family.fid) is not family:
+            return
+        batch.filling = True
+        try:
+            while batch.running < batch.parallel and batch.pending:
+                left = batch.deadline - time.monotonic()
+                if batch.failed and batch.stop_on_failure:
+                    batch.skip_rest("an earlier case failed")
+                elif left < 0.2:
+                    batch.skip_rest("the judge ran out of time")
+                else:
+                    self._start_case(batch, min(batch.time_limit_s, left))
+        finally:
+            batch.filling = False
+        if not batch.running and not batch.pending and self.families.get(family.fid) is family:
+            self._reply(family, {"id": batch.id, "ok": True, "cases": batch.results})
+
+    def _start_case(self, batch: CaseBatch, timeout_s: float) -> None:
+        """The batch's next case, as a ``run`` request of its own (an id below 0: its
+        answer is the batch's, ``_reply``)."""
+        index, case = batch.pending.popleft()
+        rid, self.next_batched = self.next_batched, self.next_batched - 1
+        args = [str(a) for a in case.get("args") or []]
+        sub = {**batch.base, "op": "run", "id": rid, "timeout_s": timeout_s,
+               "stdin": str(case.get("stdin") or "")}  # fmt: skip
+        if "python" in sub:
+            sub["args"] = args
+        else:
+            sub["argv"] = [*sub["argv"], *args]
+        expected = case.get("expected")
+        self.batched[rid] = (batch, index, None if expected is None else str(expected))
+        batch.running += 1
+        self._request(batch.family, sub)  # its end may be answered at once
+
+    def _case_done(
+        self, batch: CaseBatch, index: int, expected: str | None, reply: dict[str, Any]
+    ) -> None:
+        batch.running -= 1
+        batch.results[index] = reply
+        if batch.settle(reply, expected):
+            batch.failed = True
+        self._more_cases(batch)
 
     def _compiled(self, script: str, source: str) -> str | None:
         """``source`` compiled as the file ``script``, marshalled (base64), once for all its

@@ -6,7 +6,9 @@ whitespace-insensitive, float tolerance) or by a checker program, with a verdict
 Verdicts are made here, in the service, from the supervisor's records only: the exit status,
 signal, time and memory from ``wait4``, the output it read from the program's pipes, and the
 checker's exit status (the checker runs in a family of its own, which the judged program
-never touches). The expected outputs never enter the sandbox the program runs in.
+never touches). With a built-in checker every case goes to the supervisor in one request
+(``run_cases``), which compares each output too, only to start no case after a failure. The
+expected outputs never enter a process of the program's family.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from toolfleet.box.verdicts import compare
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, TextPart, ToolSpec
 from toolfleet.core.tool import CallContext, ToolArguments, ToolError, ToolResult
 from toolfleet.sandbox.backend import Family
@@ -146,10 +149,10 @@ class JudgeTool(SandboxTool[JudgeArgs]):
 
     @property
     def parallel(self) -> int:
-        """Cases run at once: one more than the CPUs a family may use. Each case's verdict
-        goes back to the service and the next case's request comes: with one case per CPU,
-        that CPU waits meanwhile (on 2 CPUs, 3 at once judged 100 Python cases ~9% faster
-        than 2)."""
+        """Cases run at once: one more than the CPUs a family may use. While a finished case
+        is reaped and answered and the next one started, that CPU runs the extra case (on 2
+        CPUs, 3 at once judged 100 Python cases ~9% faster than 2; with the cases batched in
+        the supervisor, 140 against 154 ms, and 4 at once ~133 ms)."""
         s = self.sandbox.settings
         if s.judge_parallel:
             return s.judge_parallel
@@ -225,6 +228,8 @@ class JudgeTool(SandboxTool[JudgeArgs]):
         checker_family: Family | None,
         checker: Prepared | None,
     ) -> list[CaseResult]:
+        if checker is None:
+            return await self._batch(args, ctx, family, base, memory_mb)
         gate = asyncio.Semaphore(self.parallel)
         failed = asyncio.Event()
         results: list[CaseResult | None] = [None] * len(args.cases)
@@ -259,6 +264,48 @@ class JudgeTool(SandboxTool[JudgeArgs]):
             r or CaseResult(index=i, verdict="SKIPPED", message="an earlier case failed")
             for i, r in enumerate(results)
         ]
+
+    async def _batch(
+        self,
+        args: JudgeArgs,
+        ctx: CallContext,
+        family: Family,
+        base: dict[str, Any],
+        memory_mb: int,
+    ) -> list[CaseResult]:
+        """Every case in one request to the family's supervisor, which runs them
+        (``parallel`` at once), compares each output with the expected one to stop at the
+        first failure, and answers once with every case's record: no request and reply per
+        case between the service and the sandbox. The verdicts are made here, as for a
+        case run alone."""
+        budget = self.sandbox.time_left(ctx)
+        cases = [{"stdin": c.stdin, "args": c.args, "expected": c.expected_stdout or ""}
+                 for c in args.cases]  # fmt: skip
+        reply = await run(
+            family, budget, op="run_cases", cases=cases, parallel=self.parallel,
+            stop_on_failure=args.stop_on_failure, compare=args.checker,
+            tolerance=args.float_tolerance, time_limit_s=args.time_limit_s, budget_s=budget,
+            shown_chars=SHOWN_CHARS, **base,
+        )  # fmt: skip
+        records = reply.get("cases")
+        if not isinstance(records, list) or len(records) != len(args.cases):
+            message = str((reply.get("error") or {}).get("message") or "the judge failed")
+            raise ToolError(ErrorKind.internal, message, retryable=True)
+        results = []
+        for index, record in enumerate(records):
+            if not isinstance(record, dict) or "skipped" in record:
+                why = record.get("skipped") if isinstance(record, dict) else None
+                results.append(CaseResult(index=index, verdict="SKIPPED",
+                                          message=str(why or "not run")))  # fmt: skip
+                continue
+            result = _verdict(index, record, memory_mb)
+            if result.verdict == "AC":  # ran to exit 0: its output compared by the supervisor
+                accepted, why = _compared(record)
+                result = result.model_copy(
+                    update={"verdict": "AC" if accepted else "WA", "message": why}
+                )
+            results.append(result)
+        return results
 
     async def _check(
         self,
@@ -329,30 +376,14 @@ def _case_fields(
     return fields
 
 
-def compare(kind: str, output: str, expected: str, tolerance: float) -> tuple[bool, str]:
-    """Output against the expected output: (accepted, why not)."""
-    if kind == "exact":
-        return (output == expected, "" if output == expected else "the output differs")
-    got, want = output.split(), expected.split()
-    if len(got) != len(want):
-        return False, f"expected {len(want)} tokens, got {len(got)}"
-    for i, (a, b) in enumerate(zip(got, want, strict=True)):
-        if a == b:
-            continue
-        if kind == "float" and _close(a, b, tolerance):
-            continue
-        return False, f"token {i + 1}: expected {b[:100]!r}, got {a[:100]!r}"
-    return True, ""
-
-
-def _close(a: str, b: str, tolerance: float) -> bool:
-    try:
-        x, y = float(a), float(b)
-    except ValueError:
-        return False
-    if math.isnan(x) or math.isnan(y):
-        return math.isnan(x) and math.isnan(y)
-    return abs(x - y) <= tolerance or abs(x - y) <= tolerance * abs(y)
+def _compared(record: dict[str, Any]) -> tuple[bool, str]:
+    """What the supervisor found comparing a case's whole output with the expected one."""
+    if record.get("output_limit"):
+        return False, "the output passed the limit and was cut"
+    compared = record.get("compared")
+    if not (isinstance(compared, list) and len(compared) == 2):
+        return False, "the output was not compared"
+    return compared[0] is True, str(compared[1])[:SHOWN_CHARS]
 
 
 def _verdict(index: int, reply: dict[str, Any], memory_mb: int) -> CaseResult:
