@@ -83,8 +83,7 @@ def _case(
         stdin, out, err, go = fds
         for target, fd in enumerate((stdin, out, err)):
             os.dup2(fd, target)
-        os.closerange(3, go)
-        os.closerange(go + 1, 1 << 16)
+        jail.close_all_but((go,))
         os.setpgid(0, 0)  # a group of its own, as every program (``children.enter``)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the program waits for its children
         jail.prctl(jail.PR_SET_DUMPABLE, 1)  # /proc shows it as the family's

@@ -59,11 +59,7 @@ def enter(
     for target, fd in enumerate(stdio):
         if fd != target:
             os.dup2(fd, target)
-    low = 3
-    for fd in sorted(keep):
-        os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, 1 << 16)
+    jail.close_all_but(keep)
     os.chdir(cwd)
     set_environ(env)
     limits = confinement.limits

@@ -124,6 +124,34 @@ def ptrace_event_message(pid: int) -> int:
     return value.value
 
 
+SYS_CLOSE_RANGE = 436  # one number on every architecture (Linux 5.9)
+
+
+def close_all_but(keep: tuple[int, ...] = ()) -> None:
+    """Close every descriptor from 3 up but ``keep``: with close_range(2) where the kernel
+    has it, else those /proc/self/fd lists. Not ``os.closerange``: without close_range it
+    closes each of 65,536 numbers, and under gVisor (which has none) each is a trap, ~2.5 s
+    of CPU for every program and case started."""
+    low, ranges = 3, []
+    for fd in sorted(k for k in keep if k >= 3):
+        if fd > low:
+            ranges.append((low, fd - 1))
+        low = fd + 1
+    ranges.append((low, 0xFFFFFFFF))
+    closed = [_libc.syscall(SYS_CLOSE_RANGE, ctypes.c_uint(a), ctypes.c_uint(b), ctypes.c_uint(0))
+              for a, b in ranges]  # fmt: skip
+    if not any(closed):
+        return
+    try:
+        listed = [int(n) for n in os.listdir("/proc/self/fd")]
+    except OSError:  # no /proc: one number at a time
+        listed = list(range(3, 1 << 16))
+    for fd in listed:
+        if fd >= 3 and fd not in keep:
+            with contextlib.suppress(OSError):  # the listing's own descriptor, gone
+                os.close(fd)
+
+
 def unshare(flags: int) -> None:
     """unshare(2); raises OSError."""
     if _libc.unshare(flags) != 0:
