@@ -221,3 +221,26 @@ async def test_a_batch_compares_whole_outputs_and_answers_them_cut(client):
     assert [c["verdict"] for c in data["cases"]] == ["AC"] * 30 + ["WA"]
     assert {len(c["stdout"]) for c in data["cases"]} == {2000}
     assert "token 1" in data["cases"][30]["message"]
+
+
+HUNGRY = (  # 200 of its 256 MiB: three at once pass the family's 576 MiB
+    "import time\nx = bytearray(200 << 20)\nfor i in range(0, len(x), 4096):\n    x[i] = 1\n"
+    "time.sleep(0.3)\nprint(input())\n"
+)
+
+
+@pytest.mark.parametrize("checker", ["whitespace", "program"])
+async def test_a_case_the_oom_killer_ended_among_others_runs_again_alone(checker):
+    """Cases that run at once share their family's memory, while each may use its whole
+    limit: one the family's OOM killer ended then is not an MLE. It runs again alone (and
+    the cases after it one at a time), and its result says so."""
+    settings = {**SETTINGS, "disk_mb": 64, "judge_parallel": 3}  # the family: 2 x 256 + 64
+    same = "import sys\nout, ans = (open(p).read() for p in sys.argv[2:4])\nsys.exit(out != ans)\n"
+    extra = {"checker": "program", "checker_code": same} if checker == "program" else {}
+    cases = [{"stdin": f"{i}\n", "expected_stdout": f"{i}\n"} for i in range(6)]
+    async with gateway(ToolRegistry(tools_for(SandboxSettings(**settings)))) as client:
+        data = (await judge(client, language="python", code=HUNGRY, cases=cases, **extra))["data"]
+    assert [c["verdict"] for c in data["cases"]] == ["AC"] * 6, data["cases"]
+    rerun = [c for c in data["cases"] if c["notes"]]
+    assert rerun, "three cases of 200 MiB at once in 576 MiB: the OOM killer ends one"
+    assert all(c["notes"][0].startswith("run again alone") for c in rerun)

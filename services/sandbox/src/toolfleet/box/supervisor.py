@@ -253,8 +253,8 @@ class Supervisor:
         )
         self.next_kid = 1
         # the cases of judges' batches being run: their requests' ids (below 0) -> the batch,
-        # the case's index and its expected output (``_run_cases``)
-        self.batched: dict[int, tuple[CaseBatch, int, str | None]] = {}
+        # the case's index and the case (``_run_cases``)
+        self.batched: dict[int, tuple[CaseBatch, int, dict[str, Any]]] = {}
         self.next_batched = -1
         self.hearing_stops = True  # whether a child's stop sends SIGCHLD (``_hear_children``)
         self.sel = selectors.DefaultSelector()
@@ -1754,18 +1754,28 @@ class Supervisor:
             sub["args"] = args
         else:
             sub["argv"] = [*sub["argv"], *args]
-        expected = case.get("expected")
-        self.batched[rid] = (batch, index, None if expected is None else str(expected))
+        self.batched[rid] = (batch, index, case)
         batch.running += 1
         self._request(batch.family, sub)  # its end may be answered at once
 
     def _case_done(
-        self, batch: CaseBatch, index: int, expected: str | None, reply: dict[str, Any]
+        self, batch: CaseBatch, index: int, case: dict[str, Any], reply: dict[str, Any]
     ) -> None:
         batch.running -= 1
-        batch.results[index] = reply
-        if batch.settle(reply, expected):
-            batch.failed = True
+        if reply.get("memory_limit") and batch.parallel > 1:
+            # The family's OOM killer ended it while other cases shared the family's memory
+            # (each may use its whole limit): not its verdict. It runs again, and every case
+            # after it, one at a time.
+            batch.parallel = 1
+            batch.alone.add(index)
+            batch.pending.appendleft((index, case))
+        else:
+            if index in batch.alone:
+                reply["rerun_alone"] = True
+            expected = case.get("expected")
+            if batch.settle(reply, None if expected is None else str(expected)):
+                batch.failed = True
+            batch.results[index] = reply
         self._more_cases(batch)
 
     def _compiled(self, script: str, source: str) -> str | None:

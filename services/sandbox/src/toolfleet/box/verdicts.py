@@ -61,6 +61,7 @@ class CaseBatch:
     shown: int  # characters of each stream kept in a case's record
     running: int = 0
     failed: bool = False
+    alone: set[int] = field(default_factory=set)  # run again alone (``_case_done``)
     filling: bool = field(default=False)  # starting cases (a case's end starts none then)
 
     def skip_rest(self, why: str) -> None:

@@ -113,6 +113,15 @@ class CaseResult(BaseModel):
     stdout: str = Field(default="", description=f"The first {SHOWN_CHARS} characters.")
     stderr: str = Field(default="", description=f"The first {SHOWN_CHARS} characters.")
     message: str = Field(default="", description="Why it failed (or the checker's words).")
+    notes: list[str] = Field(
+        default_factory=list, description="What its figures alone do not say (a run again)."
+    )
+
+
+RERUN_NOTE = (
+    "run again alone: the OOM killer of the sandbox's memory, shared by the cases running at "
+    "once, had ended it; this is that run (the cases after it ran one at a time too)"
+)
 
 
 class JudgeOutput(BaseModel):
@@ -233,8 +242,9 @@ class JudgeTool(SandboxTool[JudgeArgs]):
         gate = asyncio.Semaphore(self.parallel)
         failed = asyncio.Event()
         results: list[CaseResult | None] = [None] * len(args.cases)
+        shared: list[int] = []  # ended by the OOM killer while other cases ran: again, alone
 
-        async def one(index: int, case: JudgeCase) -> None:
+        async def one(index: int, case: JudgeCase, alone: bool = False) -> None:
             async with gate:
                 if failed.is_set() and args.stop_on_failure:
                     return
@@ -251,15 +261,22 @@ class JudgeTool(SandboxTool[JudgeArgs]):
                 else:
                     fields["argv"] = [*fields["argv"], *case.args]
                 reply = await run(family, limit, **fields)
+                if reply.get("memory_limit") and self.parallel > 1 and not alone:
+                    shared.append(index)
+                    return
                 result = _verdict(index, reply, memory_mb)
                 if result.verdict == "AC":
                     result = await self._check(args, ctx, index, case, reply, result,
                                                checker_family, checker)  # fmt: skip
+                if alone:
+                    result.notes.append(RERUN_NOTE)
                 results[index] = result
                 if result.verdict != "AC":
                     failed.set()
 
         await asyncio.gather(*(one(i, c) for i, c in enumerate(args.cases)))
+        for index in sorted(shared):  # one at a time, nothing else running
+            await one(index, args.cases[index], alone=True)
         return [
             r or CaseResult(index=i, verdict="SKIPPED", message="an earlier case failed")
             for i, r in enumerate(results)
@@ -304,6 +321,8 @@ class JudgeTool(SandboxTool[JudgeArgs]):
                 result = result.model_copy(
                     update={"verdict": "AC" if accepted else "WA", "message": why}
                 )
+            if record.get("rerun_alone"):
+                result.notes.append(RERUN_NOTE)
             results.append(result)
         return results
 
