@@ -244,3 +244,25 @@ async def test_a_case_the_oom_killer_ended_among_others_runs_again_alone(checker
     rerun = [c for c in data["cases"] if c["notes"]]
     assert rerun, "three cases of 200 MiB at once in 576 MiB: the OOM killer ends one"
     assert all(c["notes"][0].startswith("run again alone") for c in rerun)
+
+
+BUSY = (  # 0.75 s of CPU, then the answer
+    "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.75:\n    pass\n"
+    "print(input())\n"
+)
+
+
+@pytest.mark.parametrize("checker", ["whitespace", "program"])
+async def test_the_time_limit_is_of_cpu_time_not_of_the_cpus_shared(client, checker):
+    """Cases that run at once (one more than the CPUs) share the CPUs: a case within its
+    time limit of CPU is AC however long the sharing made it in wall time; one over it is
+    TLE."""
+    same = "import sys\nout, ans = (open(p).read() for p in sys.argv[2:4])\nsys.exit(out != ans)\n"
+    extra = {"checker": "program", "checker_code": same} if checker == "program" else {}
+    cases = [{"stdin": f"{i}\n", "expected_stdout": f"{i}\n"} for i in range(6)]
+    fits = await judge(client, language="python", code=BUSY, cases=cases, time_limit_s=1.0,
+                       stop_on_failure=False, **extra)  # fmt: skip
+    assert [c["verdict"] for c in fits["data"]["cases"]] == ["AC"] * 6, fits["data"]["cases"]
+    over = await judge(client, language="python", code=BUSY, cases=cases[:2], time_limit_s=0.5,
+                       stop_on_failure=False, **extra)  # fmt: skip
+    assert [c["verdict"] for c in over["data"]["cases"]] == ["TLE"] * 2, over["data"]["cases"]

@@ -53,7 +53,7 @@ from toolfleet.box.cgroups import FamilyCgroups
 from toolfleet.box.forker import ForkRefused, ForkServer
 from toolfleet.box.jail import FamilyRoot, Namespaces, new_workspace
 from toolfleet.box.kernel import Kernel
-from toolfleet.box.verdicts import CaseBatch
+from toolfleet.box.verdicts import CaseBatch, crowded
 
 BASH = "/bin/bash"
 STATE_TRAP = (
@@ -1711,11 +1711,13 @@ class Supervisor:
         (or why it was skipped). Saves the service a request and a reply per case."""
         cases = [c if isinstance(c, dict) else {} for c in msg.pop("cases", None) or []]
         base = {k: v for k, v in msg.items() if k not in ("parallel", "stop_on_failure",
-                "compare", "tolerance", "time_limit_s", "budget_s", "shown_chars")}  # fmt: skip
+                "compare", "tolerance", "time_limit_s", "wall_limit_s", "budget_s",
+                "shown_chars")}  # fmt: skip
         batch = CaseBatch(
             int(msg["id"]), family, base, collections.deque(enumerate(cases)),
             [None] * len(cases), time.monotonic() + float(msg["budget_s"]),
             max(1, int(msg.get("parallel") or 1)), float(msg["time_limit_s"]),
+            float(msg.get("wall_limit_s") or msg["time_limit_s"]),
             bool(msg.get("stop_on_failure", True)), str(msg.get("compare") or "whitespace"),
             float(msg.get("tolerance") or 0.0), int(msg.get("shown_chars") or 2000),
         )  # fmt: skip
@@ -1736,7 +1738,7 @@ class Supervisor:
                 elif left < 0.2:
                     batch.skip_rest("the judge ran out of time")
                 else:
-                    self._start_case(batch, min(batch.time_limit_s, left))
+                    self._start_case(batch, min(batch.wall_limit_s, left))
         finally:
             batch.filling = False
         if not batch.running and not batch.pending and self.families.get(family.fid) is family:
@@ -1762,10 +1764,9 @@ class Supervisor:
         self, batch: CaseBatch, index: int, case: dict[str, Any], reply: dict[str, Any]
     ) -> None:
         batch.running -= 1
-        if reply.get("memory_limit") and batch.parallel > 1:
-            # The family's OOM killer ended it while other cases shared the family's memory
-            # (each may use its whole limit): not its verdict. It runs again, and every case
-            # after it, one at a time.
+        if batch.parallel > 1 and crowded(reply, batch.time_limit_s):
+            # Ended by what the cases running at once share (memory, CPUs): not its
+            # verdict. It runs again, and every case after it, one at a time.
             batch.parallel = 1
             batch.alone.add(index)
             batch.pending.appendleft((index, case))

@@ -42,6 +42,15 @@ def _close(a: str, b: str, tolerance: float) -> bool:
     return abs(x - y) <= tolerance or abs(x - y) <= tolerance * abs(y)
 
 
+def crowded(reply: dict[str, Any], time_limit_s: float) -> bool:
+    """Whether a case run among others was ended by what they share, not by itself: the
+    family's OOM killer (each case may use its whole memory limit, not all at once), or the
+    wall-time stop before it had used its CPU time (they share the CPUs). Such a case is run
+    again alone."""
+    stopped = reply.get("timed_out") and float(reply.get("cpu_ms") or 0) < time_limit_s * 1000
+    return bool(reply.get("memory_limit") or stopped)
+
+
 @dataclass(eq=False)
 class CaseBatch:
     """A judge's cases asked in one request: the run request they share (``base``), those
@@ -54,7 +63,8 @@ class CaseBatch:
     results: list[dict[str, Any] | None]
     deadline: float  # no case starts after it (monotonic)
     parallel: int
-    time_limit_s: float
+    time_limit_s: float  # of CPU time
+    wall_limit_s: float  # when a case is stopped
     stop_on_failure: bool
     compare: str  # how output is compared ("exact", "whitespace", "float")
     tolerance: float
@@ -77,6 +87,7 @@ class CaseBatch:
         frame's limit). Whether the case failed."""
         ran = not (reply.get("error") or reply.get("timed_out") or reply.get("memory_limit"))
         ran = ran and reply.get("exit_code") == 0 and not reply.get("output_limit")
+        ran = ran and float(reply.get("cpu_ms") or 0) <= self.time_limit_s * 1000
         if ran and expected is not None:
             output = str(reply.get("stdout") or "")
             reply["compared"] = list(compare(self.compare, output, expected, self.tolerance))

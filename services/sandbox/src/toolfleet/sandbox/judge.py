@@ -21,7 +21,7 @@ import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from toolfleet.box.verdicts import compare
+from toolfleet.box.verdicts import compare, crowded
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, TextPart, ToolSpec
 from toolfleet.core.tool import CallContext, ToolArguments, ToolError, ToolResult
 from toolfleet.sandbox.backend import Family
@@ -82,7 +82,11 @@ class JudgeArgs(ToolArguments):
         default=None, max_length=1_000_000, description="The checker program's source."
     )
     checker_language: str = Field(default="python", description="The checker's language.")
-    time_limit_s: float = Field(default=5.0, gt=0, le=60, description="Per case.")
+    time_limit_s: float = Field(
+        default=5.0, gt=0, le=60,
+        description="Per case, of CPU time (user + system, its children's included); a case "
+        "is stopped after 1.5 times it and 0.25 s of wall time.",
+    )  # fmt: skip
     memory_limit_mb: int | None = Field(default=None, gt=0, description="Per case.")
     stop_on_failure: bool = Field(
         default=True, description="Stop at the first failing case (the rest: SKIPPED)."
@@ -119,9 +123,18 @@ class CaseResult(BaseModel):
 
 
 RERUN_NOTE = (
-    "run again alone: the OOM killer of the sandbox's memory, shared by the cases running at "
-    "once, had ended it; this is that run (the cases after it ran one at a time too)"
+    "run again alone: the OOM killer of the sandbox's memory, or its wall-time stop before "
+    "it had used its CPU time, had ended it while other cases ran at once; this is that run "
+    "(the cases after it ran one at a time too)"
 )
+
+
+def wall_limit(time_limit_s: float) -> float:
+    """A case's wall-time stop: its time limit is of CPU time (as judges count it), and the
+    cases run at once (one more than the CPUs) share the CPUs, so a case may take ~1.5 times
+    its CPU time in wall time. One stopped before it had used its CPU time while other cases
+    ran is run again alone."""
+    return 1.5 * time_limit_s + 0.25
 
 
 class JudgeOutput(BaseModel):
@@ -254,17 +267,17 @@ class JudgeTool(SandboxTool[JudgeArgs]):
                         index=index, verdict="SKIPPED", message="the judge ran out of time"
                     )
                     return
-                limit = min(args.time_limit_s, left)
+                limit = min(wall_limit(args.time_limit_s), left)
                 fields = {**base, "stdin": case.stdin}
                 if "python" in fields:
                     fields["args"] = case.args
                 else:
                     fields["argv"] = [*fields["argv"], *case.args]
                 reply = await run(family, limit, **fields)
-                if reply.get("memory_limit") and self.parallel > 1 and not alone:
+                if self.parallel > 1 and not alone and crowded(reply, args.time_limit_s):
                     shared.append(index)
                     return
-                result = _verdict(index, reply, memory_mb)
+                result = _verdict(index, reply, memory_mb, args.time_limit_s)
                 if result.verdict == "AC":
                     result = await self._check(args, ctx, index, case, reply, result,
                                                checker_family, checker)  # fmt: skip
@@ -301,7 +314,8 @@ class JudgeTool(SandboxTool[JudgeArgs]):
         reply = await run(
             family, budget, op="run_cases", cases=cases, parallel=self.parallel,
             stop_on_failure=args.stop_on_failure, compare=args.checker,
-            tolerance=args.float_tolerance, time_limit_s=args.time_limit_s, budget_s=budget,
+            tolerance=args.float_tolerance, time_limit_s=args.time_limit_s,
+            wall_limit_s=wall_limit(args.time_limit_s), budget_s=budget,
             shown_chars=SHOWN_CHARS, **base,
         )  # fmt: skip
         records = reply.get("cases")
@@ -315,7 +329,7 @@ class JudgeTool(SandboxTool[JudgeArgs]):
                 results.append(CaseResult(index=index, verdict="SKIPPED",
                                           message=str(why or "not run")))  # fmt: skip
                 continue
-            result = _verdict(index, record, memory_mb)
+            result = _verdict(index, record, memory_mb, args.time_limit_s)
             if result.verdict == "AC":  # ran to exit 0: its output compared by the supervisor
                 accepted, why = _compared(record)
                 result = result.model_copy(
@@ -405,7 +419,7 @@ def _compared(record: dict[str, Any]) -> tuple[bool, str]:
     return compared[0] is True, str(compared[1])[:SHOWN_CHARS]
 
 
-def _verdict(index: int, reply: dict[str, Any], memory_mb: int) -> CaseResult:
+def _verdict(index: int, reply: dict[str, Any], memory_mb: int, time_limit_s: float) -> CaseResult:
     """A case's verdict from the supervisor's records: AC here means it ran to exit 0 (the
     output is compared after)."""
     if reply.get("error") and reply.get("exit_code") is None and reply.get("signal") is None:
@@ -417,7 +431,7 @@ def _verdict(index: int, reply: dict[str, Any], memory_mb: int) -> CaseResult:
     rss_mb = int(reply.get("max_rss_bytes") or 0) / (1 << 20)
     failed = exit_code != 0
     verdict: Verdict
-    if reply.get("timed_out"):
+    if reply.get("timed_out") or float(reply.get("cpu_ms") or 0) > time_limit_s * 1000:
         verdict, message = "TLE", "time limit exceeded"
     elif reply.get("memory_limit") or (
         failed and (rss_mb >= 0.95 * memory_mb or any(w in stderr.lower() for w in OOM_WORDS))
