@@ -256,6 +256,9 @@ class Supervisor:
         # the case's index and the case (``_run_cases``)
         self.batched: dict[int, tuple[CaseBatch, int, dict[str, Any]]] = {}
         self.next_batched = -1
+        # batches a case of which ended this turn: their next cases start once the turn's
+        # events are handled (a fork is slow under gVisor: other cases' exits come first)
+        self.to_fill: list[CaseBatch] = []
         self.hearing_stops = True  # whether a child's stop sends SIGCHLD (``_hear_children``)
         self.sel = selectors.DefaultSelector()
         self.devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
@@ -387,6 +390,8 @@ class Supervisor:
                             self._forker_gone(ConnectionError("it spoke unasked"))
                 else:
                     self._on_output(key.fd, what, owner)
+            while self.to_fill:
+                self._more_cases(self.to_fill.pop(0))
             self._timers()
             self._hear_children()
 
@@ -1777,7 +1782,8 @@ class Supervisor:
             if batch.settle(reply, None if expected is None else str(expected)):
                 batch.failed = True
             batch.results[index] = reply
-        self._more_cases(batch)
+        if batch not in self.to_fill:
+            self.to_fill.append(batch)
 
     def _compiled(self, script: str, source: str) -> str | None:
         """``source`` compiled as the file ``script``, marshalled (base64), once for all its
