@@ -266,3 +266,74 @@ async def test_the_time_limit_is_of_cpu_time_not_of_the_cpus_shared(client, chec
     over = await judge(client, language="python", code=BUSY, cases=cases[:2], time_limit_s=0.5,
                        stop_on_failure=False, **extra)  # fmt: skip
     assert [c["verdict"] for c in over["data"]["cases"]] == ["TLE"] * 2, over["data"]["cases"]
+
+
+SLEEPER = "import time\ntime.sleep(5)\n"
+
+
+@pytest.mark.parametrize("checker", ["whitespace", "program"])
+async def test_only_a_case_that_ran_among_others_runs_again_alone(client, checker):
+    """A case stopped before it used its CPU time runs again alone only if other cases ran
+    while it did (alone, nothing shared ended it); and once a case run again alone fails as
+    it had among others, the failures are the program's own: the others are not rerun."""
+    same = "import sys\nout, ans = (open(p).read() for p in sys.argv[2:4])\nsys.exit(out != ans)\n"
+    extra = {"checker": "program", "checker_code": same} if checker == "program" else {}
+    one = await judge(client, language="python", code=SLEEPER, time_limit_s=0.2,
+                      cases=[{"stdin": "", "expected_stdout": "\n"}], **extra)  # fmt: skip
+    assert [(c["verdict"], c["notes"]) for c in one["data"]["cases"]] == [("TLE", [])]
+    if checker == "program":
+        return  # the checker path reruns every crowded case at the end, one at a time
+    six = await judge(client, language="python", code=SLEEPER, time_limit_s=0.2,
+                      cases=[{"stdin": "", "expected_stdout": "\n"}] * 6,
+                      stop_on_failure=False)  # fmt: skip
+    cases = six["data"]["cases"]
+    assert [c["verdict"] for c in cases] == ["TLE"] * 6, cases
+    assert sum(bool(c["notes"]) for c in cases) == 1, cases
+
+
+BURN = (  # a child burns 0.6 s of CPU and hands the answer over; the program itself, none
+    "import os, time\nr, w = os.pipe()\nif os.fork() == 0:\n{orphan}"
+    "    t = time.process_time()\n    while time.process_time() - t < 0.6:\n        pass\n"
+    "    os.write(w, b'8\\n')\n{child_then}    os._exit(0)\n"
+    "print(os.read(r, 10).decode(), end='')\n{then}"
+)
+BURNERS = {
+    "left running": BURN.format(orphan="", child_then="    time.sleep(5)\n", then=""),
+    "waited for": BURN.format(orphan="", child_then="", then="os.wait()\n"),
+    "ended, not waited for": BURN.format(orphan="", child_then="", then="time.sleep(0.05)\n"),
+    "an orphan": BURN.format(
+        orphan="    if os.fork():\n        os._exit(0)\n", child_then="", then="time.sleep(0.05)\n"
+    ),
+}
+C_ORPHAN = r"""#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+int main(void) {
+  int p[2];
+  char buf[8];
+  if (pipe(p) != 0) return 1;
+  if (fork() == 0) {
+    if (fork() != 0) _exit(0);
+    while ((double)clock() / CLOCKS_PER_SEC < 0.6) {}
+    (void)!write(p[1], "8\n", 2);
+    _exit(0);
+  }
+  ssize_t n = read(p[0], buf, sizeof buf);
+  fwrite(buf, 1, n > 0 ? (size_t)n : 0, stdout);
+  usleep(50000);
+  return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("how", [*BURNERS, "an orphan, in C"])
+async def test_the_cpu_time_of_the_processes_a_program_starts_is_its_own(client, how):
+    """A program that has its work done by a process it starts — waited for or not, left
+    running, or orphaned — is charged with that process's CPU time: no TLE dodged by a
+    fork. What it left running is named in its result."""
+    language, code = ("c", C_ORPHAN) if how.endswith("in C") else ("python", BURNERS[how])
+    obs = await judge(client, language=language, code=code, time_limit_s=0.5,
+                      cases=[{"stdin": "", "expected_stdout": "8\n"}])  # fmt: skip
+    [case] = obs["data"]["cases"]
+    assert case["verdict"] == "TLE" and case["cpu_s"] >= 0.5, case
+    assert any("left running" in n for n in case["notes"]) == (how == "left running"), case

@@ -747,3 +747,31 @@ async def test_two_default_instances_on_one_host_do_not_collide():
         )
         assert obs["ok"], obs
         assert (await task)["data"]["result"] == "20"
+
+
+UNREAPED = (  # stops being its tree's subreaper, then has its work done by an orphan
+    "import ctypes, os, time\nrefused = ctypes.CDLL(None).prctl(36, 0, 0, 0, 0) != 0\n"
+    "r, w = os.pipe()\nif os.fork() == 0:\n    if os.fork():\n        os._exit(0)\n"
+    "    t = time.process_time()\n    while time.process_time() - t < 2.4:\n        pass\n"
+    "    os.write(w, b'8\\n')\n    time.sleep(9)\n    os._exit(0)\n"
+    "print(os.read(r, 10).decode(), end='')\nprint('refused' if refused else 'cleared')\n"
+    "time.sleep(0.05)\n"
+)
+
+
+async def test_no_time_limit_is_dodged_by_an_orphan(client, bystander):
+    """A program cannot stop being the subreaper of its tree (seccomp): an orphan that did
+    its work is below it when it exits (on gVisor, which has no subreapers but its init, an
+    orphan of the family), and its CPU time is the program's."""
+    warm = {"language": "python", "code": "print(1)", "timeout_s": 120,
+            "cases": [{"stdin": "", "expected_stdout": "1\n"}]}  # fmt: skip
+    assert (await client.post("/v1/judge", json=warm)).json()["data"]["passed"] == 1
+    r = await client.post("/v1/judge", json={
+        "language": "python", "code": UNREAPED, "time_limit_s": 2.0, "timeout_s": 120,
+        "cases": [{"stdin": "", "expected_stdout": "8\nrefused\n"}],
+    })  # fmt: skip
+    [case] = r.json()["data"]["cases"]
+    assert case["stdout"] == "8\nrefused\n" and case["verdict"] == "TLE", case
+    assert case["cpu_s"] >= 2.2, case
+    obs = await run(client, "print(kept)", session_id=bystander)
+    assert obs["data"]["stdout"] == "41\n", obs

@@ -87,6 +87,7 @@ def _case(
         os.setpgid(0, 0)  # a group of its own, as every program (``children.enter``)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the program waits for its children
         jail.prctl(jail.PR_SET_DUMPABLE, 1)  # /proc shows it as the family's
+        jail.subreaper()  # its orphans stay below it (``children.enter``)
         cwd = str(request["cwd"])
         os.chdir(cwd)
         sys.path[0] = cwd  # the script's directory, as ``prepare_main`` set it for the server

@@ -67,6 +67,9 @@ def enter(
         limits = dataclasses.replace(limits, memory_bytes=memory_bytes)
     base = confinement.base_vm_bytes if warm else 0
     if traced:
+        # An orphan of its tree comes back to it, not to the supervisor: below it, where the
+        # sweep at its exit finds (and charges it with) whatever it left (``Supervisor._sweep``)
+        jail.subreaper()
         jail.prctl(jail.PR_SET_DUMPABLE, 1)  # the supervisor is not: gVisor checks the tracee
         jail.ptrace(jail.PTRACE_TRACEME, 0)
         os.kill(os.getpid(), signal.SIGSTOP)  # the supervisor sets its options here

@@ -446,6 +446,17 @@ def drop_privileges(uid: int, limits: Limits, base_vm_bytes: int, uid_limits: bo
     prctl(PR_SET_NO_NEW_PRIVS, 1)
 
 
+def subreaper() -> None:
+    """This process becomes the subreaper of its tree: the orphans of its descendants come
+    back to it. Not where it cannot be (gVisor has subreapers for its init alone: EINVAL);
+    there they come back to the supervisor, whose sweeps find them only while they run."""
+    try:
+        prctl(PR_SET_CHILD_SUBREAPER, 1)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+
+
 class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 

@@ -53,7 +53,7 @@ from toolfleet.box.cgroups import FamilyCgroups
 from toolfleet.box.forker import ForkRefused, ForkServer
 from toolfleet.box.jail import FamilyRoot, Namespaces, new_workspace
 from toolfleet.box.kernel import Kernel
-from toolfleet.box.verdicts import CaseBatch, crowded
+from toolfleet.box.verdicts import CaseBatch, case_run, crowded
 
 BASH = "/bin/bash"
 STATE_TRAP = (
@@ -1376,7 +1376,7 @@ class Supervisor:
             owner.send(signal.SIGINT)
             job.kill_at = time.monotonic() + job.grace_s
         elif job.pid is not None and (why == "timeout" or job.kind == "bash"):
-            self._kill_below(job.pid)
+            self._sweep([job.pid], None, charge=job if job.kind == "run" else None)
             _signal(job.pid, signal.SIGKILL)
 
     def _sweep_strays(self) -> None:
@@ -1432,7 +1432,7 @@ class Supervisor:
             # its peak memory, read while its memory still exists: after an exec, wait4's
             # figure would still count the template it was forked from
             job.extra["peak_kb"] = processes.status_field(pid, "VmHWM")
-            self._sweep([pid], job.family)
+            self._sweep([pid], job.family, charge=job if job.kind == "run" else None)
             if job.kind == "run":
                 self._exiting(job, pid)
         elif event == 0 and not job.extra.get("traced"):
@@ -1454,7 +1454,7 @@ class Supervisor:
             status = jail.ptrace_event_message(pid)
         except OSError:
             return
-        threads, cpu = processes.threads_and_cpu(pid)
+        threads, cpu = processes.threads_and_cpu(pid, reaped=True)
         peak_kb = job.extra.get("peak_kb")  # read at this event (``_traced``)
         if not os.WIFEXITED(status) or threads != 1 or peak_kb is None:
             return
@@ -1580,6 +1580,7 @@ class Supervisor:
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
         usage = job.usage
         cpu = (usage.ru_utime + usage.ru_stime) * 1000 - job.cpu_before if usage else 0.0
+        cpu += job.extra.get("left_cpu_ms", 0.0)  # what it left behind ran (``_sweep``)
         rss = usage.ru_maxrss * 1024 if usage else 0
         if job.extra.get("warm"):
             rss = max(0, rss - self.base_rss)  # the template's pages are not the program's
@@ -1601,7 +1602,7 @@ class Supervisor:
             "stdout_bytes": job.output.total["stdout"],
             "stderr_bytes": job.output.total["stderr"],
             "truncated": job.output.exceeded,
-            "notes": job.output.notes(),
+            "notes": job.output.notes() + _left_note(job.extra.get("left_running", 0)),
         }
 
     # ------------------------------------------------------------------ bash
@@ -1726,6 +1727,7 @@ class Supervisor:
             bool(msg.get("stop_on_failure", True)), str(msg.get("compare") or "whitespace"),
             float(msg.get("tolerance") or 0.0), int(msg.get("shown_chars") or 2000),
         )  # fmt: skip
+        batch.most = batch.parallel
         self._more_cases(batch)
 
     def _more_cases(self, batch: CaseBatch) -> None:
@@ -1755,29 +1757,30 @@ class Supervisor:
         index, case = batch.pending.popleft()
         rid, self.next_batched = self.next_batched, self.next_batched - 1
         args = [str(a) for a in case.get("args") or []]
-        sub = {**batch.base, "op": "run", "id": rid, "timeout_s": timeout_s,
-               "stdin": str(case.get("stdin") or "")}  # fmt: skip
-        if "python" in sub:
-            sub["args"] = args
-        else:
-            sub["argv"] = [*sub["argv"], *args]
+        sub = case_run(batch.base, str(case.get("stdin") or ""), args)
+        sub.update(op="run", id=rid, timeout_s=timeout_s)
         self.batched[rid] = (batch, index, case)
         batch.running += 1
+        batch.overlap.start(index)
         self._request(batch.family, sub)  # its end may be answered at once
 
     def _case_done(
         self, batch: CaseBatch, index: int, case: dict[str, Any], reply: dict[str, Any]
     ) -> None:
         batch.running -= 1
-        if batch.parallel > 1 and crowded(reply, batch.time_limit_s):
+        shared = batch.overlap.end(index)
+        if shared and not batch.own_doing and crowded(reply, batch.time_limit_s):
             # Ended by what the cases running at once share (memory, CPUs): not its
-            # verdict. It runs again, and every case after it, one at a time.
+            # verdict. It runs again alone, and the cases after it one at a time, until
+            # one run alone fails as it had among others (then the failures are its own).
             batch.parallel = 1
             batch.alone.add(index)
             batch.pending.appendleft((index, case))
         else:
-            if index in batch.alone:
+            if index in batch.alone and not shared:
                 reply["rerun_alone"] = True
+                if crowded(reply, batch.time_limit_s):
+                    batch.own_doing, batch.parallel = True, batch.most
             expected = case.get("expected")
             if batch.settle(reply, None if expected is None else str(expected)):
                 batch.failed = True
@@ -1967,12 +1970,16 @@ class Supervisor:
             with contextlib.suppress(KeyError, ValueError):
                 self.sel.unregister(fd)
             self.sel.register(fd, selectors.EVENT_READ, (stream, job))
+        # what it used before the program, read now (its figure of its last call is older:
+        # a kernel born for this family has warmed up since), waited-for children included
+        # as in the figures of its end (``wait4``, ``_exiting``)
+        cpu_before = processes.threads_and_cpu(pid, kernel.stat, reaped=True)[1]
         for fd in (kernel.stat, kernel.handle):
             if fd >= 0:
                 _close(fd)
         self._oom_since(family)
         job.extra["traced"] = True
-        job.pid, job.cpu_before, job.started = pid, kernel.cpu_ms, time.monotonic()
+        job.pid, job.cpu_before, job.started = pid, cpu_before, time.monotonic()
         self.procs[pid] = job
         limit = family.conf.limits.memory_bytes
         request = {
@@ -2143,11 +2150,13 @@ class Supervisor:
         no kernel and no running job: daemons, which would otherwise run between calls."""
         return self._sweep([], family)
 
-    def _sweep(self, roots: list[int], family: Family | None) -> int:
+    def _sweep(self, roots: list[int], family: Family | None, charge: Job | None = None) -> int:
         """Stop (SIGSTOP) every process below ``roots`` — and the orphans of ``family`` —
         until no new one appears, so that a fork loop cannot outrun us, then kill them all.
-        Kernels and the processes of running jobs (and their trees) are spared. Returns how
-        many died."""
+        Kernels and the processes of running jobs (and their trees) are spared. The CPU time
+        the stopped ones used (and their children's that they waited for) is ``charge``'s:
+        what a program left behind ran for it, as its waited-for children count in its
+        ``wait4`` figures. Returns how many died."""
         kernels = self.kernel_pids
         spare = kernels | set(self.procs)
         found: set[int] = set()
@@ -2165,6 +2174,8 @@ class Supervisor:
             for pid in new:
                 _signal(pid, signal.SIGSTOP)
             found |= new
+        if charge is not None:
+            _charge(charge, found)
         for pid in found:
             _signal(pid, signal.SIGKILL)
         return len(found)
@@ -2193,6 +2204,29 @@ class Supervisor:
             kernel = self.kernels[kid]
             if kernel.job is None and kernel is not but:
                 kernel.send(signal.SIGSTOP)
+
+
+def _charge(job: Job, stopped: set[int]) -> None:
+    """The CPU time of the processes a program left (stopped by a sweep) is the program's,
+    each counted once (a timeout's sweep, then its exit event's, may find the same ones);
+    those found alive at its exit are named in its result."""
+    x = job.extra
+    fresh = stopped - x.setdefault("charged", set())
+    x["charged"] |= fresh
+    seen = [processes.live_and_cpu(pid) for pid in fresh]
+    x["left_cpu_ms"] = x.get("left_cpu_ms", 0.0) + sum(cpu for _, cpu in seen)
+    if job.interrupted is None:  # at its exit, not stopped by us
+        x["left_running"] = x.get("left_running", 0) + sum(live for live, _ in seen)
+
+
+def _left_note(running: int) -> list[str]:
+    """What a program's result says of the processes it left running at its exit."""
+    if not running:
+        return []
+    return [
+        f"{running} process(es) it left running when it exited were killed then: their "
+        "CPU time is counted in its own, what they wrote until then is in its output"
+    ]
 
 
 @dataclass

@@ -42,6 +42,35 @@ def _close(a: str, b: str, tolerance: float) -> bool:
     return abs(x - y) <= tolerance or abs(x - y) <= tolerance * abs(y)
 
 
+def case_run(base: dict[str, Any], stdin: str, args: list[str]) -> dict[str, Any]:
+    """A case's run request: what all the cases share (``base``), its input and arguments
+    (a Python program's ``args``, a command's ``argv`` extended)."""
+    fields = {**base, "stdin": stdin}
+    if "python" in fields:
+        fields["args"] = list(args)
+    else:
+        fields["argv"] = [*fields["argv"], *args]
+    return fields
+
+
+@dataclass
+class Overlap:
+    """Which of the cases running now ran, at some moment, while another one did: only such a
+    case can have been ended by what they share (``crowded``)."""
+
+    live: dict[int, bool] = field(default_factory=dict)
+
+    def start(self, index: int) -> None:
+        """``index`` starts running (with every live one, if any)."""
+        if self.live:
+            self.live = dict.fromkeys(self.live, True)
+        self.live[index] = bool(self.live)
+
+    def end(self, index: int) -> bool:
+        """``index`` has ended: whether it ran while another did."""
+        return self.live.pop(index, False)
+
+
 def crowded(reply: dict[str, Any], time_limit_s: float) -> bool:
     """Whether a case run among others was ended by what they share, not by itself: the
     family's OOM killer (each case may use its whole memory limit, not all at once), or the
@@ -71,7 +100,10 @@ class CaseBatch:
     shown: int  # characters of each stream kept in a case's record
     running: int = 0
     failed: bool = False
+    most: int = 1  # ``parallel`` as asked (it drops to 1 while a case runs again alone)
+    overlap: Overlap = field(default_factory=Overlap)
     alone: set[int] = field(default_factory=set)  # run again alone (``_case_done``)
+    own_doing: bool = False  # a case run again alone failed as it had among others
     filling: bool = field(default=False)  # starting cases (a case's end starts none then)
 
     def skip_rest(self, why: str) -> None:

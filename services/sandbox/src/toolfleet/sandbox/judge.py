@@ -21,7 +21,7 @@ import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from toolfleet.box.verdicts import compare, crowded
+from toolfleet.box.verdicts import Overlap, case_run, compare, crowded
 from toolfleet.core.protocol import ErrorDiagnostic, ErrorKind, TextPart, ToolSpec
 from toolfleet.core.tool import CallContext, ToolArguments, ToolError, ToolResult
 from toolfleet.sandbox.backend import Family
@@ -124,8 +124,7 @@ class CaseResult(BaseModel):
 
 RERUN_NOTE = (
     "run again alone: the OOM killer of the sandbox's memory, or its wall-time stop before "
-    "it had used its CPU time, had ended it while other cases ran at once; this is that run "
-    "(the cases after it ran one at a time too)"
+    "it had used its CPU time, had ended it while other cases ran at once; this is that run"
 )
 
 
@@ -255,7 +254,8 @@ class JudgeTool(SandboxTool[JudgeArgs]):
         gate = asyncio.Semaphore(self.parallel)
         failed = asyncio.Event()
         results: list[CaseResult | None] = [None] * len(args.cases)
-        shared: list[int] = []  # ended by the OOM killer while other cases ran: again, alone
+        overlap = Overlap()
+        shared: list[int] = []  # ended by what the cases running at once share: again, alone
 
         async def one(index: int, case: JudgeCase, alone: bool = False) -> None:
             async with gate:
@@ -268,13 +268,12 @@ class JudgeTool(SandboxTool[JudgeArgs]):
                     )
                     return
                 limit = min(wall_limit(args.time_limit_s), left)
-                fields = {**base, "stdin": case.stdin}
-                if "python" in fields:
-                    fields["args"] = case.args
-                else:
-                    fields["argv"] = [*fields["argv"], *case.args]
-                reply = await run(family, limit, **fields)
-                if self.parallel > 1 and not alone and crowded(reply, args.time_limit_s):
+                overlap.start(index)
+                try:
+                    reply = await run(family, limit, **case_run(base, case.stdin, case.args))
+                finally:
+                    among_others = overlap.end(index)
+                if among_others and not alone and crowded(reply, args.time_limit_s):
                     shared.append(index)
                     return
                 result = _verdict(index, reply, memory_mb, args.time_limit_s)
@@ -282,7 +281,7 @@ class JudgeTool(SandboxTool[JudgeArgs]):
                     result = await self._check(args, ctx, index, case, reply, result,
                                                checker_family, checker)  # fmt: skip
                 if alone:
-                    result.notes.append(RERUN_NOTE)
+                    result.notes.insert(0, RERUN_NOTE)
                 results[index] = result
                 if result.verdict != "AC":
                     failed.set()
@@ -336,7 +335,7 @@ class JudgeTool(SandboxTool[JudgeArgs]):
                     update={"verdict": "AC" if accepted else "WA", "message": why}
                 )
             if record.get("rerun_alone"):
-                result.notes.append(RERUN_NOTE)
+                result.notes.insert(0, RERUN_NOTE)
             results.append(result)
         return results
 
@@ -453,6 +452,7 @@ def _verdict(index: int, reply: dict[str, Any], memory_mb: int, time_limit_s: fl
         stdout=str(reply.get("stdout") or "")[:SHOWN_CHARS],
         stderr=stderr[:SHOWN_CHARS],
         message=message,
+        notes=[str(n) for n in reply.get("notes") or []],
     )
 
 

@@ -57,6 +57,10 @@ SOCKET_FAMILIES = (2, 10, 17, 16)  # AF_INET, AF_INET6, AF_PACKET, AF_NETLINK
 # clone3's flags are in memory a filter cannot read: it answers ENOSYS, and the C library
 # falls back to clone (as Docker's default profile has it).
 CLONE_PARENT = 0x00008000
+# A program is the subreaper of its tree (``children.enter``): the orphans of its children stay
+# below it, where the sweep at its exit finds them and charges it with their CPU time. No
+# process may stop being one (which would send those orphans out of the tree).
+PR_SET_CHILD_SUBREAPER = 36
 
 
 def compile_filter(sockets: bool = True) -> bytes | None:
@@ -78,6 +82,10 @@ def compile_filter(sockets: bool = True) -> bytes | None:
         sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, CLONE_PARENT, CLONE_PARENT)
     )
     flt.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+    flt.add_rule(
+        sc.ERRNO(errno.EPERM), "prctl",
+        sc.Arg(0, sc.EQ, PR_SET_CHILD_SUBREAPER), sc.Arg(1, sc.EQ, 0),
+    )  # fmt: skip
     for family in SOCKET_FAMILIES if sockets else ():
         flt.add_rule(sc.ERRNO(errno.EAFNOSUPPORT), "socket", sc.Arg(0, sc.EQ, family))
     with tempfile.TemporaryFile() as f:
