@@ -457,6 +457,20 @@ def subreaper() -> None:
             raise
 
 
+def subreapers_below_init() -> bool:
+    """Whether a process that is not its namespace's init can be a subreaper (gVisor: no),
+    asked of a forked child."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            prctl(PR_SET_CHILD_SUBREAPER, 1)
+        except OSError:
+            os._exit(1)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
 class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 

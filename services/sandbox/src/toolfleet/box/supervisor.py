@@ -235,6 +235,10 @@ class Supervisor:
         self.uid_limits = uid_limits
         self.env = env
         self.families: dict[int, Family] = {}
+        # Where a program cannot be the subreaper of its tree (gVisor), an orphan of it that
+        # ends comes back to us: its uid is peeked at before it is reaped (``_reap``).
+        self.orphans_come_back = not jail.subreapers_below_init()
+        self.swept: set[int] = set()  # charged by a sweep already (then orphans: not again)
         self.kernels: dict[int, KernelState] = {}
         self.kernel_pids: set[int] = set()
         self.busy: dict[int, KernelState] = {}  # kernels running a call, by id
@@ -1400,8 +1404,16 @@ class Supervisor:
 
     def _reap(self) -> None:
         while True:
+            uid = None
             try:
-                pid, status, usage = os.wait4(-1, os.WNOHANG)
+                if self.orphans_come_back:
+                    seen = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+                    if seen is None:
+                        return
+                    uid = seen.si_uid
+                    pid, status, usage = os.wait4(seen.si_pid, os.WNOHANG)
+                else:
+                    pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
@@ -1420,6 +1432,20 @@ class Supervisor:
                 for kernel in self.kernels.values():
                     if kernel.pid == pid:
                         kernel.exit_status = status
+            elif uid is not None and not os.WIFSTOPPED(status):
+                if pid in self.swept:
+                    self.swept.discard(pid)
+                else:
+                    self._orphan_ended(uid, usage)
+
+    def _orphan_ended(self, uid: int, usage: Any) -> None:
+        """An orphan of a family (its uid) reaped here, where programs cannot be subreapers:
+        its CPU time is charged to the family's oldest running program (a judge's cases are
+        all one program), as it would be had the program's sweep found it (``_charge``)."""
+        runs = [j for j in self.procs.values() if j.kind == "run" and j.family.conf.uid == uid]
+        if runs:
+            x = min(runs, key=lambda j: j.started).extra
+            x["left_cpu_ms"] = x.get("left_cpu_ms", 0.0) + (usage.ru_utime + usage.ru_stime) * 1000
 
     def _traced(self, job: Job, pid: int, status: int) -> None:
         """A stop of a traced process (bash, programs). At its exit event — before the
@@ -2176,6 +2202,10 @@ class Supervisor:
             found |= new
         if charge is not None:
             _charge(charge, found)
+            if self.orphans_come_back:  # those whose parents die come back to be reaped
+                if len(self.swept) > 100_000:  # reaped by their parents: never seen here
+                    self.swept.clear()
+                self.swept |= found
         for pid in found:
             _signal(pid, signal.SIGKILL)
         return len(found)
