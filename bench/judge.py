@@ -5,7 +5,8 @@ serve``, sandbox tools only). Prints:
   each time, so nothing is cached) and the cached-compile p50 (the same source again);
 - a 100-case judge (``POST /v1/judge``) of accepted C++ and Python solutions of a real
   competitive-programming problem (below), expected outputs from a brute-force solution:
-  wall time and cases/s (the first C++ judge compiles; the figure is of the cached runs);
+  wall time and cases/s (the first C++ judge compiles; the figure is of the cached runs),
+  and how the machine's CPUs were spent meanwhile (user, kernel, idle: /proc/stat);
 - every language's hello world: compile p50, and run p50 (the program's own time) and call
   p50 (the whole call) of the cached program, through ``run_program``;
 - with ``--sf URL``, SandboxFusion at URL doing the same: cpp hello through its
@@ -144,16 +145,19 @@ def main() -> None:
             walls, inner = [], []
             first = ok(http.post("/v1/judge", json=body))
             assert first["data"]["verdict"] == "AC", first["data"]["cases"][:3]
+            before = machine_cpu()
             for _ in range(args.rounds):
                 t = time.perf_counter()
                 out = ok(http.post("/v1/judge", json=body))
                 walls.append(time.perf_counter() - t)
                 assert out["data"]["verdict"] == "AC" and out["data"]["passed"] == args.cases
                 inner.append(out["data"]["wall_s"])
+            split = cpu_split(before, machine_cpu())
             wall = judge_walls[language] = statistics.median(walls)
             print(f"judge {language} {args.cases} cases: wall p50 {wall:.3f} s "
                   f"({args.cases / wall:.0f} cases/s; judge's own {statistics.median(inner):.3f}"
-                  f" s); first (compile) {first['data']['wall_s']:.3f} s")  # fmt: skip
+                  f" s); first (compile) {first['data']['wall_s']:.3f} s; the machine's CPUs "
+                  f"meanwhile: {split}")  # fmt: skip
 
         if not args.judge_only:
             language_table(http)
@@ -164,6 +168,24 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(30)
+
+
+def machine_cpu() -> list[int]:
+    """The machine's CPU time so far (/proc/stat: user, nice, system, idle, iowait, irq,
+    softirq, steal), in ticks."""
+    with open("/proc/stat") as f:
+        return [int(v) for v in f.readline().split()[1:9]]
+
+
+def cpu_split(before: list[int], after: list[int]) -> str:
+    """Where the machine's CPU time went between two readings (user, kernel, idle): a
+    judge's cases are forks, and most of their cost is the kernel's (fork, copy-on-write
+    faults, exit)."""
+    d = [b - a for a, b in zip(before, after, strict=True)]
+    total = sum(d) or 1
+    user, kernel, idle = d[0] + d[1], d[2] + d[5] + d[6], d[3] + d[4]
+    shares = (("user", user), ("kernel", kernel), ("idle", idle))
+    return ", ".join(f"{100 * ticks / total:.0f}% {name}" for name, ticks in shares)
 
 
 def language_table(http: httpx.Client) -> None:
