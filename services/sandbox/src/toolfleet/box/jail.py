@@ -446,15 +446,17 @@ def drop_privileges(uid: int, limits: Limits, base_vm_bytes: int, uid_limits: bo
     prctl(PR_SET_NO_NEW_PRIVS, 1)
 
 
-def subreaper() -> None:
+def subreaper() -> bool:
     """This process becomes the subreaper of its tree: the orphans of its descendants come
-    back to it. Not where it cannot be (gVisor has subreapers for its init alone: EINVAL);
-    there they come back to the supervisor, whose sweeps find them only while they run."""
+    back to it. Not where it cannot be (gVisor has subreapers for its init alone: EINVAL,
+    False); there they come back to the supervisor (``Supervisor._orphan_ended``)."""
     try:
         prctl(PR_SET_CHILD_SUBREAPER, 1)
     except OSError as exc:
         if exc.errno != errno.EINVAL:
             raise
+        return False
+    return True
 
 
 def subreapers_below_init() -> bool:
@@ -463,10 +465,9 @@ def subreapers_below_init() -> bool:
     pid = os.fork()
     if pid == 0:
         try:
-            prctl(PR_SET_CHILD_SUBREAPER, 1)
-        except OSError:
+            os._exit(0 if subreaper() else 1)
+        finally:
             os._exit(1)
-        os._exit(0)
     _, status = os.waitpid(pid, 0)
     return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 

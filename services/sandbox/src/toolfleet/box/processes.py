@@ -166,24 +166,28 @@ def threads_and_cpu(pid: int, stat: int = -1, reaped: bool = False) -> tuple[int
     """How many threads ``pid`` has and the CPU time (ms) it has used — with ``reaped``,
     that of the children it has waited for too, as ``wait4`` counts — in one read (of
     ``stat``, an open descriptor of its /proc/<pid>/stat, when given)."""
-    try:
-        text = os.pread(stat, 4096, 0) if stat >= 0 else read_proc(f"/proc/{pid}/stat")
-        fields = text.rsplit(b")", 1)[1].split()
-        ticks = sum(int(f) for f in fields[11 : 15 if reaped else 13])
-        return int(fields[17]), ticks * 1000.0 / CLOCK_TICKS
-    except (OSError, ValueError, IndexError):
-        return 0, 0.0
+    _, threads, cpu = _stat(pid, stat, reaped)
+    return threads, cpu
 
 
 def live_and_cpu(pid: int) -> tuple[bool, float]:
     """Whether ``pid`` is alive (no zombie) and the CPU time (ms) it and the children it
     waited for have used; (False, 0) when it is gone."""
+    state, _, cpu = _stat(pid, -1, reaped=True)
+    return state not in (b"", b"Z", b"X"), cpu
+
+
+def _stat(pid: int, stat: int, reaped: bool) -> tuple[bytes, int, float]:
+    """Its state, threads and CPU time (ms; with ``reaped``, its waited-for children's too)
+    from one read of /proc/<pid>/stat (``stat``: an open descriptor of it, or -1); empty
+    figures when it is gone."""
     try:
-        fields = read_proc(f"/proc/{pid}/stat").rsplit(b")", 1)[1].split()
-        ticks = sum(int(f) for f in fields[11:15])
-        return fields[0] not in (b"Z", b"X"), ticks * 1000.0 / CLOCK_TICKS
+        text = os.pread(stat, 4096, 0) if stat >= 0 else read_proc(f"/proc/{pid}/stat")
+        fields = text.rsplit(b")", 1)[1].split()
+        ticks = sum(int(f) for f in fields[11 : 15 if reaped else 13])
+        return fields[0], int(fields[17]), ticks * 1000.0 / CLOCK_TICKS
     except (OSError, ValueError, IndexError):
-        return False, 0.0
+        return b"", 0, 0.0
 
 
 # glibc's struct sigaction (x86_64 and aarch64 alike): the handler, a 1024-bit mask, the flags

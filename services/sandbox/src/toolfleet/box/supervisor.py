@@ -1444,8 +1444,9 @@ class Supervisor:
         all one program), as it would be had the program's sweep found it (``_charge``)."""
         runs = [j for j in self.procs.values() if j.kind == "run" and j.family.conf.uid == uid]
         if runs:
-            x = min(runs, key=lambda j: j.started).extra
-            x["left_cpu_ms"] = x.get("left_cpu_ms", 0.0) + (usage.ru_utime + usage.ru_stime) * 1000
+            _add_left_cpu(
+                min(runs, key=lambda j: j.started), (usage.ru_utime + usage.ru_stime) * 1000
+            )
 
     def _traced(self, job: Job, pid: int, status: int) -> None:
         """A stop of a traced process (bash, programs). At its exit event — before the
@@ -2244,9 +2245,14 @@ def _charge(job: Job, stopped: set[int]) -> None:
     fresh = stopped - x.setdefault("charged", set())
     x["charged"] |= fresh
     seen = [processes.live_and_cpu(pid) for pid in fresh]
-    x["left_cpu_ms"] = x.get("left_cpu_ms", 0.0) + sum(cpu for _, cpu in seen)
+    _add_left_cpu(job, sum(cpu for _, cpu in seen))
     if job.interrupted is None:  # at its exit, not stopped by us
         x["left_running"] = x.get("left_running", 0) + sum(live for live, _ in seen)
+
+
+def _add_left_cpu(job: Job, cpu_ms: float) -> None:
+    """CPU time of processes a program left, charged to it (``_outcome`` adds it)."""
+    job.extra["left_cpu_ms"] = job.extra.get("left_cpu_ms", 0.0) + cpu_ms
 
 
 def _left_note(running: int) -> list[str]:
