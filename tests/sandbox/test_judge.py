@@ -43,6 +43,8 @@ async def test_accepted(client, language):
     assert data["verdict"] == "AC", obs
     assert (data["passed"], data["total"], data["score"]) == (10, 10, 1.0)
     assert all(c["verdict"] == "AC" and c["time_s"] > 0 for c in data["cases"])
+    # a case that ended is no leftover of another's (their sweeps), nor charged to it
+    assert not any(c["notes"] for c in data["cases"]), data["cases"]
     assert obs["content"][0]["text"].startswith("AC: 10/10")
 
 
@@ -337,3 +339,60 @@ async def test_the_cpu_time_of_the_processes_a_program_starts_is_its_own(client,
     [case] = obs["data"]["cases"]
     assert case["verdict"] == "TLE" and case["cpu_s"] >= 0.5, case
     assert any("left running" in n for n in case["notes"]) == (how == "left running"), case
+
+
+SEES = (
+    "import os, sys{extra}\n"
+    "n = input()\n"
+    "print(n, os.getcwd() == os.environ['HOME'] == sys.path[0], sys.argv[1:],\n"
+    "      os.environ.get('CASE'), os.environ['TMPDIR'] != '', os.getcwd())\n"
+)
+
+
+@pytest.mark.parametrize("imports", ["stdlib", "a preload"])
+async def test_a_python_case_sees_its_own_directory_arguments_and_environment(client, imports):
+    """Cases of a program that imports no preload are forked from a fresh interpreter (the
+    case forker's case server), the others' from the template: either way each has its own
+    working directory (its HOME and sys.path[0]), its arguments, and the judge's env."""
+    code = SEES.format(extra=", heapq" if imports == "stdlib" else ", numpy")
+    args = [["a", "é ü"], [], ["--x=1"]]
+    cases = [{"stdin": f"{i}\n", "args": a, "expected_stdout": "-"} for i, a in enumerate(args)]
+    obs = await judge(client, language="python", code=code, cases=cases, stop_on_failure=False)
+    assert obs["data"], obs
+    outs = [c["stdout"].split(" ", 2) for c in obs["data"]["cases"]]
+    assert [(n, same) for n, same, _ in outs] == [("0", "True"), ("1", "True"), ("2", "True")]
+    for (_, _, rest), given in zip(outs, args, strict=True):
+        assert rest.startswith(f"{given!r} None True /"), rest
+    assert len({rest.rsplit(" ", 1)[1] for _, _, rest in outs}) == 3  # a directory each
+
+
+@pytest.mark.parametrize("imports", ["stdlib", "a preload"])
+async def test_a_python_case_has_its_memory_limit_whichever_process_forked_it(client, imports):
+    """The memory limit of a case counts what its program allocates, not what the process it
+    was forked from had mapped: 64 MiB fit under 128, 192 do not."""
+    head = "import sys\n" if imports == "stdlib" else "import sys, numpy\n"
+    code = head + "b = bytearray(int(sys.stdin.read()) << 20)\nprint(len(b) >> 20)\n"
+    cases = [{"stdin": "64", "expected_stdout": "64\n"}, {"stdin": "192", "expected_stdout": ""}]
+    obs = await judge(client, language="python", code=code, cases=cases, memory_limit_mb=128,
+                      stop_on_failure=False)  # fmt: skip
+    verdicts = [c["verdict"] for c in obs["data"]["cases"]]
+    assert verdicts == ["AC", "MLE"], obs["data"]["cases"]
+
+
+async def test_cases_go_on_when_their_server_dies(client):
+    """A case that kills the process that forked it (its case server) ends only itself: the
+    cases after it run as any program, each once, each judged on its own output; the cases
+    the server had forked but not named are ended as its, not taken for another case's
+    leftovers."""
+    code = (
+        "import os, signal\nn = int(input())\n"
+        "if n == 3:\n    os.kill(os.getppid(), signal.SIGKILL)\nprint(n * 2)\n"
+    )
+    cases = [{"stdin": f"{i}\n", "expected_stdout": f"{i * 2}\n"} for i in range(12)]
+    for _ in range(3):
+        obs = await judge(client, language="python", code=code, cases=cases,
+                          stop_on_failure=False)  # fmt: skip
+        data = obs["data"]
+        assert data["passed"] == 12, data["cases"]
+        noted = [c["index"] for c in data["cases"] if any("left running" in n for n in c["notes"])]
+        assert not noted, data["cases"]

@@ -751,11 +751,11 @@ async def test_two_default_instances_on_one_host_do_not_collide():
 
 UNREAPED = (  # stops being its tree's subreaper, then has its work done by an orphan
     "import ctypes, os, time\nrefused = ctypes.CDLL(None).prctl(36, 0, 0, 0, 0) != 0\n"
+    "print('refused' if refused else 'cleared', flush=True)\n"
     "r, w = os.pipe()\nif os.fork() == 0:\n    if os.fork():\n        os._exit(0)\n"
     "    t = time.process_time()\n    while time.process_time() - t < 2.25:\n        pass\n"
     "    os.write(w, b'8\\n')\n    os._exit(0)\n"
-    "print(os.read(r, 10).decode(), end='')\nprint('refused' if refused else 'cleared')\n"
-    "time.sleep(0.05)\n"
+    "print(os.read(r, 10).decode(), end='')\ntime.sleep(0.05)\n"
 )
 
 
@@ -769,10 +769,12 @@ async def test_no_time_limit_is_dodged_by_an_orphan(client, bystander):
     assert (await client.post("/v1/judge", json=warm)).json()["data"]["passed"] == 1
     r = await client.post("/v1/judge", json={
         "language": "python", "code": UNREAPED, "time_limit_s": 2.0, "timeout_s": 120,
-        "cases": [{"stdin": "", "expected_stdout": "8\nrefused\n"}],
+        "cases": [{"stdin": "", "expected_stdout": "refused\n8\n"}],
     })  # fmt: skip
     [case] = r.json()["data"]["cases"]
-    assert case["stdout"] == "8\nrefused\n" and case["verdict"] == "TLE", case
+    # the orphan's answer comes unless the wall-time limit ends the program first (gVisor,
+    # a loaded machine): either way its CPU time is the program's
+    assert case["stdout"] in ("refused\n8\n", "refused\n") and case["verdict"] == "TLE", case
     assert case["cpu_s"] >= 2.1, case
     obs = await run(client, "print(kept)", session_id=bystander)
     assert obs["data"]["stdout"] == "41\n", obs

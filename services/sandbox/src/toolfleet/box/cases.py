@@ -5,8 +5,10 @@ A case forked from the template (``forker.py``) comes back into Python, decodes 
 confines itself, and sets up ``__main__`` before the program's first line: ~500 of the ~530
 pages it copies from the template come from there. The case server has done all of that once:
 it is confined in the family (its uid, limits, namespaces, cgroup, seccomp) and holds the
-program's code. Its child only takes its stdio, working directory and environment and runs
-the program.
+program's code. Its loop is C (``fork_loop.c``'s ``tf_case_loop``), and so is each case's
+set-up: its stdio, nothing else open, its working directory, the wait until it is traced.
+Its Python only takes its arguments and environment and runs the program: ~190 pages copied
+a case, where the set-up in Python copied ~430.
 
 What the trainer trusts still comes from outside the processes that run model code: the
 supervisor checks the pid the server names (a child of the server, of the family's uid, no
@@ -24,78 +26,93 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dis
+import importlib
 import marshal
 import os
-import signal
 import socket
 import sys
 from types import CodeType, ModuleType
-from typing import Any
 
-from toolfleet.box import children, forker, jail, wire
+from toolfleet.box import children, forker, jail
 
 
-def serve(chan: socket.socket, script: str, compiled: str, library: str | None = None) -> None:
-    """Load the program, then fork a case for each request (descriptors: stdin, stdout,
-    stderr, the go pipe); answer each with its pid. Never returns. With ``library``
-    (libconfine), the loop is ``fork_loop.c``'s: the server touches none of its pages
-    between cases, so it copies none back after each fork (in Python it copied ~100,
-    ~0.3 ms of CPU a case) and its cases copy fewer."""
+def serve(
+    chan: socket.socket, script: str, compiled: str, library: str, preimport: bool = False
+) -> None:
+    """Load the program, then fork a case for each request in libconfine's loop
+    (``fork_loop.c``'s ``tf_case_loop``): the server touches none of its pages between cases,
+    and each case is set up in C (its stdio, directory, the wait until it is traced) before
+    its Python runs. ``preimport`` (a server of the case forker's): first import what the
+    program imports, from the runtime only. Never returns."""
     code = marshal.loads(base64.b64decode(compiled))
+    if preimport:
+        _import(imported(code))
     main = children.prepare_main(script)  # once: each case is a fresh copy of it
     jail.prctl(jail.PR_SET_DUMPABLE, 0)  # its cases (the same uid) cannot reach its memory
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # its cases are reaped without it
-    if library is not None:
-        child = forker.fork_loop_in_c(chan, library, sibling=False)
-        if child is not None:
-            request, fds = child
-            if len(fds) != 4:
-                os._exit(126)  # never so: the supervisor sends each case four
-            _case(request, fds, script, code, main)
-    while True:
-        try:
-            request, fds = wire.recv(chan)
-        except (wire.ChannelClosedError, OSError, ValueError):
-            os._exit(0)
-        reply: dict[str, Any]
-        if len(fds) != 4:
-            reply = {"error": f"a case needs 4 descriptors, got {len(fds)}"}
-        else:
-            try:
-                pid = os.fork()
-            except OSError as exc:
-                reply = {"error": str(exc)}
-            else:
-                if pid == 0:
-                    chan.close()
-                    _case(request, fds, script, code, main)
-                reply = {"pid": pid}
-        forker.answer(chan, fds, reply)
+    body = forker.case_loop_in_c(chan, library)
+    if body is None:
+        os._exit(126)  # the supervisor runs its cases as it runs any program
+    _case(body, script, code, main)
 
 
-def _case(
-    request: dict[str, Any], fds: list[int], script: str, code: CodeType, main: ModuleType
-) -> None:
-    """In a case's process: its stdio, nothing else open but the go pipe, its directory and
-    environment; wait until the supervisor traces it; run the program. Never returns."""
+def imported(code: CodeType) -> list[str]:
+    """The modules a program's code imports by name (``import a.b``, ``from a import b``),
+    in any of its functions and classes: the dotted names, in order, once each."""
+    names: dict[str, None] = {}
+    stack = [code]
+    while stack:
+        current = stack.pop()
+        for ins in dis.get_instructions(current):
+            if ins.opname == "IMPORT_NAME" and isinstance(ins.argval, str) and ins.argval:
+                names[ins.argval] = None
+        stack.extend(c for c in current.co_consts if isinstance(c, CodeType))
+    return list(names)
+
+
+def _import(names: list[str]) -> None:
+    """Import ``names`` from the runtime, once for all the cases (what fails is left for the
+    program to meet); none from the working directory, which is not on the path yet. A
+    module that started a thread ends the server: a fork keeps only the forking thread, and
+    a case could hang on a lock another one held (the supervisor then runs its cases as it
+    runs any program)."""
+    for name in names:
+        with contextlib.suppress(BaseException):
+            importlib.import_module(name)
+    if len(os.listdir("/proc/self/task")) > 1:
+        os._exit(126)
+
+
+def request(cwd: str, args: list[str], env: dict[str, str], server_env: dict[str, str]) -> bytes:
+    """A case's request body (``tf_case_loop`` reads the directory, ``_case`` the rest): its
+    working directory, then each argument (``a``), each variable that differs from the
+    server's environment (``e``) and each one it lacks (``u``), NUL-separated. ValueError
+    where one holds a NUL (no process could be given it)."""
+    items = [cwd, *("a" + a for a in args)]
+    items += [f"e{k}={v}" for k, v in env.items() if server_env.get(k) != v]
+    items += ["u" + k for k in server_env if k not in env]
+    if any("\0" in item for item in items):
+        raise ValueError("a case's directory, arguments and environment hold no NUL")
+    return "".join(item + "\0" for item in items).encode("utf-8", "surrogatepass")
+
+
+def _case(body: bytes, script: str, code: CodeType, main: ModuleType) -> None:
+    """In a case's process, set up and traced (``tf_case_loop``): its arguments and
+    environment (``request``); run the program. Never returns."""
     status = 126
     try:
-        stdin, out, err, go = fds
-        for target, fd in enumerate((stdin, out, err)):
-            os.dup2(fd, target)
-        jail.close_all_but((go,))
-        os.setpgid(0, 0)  # a group of its own, as every program (``children.enter``)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the program waits for its children
-        jail.prctl(jail.PR_SET_DUMPABLE, 1)  # /proc shows it as the family's
-        jail.subreaper()  # its orphans stay below it (``children.enter``)
-        cwd = str(request["cwd"])
-        os.chdir(cwd)
-        sys.path[0] = cwd  # the script's directory, as ``prepare_main`` set it for the server
-        sys.argv[1:] = [str(a) for a in request.get("args") or []]
-        children.set_environ({str(k): str(v) for k, v in dict(request["env"]).items()})
-        if os.read(go, 1) != b"g":
-            os._exit(status)  # not traced: it never runs
-        os.close(go)
+        args = []
+        for item in body.decode("utf-8", "surrogatepass").split("\0")[:-1]:
+            kind, value = item[:1], item[1:]
+            if kind == "a":
+                args.append(value)
+            elif kind == "e":
+                key, _, value = value.partition("=")
+                os.environ[key] = value
+            elif kind == "u":
+                del os.environ[value]
+        sys.path[0] = os.getcwd()  # the script's directory, as ``prepare_main`` set it
+        sys.argv[1:] = args
         children.run_main(main, script, "", code=code)
     except BaseException as exc:
         with contextlib.suppress(OSError):

@@ -319,7 +319,10 @@ static void confine(const struct confinement *c) {
 }
 
 #ifdef TF_LIBRARY
-/* The library's one entry (libconfine, built from this source): a process the fork server
+/* close_all_but for fork_loop.c (a judge's case, set up in C: tf_case_loop). */
+void tf_close_all_but(int keep) { close_all_but(keep); }
+
+/* The library's entry (libconfine, built from this source): a process the fork server
  * cloned from the template confines itself before its Python runs the model's code. The
  * words come packed, each ended by a NUL (`len` bytes in all, at most 64 words). A failure
  * ends the process (status= , 126 by default), as the shim's. */

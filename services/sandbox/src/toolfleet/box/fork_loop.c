@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -27,6 +28,8 @@
 #define SMALL (256 * 1024)              /* requests up to this size use a static buffer */
 #define LARGEST (256u * 1024 * 1024)    /* wire.MAX_FRAME */
 #define CLONE_PARENT_FLAG 0x00008000
+
+void tf_close_all_but(int keep); /* exec_shim.c, in the same library */
 
 static char small[SMALL];
 
@@ -109,4 +112,54 @@ int tf_fork_loop(int chan, int sibling, char **data, int *len, int *fds, int max
     if (buf != small) munmap(buf, size);
     answer(chan, pid, err);
   }
+}
+
+/* A case that cannot be set up says why on its own stderr and never runs. */
+static void case_failed(const char *what, int err) {
+  char msg[160];
+  int n = snprintf(msg, sizeof msg, "the sandbox could not start the process: %s: %s\n", what,
+                   strerror(err));
+  if (n > 0) (void)!write(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+  _exit(126);
+}
+
+/* A judge's case server's loop (cases.py): tf_fork_loop's, the cases its own children, each
+ * of which sets itself up here before it returns, so that its Python touches no page of the
+ * server's before the program does (in Python this set-up copied ~250 pages a case: the
+ * request's decoding, ctypes calls, the descriptors). A request is four descriptors (stdin,
+ * stdout, stderr, the go pipe) and a body: the case's working directory, NUL, then what
+ * cases.py reads (args, environment), NUL-separated. In the child: its stdio; nothing else
+ * open; a process group of its own; SIGCHLD as by default (the server ignores it: its cases
+ * are reaped without it); dumpable (/proc shows it as the family's); a subreaper (its
+ * orphans stay below it: Supervisor._sweep); its directory; then it waits until the
+ * supervisor traces it ("g" on the go pipe). Returns (0) only there, `*data` and `*len` the
+ * body after the directory. */
+int tf_case_loop(int chan, char **data, int *len) {
+  struct sigaction ignore = {.sa_handler = SIG_IGN}, standard = {.sa_handler = SIG_DFL};
+  int fds[4], nfds = 0;
+  sigaction(SIGCHLD, &ignore, NULL);
+  tf_fork_loop(chan, 0, data, len, fds, 4, &nfds); /* returns in a case only */
+  if (nfds != 4) case_failed("descriptors", EINVAL);
+  for (int target = 0; target < 3; target++)
+    if (dup2(fds[target], target) < 0) case_failed("dup2", errno);
+  int go = fds[3];
+  tf_close_all_but(go);
+  if (setpgid(0, 0) != 0) case_failed("setpgid", errno);
+  sigaction(SIGCHLD, &standard, NULL);
+  if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0) case_failed("dumpable", errno);
+  /* gVisor (runsc 20221219) has subreapers for its init alone: EINVAL */
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0 && errno != EINVAL)
+    case_failed("subreaper", errno);
+  size_t cwd = strnlen(*data, (size_t)*len);
+  if (cwd == (size_t)*len) case_failed("request", EINVAL);
+  if (chdir(*data) != 0) case_failed("chdir", errno);
+  *data += cwd + 1;
+  *len -= (int)cwd + 1;
+  char g = 0;
+  ssize_t n;
+  do n = read(go, &g, 1);
+  while (n < 0 && errno == EINTR);
+  if (n != 1 || g != 'g') _exit(126); /* not traced: it never runs */
+  close(go);
+  return 0;
 }

@@ -137,21 +137,52 @@ def fork_loop_in_c(
     clones. In each child it makes: returns the child's request and descriptors (``chan``
     closed). ``sibling``: the children are our parent's (``CLONE_PARENT``), else ours.
     None (at once) where the library does not load."""
+    loop = _loop(library, "tf_fork_loop")
+    if loop is None:
+        return None
+    data, size, count = ctypes.c_char_p(), ctypes.c_int(), ctypes.c_int()
+    fds = (ctypes.c_int * 16)()
+    _held_across(loop, chan, int(sibling), ctypes.byref(data), ctypes.byref(size), fds,
+                 len(fds), ctypes.byref(count))  # fmt: skip
+    return json.loads(ctypes.string_at(data, size.value)), list(fds[: count.value])
+
+
+def case_loop_in_c(chan: socket.socket, library: str) -> bytes | None:
+    """A judge's case server's loop in libconfine (``fork_loop.c``'s ``tf_case_loop``): it
+    never returns in this process. In each case it forks, set up there in C and traced
+    already: returns the rest of the case's request (``cases.py`` reads it). None (at once)
+    where the library does not load."""
+    loop = _loop(library, "tf_case_loop")
+    if loop is None:
+        return None
+    data, size = ctypes.c_char_p(), ctypes.c_int()
+    _held_across(loop, chan, ctypes.byref(data), ctypes.byref(size), closed=True)
+    return ctypes.string_at(data, size.value)
+
+
+def _loop(library: str, name: str) -> Any:
+    """A loop of libconfine's, called with the GIL held (as ``os.fork`` forks); None where
+    the library does not load."""
     try:
-        loop = ctypes.PyDLL(library).tf_fork_loop  # the GIL held across, as os.fork does
+        loop = getattr(ctypes.PyDLL(library), name)
     except (OSError, AttributeError):
         return None
     loop.restype = ctypes.c_int
-    data, size, count = ctypes.c_char_p(), ctypes.c_int(), ctypes.c_int()
-    fds = (ctypes.c_int * 16)()
+    return loop
+
+
+def _held_across(loop: Any, chan: socket.socket, *args: Any, closed: bool = False) -> None:
+    """Run a fork loop that returns only in its children; there, ``chan`` is closed (by the
+    loop already where ``closed``)."""
     # Held for every clone to come, as around one fork: the server itself never runs Python
     # again, so only the children (PyOS_AfterFork_Child) ever release them.
     ctypes.pythonapi.PyOS_BeforeFork()
-    loop(chan.fileno(), int(sibling), ctypes.byref(data), ctypes.byref(size), fds, len(fds),
-         ctypes.byref(count))  # fmt: skip
+    loop(chan.fileno(), *args)
     ctypes.pythonapi.PyOS_AfterFork_Child()
-    chan.close()
-    return json.loads(ctypes.string_at(data, size.value)), list(fds[: count.value])
+    if closed:
+        chan.detach()
+    else:
+        chan.close()
 
 
 def _prepare_server() -> None:

@@ -526,6 +526,16 @@ def set_oom_score(value: int) -> None:
         pass  # lowering needs CAP_SYS_RESOURCE, which root may lack: the others rank above
 
 
+def ns_words(ns_fds: list[int], jail_root: str | None) -> list[str]:
+    """libconfine's words that enter a family's namespaces (descriptors in
+    ``Namespaces.KINDS`` order, none where it has none), then the jail."""
+    if not ns_fds or jail_root is None:
+        return []
+    kinds = [kind for _, kind in Namespaces.KINDS]
+    words = [f"ns={fd}:{kind}" for fd, kind in zip(ns_fds, kinds, strict=True)]
+    return [*words, f"root={jail_root}"]
+
+
 def vm_size() -> int:
     """This process's virtual memory size in bytes."""
     with open("/proc/self/status") as f:

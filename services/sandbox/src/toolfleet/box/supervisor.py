@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from typing import Any
 
-from toolfleet.box import cases, children, files, jail, processes, shim, wire
+from toolfleet.box import case_forker, cases, children, files, jail, processes, shim, wire
 from toolfleet.box.artifacts import Artifacts
 from toolfleet.box.capture import Output, check_png
 from toolfleet.box.cgroups import FamilyCgroups
@@ -65,6 +65,7 @@ HELLO_TIMEOUT_S = 10.0  # a forked kernel's, waited for in the loop
 # wait for the spawn's answer (3 x ANSWER_MARGIN_S), so that a failure is answered, not lost
 HATCH_TIMEOUT_S = 20.0
 KERNEL_IO_TIMEOUT_S = 5.0  # a fresh kernel or a case server that stalls in a frame is broken
+CASE_FORKER_START_S = 60.0  # an interpreter's start, on a loaded machine
 FORK_TIMEOUT_S = 60.0
 SWEEP_INTERVAL_S = 1.0
 # a call's output pipes are watched from this long after its start on (its output is read at
@@ -190,6 +191,7 @@ class CaseServer:
     family: Family
     pid: int
     chan: socket.socket
+    env: dict[str, str]  # its environment: a case's request says what differs
     waiting: collections.deque[Job] = field(default_factory=collections.deque)
 
 
@@ -224,6 +226,7 @@ class Supervisor:
         seccomp: bytes | None,
         uid_limits: bool,
         env: dict[str, str],
+        preloaded: tuple[str, ...] = (),
     ) -> None:
         self.control = control
         self.box_root = box_root
@@ -239,6 +242,10 @@ class Supervisor:
         # ends comes back to us: its uid is peeked at before it is reaped (``_reap``).
         self.orphans_come_back = not jail.subreapers_below_init()
         self.swept: set[int] = set()  # charged by a sweep already (then orphans: not again)
+        # our children not reaped yet that are no orphan of a program's: a job's process that
+        # ended at its exit event (``_exiting``), an ended case server and the cases it named
+        # to nobody (killed)
+        self.doomed: set[int] = set()
         self.kernels: dict[int, KernelState] = {}
         self.kernel_pids: set[int] = set()
         self.busy: dict[int, KernelState] = {}  # kernels running a call, by id
@@ -275,6 +282,15 @@ class Supervisor:
         self.fork_loop: str | None = None  # the fork server's loop: "c", "python" (or none)
         # last: the fork server is a copy of the template as it is now
         self.forker: ForkServer | None = self._fork_server(control)
+        # judges' case servers of programs that import none of the preloads (``case_forker``)
+        self.preloaded = {name.split(".")[0] for name in preloaded}
+        self.case_forker: ForkServer | None = None
+        self.case_forker_vm = 0  # its virtual memory size: a case server's memory limit adds it
+        if self.forker is not None and self.confine_library and not self.case_servers_fail:
+            held = [self.seccomp_fd, *(self.cgroups.fds.values() if self.cgroups else ())]
+            started = case_forker.start(self.confine_library, held, CASE_FORKER_START_S)
+            if started is not None:
+                self.case_forker, self.case_forker_vm = started
 
     def _fork_server(self, control: socket.socket) -> ForkServer | None:
         """The fork server, once a child it clones is seen to be ours (gVisor, for one, does
@@ -746,27 +762,7 @@ class Supervisor:
         the fork server (``forker.py``), else forked by the supervisor itself. Its pid; 0
         when ``later`` is given and the fork server will answer (``_clone_answered`` sets
         ``later.pid``): the loop goes on meanwhile (other jobs' exits, other requests)."""
-        limits = family.conf.limits
-        cgroup = self._cgroup_name(family)
-        birth = {
-            **birth,
-            "fid": family.fid,
-            "namespaces": bool(family.root.namespaces and self.namespaces is not None),
-        }
-        if self.confine is not None:  # its words made here: the child only adds descriptors
-            kernel = birth["run"] in SERVING
-            memory = int(birth.get("memory_bytes") or 0) or limits.memory_bytes
-            if birth.get("warm", True):
-                memory += self.base_vm  # the template's mappings count too (children.enter)
-            words = self._words(family.conf.uid, limits, cgroup, str(birth["cwd"]), memory,
-                                trace=not kernel)  # fmt: skip
-            words += ["pgid=1", f"status={1 if kernel else 126}"]
-            birth["confine"] = "\0".join(words)
-        else:
-            birth["uid"], birth["cgroup"] = family.conf.uid, cgroup
-            birth["limits"] = {f.name: getattr(limits, f.name) for f in dataclass_fields(limits)}
-        if birth["namespaces"]:
-            fds = fds + [family.root.namespaces[name] for name, _ in Namespaces.KINDS]
+        birth, fds = self._prepared(family, birth, fds, self.base_vm)
         if later is None:
             self._forked_all()  # answers come in order: the ones asked before are read first
         if self.forker is not None:
@@ -784,6 +780,35 @@ class Supervisor:
         if pid == 0:
             self._born(birth, fds)
         return pid
+
+    def _prepared(
+        self, family: Family, birth: dict[str, Any], fds: list[int], base_vm: int
+    ) -> tuple[dict[str, Any], list[int]]:
+        """``birth`` as a forker's child of the family reads it (the words that confine it,
+        made here), and ``fds`` with the family's namespaces. ``base_vm``: what the process
+        it is forked from has mapped, which its memory limit adds where it is warm."""
+        limits = family.conf.limits
+        cgroup = self._cgroup_name(family)
+        birth = {
+            **birth,
+            "fid": family.fid,
+            "namespaces": bool(family.root.namespaces and self.namespaces is not None),
+        }
+        if self.confine is not None:  # its words made here: the child only adds descriptors
+            kernel = birth["run"] in SERVING
+            memory = int(birth.get("memory_bytes") or 0) or limits.memory_bytes
+            if birth.get("warm", True):
+                memory += base_vm  # the template's mappings count too (children.enter)
+            words = self._words(family.conf.uid, limits, cgroup, str(birth["cwd"]), memory,
+                                trace=not kernel)  # fmt: skip
+            words += ["pgid=1", f"status={1 if kernel else 126}"]
+            birth["confine"] = "\0".join(words)
+        else:
+            birth["uid"], birth["cgroup"] = family.conf.uid, cgroup
+            birth["limits"] = {f.name: getattr(limits, f.name) for f in dataclass_fields(limits)}
+        if birth["namespaces"]:
+            fds = fds + [family.root.namespaces[name] for name, _ in Namespaces.KINDS]
+        return birth, fds
 
     def _clone_answered(self) -> None:
         """The fork server answered a kernel's spawn or a job's process: its pid (or why it
@@ -858,6 +883,7 @@ class Supervisor:
                 self._enter_in_python(birth, fds, ns_fds)
             if birth["run"] == "cases":
                 chan = socket.socket(fileno=fds[3])
+                assert self.confine_library is not None  # a case server needs libconfine
                 cases.serve(chan, birth["script"], birth["compiled"], self.confine_library)
             elif kernel:
                 Kernel(socket.socket(fileno=fds[3]), str(birth["cwd"])).serve()
@@ -887,7 +913,7 @@ class Supervisor:
         trace: bool = True,
     ) -> list[str]:
         """The confinement of a family's new process as ``exec_shim.c`` reads it (the shim's
-        arguments, libconfine's words), but its namespaces (``_ns_words``): ``cgroup`` the
+        arguments, libconfine's words), but its namespaces (``jail.ns_words``): ``cgroup`` the
         name of the family's cgroups ("" where it has none)."""
         words: list[str] = []
         if cgroup and self.cgroups is not None:
@@ -907,28 +933,15 @@ class Supervisor:
             return self.cgroups.name(family.fid)
         return ""
 
-    def _ns_words(self, ns_fds: list[int]) -> list[str]:
-        """The family's namespaces to enter (descriptors in ``Namespaces.KINDS`` order, none
-        where it has none), then the jail."""
-        if not ns_fds or self.namespaces is None:
-            return []
-        kinds = [kind for _, kind in Namespaces.KINDS]
-        words = [f"ns={fd}:{kind}" for fd, kind in zip(ns_fds, kinds, strict=True)]
-        return [*words, f"root={self.namespaces.jail_root}"]
+    def _jail_root(self) -> str | None:
+        """The jail's root in our mount namespace, where families have namespaces."""
+        return self.namespaces.jail_root if self.namespaces is not None else None
 
     def _confine_in_c(self, birth: dict[str, Any], fds: list[int], ns_fds: list[int]) -> None:
-        """``_enter_in_python``'s steps in one call of libconfine with the words
-        ``_new_process`` made, and the descriptors this process received (``shim.py``: a
-        forked child's Python touching its pages costs more than the fork)."""
-        if not children.signals_default:
-            children.default_signals()
-        words = [birth["confine"], f"stdio={fds[0]}:{fds[1]}:{fds[2]}", *self._ns_words(ns_fds)]
-        if birth["run"] in SERVING:
-            words.append(f"keep={fds[3]}")
-        packed = "\0".join(words).encode() + b"\0"
-        assert self.confine is not None
-        self.confine(packed, len(packed))
-        children.set_environ(birth["env"])
+        """``_enter_in_python``'s steps in one call of libconfine (``children.confine_in_c``)
+        with the words ``_new_process`` made and the descriptors this process received."""
+        ns = jail.ns_words(ns_fds, self._jail_root())
+        children.confine_in_c(self.confine, {**birth, "keep": birth["run"] in SERVING}, fds, ns)
 
     def _enter_in_python(self, birth: dict[str, Any], fds: list[int], ns_fds: list[int]) -> None:
         """Where libconfine is not built: the same steps in Python."""
@@ -1393,8 +1406,9 @@ class Supervisor:
                 if self.cgroups is None or self.cgroups.remove(fid, within_s=0):
                     del self.ending[fid]
         known = self.kernel_pids | set(self.procs)
-        if self.forker is not None:
-            known.add(self.forker.pid)
+        for server in (self.forker, self.case_forker):
+            if server is not None:
+                known.add(server.pid)
         live = {f.conf.uid for f in self.families.values()}
         for pid in processes.children(os.getpid()):
             if pid not in known and processes.uid_of(pid) not in live:
@@ -1418,6 +1432,8 @@ class Supervisor:
                 return
             if pid == 0:
                 return
+            ended_job = pid in self.doomed  # a job's, ended at its exit event
+            self.doomed.discard(pid)
             if pid not in self.procs and any(isinstance(e, Job) for e in self.births):
                 self._forked_all()  # a job's process can stop before its pid is read
             job = self.procs.get(pid)
@@ -1432,7 +1448,7 @@ class Supervisor:
                 for kernel in self.kernels.values():
                     if kernel.pid == pid:
                         kernel.exit_status = status
-            elif uid is not None and not os.WIFSTOPPED(status):
+            elif uid is not None and not ended_job and not os.WIFSTOPPED(status):
                 if pid in self.swept:
                     self.swept.discard(pid)
                 else:
@@ -1487,6 +1503,11 @@ class Supervisor:
             return
         job.status = status
         job.usage = ExitUsage(cpu / 1000, peak_kb)
+        # Until reaped it is no orphan of its family's (whose sweeps would charge it to
+        # another program): where it is our child, as all but a case server's case are (or
+        # a case whose server ended; a live server's are reaped there)
+        if not job.extra.get("server") or processes.parent_of(pid) == os.getpid():
+            self.doomed.add(pid)
         self._maybe_finish(job)
 
     def _maybe_finish(self, job: Job) -> None:
@@ -1575,7 +1596,7 @@ class Supervisor:
             ns_fds = [family.root.namespaces[name] for name, _ in Namespaces.KINDS]
         cgroup = self._cgroup_name(family)
         memory = memory_bytes or conf.limits.memory_bytes
-        args = [self.shim, *self._ns_words(ns_fds),
+        args = [self.shim, *jail.ns_words(ns_fds, self._jail_root()),
                 *self._words(conf.uid, conf.limits, cgroup, cwd, memory)]  # fmt: skip
         passed = list(ns_fds)
         if cgroup and self.cgroups is not None:
@@ -1858,10 +1879,14 @@ class Supervisor:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         sink = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
         workspace = new_workspace(family.root, family.conf.uid)
-        birth = {"run": "cases", "cwd": workspace, "env": self._env(family, workspace),
-                 "script": script, "compiled": compiled, "memory_bytes": memory}  # fmt: skip
+        env = self._env(family, workspace)
+        birth = {"run": "cases", "cwd": workspace, "env": env, "script": script,
+                 "compiled": compiled, "memory_bytes": memory}  # fmt: skip
+        fds = [self.devnull, sink, sink, theirs.fileno()]
         try:
-            pid = self._new_process(family, birth, [self.devnull, sink, sink, theirs.fileno()])
+            pid = self._lean_case_server(family, birth, fds, compiled)
+            if pid is None:
+                pid = self._new_process(family, birth, fds)
         except (OSError, ValueError, ForkRefused):
             ours.close()
             return None
@@ -1869,22 +1894,53 @@ class Supervisor:
             theirs.close()
             os.close(sink)
         ours.settimeout(KERNEL_IO_TIMEOUT_S)
-        server = CaseServer(key, family, pid, ours)
+        server = CaseServer(key, family, pid, ours, env)
         self.case_servers[key] = server
         self.kernel_pids.add(pid)  # spared by sweeps, as kernels are
         self.sel.register(ours, selectors.EVENT_READ, ("cases", server))
         return server
 
+    def _lean_case_server(
+        self, family: Family, birth: dict[str, Any], fds: list[int], compiled: str
+    ) -> int | None:
+        """A case server from the case forker (``case_forker.py``), for a program that imports
+        none of the template's preloads: its pid. None where the template forks it: another
+        program, or no case forker (it broke: from now on, none)."""
+        if self.case_forker is None:
+            return None
+        code = marshal.loads(base64.b64decode(compiled))
+        if {name.split(".")[0] for name in cases.imported(code)} & self.preloaded:
+            return None
+        birth, fds = self._prepared(
+            family, {**birth, "jail_root": self._jail_root()}, fds, self.case_forker_vm
+        )
+        try:
+            self.case_forker.ask(birth, fds)
+            return self.case_forker.answer()
+        except ForkRefused:
+            raise
+        except (OSError, ValueError) as exc:
+            print(f"supervisor: the case forker failed ({exc!r}): case servers are forked "
+                  "from the template", file=sys.stderr, flush=True)  # fmt: skip
+            self.case_forker.close()
+            _signal(self.case_forker.pid, signal.SIGKILL)
+            self.case_forker = None
+            return None
+
     def _send_case(self, server: CaseServer, job: Job) -> bool:
         """Hand a case to its server: its stdin, new output pipes, and the pipe its process
-        waits on until it is traced. False (nothing sent) if the server is gone."""
+        waits on until it is traced. False (nothing sent) if the server is gone, or cannot
+        be given the case (a NUL in its arguments)."""
         stdin, cwd, env, birth, _ = job.extra["birth"]
+        try:
+            frame = wire.frame(cases.request(cwd, birth["args"], env, server.env))
+        except ValueError:
+            return False
         out_r, out_w = _pipe()
         err_r, err_w = _pipe()
         go_r, go_w = os.pipe2(os.O_CLOEXEC)
-        request = {"cwd": cwd, "env": env, "args": birth["args"]}
         try:
-            wire.send(server.chan, request, [stdin, out_w, err_w, go_r])
+            wire.send_frame(server.chan, frame, [stdin, out_w, err_w, go_r])
         except OSError:
             for fd in (out_r, err_r, go_w):
                 _close(fd)
@@ -1936,7 +1992,7 @@ class Supervisor:
             if handle >= 0:  # -1: no pidfds (gVisor)
                 os.close(handle)
         job.pid = pid
-        job.extra["traced"] = True
+        job.extra.update(traced=True, server=server.pid)
         self.procs[pid] = job
         go = job.extra.pop("go")
         with contextlib.suppress(OSError):
@@ -1968,8 +2024,40 @@ class Supervisor:
         server.chan.close()
         self.kernel_pids.discard(server.pid)
         _signal(server.pid, signal.SIGKILL)  # our child: its pid is not reused before we reap
+        self.doomed.add(server.pid)
+        self._sweep_unnamed(server)
         while server.waiting:
             self._case_fallback(server.waiting.popleft())
+
+    def _sweep_unnamed(self, server: CaseServer) -> None:
+        """The cases an ended server forked but did not name to us (each waits to be traced,
+        before its program): killed, charged to nobody. Its children until it is reaped,
+        then the family's orphans (ours): swept here, not by a sweep of another case, which
+        would count them as left running by that case."""
+        spare = self.kernel_pids | set(self.procs)
+        found: set[int] = set()
+        for _ in range(200):
+            seen = {p for p in processes.children(server.pid) if p not in spare}
+            seen.update(self._orphans(server.family, spare))
+            if seen <= found:
+                break
+            found |= seen
+        for pid in found:
+            _signal(pid, signal.SIGKILL)
+        self.doomed |= found
+
+    def _drop_ended_case_servers(self, family: Family) -> None:
+        """Drop the family's case servers whose channel is at its end (the server died: a
+        case killed it) before its orphans are looked for: its unnamed cases are its, not
+        the orphans of whichever case is swept next."""
+        for server in [c for c in self.case_servers.values() if c.family is family]:
+            try:
+                readable, _, _ = select.select([server.chan], [], [], 0)
+                ended = bool(readable) and server.chan.recv(1, socket.MSG_PEEK) == b""
+            except OSError:
+                ended = True
+            if ended:
+                self._drop_case_server(server)
 
     def _become_program(
         self, job: Job, kernel: KernelState, stdin: int, memory: int, script: str
@@ -2216,7 +2304,9 @@ class Supervisor:
         kernel and no job. With cgroups, only when the family has more processes than those
         (the common case costs one read)."""
         if any(egg.family is family for egg in self.births):
-            self._forked_all()  # a kernel of the family whose pid is not read yet is no orphan
+            self._forked_all()  # a process of the family whose pid is not read yet is no orphan
+            spare = spare | set(self.procs)
+        self._drop_ended_case_servers(family)
         if family.cgroup and self.cgroups is not None:
             members = set(self.cgroups.procs(family.fid))
             if members <= spare:
@@ -2225,7 +2315,10 @@ class Supervisor:
         return [
             p
             for p in processes.children(os.getpid())
-            if p not in spare and p not in self.kernel_pids and processes.uid_of(p) == uid
+            if p not in spare
+            and p not in self.kernel_pids
+            and p not in self.doomed
+            and processes.uid_of(p) == uid
         ]
 
     def _freeze_idle(self, family: Family, but: KernelState | None = None) -> None:

@@ -27,8 +27,12 @@ class ChannelClosedError(ConnectionError):
 
 def encode(obj: Mapping[str, Any]) -> bytes:
     """One frame."""
-    data = json.dumps(obj, separators=(",", ":")).encode()
-    return HEADER.pack(len(data)) + data
+    return frame(json.dumps(obj, separators=(",", ":")).encode())
+
+
+def frame(body: bytes) -> bytes:
+    """One frame of ``body`` (JSON, or a judge's case's request: ``cases.request``)."""
+    return HEADER.pack(len(body)) + body
 
 
 def _size(header: bytes | bytearray, max_frame: int) -> int:

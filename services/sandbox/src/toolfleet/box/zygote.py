@@ -86,6 +86,7 @@ def start(control: socket.socket, args: argparse.Namespace) -> Supervisor:
         seccomp=seccomp,
         uid_limits=bool(msg.get("uid_limits", True)),
         env=kernel_env(),
+        preloaded=tuple(loaded),
     )
     ready: dict[str, Any] = {
         "op": "ready",
@@ -100,6 +101,8 @@ def start(control: socket.socket, args: argparse.Namespace) -> Supervisor:
         # how children are confined and forked (libconfine, fork_loop.c; else Python's steps)
         "confine": "libconfine" if supervisor.confine is not None else "python",
         "fork_server": supervisor.fork_loop if supervisor.forker is not None else None,
+        # judges' case servers of programs that import no preload: from a fresh interpreter
+        "case_forker": supervisor.case_forker is not None,
     }
     wire.send(control, ready)
     return supervisor
