@@ -99,7 +99,7 @@ def child_handle(pid: int, parent: int, uid: int) -> int | None:
     pidfds, as under gVisor: /proc only)."""
     handle = open_handle(pid)
     try:
-        if parent_of(pid) != parent or uid_of(pid) != uid:
+        if status_fields(pid, ("PPid", "Uid")) != {"PPid": parent, "Uid": uid}:
             raise ProcessLookupError(pid)
         if handle >= 0:
             signal.pidfd_send_signal(handle, 0)  # still the process that was looked at
@@ -140,12 +140,23 @@ def uid_of(pid: int) -> int | None:
 
 def status_field(pid: int, name: str) -> int | None:
     """An integer field of /proc/<pid>/status (``Threads``, ``VmRSS`` in kB ...)."""
+    return status_fields(pid, (name,)).get(name)
+
+
+def status_fields(pid: int, names: tuple[str, ...]) -> dict[str, int]:
+    """Integer fields of /proc/<pid>/status from one read (the first figure of each: the
+    real uid of ``Uid``); those it lacks are missing, all of them when it is gone."""
     try:
         text = b"\n" + read_proc(f"/proc/{pid}/status")
+    except OSError:
+        return {}
+    found = {}
+    for name in names:
         at = text.find(f"\n{name}:".encode())
-        return None if at < 0 else int(text[at + len(name) + 2 :].split(maxsplit=1)[0])
-    except (OSError, ValueError, IndexError):
-        return None
+        with contextlib.suppress(ValueError, IndexError):
+            if at >= 0:
+                found[name] = int(text[at + len(name) + 2 :].split(maxsplit=1)[0])
+    return found
 
 
 def state_of(pid: int) -> str:

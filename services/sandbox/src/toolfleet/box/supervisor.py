@@ -66,6 +66,7 @@ HELLO_TIMEOUT_S = 10.0  # a forked kernel's, waited for in the loop
 HATCH_TIMEOUT_S = 20.0
 KERNEL_IO_TIMEOUT_S = 5.0  # a fresh kernel or a case server that stalls in a frame is broken
 CASE_FORKER_START_S = 60.0  # an interpreter's start, on a loaded machine
+EXITED_NOT_REAPED = os.WEXITED | os.WNOHANG | os.WNOWAIT
 FORK_TIMEOUT_S = 60.0
 SWEEP_INTERVAL_S = 1.0
 # a call's output pipes are watched from this long after its start on (its output is read at
@@ -1474,7 +1475,8 @@ class Supervisor:
         if event == jail.PTRACE_EVENT_EXIT:
             # its peak memory, read while its memory still exists: after an exec, wait4's
             # figure would still count the template it was forked from
-            job.extra["peak_kb"] = processes.status_field(pid, "VmHWM")
+            read = processes.status_fields(pid, ("VmHWM", "PPid"))
+            job.extra.update(peak_kb=read.get("VmHWM"), parent=read.get("PPid"))
             self._sweep([pid], job.family, charge=job if job.kind == "run" else None)
             if job.kind == "run":
                 self._exiting(job, pid)
@@ -1506,7 +1508,7 @@ class Supervisor:
         # Until reaped it is no orphan of its family's (whose sweeps would charge it to
         # another program): where it is our child, as all but a case server's case are (or
         # a case whose server ended; a live server's are reaped there)
-        if not job.extra.get("server") or processes.parent_of(pid) == os.getpid():
+        if not job.extra.get("server") or job.extra.get("parent") == os.getpid():
             self.doomed.add(pid)
         self._maybe_finish(job)
 
@@ -2047,14 +2049,14 @@ class Supervisor:
         self.doomed |= found
 
     def _drop_ended_case_servers(self, family: Family) -> None:
-        """Drop the family's case servers whose channel is at its end (the server died: a
-        case killed it) before its orphans are looked for: its unnamed cases are its, not
-        the orphans of whichever case is swept next."""
+        """Drop the family's case servers that have ended (a case killed one: our child, it
+        is a zombie until reaped, its children ours already) before the family's orphans
+        are looked for: the cases it had not named to us (a pid it sent may be unread) are
+        its, not the orphans of whichever case is swept next."""
         for server in [c for c in self.case_servers.values() if c.family is family]:
             try:
-                readable, _, _ = select.select([server.chan], [], [], 0)
-                ended = bool(readable) and server.chan.recv(1, socket.MSG_PEEK) == b""
-            except OSError:
+                ended = os.waitid(os.P_PID, server.pid, EXITED_NOT_REAPED) is not None
+            except ChildProcessError:
                 ended = True
             if ended:
                 self._drop_case_server(server)
@@ -2303,10 +2305,10 @@ class Supervisor:
         """The family's processes that are our children (orphans come back to us) but no
         kernel and no job. With cgroups, only when the family has more processes than those
         (the common case costs one read)."""
+        self._drop_ended_case_servers(family)  # first: the cases it had run as programs
         if any(egg.family is family for egg in self.births):
             self._forked_all()  # a process of the family whose pid is not read yet is no orphan
             spare = spare | set(self.procs)
-        self._drop_ended_case_servers(family)
         if family.cgroup and self.cgroups is not None:
             members = set(self.cgroups.procs(family.fid))
             if members <= spare:

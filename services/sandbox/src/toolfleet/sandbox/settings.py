@@ -75,7 +75,7 @@ class SandboxSettings(ServiceSettings):
     judge_parallel: int = Field(
         default=0,
         ge=0,
-        description="Cases of one judgement run at once; 0: one more than the CPUs a family "
+        description="Cases of one judgement run at once; 0: two more than the CPUs a family "
         "may use (the host's on the local backend, docker_cpus on docker), so that a CPU does "
         "not wait while a finished case's verdict goes back and the next case's request comes.",
     )
