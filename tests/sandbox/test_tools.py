@@ -116,8 +116,10 @@ async def test_readyz_shows_the_isolation_in_force(client):
     assert sandbox["jailed"] is True and sandbox["seccomp"] is True
     assert sandbox["pid_namespace"] is True
     # CI builds libconfine (make runtime): children confine themselves in C, and the fork
-    # server loops in C; a build that fails shows here, not as a slower sandbox
+    # server loops in C; a build that fails shows here, not as a slower sandbox; so does a
+    # case forker (judges' case servers from a fresh interpreter) that did not start
     assert sandbox["confine"] == "libconfine" and sandbox["fork_server"] == "c"
+    assert sandbox["case_forker"] is True
 
 
 SERVICE_MODULES = ["asyncio", "logging", "ssl", "subprocess", "threading"]

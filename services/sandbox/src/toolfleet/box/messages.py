@@ -53,6 +53,9 @@ class Ready(TypedDict):
     cgroups: str | None
     seccomp: bool
     pid_namespace: bool
+    confine: str  # "libconfine" (children confine themselves in C), else "python"
+    fork_server: str | None  # its loop: "c", "python"; None: the supervisor forks itself
+    case_forker: bool  # judges' case servers of programs that import no preload: fresh
 
 
 class FamilyRequest(TypedDict):

@@ -1411,7 +1411,12 @@ class Supervisor:
             if server is not None:
                 known.add(server.pid)
         live = {f.conf.uid for f in self.families.values()}
-        for pid in processes.children(os.getpid()):
+        ours = processes.children(os.getpid())
+        # a doomed pid is dropped once reaped; one that died as another's child (an ended
+        # server's, which reaped it itself) is not ours to reap: dropped here, long before
+        # its pid could be given again
+        self.doomed.intersection_update(ours)
+        for pid in ours:
             if pid not in known and processes.uid_of(pid) not in live:
                 processes.kill_tree(pid)
 

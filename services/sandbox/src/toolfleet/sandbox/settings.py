@@ -75,9 +75,10 @@ class SandboxSettings(ServiceSettings):
     judge_parallel: int = Field(
         default=0,
         ge=0,
-        description="Cases of one judgement run at once; 0: two more than the CPUs a family "
-        "may use (the host's on the local backend, docker_cpus on docker), so that a CPU does "
-        "not wait while a finished case's verdict goes back and the next case's request comes.",
+        description="Cases of one judgement run at once; 0: more than the CPUs a family may "
+        "use (two more than the host's on the local backend, one more than docker_cpus on "
+        "docker), so that a CPU does not wait while a finished case's verdict goes back and "
+        "the next case's request comes.",
     )
     max_images: int = Field(default=16, ge=0, description="Images returned per call.")
     max_image_bytes: int = Field(default=8 << 20, gt=0, description="Largest image returned.")
