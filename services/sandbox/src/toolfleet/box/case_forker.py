@@ -21,7 +21,6 @@ only: its working directory is not on the path then) and serves its cases (``cas
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import socket
@@ -81,9 +80,7 @@ def main(fd: int, library: str) -> None:
     try:
         jail.prctl(jail.PR_SET_PDEATHSIG, signal.SIGKILL)  # never outlives the supervisor
         children.default_signals()  # once here, not in every child
-        confine = ctypes.CDLL(library, use_errno=True).tf_confine
-        confine.argtypes = [ctypes.c_char_p, ctypes.c_int]
-        confine.restype = ctypes.c_int
+        confine = children.load_confine(library)
         chan = socket.socket(fileno=fd)
         wire.send(chan, {"vm": jail.vm_size()})
         child = forker.fork_loop_in_c(chan, library, sibling=True)

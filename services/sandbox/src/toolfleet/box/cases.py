@@ -7,8 +7,8 @@ pages it copies from the template come from there. The case server has done all 
 it is confined in the family (its uid, limits, namespaces, cgroup, seccomp) and holds the
 program's code. Its loop is C (``fork_loop.c``'s ``tf_case_loop``), and so is each case's
 set-up: its stdio, nothing else open, its working directory, the wait until it is traced.
-Its Python only takes its arguments and environment and runs the program: ~190 pages copied
-a case, where the set-up in Python copied ~430.
+Its Python only takes its arguments and environment and runs the program: ~245 pages copied
+a case, where the set-up in Python copied ~390.
 
 What the trainer trusts still comes from outside the processes that run model code: the
 supervisor checks the pid the server names (a child of the server, of the family's uid, no

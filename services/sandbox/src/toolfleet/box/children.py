@@ -7,6 +7,7 @@ from __future__ import annotations
 import atexit
 import base64
 import builtins
+import ctypes
 import dataclasses
 import io
 import marshal
@@ -105,6 +106,15 @@ def set_environ(env: dict[str, str]) -> None:
     for key, value in env.items():
         if os.environ.get(key) != value:
             os.environ[key] = value
+
+
+def load_confine(library: str) -> Any:
+    """libconfine's ``tf_confine(words, len)``, loaded (OSError, AttributeError where it
+    does not load). Loaded once in the process that forks (a child's dlopen copies pages)."""
+    confine = ctypes.CDLL(library, use_errno=True).tf_confine
+    confine.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    confine.restype = ctypes.c_int
+    return confine
 
 
 def confine_in_c(confine: Any, birth: dict[str, Any], fds: list[int], ns: list[str]) -> None:

@@ -30,7 +30,6 @@ import base64
 import binascii
 import collections
 import contextlib
-import ctypes
 import fcntl
 import marshal
 import os
@@ -351,13 +350,10 @@ class Supervisor:
                   file=sys.stderr, flush=True)  # fmt: skip
             return None
         try:
-            confine = ctypes.CDLL(path, use_errno=True).tf_confine
+            return children.load_confine(path)
         except (OSError, AttributeError) as exc:
             print(f"supervisor: libconfine does not load ({exc!r})", file=sys.stderr, flush=True)
             return None
-        confine.argtypes = [ctypes.c_char_p, ctypes.c_int]
-        confine.restype = ctypes.c_int
-        return confine
 
     # ------------------------------------------------------------------ loop
 
