@@ -123,3 +123,37 @@ def test_every_child_of_a_big_tree_is_found() -> None:
     finally:
         processes.kill_tree(parent.pid)
         parent.wait()
+
+
+def test_one_scan_answers_as_the_files_do_where_there_are_no_children_files(
+    monkeypatch,
+) -> None:
+    """Where the kernel has no children files (gVisor), a sweep's questions are answered
+    from one pass over /proc: the same children and uids as each file read on its own, and
+    a process started after the pass is in the next one, not this one."""
+    tree = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, sys\n"
+         "kids = [subprocess.Popen(['sleep', '60']) for _ in range(3)]\n"
+         "print('ready', flush=True)\n"
+         "sys.stdin.read()\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    late = None
+    try:
+        assert tree.stdout is not None and tree.stdout.readline() == b"ready\n"
+        expected = sorted(processes.descendants(os.getpid()))
+        assert tree.pid in expected and len(expected) >= 4
+        monkeypatch.setattr(processes, "_CHILDREN_FILES", False)
+        with processes.one_scan():
+            assert sorted(processes.descendants(os.getpid())) == expected
+            assert processes.uid_of(tree.pid) == os.getuid()
+            late = sleeper()
+            assert late.pid not in processes.children(os.getpid())
+        assert late.pid in processes.children(os.getpid())  # read afresh, the slow way
+    finally:
+        processes.kill_tree(tree.pid)
+        tree.wait()
+        if late is not None:
+            late.kill()
+            late.wait()

@@ -244,6 +244,10 @@ PY_FORGERS = {
     # a child left behind writes the answer once the program has exited
     "left behind": "import os, sys, time\nif os.fork() == 0:\n    time.sleep(0.3)\n"
     "    print(8)\n    sys.stdout.flush()\n    os._exit(0)\n",
+    # the same, out of the program's process group and session (found by the sweep alone)
+    "left behind, in a session of its own": "import os, sys, time\nif os.fork() == 0:\n"
+    "    os.setsid()\n    time.sleep(0.3)\n    print(8)\n    sys.stdout.flush()\n"
+    "    os._exit(0)\n",
     # an answer printed, then a crash: the exit status is the supervisor's
     "crash": "import os\nprint(8, flush=True)\nos.abort()\n",
 }
@@ -775,6 +779,9 @@ async def test_no_time_limit_is_dodged_by_an_orphan(client, bystander):
     # the orphan's answer comes unless the wall-time limit ends the program first (gVisor,
     # a loaded machine): either way its CPU time is the program's
     assert case["stdout"] in ("refused\n8\n", "refused\n") and case["verdict"] == "TLE", case
-    assert case["cpu_s"] >= 2.1, case
+    if case["stdout"] == "refused\n8\n":  # it did all its work (2.25 s of CPU)
+        assert case["cpu_s"] >= 2.1, case
+    else:  # what it ran until the wall-time limit (it gets less CPU on a loaded machine)
+        assert case["cpu_s"] >= 1.0, case
     obs = await run(client, "print(kept)", session_id=bystander)
     assert obs["data"]["stdout"] == "41\n", obs

@@ -5,9 +5,48 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Container
+from collections.abc import Container, Iterator
+from dataclasses import dataclass, field
 
 _CHILDREN_FILES = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
+
+
+@dataclass
+class _Table:
+    """Every process's parent and real uid, from one read of each status file."""
+
+    children: dict[int, list[int]] = field(default_factory=dict)
+    uids: dict[int, int] = field(default_factory=dict)
+
+
+_scan: _Table | None = None  # while ``one_scan`` holds: the table read at its start
+
+
+@contextlib.contextmanager
+def one_scan() -> Iterator[None]:
+    """Within it, where the kernel has no children files (gVisor), ``children`` and
+    ``uid_of`` answer from one pass over /proc made at its start (one status read per
+    process) instead of a pass per question: a sweep asks for the children of every process
+    it finds. Elsewhere each answer is read when asked (a children file is exact and cheap)."""
+    global _scan
+    if _CHILDREN_FILES or _scan is not None:
+        yield
+        return
+    table = _Table()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        read = status_fields(pid, ("Tgid", "PPid", "Uid"))
+        if read.get("Tgid") == pid and "PPid" in read:  # not threads: gVisor lists them
+            table.children.setdefault(read["PPid"], []).append(pid)
+            if "Uid" in read:
+                table.uids[pid] = read["Uid"]
+    _scan = table
+    try:
+        yield
+    finally:
+        _scan = None
 
 
 def read_proc(path: str) -> bytes:
@@ -26,7 +65,9 @@ def read_proc(path: str) -> bytes:
 
 def children(pid: int) -> list[int]:
     """Direct children of ``pid``: from /proc/<pid>/task/*/children, or where the kernel has
-    no such file (gVisor) from every process's parent."""
+    no such file (gVisor) from every process's parent (``one_scan``'s if one holds)."""
+    if _scan is not None:
+        return list(_scan.children.get(pid, ()))
     if not _CHILDREN_FILES:
         return [p for p in _all_pids() if parent_of(p) == pid]
     found: list[int] = []
@@ -134,7 +175,9 @@ def owned_by(uid: int) -> list[int]:
 
 def uid_of(pid: int) -> int | None:
     """The real uid of ``pid`` (from its status: /proc/<pid> itself is root's for a process
-    that is not dumpable)."""
+    that is not dumpable); ``one_scan``'s if one holds."""
+    if _scan is not None:
+        return _scan.uids.get(pid)
     return status_field(pid, "Uid")
 
 

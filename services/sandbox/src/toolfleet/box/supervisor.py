@@ -1407,14 +1407,15 @@ class Supervisor:
             if server is not None:
                 known.add(server.pid)
         live = {f.conf.uid for f in self.families.values()}
-        ours = processes.children(os.getpid())
+        with processes.one_scan():
+            ours = processes.children(os.getpid())
+            strays = [p for p in ours if p not in known and processes.uid_of(p) not in live]
         # a doomed pid is dropped once reaped; one that died as another's child (an ended
         # server's, which reaped it itself) is not ours to reap: dropped here, long before
         # its pid could be given again
         self.doomed.intersection_update(ours)
-        for pid in ours:
-            if pid not in known and processes.uid_of(pid) not in live:
-                processes.kill_tree(pid)
+        for pid in strays:
+            processes.kill_tree(pid)
 
     # ------------------------------------------------------------------ processes
 
@@ -1474,11 +1475,19 @@ class Supervisor:
         event, sig = status >> 16, os.WSTOPSIG(status)
         inject = 0
         if event == jail.PTRACE_EVENT_EXIT:
+            # first, before anything is read: what is still in its process group (the
+            # children that did not leave it, the common case) stops at once, where the
+            # sweep's pass over /proc takes milliseconds (tens under gVisor, which has no
+            # children files); the exiting process drops the signal
+            _group_signal(pid, signal.SIGSTOP)
             # its peak memory, read while its memory still exists: after an exec, wait4's
             # figure would still count the template it was forked from
             read = processes.status_fields(pid, ("VmHWM", "PPid"))
             job.extra.update(peak_kb=read.get("VmHWM"), parent=read.get("PPid"))
             self._sweep([pid], job.family, charge=job if job.kind == "run" else None)
+            # what is left in the group is not below it (another program's child joined the
+            # group: setpgid needs only the same session): not its to keep stopped
+            _group_signal(pid, signal.SIGCONT)
             if job.kind == "run":
                 self._exiting(job, pid)
         elif event == 0 and not job.extra.get("traced"):
@@ -2280,12 +2289,13 @@ class Supervisor:
         found: set[int] = set()
         for _ in range(200):
             seen: set[int] = set()
-            for root in roots:
-                seen.update(processes.descendants(root, spare=kernels))
-            if family is not None:
-                for orphan in self._orphans(family, spare):
-                    seen.add(orphan)
-                    seen.update(processes.descendants(orphan, spare=kernels))
+            with processes.one_scan():
+                for root in roots:
+                    seen.update(processes.descendants(root, spare=kernels))
+                if family is not None:
+                    for orphan in self._orphans(family, spare):
+                        seen.add(orphan)
+                        seen.update(processes.descendants(orphan, spare=kernels))
             new = seen - found
             if not new:
                 break
@@ -2373,6 +2383,11 @@ class ExitUsage:
 def _signal(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
+
+
+def _group_signal(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
 
 
 def _send(pid: int, handle: int, sig: int) -> None:
