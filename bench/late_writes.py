@@ -47,7 +47,7 @@ def spin() -> None:
         pass
 
 
-def windows(stdout: str) -> float | None:
+def window(stdout: str) -> float | None:
     """The child's last time minus the program's (s); None when the child never wrote."""
     rows = [line.split() for line in stdout.splitlines() if line.count(" ") == 1]
     parent = [float(t) for k, t in rows if k == "p"]
@@ -78,11 +78,11 @@ def main() -> int:
             burner.start()
         for _ in range(args.judges):
             for case in http.post("/v1/judge", json=body).json()["data"]["cases"]:
-                window = windows(case["stdout"])
-                if window is None:
+                late_by = window(case["stdout"])
+                if late_by is None:
                     unwritten += 1
                 else:
-                    late.append(window * 1000)
+                    late.append(late_by * 1000)
     finally:
         for burner in burners:
             burner.terminate()

@@ -83,7 +83,7 @@ def main(fd: int, library: str) -> None:
         confine = children.load_confine(library)
         chan = socket.socket(fileno=fd)
         wire.send(chan, {"vm": jail.vm_size()})
-        child = forker.fork_loop_in_c(chan, library, sibling=True)
+        child = forker.fork_loop_in_c(chan, library)
         if child is not None:
             _born(*child, confine=confine, library=library)
     finally:

@@ -120,7 +120,7 @@ def _serve_in_c(
     """libconfine's loop (``fork_loop.c``) serves; it returns only in a child, which runs
     ``born``. Returns (to the Python loop) only where the library does not load."""
     _prepare_server()
-    child = fork_loop_in_c(chan, library, sibling=True)
+    child = fork_loop_in_c(chan, library)
     if child is None:
         return
     try:
@@ -129,20 +129,18 @@ def _serve_in_c(
         os._exit(126)
 
 
-def fork_loop_in_c(
-    chan: socket.socket, library: str, sibling: bool
-) -> tuple[dict[str, Any], list[int]] | None:
+def fork_loop_in_c(chan: socket.socket, library: str) -> tuple[dict[str, Any], list[int]] | None:
     """Serve requests for processes on ``chan`` in libconfine's loop (``fork_loop.c``):
     it never returns in this process, which touches no page of Python's again between
-    clones. In each child it makes: returns the child's request and descriptors (``chan``
-    closed). ``sibling``: the children are our parent's (``CLONE_PARENT``), else ours.
-    None (at once) where the library does not load."""
+    clones. In each child it makes (our parent's: ``CLONE_PARENT``): returns the child's
+    request and descriptors (``chan`` closed). None (at once) where the library does not
+    load."""
     loop = _loop(library, "tf_fork_loop")
     if loop is None:
         return None
     data, size, count = ctypes.c_char_p(), ctypes.c_int(), ctypes.c_int()
     fds = (ctypes.c_int * 16)()
-    _held_across(loop, chan, int(sibling), ctypes.byref(data), ctypes.byref(size), fds,
+    _held_across(loop, chan, 1, ctypes.byref(data), ctypes.byref(size), fds,
                  len(fds), ctypes.byref(count))  # fmt: skip
     return json.loads(ctypes.string_at(data, size.value)), list(fds[: count.value])
 

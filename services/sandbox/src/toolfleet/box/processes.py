@@ -22,6 +22,21 @@ class _Table:
 _scan: _Table | None = None  # while ``one_scan`` holds: the table read at its start
 
 
+def _read_table() -> _Table:
+    """Every process this namespace shows (not threads: gVisor lists them too), from one
+    read of each status file."""
+    table = _Table()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        read = status_fields(pid, ("Tgid", "PPid", "Uid"))
+        if read.get("Tgid") == pid and "PPid" in read and "Uid" in read:
+            table.children.setdefault(read["PPid"], []).append(pid)
+            table.uids[pid] = read["Uid"]
+    return table
+
+
 @contextlib.contextmanager
 def one_scan() -> Iterator[None]:
     """Within it, where the kernel has no children files (gVisor), ``children`` and
@@ -32,17 +47,7 @@ def one_scan() -> Iterator[None]:
     if _CHILDREN_FILES or _scan is not None:
         yield
         return
-    table = _Table()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        pid = int(entry)
-        read = status_fields(pid, ("Tgid", "PPid", "Uid"))
-        if read.get("Tgid") == pid and "PPid" in read:  # not threads: gVisor lists them
-            table.children.setdefault(read["PPid"], []).append(pid)
-            if "Uid" in read:
-                table.uids[pid] = read["Uid"]
-    _scan = table
+    _scan = _read_table()
     try:
         yield
     finally:
@@ -66,24 +71,13 @@ def read_proc(path: str) -> bytes:
 def children(pid: int) -> list[int]:
     """Direct children of ``pid``: from /proc/<pid>/task/*/children, or where the kernel has
     no such file (gVisor) from every process's parent (``one_scan``'s if one holds)."""
-    if _scan is not None:
-        return list(_scan.children.get(pid, ()))
-    if not _CHILDREN_FILES:
-        return [p for p in _all_pids() if parent_of(p) == pid]
+    if _scan is not None or not _CHILDREN_FILES:
+        return list((_scan or _read_table()).children.get(pid, ()))
     found: list[int] = []
     with contextlib.suppress(OSError):
         for tid in os.listdir(f"/proc/{pid}/task"):
             found.extend(int(c) for c in read_proc(f"/proc/{pid}/task/{tid}/children").split())
     return found
-
-
-def _all_pids() -> list[int]:
-    """Every process (not thread) this namespace shows."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and status_field(int(entry), "Tgid") == int(entry):
-            pids.append(int(entry))
-    return pids
 
 
 def descendants(pid: int, spare: Container[int] = ()) -> list[int]:
@@ -104,10 +98,10 @@ def kill_tree(pid: int) -> None:
             os.kill(target, signal.SIGKILL)
 
 
-def kill_group(pgid: int) -> None:
-    """SIGKILL a process group."""
+def signal_group(pgid: int, sig: int) -> None:
+    """Send ``sig`` to a process group (nothing when it is gone)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+        os.killpg(pgid, sig)
 
 
 def reap() -> list[int]:
@@ -170,7 +164,7 @@ def open_handle(pid: int) -> int:
 
 def owned_by(uid: int) -> list[int]:
     """Every process of ``uid`` this namespace shows."""
-    return [pid for pid in _all_pids() if uid_of(pid) == uid]  # not threads: gVisor lists them
+    return [pid for pid, owner in (_scan or _read_table()).uids.items() if owner == uid]
 
 
 def uid_of(pid: int) -> int | None:

@@ -1478,16 +1478,16 @@ class Supervisor:
             # first, before anything is read: what is still in its process group (the
             # children that did not leave it, the common case) stops at once, where the
             # sweep's pass over /proc takes milliseconds (tens under gVisor, which has no
-            # children files); the exiting process drops the signal
-            _group_signal(pid, signal.SIGSTOP)
+            # children files); the exiting process drops the signal. Nothing is continued
+            # after the sweep: a process not below it that joined the group (setpgid needs
+            # only the same session) chose to, and a group SIGCONT would also wake a frozen
+            # kernel that had joined it between calls
+            processes.signal_group(pid, signal.SIGSTOP)
             # its peak memory, read while its memory still exists: after an exec, wait4's
             # figure would still count the template it was forked from
             read = processes.status_fields(pid, ("VmHWM", "PPid"))
             job.extra.update(peak_kb=read.get("VmHWM"), parent=read.get("PPid"))
             self._sweep([pid], job.family, charge=job if job.kind == "run" else None)
-            # what is left in the group is not below it (another program's child joined the
-            # group: setpgid needs only the same session): not its to keep stopped
-            _group_signal(pid, signal.SIGCONT)
             if job.kind == "run":
                 self._exiting(job, pid)
         elif event == 0 and not job.extra.get("traced"):
@@ -2383,11 +2383,6 @@ class ExitUsage:
 def _signal(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
-
-
-def _group_signal(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
 
 
 def _send(pid: int, handle: int, sig: int) -> None:
