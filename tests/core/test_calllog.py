@@ -166,11 +166,10 @@ def test_digest_covers_what_the_model_sees_not_ids_or_timing():
 
 async def test_the_request_id_reaches_the_call_log(tmp_path):
     from httpx import ASGITransport, AsyncClient
-    from toolfleet.gateway.request_id import RequestIdMiddleware
 
     url = f"sqlite:///{tmp_path / 'calls.sqlite3'}"
     async with gateway(**logged(call_log_url=url)) as inner:
-        transport = ASGITransport(app=RequestIdMiddleware(inner.app))
+        transport = ASGITransport(app=inner.app)
         async with AsyncClient(transport=transport, base_url="http://gateway") as client:
             given = await client.post(
                 "/v1/tools/noop/call", json={}, headers={"x-request-id": "req-42.a"}

@@ -97,11 +97,10 @@ def test_request_ids_from_clients_are_checked():
 
 
 async def test_gateway_logs_each_call_with_its_ids_and_errors_name_their_call():
-    from toolfleet.gateway.request_id import RequestIdMiddleware
 
     with captured("toolfleet.core") as buffer:
         async with gateway(log_calls=True) as inner:
-            transport = httpx.ASGITransport(app=RequestIdMiddleware(inner.app))
+            transport = httpx.ASGITransport(app=inner.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://g") as client:
                 ok = await client.post(
                     "/v1/tools/counter/call",
@@ -126,16 +125,6 @@ async def test_gateway_logs_each_call_with_its_ids_and_errors_name_their_call():
     error = next(line for line in lines if line["level"] == "ERROR")
     assert error["call_id"] == crash.json()["call_id"] and error["request_id"] == "req-log-2"
     assert "RuntimeError: boom" in error["exc_info"]
-
-
-def request_ids_wired() -> bool:
-    """True once the gateway app installs the request-id middleware."""
-    from toolfleet.core.registry import ToolRegistry
-    from toolfleet.gateway.app import create_app
-    from toolfleet.gateway.request_id import RequestIdMiddleware
-
-    app = create_app(Settings(), registry=ToolRegistry())
-    return any(m.cls is RequestIdMiddleware for m in app.user_middleware)
 
 
 def test_toolfleet_serve_writes_json_lines(tmp_path):
@@ -168,7 +157,7 @@ def test_toolfleet_serve_writes_json_lines(tmp_path):
     assert all(line["role"] == "gateway" for line in lines)
     assert any(line["logger"].startswith("uvicorn") for line in lines)  # uvicorn's too
     call = next(line for line in lines if line["message"].startswith("call echo ok"))
-    assert call.get("request_id") == ("from-curl" if request_ids_wired() else None)
+    assert call.get("request_id") == "from-curl"
     assert call["call_id"] == r.json()["call_id"]
 
 
@@ -178,12 +167,11 @@ def cluster(make_cluster) -> Cluster:
 
 
 async def test_the_request_id_travels_to_the_worker_and_its_logs(cluster: Cluster) -> None:
-    from toolfleet.gateway.request_id import RequestIdMiddleware
 
     cluster.start_worker()
     cluster.wait_workers(1)
     async with cluster.gateway() as inner:
-        transport = httpx.ASGITransport(app=RequestIdMiddleware(inner.app))
+        transport = httpx.ASGITransport(app=inner.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://g") as client:
             r = await client.post(
                 "/v1/tools/counter/call",

@@ -107,6 +107,7 @@ async def test_cross_site_simple_requests_are_refused() -> None:
         r = await http.post("/v1/tools/echo/call", content=body, headers=page)
         assert r.status_code == 403
         assert r.json()["error"]["code"] == "cross_site_request"
+        assert len(r.headers["x-request-id"]) == 32
         form = {**page, "Content-Type": "application/x-www-form-urlencoded"}
         assert (await http.post("/v1/sessions", content="a=1", headers=form)).status_code == 403
         # the gateway's own origin (its /docs page), and clients that send no Origin, pass

@@ -168,6 +168,7 @@ async def test_oversize_body_is_413(make_gateway):
         assert r.status_code == 413
         assert r.json()["error"]["code"] == "payload_too_large"
         assert r.json()["error"]["limit_bytes"] == 1000
+        assert len(r.headers["x-request-id"]) == 32  # a refusal names its request too
 
         async def chunks():  # no Content-Length: counted as it streams
             yield b'{"arguments": {"text": "'
@@ -178,7 +179,17 @@ async def test_oversize_body_is_413(make_gateway):
         r = await client.post(
             "/v1/tools/echo/call", content=chunks(), headers={"content-type": "application/json"}
         )
-        assert r.status_code == 413
+        assert r.status_code == 413 and r.headers["connection"] == "close"
+
+        async def small():  # streamed, within the limit
+            yield b'{"arguments": {"text": "'
+            yield b"z" * 500
+            yield b'"}}'
+
+        r = await client.post(
+            "/v1/tools/echo/call", content=small(), headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 200 and r.json()["content"][0]["text"] == "z" * 500
         # small bodies still pass
         r = await client.post("/v1/tools/echo/call", json={"arguments": {"text": "ok"}})
         assert r.json()["ok"] is True

@@ -16,12 +16,9 @@ from toolfleet.core.runtime import Runtime
 from toolfleet.core.service import ROUTES_GROUP
 from toolfleet.core.settings import Settings
 from toolfleet.gateway import docs_page, fast_routes, openapi_docs
-from toolfleet.gateway.body_limit import BodyLimitMiddleware
+from toolfleet.gateway.edge import EdgeMiddleware
 from toolfleet.gateway.errors import install_error_handlers
-from toolfleet.gateway.json_body import JsonBodyMiddleware
 from toolfleet.gateway.mcp_endpoint import MCPEndpoint
-from toolfleet.gateway.origins import CrossSiteMiddleware
-from toolfleet.gateway.request_id import RequestIdMiddleware
 from toolfleet.gateway.responses import SafeJSONResponse
 from toolfleet.gateway.routes import health, sessions, tools, trajectories
 
@@ -96,10 +93,10 @@ def create_app(
     openapi_docs.install(app)  # after the fast routes: their entries get examples too
     # exactly /mcp (a Mount would redirect /mcp to /mcp/)
     app.router.routes.append(Route("/mcp", mcp, methods=["GET", "POST", "DELETE"]))
-    app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(
-        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, paths=settings.path_body_bytes
+        EdgeMiddleware,
+        max_bytes=settings.max_body_bytes,
+        paths=settings.path_body_bytes,
+        allowed_origins=settings.mcp_allowed_origins,
     )
-    app.add_middleware(CrossSiteMiddleware, allowed_origins=settings.mcp_allowed_origins)
-    app.add_middleware(RequestIdMiddleware)  # outermost: a 413 carries X-Request-ID too
     return app

@@ -1,5 +1,6 @@
-"""Which browser origins and Host names the gateway accepts, and the middleware that refuses
-cross-site requests a web page could send without the browser asking first.
+"""Which browser origins and Host names the gateway accepts, and the rule that refuses
+cross-site requests a web page could send without the browser asking first (applied by
+:mod:`toolfleet.gateway.edge`).
 
 Auth is off by default and the gateway runs code: a page on any site could otherwise POST
 ``text/plain`` (or a form) to ``http://127.0.0.1:8000/v1/tools/python/call`` from a
@@ -15,7 +16,7 @@ from __future__ import annotations
 import json
 from urllib.parse import urlsplit
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
 #: Content types a browser sends cross-site without a preflight (the Fetch standard's list).
 SIMPLE_TYPES = ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data")
@@ -49,40 +50,31 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-class CrossSiteMiddleware:
-    """Refuses cross-site requests of a simple content type (see the module's docstring)."""
+def foreign_origin(scope: Scope, allowed_origins: list[str]) -> str | None:
+    """The ``Origin`` of a cross-site request of a simple content type (to be refused), else
+    None."""
+    if scope["method"] not in UNSAFE_METHODS:
+        return None
+    origin = header(scope, b"origin")
+    if origin is None or same_origin(origin, header(scope, b"host")):
+        return None
+    if matches(origin, allowed_origins):
+        return None
+    kind = (header(scope, b"content-type") or "").split(";")[0].strip().lower()
+    return origin if kind in SIMPLE_TYPES or not kind else None
 
-    def __init__(self, app: ASGIApp, allowed_origins: list[str]) -> None:
-        self.app = app
-        self.allowed_origins = allowed_origins
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in UNSAFE_METHODS:
-            origin = header(scope, b"origin")
-            if origin is not None and self._foreign(scope, origin):
-                await self._refuse(scope, origin, send)
-                return
-        await self.app(scope, receive, send)
-
-    def _foreign(self, scope: Scope, origin: str) -> bool:
-        if same_origin(origin, header(scope, b"host")) or matches(origin, self.allowed_origins):
-            return False
-        kind = (header(scope, b"content-type") or "").split(";")[0].strip().lower()
-        return kind in SIMPLE_TYPES or not kind
-
-    async def _refuse(self, scope: Scope, origin: str, send: Send) -> None:
-        body = json.dumps(
-            {
-                "error": {
-                    "code": "cross_site_request",
-                    "message": f"a cross-site {scope['method']} from the origin {origin!r} "
-                    "with a form or text/plain body is refused (a web page may not run tools "
-                    "on this gateway); send the request from a client that is not a browser, "
-                    "or list the origin in TOOLFLEET_MCP_ALLOWED_ORIGINS",
-                    "origin": origin,
-                }
+def refusal(method: str, origin: str) -> bytes:
+    """The JSON body of the 403 that refuses a cross-site request."""
+    return json.dumps(
+        {
+            "error": {
+                "code": "cross_site_request",
+                "message": f"a cross-site {method} from the origin {origin!r} "
+                "with a form or text/plain body is refused (a web page may not run tools "
+                "on this gateway); send the request from a client that is not a browser, "
+                "or list the origin in TOOLFLEET_MCP_ALLOWED_ORIGINS",
+                "origin": origin,
             }
-        ).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-        await send({"type": "http.response.start", "status": 403, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        }
+    ).encode()

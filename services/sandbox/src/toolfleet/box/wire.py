@@ -19,6 +19,10 @@ from typing import Any
 
 HEADER = struct.Struct("!I")
 MAX_FRAME = 256 * 1024 * 1024
+# made once: ``json.dumps`` with any option builds an encoder per call, and every call of a
+# session crosses this module four times (service, supervisor, kernel, supervisor)
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_DECODER = json.JSONDecoder()
 
 
 class ChannelClosedError(ConnectionError):
@@ -27,7 +31,7 @@ class ChannelClosedError(ConnectionError):
 
 def encode(obj: Mapping[str, Any]) -> bytes:
     """One frame."""
-    return frame(json.dumps(obj, separators=(",", ":")).encode())
+    return frame(_ENCODER.encode(obj).encode())
 
 
 def frame(body: bytes) -> bytes:
@@ -45,7 +49,7 @@ def _size(header: bytes | bytearray, max_frame: int) -> int:
 
 def _decoded(payload: bytes | bytearray) -> dict[str, Any]:
     """A frame's JSON object; anything else closes the channel."""
-    obj = json.loads(payload)
+    obj = _DECODER.decode(payload.decode("utf-8", "surrogatepass"))
     if not isinstance(obj, dict):
         raise ChannelClosedError("frame is not a JSON object")
     return obj
