@@ -48,7 +48,7 @@ async def test_every_language_has_programs():
     assert resolve("python3") == "python" and resolve("cobol") is None
 
 
-def test_the_readme_names_every_language_and_the_limits_in_force() -> None:
+async def test_the_readme_names_every_language_and_the_limits_in_force() -> None:
     """What a newcomer reads first: the languages served and the sandbox's default limits."""
     readme = " ".join(ROOT.joinpath("README.md").read_text().split())
     paragraph = readme[readme.index("**Languages.**") :][:1000]
