@@ -6,9 +6,9 @@ counted as it comes."""
 
 from __future__ import annotations
 
-import json
-
+from starlette.responses import Response
 from starlette.types import Scope
+from toolfleet.gateway.errors import error_response
 
 
 def declared(scope: Scope) -> tuple[int | None, bool]:
@@ -23,11 +23,9 @@ def declared(scope: Scope) -> tuple[int | None, bool]:
     return length, encoded
 
 
-def refusal(limit: int) -> bytes:
-    """The JSON body of the 413 that refuses a body over ``limit`` bytes."""
-    error = {
-        "code": "payload_too_large",
-        "message": f"request body is larger than the limit of {limit} bytes",
-        "limit_bytes": limit,
-    }
-    return json.dumps({"error": error}).encode()
+def refusal(limit: int) -> Response:
+    """The 413 that refuses a body over ``limit`` bytes (the connection closed after it: the
+    rest of the body is never read)."""
+    message = f"request body is larger than the limit of {limit} bytes"
+    return error_response(413, "payload_too_large", message, headers={"connection": "close"},
+                          limit_bytes=limit)  # fmt: skip

@@ -36,23 +36,20 @@ class EdgeMiddleware:
         self.max_bytes = max_bytes
         self.paths = dict(paths or {})
         self.allowed_origins = list(allowed_origins or [])
-        self._too_large = {n: body_limit.refusal(n) for n in {max_bytes, *self.paths.values()}}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if logs.request_id.get() is not None:  # an app this wraps was wrapped again: its id
-            await self._checked(scope, receive, send)
-            return
-        header = (request_id.HEADER, request_id.of(scope).encode())
+        rid = request_id.of(scope)
+        header = (request_id.HEADER, rid.encode())
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        token = logs.request_id.set(header[1].decode())
+        token = logs.request_id.set(rid)
         try:
             await self._checked(scope, receive, send_with_id)
         finally:
@@ -61,12 +58,12 @@ class EdgeMiddleware:
     async def _checked(self, scope: Scope, receive: Receive, send: Send) -> None:
         origin = origins.foreign_origin(scope, self.allowed_origins)
         if origin is not None:
-            await _answer(send, 403, origins.refusal(scope["method"], origin))
+            await origins.refusal(scope["method"], origin)(scope, receive, send)
             return
         limit = self.paths.get(scope["path"], self.max_bytes)
         length, encoded = body_limit.declared(scope)
         if length is not None and length > limit:
-            await _answer(send, 413, self._too_large[limit], close=True)
+            await body_limit.refusal(limit)(scope, receive, send)
             return
         if scope["method"] == "POST":
             scope = json_body.declared_json(scope)
@@ -91,7 +88,7 @@ class EdgeMiddleware:
                 seen += len(message.get("body", b""))
                 if seen > limit:
                     refused = True
-                    await _answer(send, 413, self._too_large[limit], close=True)
+                    await body_limit.refusal(limit)(scope, receive, send)
                     return {"type": "http.disconnect"}
             return message
 
@@ -104,12 +101,3 @@ class EdgeMiddleware:
         except Exception:
             if not refused:
                 raise
-
-
-async def _answer(send: Send, status: int, body: bytes, close: bool = False) -> None:
-    """A whole JSON response."""
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    if close:
-        headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

@@ -13,10 +13,11 @@ a browser never sends them cross-site; clients that are not browsers send no Ori
 
 from __future__ import annotations
 
-import json
 from urllib.parse import urlsplit
 
+from starlette.responses import Response
 from starlette.types import Scope
+from toolfleet.gateway.errors import error_response
 
 #: Content types a browser sends cross-site without a preflight (the Fetch standard's list).
 SIMPLE_TYPES = ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data")
@@ -64,17 +65,11 @@ def foreign_origin(scope: Scope, allowed_origins: list[str]) -> str | None:
     return origin if kind in SIMPLE_TYPES or not kind else None
 
 
-def refusal(method: str, origin: str) -> bytes:
-    """The JSON body of the 403 that refuses a cross-site request."""
-    return json.dumps(
-        {
-            "error": {
-                "code": "cross_site_request",
-                "message": f"a cross-site {method} from the origin {origin!r} "
-                "with a form or text/plain body is refused (a web page may not run tools "
-                "on this gateway); send the request from a client that is not a browser, "
-                "or list the origin in TOOLFLEET_MCP_ALLOWED_ORIGINS",
-                "origin": origin,
-            }
-        }
-    ).encode()
+def refusal(method: str, origin: str) -> Response:
+    """The 403 that refuses a cross-site request."""
+    message = (
+        f"a cross-site {method} from the origin {origin!r} with a form or text/plain body is "
+        "refused (a web page may not run tools on this gateway); send the request from a "
+        "client that is not a browser, or list the origin in TOOLFLEET_MCP_ALLOWED_ORIGINS"
+    )
+    return error_response(403, "cross_site_request", message, origin=origin)
