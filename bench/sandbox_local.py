@@ -248,8 +248,22 @@ def run_tree(root: Path, python: str, env: dict[str, str], args: argparse.Namesp
     try:
         return measure(base, server.pid, args.duration, args.idle)
     finally:
+        left = descendants(server.pid)
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=180)
+        settle(left)
+
+
+def settle(pids: set[int], within_s: float = 120.0) -> None:
+    """Wait until a stopped tree's processes are all gone, then a moment more, so that the
+    next tree's rows do not run beside the teardown of the last one's sessions (memory freed,
+    cgroups removed); says how long that took."""
+    start = time.monotonic()
+    while time.monotonic() < start + within_s and any(os.path.exists(f"/proc/{p}") for p in pids):
+        time.sleep(0.2)
+    print(f"  its {len(pids)} processes gone {time.monotonic() - start:.1f} s after the stop",
+          flush=True)  # fmt: skip
+    time.sleep(3)
 
 
 def old_tree(ref: str) -> Path:

@@ -4,6 +4,11 @@ Used on both sides of the sandbox boundary: the service (asyncio) and the zygote
 supervisors and the kernels (blocking). A frame is a 4-byte big-endian length and a UTF-8
 JSON object. What comes from a kernel is untrusted: frames are bounded and only ever decoded
 as JSON.
+
+Frames are written and read with orjson where the process has it (the service's venv and the
+runtime we build: a warm call crosses eight encodes and decodes, ~2.5 µs less each), else with
+the standard library's json, which also takes what orjson refuses: lone surrogates (written as
+``\ud800`` escapes) and ints past 64 bits. Either end reads what the other wrote.
 """
 
 from __future__ import annotations
@@ -16,6 +21,12 @@ import socket
 import struct
 from collections.abc import Mapping
 from typing import Any
+
+orjson: Any
+try:  # every side has it (the service's venv, the runtime we build); a runtime of a user's
+    import orjson  # own may not, and then the standard library's json is used alone
+except ImportError:
+    orjson = None
 
 HEADER = struct.Struct("!I")
 MAX_FRAME = 256 * 1024 * 1024
@@ -31,6 +42,11 @@ class ChannelClosedError(ConnectionError):
 
 def encode(obj: Mapping[str, Any]) -> bytes:
     """One frame."""
+    if orjson is not None:
+        try:
+            return frame(orjson.dumps(obj))
+        except TypeError:  # lone surrogates (escaped below), ints past 64 bits ...
+            pass
     return frame(_ENCODER.encode(obj).encode())
 
 
@@ -49,7 +65,12 @@ def _size(header: bytes | bytearray, max_frame: int) -> int:
 
 def _decoded(payload: bytes | bytearray) -> dict[str, Any]:
     """A frame's JSON object; anything else closes the channel."""
-    obj = _DECODER.decode(payload.decode("utf-8", "surrogatepass"))
+    obj = None
+    if orjson is not None:
+        with contextlib.suppress(ValueError):  # escaped lone surrogates, NaN ...
+            obj = orjson.loads(payload)
+    if obj is None:
+        obj = _DECODER.decode(payload.decode("utf-8", "surrogatepass"))
     if not isinstance(obj, dict):
         raise ChannelClosedError("frame is not a JSON object")
     return obj
