@@ -126,6 +126,7 @@ class Job:
     usage: Any = None  # its resource usage (wait4)
     pipes: dict[int, str] = field(default_factory=dict)  # open read ends -> stream
     cpu_before: float = 0.0
+    oom_before: int = 0  # the family's OOM kills as its process began (``_outcome``)
     request: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -1277,11 +1278,16 @@ class Supervisor:
             "notes": notes,
         }
 
+    def _oom_kills(self, family: Family) -> int:
+        """How many processes the OOM killer has killed in the family so far (0 without a
+        cgroup of its own)."""
+        if not family.cgroup or self.cgroups is None:
+            return 0
+        return self.cgroups.oom_kills(family.fid)
+
     def _oom_since(self, family: Family) -> bool:
         """True when the OOM killer has killed in the family since we last looked."""
-        if not family.cgroup or self.cgroups is None:
-            return False
-        seen, family.oom_seen = family.oom_seen, self.cgroups.oom_kills(family.fid)
+        seen, family.oom_seen = family.oom_seen, max(family.oom_seen, self._oom_kills(family))
         return family.oom_seen > seen
 
     def _reap_for(self, kernel: KernelState, pids: list[int]) -> bool:
@@ -1561,7 +1567,7 @@ class Supervisor:
         family = job.family
         out_r, out_w = _pipe()
         err_r, err_w = _pipe()
-        self._oom_since(family)
+        job.oom_before = self._oom_kills(family)
         pid = 0
         if birth["run"] == "exec" and self.shim is not None:
             pid = self._spawn_shim(family, (stdin, out_w, err_w), cwd, env, birth["argv"],
@@ -1646,14 +1652,20 @@ class Supervisor:
             rss = max(0, rss - self.base_rss)  # the template's pages are not the program's
         elif job.extra.get("peak_kb"):
             rss = int(job.extra["peak_kb"]) * 1024  # an exec'd program's own peak
-        oom = self._oom_since(job.family)
+        # Killed by the OOM killer if it has killed in the family since this process began:
+        # each process against its own count, never one the family's processes consume (a
+        # judge's cases run at once: one that ended, or began, between another's kill and
+        # its end took that kill, and the killed case was told "killed", not crowded out).
+        kills = self._oom_kills(job.family)
+        job.family.oom_seen = max(job.family.oom_seen, kills)
+        oom = signum == signal.SIGKILL and kills > job.oom_before
         stdout, stderr = job.output.text("stdout"), job.output.text("stderr")
         return {
             "exit_code": code,
             "signal": signum,
             "timed_out": job.interrupted == "timeout",
             "output_limit": job.output.exceeded,
-            "memory_limit": oom and signum == signal.SIGKILL,
+            "memory_limit": oom,
             "elapsed_ms": (time.monotonic() - job.started) * 1000,
             "cpu_ms": cpu,
             "max_rss_bytes": rss,
@@ -1962,6 +1974,7 @@ class Supervisor:
             for fd in (out_w, err_w, go_r):
                 _close(fd)
         job.extra["go"] = go_w
+        job.oom_before = self._oom_kills(job.family)
         job.started = time.monotonic()
         job.pipes = {out_r: "stdout", err_r: "stderr"}
         for fd, stream in job.pipes.items():
@@ -2104,7 +2117,7 @@ class Supervisor:
         for fd in (kernel.stat, kernel.handle):
             if fd >= 0:
                 _close(fd)
-        self._oom_since(family)
+        job.oom_before = self._oom_kills(family)
         job.extra["traced"] = True
         job.pid, job.cpu_before, job.started = pid, cpu_before, time.monotonic()
         self.procs[pid] = job

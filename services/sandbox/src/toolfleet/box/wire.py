@@ -8,7 +8,10 @@ as JSON.
 Frames are written and read with orjson where the process has it (the service's venv and the
 runtime we build: a warm call crosses eight encodes and decodes, ~2.5 µs less each), else with
 the standard library's json, which also takes what orjson refuses: lone surrogates (written as
-``\ud800`` escapes) and ints past 64 bits. Either end reads what the other wrote.
+``\ud800`` escapes, as json always wrote them) and ints past 64 bits. Either end reads what
+the other wrote, but for two things no frame of ours carries (the service caps its numbers;
+what a kernel reports is model-produced and checked as such): orjson reads an int past 64
+bits as a float, and writes NaN and the infinities as null.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ def encode(obj: Mapping[str, Any]) -> bytes:
     if orjson is not None:
         try:
             return frame(orjson.dumps(obj))
-        except TypeError:  # lone surrogates (escaped below), ints past 64 bits ...
+        except TypeError:  # lone surrogates (escaped below), ints past 64 bits
             pass
     return frame(_ENCODER.encode(obj).encode())
 
