@@ -323,3 +323,17 @@ async def test_a_compiler_cannot_be_turned_against_the_service(client, victim):
     obs = await program(client, "c", code)
     assert obs["error"]["kind"] == "compile_error", obs
     assert "v-secret" not in obs["error"]["detail"]
+
+
+async def test_a_frame_nested_too_deep_ends_only_its_own_interpreter(client, victim):
+    """A kernel that writes its supervisor a report nested past json's recursion limit (a
+    RecursionError, not the ValueError of other garbage) loses its own interpreter; the
+    supervisor, and the other sessions of its zygote, go on (they used to lose their state)."""
+    code = (
+        "import struct, time, toolfleet.box.kernel as k\n"
+        "p = b'{\"a\":' + b'[' * 100_000 + b']' * 100_000 + b'}'\n"
+        "k.CURRENT.chan.sendall(struct.pack('!I', len(p)) + p)\ntime.sleep(1)"
+    )
+    for _ in range(2):  # new sessions go to the zygotes in turn: the victim's is hit
+        obs = await run(client, code, session_id=await new_session(client))
+        assert not obs["ok"] and obs["error"]["kind"] != "unavailable", obs

@@ -48,8 +48,16 @@ def test_frames_come_whole_however_the_bytes_are_cut(codec):
 
 @pytest.mark.parametrize(
     "payload",
-    [b"\xff\xfe{}", b"\xef\xbb\xbf{}", b'{"a": 1', b"[1, 2]", b"null", b""],
-    ids=["not utf-8", "a byte-order mark", "cut json", "an array", "null", "empty"],
+    [
+        b"\xff\xfe{}",
+        b"\xef\xbb\xbf{}",
+        b'{"a": 1',
+        b"[1, 2]",
+        b"null",
+        b"",
+        b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    ],
+    ids=["not utf-8", "a byte-order mark", "cut json", "an array", "null", "empty", "too deep"],
 )
 def test_a_frame_that_is_no_json_object_closes_the_channel(payload, codec):
     with pytest.raises((wire.ChannelClosedError, ValueError)):

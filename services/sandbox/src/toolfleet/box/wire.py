@@ -73,7 +73,10 @@ def _decoded(payload: bytes | bytearray) -> dict[str, Any]:
         with contextlib.suppress(ValueError):  # escaped lone surrogates, NaN ...
             obj = orjson.loads(payload)
     if obj is None:
-        obj = _DECODER.decode(payload.decode("utf-8", "surrogatepass"))
+        try:
+            obj = _DECODER.decode(payload.decode("utf-8", "surrogatepass"))
+        except RecursionError:  # not a ValueError: it would end the loop that reads it
+            raise ChannelClosedError("frame is nested too deep") from None
     if not isinstance(obj, dict):
         raise ChannelClosedError("frame is not a JSON object")
     return obj
