@@ -393,6 +393,24 @@ async def test_half_a_frame_on_the_channel_holds_up_no_other_session(client, bys
     assert not obs["ok"], obs  # its call ended at its deadline, not with the half frame
 
 
+async def test_a_frame_nested_too_deep_ends_only_its_own_kernel(client, bystander):
+    """The cell writes a report nested past json's recursion limit on the kernel's channel
+    (a RecursionError where other garbage is a ValueError): its own kernel is lost and its
+    call fails; the supervisor reading it, and the session next door, go on (a supervisor's
+    loop ended on it, and every session it held lost its state)."""
+    sid = await new_session(client)
+    deep = CHANNEL + (
+        "import struct, time\n"
+        "p = b'{\"a\":' + b'[' * 100_000 + b']' * 100_000 + b'}'\n"
+        "os.write(chan, struct.pack('!I', len(p)) + p)\n"
+        "time.sleep(5)\n"
+    )
+    obs = await run(client, deep, session_id=sid, timeout_s=20)
+    assert not obs["ok"] and obs["error"]["kind"] != "unavailable", obs
+    obs = await run(client, "print(kept)", session_id=bystander)
+    assert obs["data"]["stdout"] == "41\n", obs
+
+
 async def test_a_kernel_that_stops_reading_holds_up_no_other_session(client, bystander):
     """The cell answers its call with a forged report and never returns to read the
     channel; the next call's request (bigger than the channel's buffer) cannot all be sent.
