@@ -441,6 +441,27 @@ async def test_fork_copies_globals_and_files_then_diverges(client):
     assert (await run(client, "counter", session_id=child))["data"]["result"] == "11"
 
 
+async def test_a_session_forked_and_its_forks_ended_again_and_again_forks_on(client):
+    """A parent only ever forked (tree search: fork, explore, end, again) collects the forks
+    that ended, its children, as it forks: their zombies filled the family's process limit
+    (32 here), and then neither the parent could fork nor a live sibling start a process."""
+    sid = await new_session(client)
+    obs = await run(client, "x = 7", session_id=sid)
+    assert obs["ok"], obs
+    sibling = (await client.post(f"/v1/sessions/{sid}/fork")).json()["session_id"]
+    for i in range(45):
+        r = await client.post(f"/v1/sessions/{sid}/fork")
+        assert r.status_code == 201, (i, r.text)
+        child = r.json()["session_id"]
+        obs = await run(client, "print(x)", session_id=child)
+        assert obs["data"]["stdout"] == "7\n", obs
+        assert (await client.delete(f"/v1/sessions/{child}")).status_code == 200
+    obs = await run(
+        client, "import subprocess\nprint(subprocess.run(['true']).returncode)", session_id=sibling
+    )
+    assert obs["data"]["stdout"] == "0\n", obs
+
+
 async def test_fork_keeps_bash_state(client):
     sid = await new_session(client)
     await bash(client, "mkdir d && cd d && export V=1", session_id=sid)

@@ -223,6 +223,10 @@ class Kernel:
         output pipes in ``fds``."""
         if len(fds) != 3:
             raise ValueError("fork needs a channel and two pipes")
+        # the forks of this one that ended are its children: collected here too, not only at
+        # its next cell (a parent that is only ever forked kept them all, and the family's
+        # process limit filled with zombies: no fork, and no process in any sibling, went)
+        _reap_children([])
         shutil.copytree(self.workspace, workspace, symlinks=True, dirs_exist_ok=True)
         pid = os.fork()
         if pid == 0:
