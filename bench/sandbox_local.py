@@ -11,10 +11,13 @@ Starts ``toolfleet serve`` (real settings, sandbox tools only), then prints:
 ``--compare REF`` also runs the same measurements against the code at git REF (a worktree
 made and synced under /tmp, its own virtualenv), the two trees in turn ``--rounds`` times in
 this run (so that a machine whose load drifts weighs on both alike), and prints the median of
-the rounds of each side by side. Asserts nothing.
+the rounds of each side by side. Then (``--paired N``) the c=1 rows once more (the warm call,
+a new session's first call, a fork) with both trees' servers up at once and N short turns
+alternated between them: the rows most sensitive to a VM's minute-to-minute drift, measured
+paired. Asserts nothing.
 
     .venv/bin/python bench/sandbox_local.py [--duration 10] [--idle 500] [--compare ff33a1b]
-                                         [--rounds 3]
+                                         [--rounds 3] [--paired 10]
 """
 
 from __future__ import annotations
@@ -121,6 +124,25 @@ def serve(python: str, cwd: Path, env: dict[str, str]) -> tuple[subprocess.Popen
         time.sleep(0.2)
 
 
+def new_session_first_call(http: httpx.Client) -> str:
+    """A new session and its first call (``print(1+1)``); the session's id."""
+    sid = http.post("/v1/sessions").json()["session_id"]
+    r = http.post(
+        "/v1/tools/python/call", json={"arguments": {"code": "print(1+1)"}, "session_id": sid}
+    )
+    assert r.json()["ok"], r.text
+    return sid
+
+
+def numpy_parent(http: httpx.Client) -> str:
+    """A session holding a 10 MB numpy array, to be forked; its id."""
+    parent = http.post("/v1/sessions").json()["session_id"]
+    code = "import numpy as np\nbig = np.random.rand(10 * 1024 * 1024 // 8)\nbig.nbytes"
+    r = http.post("/v1/tools/python/call", json={"session_id": parent, "arguments": {"code": code}})
+    assert r.json()["data"]["result"] == "10485760", r.text
+    return parent
+
+
 def measure(base: str, server_pid: int, duration: int, idle: int) -> dict[str, dict]:
     """Every figure of one server; rows by label."""
     rows: dict[str, dict] = {}
@@ -153,17 +175,7 @@ def measure(base: str, server_pid: int, duration: int, idle: int) -> dict[str, d
             os.unlink(path)
 
         made: list[str] = []
-
-        def new_session_first_call():
-            sid = http.post("/v1/sessions").json()["session_id"]
-            r = http.post(
-                "/v1/tools/python/call",
-                json={"arguments": {"code": "print(1+1)"}, "session_id": sid},
-            )
-            assert r.json()["ok"], r.text
-            made.append(sid)
-
-        times = timed(new_session_first_call, 100)
+        times = timed(lambda: made.append(new_session_first_call(http)), 100)
         rows["new session + first call (seq.)"] = _summary(times)
         for sid in made:
             http.delete(f"/v1/sessions/{sid}")
@@ -174,18 +186,7 @@ def measure(base: str, server_pid: int, duration: int, idle: int) -> dict[str, d
 
         rows["SandboxFusion /run_code print(1+1) (seq.)"] = _summary(timed(run_code, 50))
 
-        parent = http.post("/v1/sessions").json()["session_id"]
-        r = http.post(
-            "/v1/tools/python/call",
-            json={
-                "session_id": parent,
-                "arguments": {
-                    "code": "import numpy as np\n"
-                    "big = np.random.rand(10 * 1024 * 1024 // 8)\nbig.nbytes"
-                },
-            },
-        )
-        assert r.json()["data"]["result"] == "10485760", r.text
+        parent = numpy_parent(http)
         forks: list[str] = []
 
         def fork():
@@ -254,6 +255,61 @@ def run_tree(root: Path, python: str, env: dict[str, str], args: argparse.Namesp
         settle(left)
 
 
+PAIRED = ("warm call, c=1 (wrk)", "new session + first call", "fork, 10 MB numpy")
+
+
+def paired(trees: list[tuple], runs: int) -> dict[str, dict[str, list[float]]]:
+    """The c=1 rows of every tree with their servers up at once, in short turns alternated
+    between the trees, so that a machine whose speed drifts from minute to minute (a VM's)
+    weighs on each tree alike. Each turn: 2 s of wrk on a warm session, 10 new sessions
+    with their first call, 10 forks of a new session holding 10 MB of numpy. Per tree and row,
+    each turn's p50 (ms)."""
+    servers, clients, scripts = [], {}, {}
+    p50s: dict[str, dict[str, list[float]]] = {}
+    try:
+        for name, root, python, env in trees:
+            server, base = serve(python, root, env)
+            servers.append(server)
+            http = clients[name] = httpx.Client(base_url=base, timeout=60)
+            sid = http.post("/v1/sessions").json()["session_id"]
+            body = {"arguments": {"code": "print(1+1)"}, "session_id": sid}
+            for _ in range(20):
+                http.post("/v1/tools/python/call", json=body)
+            with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+                f.write(lua_post([body]))
+            scripts[name] = (f"{base}/v1/tools/python/call", f.name)
+            p50s[name] = {row: [] for row in PAIRED}
+        for _ in range(runs):
+            for name, (url, script) in scripts.items():
+                http, rows = clients[name], p50s[name]
+                rows[PAIRED[0]].append(run_wrk(url, 1, 2, script)["p50_ms"])
+                made: list[str] = []
+                times = timed(lambda: made.append(new_session_first_call(http)), 10)  # noqa: B023
+                rows[PAIRED[1]].append(statistics.median(times))
+                # a parent per turn: in ff33a1b the forks a parent had and ended stay its
+                # zombies until it runs a cell, and fill its family's process limit
+                made.append(numpy_parent(http))
+                fork = f"/v1/sessions/{made[-1]}/fork"
+                times = timed(lambda: made.append(http.post(fork).json()["session_id"]), 10)  # noqa: B023
+                rows[PAIRED[2]].append(statistics.median(times))
+                for sid in made:
+                    http.delete(f"/v1/sessions/{sid}")
+                time.sleep(1)  # their teardown is not the next turn's to share
+    finally:
+        left: set[int] = set()
+        for server in servers:
+            left |= descendants(server.pid)
+            server.send_signal(signal.SIGTERM)
+        for server in servers:
+            server.wait(timeout=180)
+        for http in clients.values():
+            http.close()
+        for _, script in scripts.values():
+            os.unlink(script)
+        settle(left)
+    return p50s
+
+
 def settle(pids: set[int], within_s: float = 120.0) -> None:
     """Wait until a stopped tree's processes are all gone, then a moment more, so that the
     next tree's rows do not run beside the teardown of the last one's sessions (memory freed,
@@ -303,6 +359,10 @@ def main() -> int:
     parser.add_argument("--idle", type=int, default=500, help="idle sessions to hold at once")
     parser.add_argument("--compare", metavar="REF", help="also measure the code at git REF")
     parser.add_argument("--rounds", type=int, default=1, help="alternations of the trees")
+    parser.add_argument(
+        "--paired", type=int, default=10, metavar="N",
+        help="with --compare: N alternated turns of the c=1 rows, the servers up at once",
+    )  # fmt: skip
     args = parser.parse_args()
     env = {
         **os.environ,
@@ -326,6 +386,18 @@ def main() -> int:
         f"median of {args.rounds} round(s)"
     )
     print_rows(columns)
+    if args.compare and args.paired:
+        print(f"\nthe c=1 rows again, the servers up at once, {args.paired} turns per tree "
+              "alternated (each: 2 s of wrk, 10 new sessions, 10 forks)", flush=True)  # fmt: skip
+        p50s = paired(trees, args.paired)
+        first = next(iter(p50s.values()))
+        for row in PAIRED:
+            print(f"  {row}:")
+            for name, rows in p50s.items():
+                median, base = statistics.median(rows[row]), statistics.median(first[row])
+                print(f"    {name:>10}: median of the turns' p50 {median:.3f} ms (turns "
+                      f"{min(rows[row]):.3f}-{max(rows[row]):.3f}), "
+                      f"{100 * (median / base - 1):+.1f}%")  # fmt: skip
     return 0
 
 
