@@ -249,10 +249,18 @@ def run_tree(root: Path, python: str, env: dict[str, str], args: argparse.Namesp
     try:
         return measure(base, server.pid, args.duration, args.idle)
     finally:
-        left = descendants(server.pid)
+        stop([server])
+
+
+def stop(servers: list[subprocess.Popen]) -> None:
+    """Stop the servers, then wait until every process they had is gone (``settle``)."""
+    left: set[int] = set()
+    for server in servers:
+        left |= descendants(server.pid)
         server.send_signal(signal.SIGTERM)
+    for server in servers:
         server.wait(timeout=180)
-        settle(left)
+    settle(left)
 
 
 PAIRED = ("warm call, c=1 (wrk)", "new session + first call", "fork, 10 MB numpy")
@@ -296,17 +304,11 @@ def paired(trees: list[tuple], runs: int) -> dict[str, dict[str, list[float]]]:
                     http.delete(f"/v1/sessions/{sid}")
                 time.sleep(1)  # their teardown is not the next turn's to share
     finally:
-        left: set[int] = set()
-        for server in servers:
-            left |= descendants(server.pid)
-            server.send_signal(signal.SIGTERM)
-        for server in servers:
-            server.wait(timeout=180)
         for http in clients.values():
             http.close()
         for _, script in scripts.values():
             os.unlink(script)
-        settle(left)
+        stop(servers)
     return p50s
 
 
@@ -364,6 +366,8 @@ def main() -> int:
         help="with --compare: N alternated turns of the c=1 rows, the servers up at once",
     )  # fmt: skip
     args = parser.parse_args()
+    if args.paired < 0 or args.rounds < 1:
+        parser.error("--paired must be 0 (none) or more, --rounds 1 or more")
     env = {
         **os.environ,
         "TOOLFLEET_SERVICES": '["sandbox"]',

@@ -1287,8 +1287,13 @@ class Supervisor:
 
     def _oom_since(self, family: Family) -> bool:
         """True when the OOM killer has killed in the family since we last looked."""
-        seen, family.oom_seen = family.oom_seen, max(family.oom_seen, self._oom_kills(family))
-        return family.oom_seen > seen
+        seen = family.oom_seen
+        return self._oom_seen(family) > seen
+
+    def _oom_seen(self, family: Family) -> int:
+        """The family's OOM kills so far, as read now and counted as seen."""
+        family.oom_seen = max(family.oom_seen, self._oom_kills(family))
+        return family.oom_seen
 
     def _reap_for(self, kernel: KernelState, pids: list[int]) -> bool:
         """Have the kernel collect the children we just killed (only a parent can; their
@@ -1656,9 +1661,7 @@ class Supervisor:
         # each process against its own count, never one the family's processes consume (a
         # judge's cases run at once: one that ended, or began, between another's kill and
         # its end took that kill, and the killed case was told "killed", not crowded out).
-        kills = self._oom_kills(job.family)
-        job.family.oom_seen = max(job.family.oom_seen, kills)
-        oom = signum == signal.SIGKILL and kills > job.oom_before
+        oom = signum == signal.SIGKILL and self._oom_seen(job.family) > job.oom_before
         stdout, stderr = job.output.text("stdout"), job.output.text("stderr")
         return {
             "exit_code": code,
